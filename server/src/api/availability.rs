@@ -1,0 +1,186 @@
+//! Availability endpoints: a clinician's weekly rules and dated exceptions.
+
+use chrono::{Duration, NaiveDate, NaiveTime};
+use serde::Deserialize;
+
+use super::{ApiError, ApiResult, Ctx, Validator, created, no_content, ok};
+use crate::domain::availability::{Exception, IsoWeekday, Session, WeeklyRule};
+use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
+use crate::domain::time;
+use crate::scheduling::{availability, directory};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleBody {
+    /// ISO weekday: 1 = Monday … 7 = Sunday.
+    weekday: i64,
+    start_time: NaiveTime,
+    end_time: NaiveTime,
+    slot_minutes: u32,
+    #[serde(default)]
+    buffer_minutes: u32,
+    #[serde(default)]
+    valid_from: Option<NaiveDate>,
+    #[serde(default)]
+    valid_until: Option<NaiveDate>,
+}
+
+/// POST /api/v1/clinicians/{id}/availability/rules
+pub async fn create_rule(ctx: Ctx) -> ApiResult {
+    let clinician: ClinicianId = ctx.param("id")?;
+    let body: RuleBody = ctx.json()?;
+    let mut v = Validator::default();
+    let weekday = IsoWeekday::new(body.weekday);
+    if weekday.is_none() {
+        v.fail("weekday", "must be 1 (Monday) to 7 (Sunday)");
+    }
+    let session = v.check(
+        "start_time",
+        Session::new(body.start_time, body.end_time, body.slot_minutes, body.buffer_minutes),
+    );
+    if let (Some(from), Some(until)) = (body.valid_from, body.valid_until)
+        && until < from
+    {
+        v.fail("valid_until", "is before valid_from");
+    }
+    v.finish()?;
+    let (Some(weekday), Some(session)) = (weekday, session) else {
+        return Err(ApiError::internal());
+    };
+    directory::get_clinician(&ctx.state.db, clinician).await?;
+    let rule = WeeklyRule {
+        weekday,
+        session,
+        valid_from: body.valid_from,
+        valid_until: body.valid_until,
+    };
+    created(&availability::create_rule(&ctx.state.db, clinician, &rule).await?)
+}
+
+/// GET /api/v1/clinicians/{id}/availability/rules
+pub async fn list_rules(ctx: Ctx) -> ApiResult {
+    let clinician: ClinicianId = ctx.param("id")?;
+    let _: super::directory::NoQuery = ctx.query()?;
+    directory::get_clinician(&ctx.state.db, clinician).await?;
+    ok(&availability::list_rules(&ctx.state.db, clinician).await?)
+}
+
+/// DELETE /api/v1/clinicians/{id}/availability/rules/{rule_id}
+pub async fn delete_rule(ctx: Ctx) -> ApiResult {
+    let clinician: ClinicianId = ctx.param("id")?;
+    let rule: RuleId = ctx.param("rule_id")?;
+    availability::delete_rule(&ctx.state.db, clinician, rule).await?;
+    no_content()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExceptionBody {
+    date: NaiveDate,
+    /// `leave` or `extra`.
+    kind: String,
+    #[serde(default)]
+    start_time: Option<NaiveTime>,
+    #[serde(default)]
+    end_time: Option<NaiveTime>,
+    #[serde(default)]
+    slot_minutes: Option<u32>,
+    #[serde(default)]
+    buffer_minutes: Option<u32>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// POST /api/v1/clinicians/{id}/availability/exceptions
+pub async fn create_exception(ctx: Ctx) -> ApiResult {
+    let clinician: ClinicianId = ctx.param("id")?;
+    let body: ExceptionBody = ctx.json()?;
+    let mut v = Validator::default();
+    let note = body.note.as_deref().unwrap_or("").trim().to_string();
+    if note.chars().count() > 500 {
+        v.fail("note", "must be at most 500 characters");
+    }
+    let exception = match body.kind.as_str() {
+        "leave" => match (body.start_time, body.end_time) {
+            (None, None) => Some(Exception::Leave {
+                date: body.date,
+                window: None,
+            }),
+            (Some(s), Some(e)) if s < e => Some(Exception::Leave {
+                date: body.date,
+                window: Some((s, e)),
+            }),
+            (Some(_), Some(_)) => {
+                v.fail("end_time", "must be after start_time");
+                None
+            }
+            _ => {
+                v.fail(
+                    "start_time",
+                    "give both start_time and end_time for part of a day, or neither for the whole day",
+                );
+                None
+            }
+        },
+        "extra" => match (body.start_time, body.end_time, body.slot_minutes) {
+            (Some(s), Some(e), Some(slot)) => v
+                .check(
+                    "start_time",
+                    Session::new(s, e, slot, body.buffer_minutes.unwrap_or(0)),
+                )
+                .map(|session| Exception::Extra {
+                    date: body.date,
+                    session,
+                }),
+            _ => {
+                v.fail(
+                    "start_time",
+                    "an extra session needs start_time, end_time and slot_minutes",
+                );
+                None
+            }
+        },
+        _ => {
+            v.fail("kind", "must be leave or extra");
+            None
+        }
+    };
+    v.finish()?;
+    let Some(exception) = exception else {
+        return Err(ApiError::internal());
+    };
+    directory::get_clinician(&ctx.state.db, clinician).await?;
+    created(&availability::create_exception(&ctx.state.db, clinician, &exception, &note).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExceptionQuery {
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+}
+
+/// GET /api/v1/clinicians/{id}/availability/exceptions
+pub async fn list_exceptions(ctx: Ctx) -> ApiResult {
+    let clinician: ClinicianId = ctx.param("id")?;
+    let q: ExceptionQuery = ctx.query()?;
+    let today = time::now().date_naive();
+    let from = q.from.unwrap_or(today - Duration::days(30));
+    let to = q.to.unwrap_or(from + Duration::days(365));
+    if to < from || (to - from).num_days() > 731 {
+        return Err(ApiError::invalid_field(
+            "to",
+            "must be on or after from, at most two years later",
+        ));
+    }
+    directory::get_clinician(&ctx.state.db, clinician).await?;
+    ok(&availability::list_exceptions(&ctx.state.db, clinician, from, to).await?)
+}
+
+/// DELETE /api/v1/clinicians/{id}/availability/exceptions/{exception_id}
+pub async fn delete_exception(ctx: Ctx) -> ApiResult {
+    let clinician: ClinicianId = ctx.param("id")?;
+    let id: ExceptionId = ctx.param("exception_id")?;
+    availability::delete_exception(&ctx.state.db, clinician, id).await?;
+    no_content()
+}

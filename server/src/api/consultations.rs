@@ -1,0 +1,226 @@
+//! Consultation endpoints: book or hold, confirm, cancel, reschedule, start, complete, no-show.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
+use crate::domain::consultation::{Kind, Status, Urgency};
+use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
+use crate::domain::text::BoundedText;
+use crate::scheduling::booking::{self, Consultation, ConsultationFilter, Event, NewBooking};
+
+pub const MAX_REASON: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BookingBody {
+    kind: String,
+    clinician_id: ClinicianId,
+    patient_id: PatientId,
+    #[serde(default)]
+    requesting_facility_id: Option<FacilityId>,
+    #[serde(default)]
+    referring_clinician_id: Option<ClinicianId>,
+    reason: String,
+    #[serde(default)]
+    urgency: Option<String>,
+    start: DateTime<Utc>,
+    /// Hold the slot for a few minutes instead of booking it.
+    #[serde(default)]
+    hold: bool,
+}
+
+fn kinds() -> String {
+    Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// POST /api/v1/consultations
+pub async fn create(ctx: Ctx) -> ApiResult {
+    let body: BookingBody = ctx.json()?;
+    let mut v = Validator::default();
+    let kind = Kind::parse(&body.kind);
+    if kind.is_none() {
+        v.fail("kind", format!("must be one of {}", kinds()));
+    }
+    let urgency = match body.urgency.as_deref() {
+        None => Some(Urgency::Routine),
+        Some(u) => {
+            let parsed = Urgency::parse(u);
+            if parsed.is_none() {
+                v.fail("urgency", "must be routine, soon or urgent");
+            }
+            parsed
+        }
+    };
+    let reason = v.check("reason", BoundedText::parse(&body.reason, MAX_REASON, true));
+    v.finish()?;
+    let (Some(kind), Some(urgency), Some(reason)) = (kind, urgency, reason) else {
+        return Err(ApiError::internal());
+    };
+    let c = booking::book(
+        &ctx.state.db,
+        &ctx.principal,
+        NewBooking {
+            kind,
+            clinician_id: body.clinician_id,
+            patient_id: body.patient_id,
+            requesting_facility_id: body.requesting_facility_id,
+            referring_clinician_id: body.referring_clinician_id,
+            reason,
+            urgency,
+            start: body.start,
+            hold: body.hold,
+        },
+        ctx.state.hold_ttl,
+    )
+    .await?;
+    created(&c)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    clinician_id: Option<ClinicianId>,
+    patient_id: Option<PatientId>,
+    requesting_facility_id: Option<FacilityId>,
+    status: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// GET /api/v1/consultations
+pub async fn list(ctx: Ctx) -> ApiResult {
+    let p: ListParams = ctx.query()?;
+    let (limit, offset) = super::directory::page(p.limit, p.offset)?;
+    let status = match p.status.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::invalid_field(
+                "status",
+                "must be held, booked, in_progress, completed, cancelled, no_show or expired",
+            )
+        })?),
+    };
+    let rows = booking::list(
+        &ctx.state.db,
+        &ConsultationFilter {
+            clinician_id: p.clinician_id,
+            patient_id: p.patient_id,
+            requesting_facility_id: p.requesting_facility_id,
+            status,
+            from: p.from,
+            to: p.to,
+            limit,
+            offset,
+        },
+    )
+    .await?;
+    ok(&rows)
+}
+
+#[derive(Serialize)]
+struct ConsultationDetail {
+    #[serde(flatten)]
+    consultation: Consultation,
+    events: Vec<Event>,
+}
+
+/// GET /api/v1/consultations/{id}
+pub async fn get(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    let consultation = booking::get(&ctx.state.db, id).await?;
+    let events = booking::events(&ctx.state.db, id).await?;
+    ok(&ConsultationDetail {
+        consultation,
+        events,
+    })
+}
+
+/// Transitions that take no body refuse one, so a client does not believe it sent something.
+fn no_body(ctx: &Ctx) -> Result<(), ApiError> {
+    if ctx.body.is_empty() {
+        Ok(())
+    } else {
+        let map: serde_json::Map<String, serde_json::Value> = ctx.json()?;
+        if map.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(
+                "invalid_json",
+                "this endpoint takes no fields; send an empty body or {}",
+            ))
+        }
+    }
+}
+
+/// POST /api/v1/consultations/{id}/confirm
+pub async fn confirm(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    no_body(&ctx)?;
+    ok(&booking::confirm(&ctx.state.db, &ctx.principal, id).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: String,
+}
+
+/// POST /api/v1/consultations/{id}/cancel
+pub async fn cancel(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    let body: ReasonBody = ctx.json()?;
+    let reason = BoundedText::parse(&body.reason, MAX_REASON, true)
+        .map_err(|e| ApiError::invalid_field("reason", e))?;
+    ok(&booking::cancel(&ctx.state.db, &ctx.principal, id, &reason).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RescheduleBody {
+    start: DateTime<Utc>,
+    #[serde(default)]
+    clinician_id: Option<ClinicianId>,
+    reason: String,
+}
+
+/// POST /api/v1/consultations/{id}/reschedule
+pub async fn reschedule(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    let body: RescheduleBody = ctx.json()?;
+    let reason = BoundedText::parse(&body.reason, MAX_REASON, true)
+        .map_err(|e| ApiError::invalid_field("reason", e))?;
+    let c = booking::reschedule(
+        &ctx.state.db,
+        &ctx.principal,
+        id,
+        body.clinician_id,
+        body.start,
+        &reason,
+    )
+    .await?;
+    ok(&c)
+}
+
+/// POST /api/v1/consultations/{id}/start
+pub async fn start(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    no_body(&ctx)?;
+    ok(&booking::start(&ctx.state.db, &ctx.principal, id).await?)
+}
+
+/// POST /api/v1/consultations/{id}/complete
+pub async fn complete(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    no_body(&ctx)?;
+    ok(&booking::complete(&ctx.state.db, &ctx.principal, id).await?)
+}
+
+/// POST /api/v1/consultations/{id}/no-show
+pub async fn no_show(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    no_body(&ctx)?;
+    ok(&booking::no_show(&ctx.state.db, &ctx.principal, id).await?)
+}

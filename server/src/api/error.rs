@@ -1,0 +1,142 @@
+//! The one error shape of the API: `{"error": {"code", "message", "details"}}` with the right status.
+//!
+//! Every error a client can cause is a 4xx that says what to fix. Storage and internal failures
+//! become a 500 (or 503 while the database is unreachable) whose details stay in the log, tagged
+//! with the request id, and never reach the client.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+}
+
+/// One field that failed validation.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// A request that is well-formed but asks for something invalid.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// One invalid field, with the field named in the details.
+    pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::invalid_fields(vec![FieldError {
+            field: field.to_string(),
+            message: message.to_string(),
+        }])
+    }
+
+    pub fn invalid_fields(fields: Vec<FieldError>) -> Self {
+        let summary = fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("invalid input: {summary}"),
+        )
+        .with_details(json!({ "fields": fields }))
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something went wrong on our side; it has been logged",
+        )
+    }
+
+    pub fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the database is unreachable; try again shortly",
+        )
+    }
+
+    pub fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details }
+        });
+        let mut response = warp::reply::json(&body).into_response_inner();
+        *response.status_mut() = self.status;
+        response
+    }
+}
+
+/// `warp::Reply::into_response` by another name, so the trait need not be in scope everywhere.
+trait IntoResponseInner {
+    fn into_response_inner(self) -> Response;
+}
+impl<T: warp::Reply> IntoResponseInner for T {
+    fn into_response_inner(self) -> Response {
+        warp::Reply::into_response(self)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                tracing::error!(error = %err, "database unavailable");
+                ApiError::unavailable()
+            }
+            other => {
+                tracing::error!(error = %other, "database error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for ApiError {
+    fn from(err: crate::storage::StorageError) -> Self {
+        match err {
+            crate::storage::StorageError::Query(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "storage error");
+                ApiError::internal()
+            }
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! The JSON API under `/api/v1`.
+//!
+//! Routes live in one table ([`route_table`]): the dispatcher matches requests against it and the
+//! OpenAPI test compares it with `/api/v1/openapi.json`, so a route cannot exist without being
+//! documented. Handlers share one signature: they receive a [`Ctx`] holding the caller, the path
+//! parameters, the raw query and the body, and parse what they need at this edge.
+
+pub mod availability;
+pub mod consultations;
+pub mod directory;
+pub mod error;
+pub mod openapi;
+pub mod schedule;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use warp::Filter;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::Response;
+
+use crate::auth::Principal;
+use crate::state::AppState;
+pub use error::{ApiError, FieldError};
+
+/// What a handler returns.
+pub type ApiResult = Result<Response, ApiError>;
+type HandlerFuture = Pin<Box<dyn Future<Output = ApiResult> + Send>>;
+/// A handler: plain function pointers keep the table simple and cheap to clone.
+pub type Handler = fn(Ctx) -> HandlerFuture;
+
+/// Everything a handler may look at, already bounded in size.
+pub struct Ctx {
+    pub state: AppState,
+    pub principal: Principal,
+    params: Vec<(String, String)>,
+    query: String,
+    body: Bytes,
+}
+
+/// One documented endpoint.
+#[derive(Clone)]
+pub struct Route {
+    pub method: Method,
+    /// Path template in OpenAPI form, e.g. `/api/v1/facilities/{id}`.
+    pub path: &'static str,
+    pub handler: Handler,
+}
+
+/// Wraps an `async fn(Ctx) -> ApiResult` into a table entry.
+macro_rules! route {
+    ($method:ident $path:literal => $handler:path) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            handler: |ctx| Box::pin($handler(ctx)),
+        }
+    };
+}
+
+/// Every API route. The only place routes are declared.
+pub fn route_table() -> Vec<Route> {
+    vec![
+        route!(GET "/api/v1/openapi.json" => openapi::get),
+        route!(GET "/api/v1/facilities" => directory::list_facilities),
+        route!(POST "/api/v1/facilities" => directory::create_facility),
+        route!(GET "/api/v1/facilities/{id}" => directory::get_facility),
+        route!(GET "/api/v1/facilities/{id}/departments" => directory::list_departments),
+        route!(POST "/api/v1/facilities/{id}/departments" => directory::create_department),
+        route!(GET "/api/v1/facilities/{id}/calendar" => schedule::calendar),
+        route!(GET "/api/v1/facilities/{id}/utilisation" => schedule::utilisation),
+        route!(GET "/api/v1/specialties" => directory::list_specialties),
+        route!(POST "/api/v1/specialties" => directory::create_specialty),
+        route!(GET "/api/v1/clinicians" => directory::list_clinicians),
+        route!(POST "/api/v1/clinicians" => directory::create_clinician),
+        route!(GET "/api/v1/clinicians/{id}" => directory::get_clinician),
+        route!(GET "/api/v1/clinicians/{id}/availability/rules" => availability::list_rules),
+        route!(POST "/api/v1/clinicians/{id}/availability/rules" => availability::create_rule),
+        route!(DELETE "/api/v1/clinicians/{id}/availability/rules/{rule_id}" => availability::delete_rule),
+        route!(GET "/api/v1/clinicians/{id}/availability/exceptions" => availability::list_exceptions),
+        route!(POST "/api/v1/clinicians/{id}/availability/exceptions" => availability::create_exception),
+        route!(DELETE "/api/v1/clinicians/{id}/availability/exceptions/{exception_id}" => availability::delete_exception),
+        route!(GET "/api/v1/patients" => directory::list_patients),
+        route!(POST "/api/v1/patients" => directory::create_patient),
+        route!(GET "/api/v1/patients/{id}" => directory::get_patient),
+        route!(GET "/api/v1/slots" => schedule::search_slots),
+        route!(GET "/api/v1/consultations" => consultations::list),
+        route!(POST "/api/v1/consultations" => consultations::create),
+        route!(GET "/api/v1/consultations/{id}" => consultations::get),
+        route!(POST "/api/v1/consultations/{id}/confirm" => consultations::confirm),
+        route!(POST "/api/v1/consultations/{id}/cancel" => consultations::cancel),
+        route!(POST "/api/v1/consultations/{id}/reschedule" => consultations::reschedule),
+        route!(POST "/api/v1/consultations/{id}/start" => consultations::start),
+        route!(POST "/api/v1/consultations/{id}/complete" => consultations::complete),
+        route!(POST "/api/v1/consultations/{id}/no-show" => consultations::no_show),
+    ]
+}
+
+/// The compiled table: paths to the handlers of each method.
+pub struct Router {
+    paths: matchit::Router<Vec<(Method, Handler, &'static str)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("route {0} is declared twice")]
+    Duplicate(String),
+    #[error("bad route template: {0}")]
+    Insert(#[from] matchit::InsertError),
+}
+
+impl Router {
+    pub fn new(routes: Vec<Route>) -> Result<Router, RouterError> {
+        let mut grouped: Vec<(&'static str, Vec<(Method, Handler, &'static str)>)> = Vec::new();
+        for r in routes {
+            match grouped.iter_mut().find(|(p, _)| *p == r.path) {
+                Some((_, methods)) => {
+                    if methods.iter().any(|(m, _, _)| *m == r.method) {
+                        return Err(RouterError::Duplicate(format!("{} {}", r.method, r.path)));
+                    }
+                    methods.push((r.method, r.handler, r.path));
+                }
+                None => grouped.push((r.path, vec![(r.method, r.handler, r.path)])),
+            }
+        }
+        let mut paths = matchit::Router::new();
+        for (path, methods) in grouped {
+            paths.insert(path, methods)?;
+        }
+        Ok(Router { paths })
+    }
+}
+
+/// The warp filter that serves everything under `/api/v1`.
+pub fn api_filter(
+    state: AppState,
+    router: Arc<Router>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path("api")
+        .and(warp::path("v1"))
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(
+            warp::query::raw()
+                .or(warp::any().map(String::new))
+                .unify(),
+        )
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body| {
+                let state = state.clone();
+                let router = router.clone();
+                async move {
+                    dispatch(state, router, method, path.as_str(), query, headers, body).await
+                }
+            },
+        )
+}
+
+async fn dispatch<S, B>(
+    state: AppState,
+    router: Arc<Router>,
+    method: Method,
+    path: &str,
+    query: String,
+    headers: HeaderMap,
+    body: S,
+) -> Response
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
+    B: bytes::Buf,
+{
+    let started = Instant::now();
+    let (result, template) = match router.paths.at(path) {
+        Err(_) => (
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                format!("no API endpoint at {path}; see /api/v1/openapi.json"),
+            )),
+            "unmatched",
+        ),
+        Ok(found) => {
+            let params: Vec<(String, String)> = found
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            match found.value.iter().find(|(m, _, _)| *m == method) {
+                None => {
+                    let allowed: Vec<&str> = found.value.iter().map(|(m, _, _)| m.as_str()).collect();
+                    (
+                        Err(ApiError::new(
+                            StatusCode::METHOD_NOT_ALLOWED,
+                            "method_not_allowed",
+                            format!("{method} is not allowed here; use {}", allowed.join(", ")),
+                        )),
+                        found.value.first().map(|(_, _, p)| *p).unwrap_or("unmatched"),
+                    )
+                }
+                Some((_, handler, template)) => {
+                    let result = match read_body(&method, &headers, body, state.max_body_bytes).await {
+                        Ok(body) => {
+                            let ctx = Ctx {
+                                principal: state.principal_for(&headers),
+                                state: state.clone(),
+                                params,
+                                query,
+                                body,
+                            };
+                            handler(ctx).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    (result, *template)
+                }
+            }
+        }
+    };
+    let response = result.unwrap_or_else(ApiError::into_response);
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_api_requests_total", "method" => method.to_string(), "route" => template, "status" => status)
+        .increment(1);
+    metrics::histogram!("http_api_request_duration_seconds", "route" => template)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Reads the body up to `limit` bytes; JSON is the only body the API accepts.
+async fn read_body<S, B>(
+    method: &Method,
+    headers: &HeaderMap,
+    mut body: S,
+    limit: usize,
+) -> Result<Bytes, ApiError>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
+    B: bytes::Buf,
+{
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| {
+            ApiError::bad_request("body_unreadable", "the request body could not be read")
+        })?;
+        if buf.len() + chunk.remaining() > limit {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            buf.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    if !buf.is_empty() && matches!(*method, Method::POST | Method::PUT | Method::PATCH) {
+        let is_json = headers
+            .get(warp::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+    }
+    Ok(buf.freeze())
+}
+
+impl Ctx {
+    /// A path parameter parsed as `T`; an unparsable value names the parameter.
+    pub fn param<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
+        let raw = self
+            .params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(ApiError::internal)?;
+        raw.parse().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_path",
+                format!("path parameter {name} must be a positive whole number, got {raw:?}"),
+            )
+        })
+    }
+
+    /// The JSON body as `T`. Missing, malformed, mistyped or unknown fields are a 400 naming them.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request(
+                "missing_body",
+                "this endpoint needs a JSON body",
+            ));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ApiError::bad_request("invalid_json", format!("the JSON body is not acceptable: {e}"))
+                .with_details(serde_json::json!({ "line": e.line(), "column": e.column() }))
+        })
+    }
+
+    /// The query string as `T`; unknown parameters are refused so that typos do not pass silently.
+    pub fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_urlencoded::from_str(&self.query).map_err(|e| {
+            ApiError::bad_request("invalid_query", format!("the query string is not acceptable: {e}"))
+        })
+    }
+}
+
+/// A JSON response with `status`.
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> ApiResult {
+    let mut response = warp::Reply::into_response(warp::reply::json(body));
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+pub fn ok<T: Serialize>(body: &T) -> ApiResult {
+    json_response(StatusCode::OK, body)
+}
+
+pub fn created<T: Serialize>(body: &T) -> ApiResult {
+    json_response(StatusCode::CREATED, body)
+}
+
+pub fn no_content() -> ApiResult {
+    Ok(warp::Reply::into_response(warp::reply::with_status(
+        warp::reply(),
+        StatusCode::NO_CONTENT,
+    )))
+}
+
+/// Collects validation failures so a client learns every problem at once.
+#[derive(Default)]
+pub struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, r: Result<T, E>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors.push(FieldError {
+                    field: field.to_string(),
+                    message: e.to_string(),
+                });
+                None
+            }
+        }
+    }
+
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid_fields(self.errors))
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Configuration: documented defaults, then an optional TOML file, then environment variables,
+//! then command-line flags, each overriding the one before.
+//!
+//! | setting | file key | environment | flag | default |
+//! |---|---|---|---|---|
+//! | listen address | `listen` | `TELEHEALTH_LISTEN` | `--listen` | `127.0.0.1:8080` |
+//! | data directory | `data_dir` | `TELEHEALTH_DATA_DIR` | `--data-dir` | `./data` |
+//! | database URL | `database_url` | `DATABASE_URL` | `--database-url` | `sqlite://<data_dir>/telehealth.db` |
+//! | pool size | `database_max_connections` | `TELEHEALTH_DATABASE_MAX_CONNECTIONS` | | 16 |
+//! | log format | `log_format` | `TELEHEALTH_LOG_FORMAT` | `--log-format` | `text` (or `json`) |
+//! | log filter | `log_filter` | `RUST_LOG` | | `info` |
+//! | hold length | `hold_minutes` | `TELEHEALTH_HOLD_MINUTES` | | 5 |
+//! | largest JSON body | `max_body_bytes` | `TELEHEALTH_MAX_BODY_BYTES` | | 65536 |
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A database URL, which may carry a password: it is never printed whole.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn redacted(&self) -> String {
+        crate::storage::redact_url(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `None` means the embedded SQLite file in `data_dir`.
+    pub database_url: Option<DatabaseUrl>,
+    pub database_max_connections: u32,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    /// How long a held slot stays reserved before it frees itself.
+    pub hold_minutes: u32,
+    pub max_body_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            log_format: LogFormat::Text,
+            log_filter: "info".to_string(),
+            hold_minutes: 5,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the layer below in force.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<DatabaseUrl>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(#[from] Box<figment::Error>);
+
+impl Settings {
+    /// Reads the layers in order: defaults, `file` (when given), environment, `overrides`.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("TELEHEALTH_").ignore(&["CONFIG"]))
+            .merge(Env::raw().only(&["DATABASE_URL"]))
+            .merge(Env::raw().only(&["RUST_LOG"]).map(|_| "log_filter".into()))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError(Box::new(e)))
+    }
+
+    /// The database to use: the configured URL, or the embedded SQLite file in the data directory.
+    pub fn database_url(&self) -> DatabaseUrl {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => DatabaseUrl(format!(
+                "sqlite://{}",
+                self.data_dir.join("telehealth.db").display()
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_overrides() {
+        let s = Settings::default();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database_url().expose(), "sqlite://./data/telehealth.db");
+        let url = DatabaseUrl::new("postgres://u:pw@h/db");
+        assert_eq!(format!("{url:?}"), "postgres://u:***@h/db");
+    }
+}

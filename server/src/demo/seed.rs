@@ -1,0 +1,501 @@
+//! Seeds the demo network into the database: facilities, people, weekly availability and a day
+//! of consultations. Running it again changes nothing: a marker in `platform_meta` records that
+//! the network is there.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, NaiveTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::network::{self, DemoNetwork, FacilityKindSeed, FacilitySeed};
+use crate::domain::availability::{IsoWeekday, Session, WeeklyRule, slots_on};
+use crate::domain::ids::{ClinicianId, FacilityId, PatientId};
+use crate::domain::time::{self, Zone};
+use crate::on_db;
+use crate::storage::{BeginWrite, Db};
+
+const MARKER: &str = "demo_network";
+/// Rows per multi-row INSERT: well under SQLite's bound-parameter limit.
+const BATCH: usize = 400;
+
+#[derive(Clone, Copy, Debug)]
+pub struct DemoSize {
+    pub care_centres: usize,
+    pub patients_per_centre: usize,
+}
+
+impl Default for DemoSize {
+    fn default() -> Self {
+        DemoSize {
+            care_centres: 1000,
+            patients_per_centre: 3,
+        }
+    }
+}
+
+/// What is in the database after seeding, for the start-up message.
+#[derive(Clone, Debug)]
+pub struct DemoSummary {
+    pub created: bool,
+    pub facilities: i64,
+    pub clinicians: i64,
+    pub patients: i64,
+    pub consultations_today: i64,
+    pub example_hub: Option<(FacilityId, String)>,
+    pub example_specialist: Option<(ClinicianId, String, String)>,
+}
+
+/// Seeds the network unless it is already there; `show_progress` draws a progress bar.
+pub async fn seed(db: &Db, size: DemoSize, show_progress: bool) -> Result<DemoSummary, sqlx::Error> {
+    let present = on_db!(db, pool => sqlx::query_scalar::<_, String>(
+        "SELECT value FROM platform_meta WHERE key = $1",
+    )
+    .bind(MARKER)
+    .fetch_optional(pool)
+    .await)?;
+    let created = present.is_none();
+    if created {
+        let net = network::generate(size.care_centres, size.patients_per_centre);
+        let total = (net.specialties.len()
+            + net.hubs.len()
+            + net.care_centres.len()
+            + net.specialists.len()
+            + net.rural_clinicians.len()
+            + net.patients.len()) as u64;
+        let bar = if show_progress {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template("{msg:>22} [{bar:40}] {pos}/{len}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        insert_network(db, &net, &bar).await?;
+        bar.finish_with_message("demo network ready");
+    }
+    summary(db, created).await
+}
+
+async fn insert_network(db: &Db, net: &DemoNetwork, bar: &ProgressBar) -> Result<(), sqlx::Error> {
+    let now = time::now();
+    bar.set_message("specialties");
+    on_db!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new("INSERT INTO specialties (code, name_en, name_vi) ");
+        q.push_values(&net.specialties, |mut v, s| {
+            v.push_bind(s.code).push_bind(s.name_en).push_bind(s.name_vi);
+        });
+        q.build().execute(pool).await.map(|r| r.rows_affected())
+    })?;
+    bar.inc(net.specialties.len() as u64);
+
+    bar.set_message("facilities");
+    let facilities: Vec<&FacilitySeed> = net.hubs.iter().chain(net.care_centres.iter()).collect();
+    for chunk in facilities.chunks(BATCH) {
+        on_db!(db, pool => {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO facilities (code, name, kind, level, province, address, time_zone, created_at) ",
+            );
+            q.push_values(chunk, |mut v, f| {
+                let kind = match f.kind {
+                    FacilityKindSeed::HubHospital => "hub_hospital",
+                    FacilityKindSeed::CareCentre => "care_centre",
+                };
+                v.push_bind(f.code.as_str())
+                    .push_bind(f.name.as_str())
+                    .push_bind(kind)
+                    .push_bind(f.level)
+                    .push_bind(f.province)
+                    .push_bind(f.address.as_str())
+                    .push_bind(f.time_zone)
+                    .push_bind(now);
+            });
+            q.build().execute(pool).await.map(|r| r.rows_affected())
+        })?;
+        bar.inc(chunk.len() as u64);
+    }
+    let facility_ids: HashMap<String, FacilityId> = on_db!(db, pool => sqlx::query_as::<_, (String, FacilityId)>(
+        "SELECT code, id FROM facilities",
+    )
+    .fetch_all(pool)
+    .await)?
+    .into_iter()
+    .collect();
+
+    let departments: Vec<(FacilityId, &str)> = facilities
+        .iter()
+        .filter_map(|f| facility_ids.get(&f.code).map(|id| (*id, f)))
+        .flat_map(|(id, f)| f.departments.iter().map(move |d| (id, d.as_str())))
+        .collect();
+    for chunk in departments.chunks(BATCH) {
+        on_db!(db, pool => {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO departments (facility_id, name) ");
+            q.push_values(chunk, |mut v, (f, name)| {
+                v.push_bind(*f).push_bind(*name);
+            });
+            q.build().execute(pool).await.map(|r| r.rows_affected())
+        })?;
+    }
+    let department_ids: HashMap<(FacilityId, String), i64> = on_db!(db, pool => sqlx::query_as::<_, (i64, FacilityId, String)>(
+        "SELECT id, facility_id, name FROM departments",
+    )
+    .fetch_all(pool)
+    .await)?
+    .into_iter()
+    .map(|(id, f, name)| ((f, name), id))
+    .collect();
+    let specialty_ids: HashMap<String, i64> = on_db!(db, pool => sqlx::query_as::<_, (String, i64)>(
+        "SELECT code, id FROM specialties",
+    )
+    .fetch_all(pool)
+    .await)?
+    .into_iter()
+    .collect();
+
+    bar.set_message("clinicians");
+    let clinicians: Vec<_> = net.specialists.iter().chain(net.rural_clinicians.iter()).collect();
+    // One at a time inside one transaction: the ids are needed to attach specialties.
+    on_db!(db, pool => {
+        async {
+            let mut tx = pool.begin_write().await?;
+            for c in &clinicians {
+                let Some(facility) = facility_ids.get(&c.facility_code).copied() else {
+                    continue;
+                };
+                let department = department_ids.get(&(facility, c.department.clone())).copied();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO clinicians (facility_id, department_id, full_name, title, active, created_at)
+                     VALUES ($1, $2, $3, $4, TRUE, $5) RETURNING id",
+                )
+                .bind(facility)
+                .bind(department)
+                .bind(c.full_name.as_str())
+                .bind(c.title)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                for code in &c.specialty_codes {
+                    if let Some(s) = specialty_ids.get(*code) {
+                        sqlx::query(
+                            "INSERT INTO clinician_specialties (clinician_id, specialty_id) VALUES ($1, $2)",
+                        )
+                        .bind(id)
+                        .bind(*s)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                bar.inc(1);
+            }
+            tx.commit().await
+        }
+        .await
+    })?;
+
+    bar.set_message("patients");
+    for chunk in net.patients.chunks(BATCH) {
+        on_db!(db, pool => {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO patients (full_name, date_of_birth, sex, phone, national_id, home_facility_id, created_at) ",
+            );
+            q.push_values(chunk, |mut v, p| {
+                v.push_bind(p.full_name.as_str())
+                    .push_bind(p.date_of_birth)
+                    .push_bind(p.sex)
+                    .push_bind(p.phone.as_str())
+                    .push_bind(p.national_id.as_deref())
+                    .push_bind(facility_ids.get(&p.home_facility_code).copied())
+                    .push_bind(now);
+            });
+            q.build().execute(pool).await.map(|r| r.rows_affected())
+        })?;
+        bar.inc(chunk.len() as u64);
+    }
+
+    bar.set_message("availability");
+    let specialists = hub_specialists(db).await?;
+    let mut rng = ChaCha8Rng::seed_from_u64(0x5EED_7E1E);
+    let mut rules: Vec<(ClinicianId, WeeklyRule)> = Vec::new();
+    for (clinician, _) in &specialists {
+        for rule in weekly_pattern(&mut rng) {
+            rules.push((*clinician, rule));
+        }
+    }
+    for chunk in rules.chunks(BATCH) {
+        on_db!(db, pool => {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO availability_rules (clinician_id, weekday, start_time, end_time, slot_minutes,
+                   buffer_minutes, valid_from, valid_until, created_at) ",
+            );
+            q.push_values(chunk, |mut v, (c, r)| {
+                v.push_bind(*c)
+                    .push_bind(i32::from(r.weekday.get()))
+                    .push_bind(r.session.start())
+                    .push_bind(r.session.end())
+                    .push_bind(r.session.slot_minutes() as i32)
+                    .push_bind(r.session.buffer_minutes() as i32)
+                    .push_bind(r.valid_from)
+                    .push_bind(r.valid_until)
+                    .push_bind(now);
+            });
+            q.build().execute(pool).await.map(|r| r.rows_affected())
+        })?;
+    }
+
+    bar.set_message("today's consultations");
+    book_today(db, &specialists, &rules, &mut rng).await?;
+
+    on_db!(db, pool => sqlx::query("INSERT INTO platform_meta (key, value) VALUES ($1, $2)")
+        .bind(MARKER)
+        .bind(now.to_rfc3339())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Hub specialists with their facility's zone.
+async fn hub_specialists(db: &Db) -> Result<Vec<(ClinicianId, Zone)>, sqlx::Error> {
+    let rows = on_db!(db, pool => sqlx::query_as::<_, (ClinicianId, String)>(
+        "SELECT c.id, f.time_zone FROM clinicians c JOIN facilities f ON f.id = c.facility_id
+         WHERE f.kind = 'hub_hospital' ORDER BY c.id",
+    )
+    .fetch_all(pool)
+    .await)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, zone)| (id, Zone::parse(&zone).unwrap_or_default()))
+        .collect())
+}
+
+fn hm(h: u32, m: u32) -> NaiveTime {
+    NaiveTime::from_hms_opt(h, m, 0).unwrap_or(NaiveTime::MIN)
+}
+
+/// A specialist's week: clinic mornings and afternoons on weekdays, with a little variety in slot
+/// length and a Saturday morning for some.
+fn weekly_pattern(rng: &mut ChaCha8Rng) -> Vec<WeeklyRule> {
+    let slot = [20u32, 30, 30, 30, 45][rng.random_range(0..5)];
+    let buffer = if slot == 45 { 15 } else { [0u32, 5, 10][rng.random_range(0..3)] };
+    let mut days: Vec<u8> = (1..=5).collect();
+    // Most specialists keep one weekday for wards or surgery.
+    if rng.random_bool(0.6) {
+        let off = rng.random_range(0..days.len());
+        days.remove(off);
+    }
+    if rng.random_bool(0.3) {
+        days.push(6);
+    }
+    let mut rules = Vec::new();
+    for day in days {
+        let Some(weekday) = IsoWeekday::new(i64::from(day)) else {
+            continue;
+        };
+        let mut sessions = vec![(hm(7, 30), hm(11, 30))];
+        if day != 6 {
+            sessions.push((hm(13, 30), hm(16, 30)));
+        }
+        for (start, end) in sessions {
+            if let Ok(session) = Session::new(start, end, slot, buffer) {
+                rules.push(WeeklyRule {
+                    weekday,
+                    session,
+                    valid_from: None,
+                    valid_until: None,
+                });
+            }
+        }
+    }
+    rules
+}
+
+const REASONS: &[&str] = &[
+    "Đau ngực khi gắng sức, cần ý kiến chuyên khoa tim mạch",
+    "Đường huyết không ổn định dù đã dùng thuốc",
+    "Trẻ sốt kéo dài, phát ban",
+    "Thai 32 tuần, huyết áp cao",
+    "Tổn thương da lan rộng, nghi nấm",
+    "Đau đầu kéo dài, chóng mặt",
+    "Ho kéo dài trên 3 tuần, sụt cân",
+    "Theo dõi sau điều trị lao phổi",
+    "Lo âu, mất ngủ kéo dài",
+    "Đau khớp gối, hạn chế vận động",
+    "Khối u vú, cần tư vấn",
+    "Khó thở về đêm",
+];
+
+/// Books about two thirds of today's slots of every specialist as teleconsultations from
+/// care centres: past ones completed, the rest booked.
+async fn book_today(
+    db: &Db,
+    specialists: &[(ClinicianId, Zone)],
+    rules: &[(ClinicianId, WeeklyRule)],
+    rng: &mut ChaCha8Rng,
+) -> Result<(), sqlx::Error> {
+    let centres: Vec<(FacilityId, ClinicianId)> = on_db!(db, pool => sqlx::query_as::<_, (FacilityId, ClinicianId)>(
+        "SELECT f.id, MIN(c.id) FROM facilities f JOIN clinicians c ON c.facility_id = f.id
+         WHERE f.kind = 'care_centre' GROUP BY f.id ORDER BY f.id",
+    )
+    .fetch_all(pool)
+    .await)?;
+    let patients: Vec<(PatientId, Option<FacilityId>)> = on_db!(db, pool => sqlx::query_as::<_, (PatientId, Option<FacilityId>)>(
+        "SELECT id, home_facility_id FROM patients ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await)?;
+    if centres.is_empty() || patients.is_empty() {
+        return Ok(());
+    }
+    let mut by_centre: HashMap<FacilityId, Vec<PatientId>> = HashMap::new();
+    for (p, f) in &patients {
+        if let Some(f) = f {
+            by_centre.entry(*f).or_default().push(*p);
+        }
+    }
+    let now = time::now();
+    struct Planned {
+        clinician: ClinicianId,
+        patient: PatientId,
+        centre: FacilityId,
+        referring: ClinicianId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        status: &'static str,
+        reason: &'static str,
+        urgency: &'static str,
+    }
+    let mut planned = Vec::new();
+    for (clinician, zone) in specialists {
+        let today = zone.local_date(now);
+        let theirs: Vec<WeeklyRule> = rules
+            .iter()
+            .filter(|(c, _)| c == clinician)
+            .map(|(_, r)| r.clone())
+            .collect();
+        for slot in slots_on(today, *zone, &theirs, &[]) {
+            if !rng.random_bool(0.65) {
+                continue;
+            }
+            let (centre, referring) = centres[rng.random_range(0..centres.len())];
+            let patient = by_centre
+                .get(&centre)
+                .and_then(|ps| ps.get(rng.random_range(0..ps.len().max(1))))
+                .copied()
+                .unwrap_or(patients[rng.random_range(0..patients.len())].0);
+            let status = if slot.end <= now {
+                "completed"
+            } else if slot.start <= now {
+                "in_progress"
+            } else {
+                "booked"
+            };
+            planned.push(Planned {
+                clinician: *clinician,
+                patient,
+                centre,
+                referring,
+                start: slot.start,
+                end: slot.end,
+                status,
+                reason: REASONS[rng.random_range(0..REASONS.len())],
+                urgency: ["routine", "routine", "routine", "soon", "urgent"][rng.random_range(0..5)],
+            });
+        }
+    }
+    on_db!(db, pool => {
+        async {
+            let mut tx = pool.begin_write().await?;
+            for p in &planned {
+                let started = (p.status != "booked").then_some(p.start);
+                let ended = (p.status == "completed").then_some(p.end);
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO consultations (kind, status, clinician_id, patient_id, requesting_facility_id,
+                       referring_clinician_id, reason, urgency, start_at, end_at, started_at, ended_at,
+                       created_at, updated_at, version)
+                     VALUES ('teleconsultation', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
+                     RETURNING id",
+                )
+                .bind(p.status)
+                .bind(p.clinician)
+                .bind(p.patient)
+                .bind(p.centre)
+                .bind(p.referring)
+                .bind(p.reason)
+                .bind(p.urgency)
+                .bind(p.start)
+                .bind(p.end)
+                .bind(started)
+                .bind(ended)
+                .bind(now - Duration::days(3))
+                .fetch_one(&mut *tx)
+                .await?;
+                if p.status != "completed" {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO slot_claims (clinician_id, cell, consultation_id) ",
+                    );
+                    q.push_values(time::cells(p.start, p.end), |mut v, cell| {
+                        v.push_bind(p.clinician).push_bind(cell).push_bind(id);
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                sqlx::query(
+                    "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
+                     VALUES ($1, $2, 'demo:seed', 'booked', '')",
+                )
+                .bind(id)
+                .bind(now - Duration::days(3))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        }
+        .await
+    })?;
+    Ok(())
+}
+
+async fn summary(db: &Db, created: bool) -> Result<DemoSummary, sqlx::Error> {
+    let count = |sql: &'static str| async move {
+        on_db!(db, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await)
+    };
+    let facilities = count("SELECT COUNT(*) FROM facilities").await?;
+    let clinicians = count("SELECT COUNT(*) FROM clinicians").await?;
+    let patients = count("SELECT COUNT(*) FROM patients").await?;
+    let zone = Zone::default();
+    let today = zone.local_date(time::now());
+    let (day_start, day_end) = (zone.day_start(today), zone.day_start(today + Duration::days(1)));
+    let consultations_today = on_db!(db, pool => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM consultations WHERE start_at >= $1 AND start_at < $2",
+    )
+    .bind(day_start)
+    .bind(day_end)
+    .fetch_one(pool)
+    .await)?;
+    let example_hub = on_db!(db, pool => sqlx::query_as::<_, (FacilityId, String)>(
+        "SELECT id, name FROM facilities WHERE kind = 'hub_hospital' ORDER BY id LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await)?;
+    let example_specialist = on_db!(db, pool => sqlx::query_as::<_, (ClinicianId, String, String)>(
+        "SELECT c.id, c.full_name, s.code FROM clinicians c
+         JOIN clinician_specialties cs ON cs.clinician_id = c.id
+         JOIN specialties s ON s.id = cs.specialty_id
+         JOIN facilities f ON f.id = c.facility_id
+         WHERE f.kind = 'hub_hospital' ORDER BY c.id LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await)?;
+    Ok(DemoSummary {
+        created,
+        facilities,
+        clinicians,
+        patients,
+        consultations_today,
+        example_hub,
+        example_specialist,
+    })
+}

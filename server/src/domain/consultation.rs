@@ -1,0 +1,151 @@
+//! A consultation's kinds, urgency and life cycle.
+//!
+//! held → booked → in_progress → completed, or cancelled (with a reason) or no_show. A hold that
+//! is not confirmed in time becomes expired. Only live consultations (held, booked, in progress)
+//! claim their slot.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// `video_visit`: a patient and a clinician. `teleconsultation`: a rural clinician with the
+    /// patient at a care centre, and a specialist at a hub.
+    Kind {
+        VideoVisit => "video_visit",
+        Teleconsultation => "teleconsultation",
+    }
+);
+
+text_enum!(Urgency {
+    Routine => "routine",
+    Soon => "soon",
+    Urgent => "urgent",
+});
+
+text_enum!(Status {
+    Held => "held",
+    Booked => "booked",
+    InProgress => "in_progress",
+    Completed => "completed",
+    Cancelled => "cancelled",
+    NoShow => "no_show",
+    Expired => "expired",
+});
+
+text_enum!(FacilityKind {
+    HubHospital => "hub_hospital",
+    CareCentre => "care_centre",
+});
+
+text_enum!(FacilityLevel {
+    Central => "central",
+    Provincial => "provincial",
+    Regional => "regional",
+    District => "district",
+    Commune => "commune",
+});
+
+text_enum!(Sex {
+    Female => "female",
+    Male => "male",
+    Other => "other",
+    Unknown => "unknown",
+});
+
+/// What a caller may do to a consultation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Confirm,
+    Start,
+    Complete,
+    Cancel,
+    NoShow,
+    Reschedule,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Confirm => "confirm",
+            Transition::Start => "start",
+            Transition::Complete => "complete",
+            Transition::Cancel => "cancel",
+            Transition::NoShow => "no_show",
+            Transition::Reschedule => "reschedule",
+        }
+    }
+}
+
+impl Status {
+    /// True while the consultation claims its slot.
+    pub fn is_live(self) -> bool {
+        matches!(self, Status::Held | Status::Booked | Status::InProgress)
+    }
+
+    /// The status after `transition`, or `None` when it is not allowed from this one.
+    pub fn after(self, transition: Transition) -> Option<Status> {
+        use Status::*;
+        use Transition as T;
+        match (self, transition) {
+            (Held, T::Confirm) => Some(Booked),
+            (Booked, T::Start) => Some(InProgress),
+            (InProgress, T::Complete) => Some(Completed),
+            (Held | Booked, T::Cancel) => Some(Cancelled),
+            (Booked, T::NoShow) => Some(NoShow),
+            (Held | Booked, T::Reschedule) => Some(self),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn life_cycle() {
+        assert_eq!(Status::Held.after(Transition::Confirm), Some(Status::Booked));
+        assert_eq!(Status::Booked.after(Transition::Start), Some(Status::InProgress));
+        assert_eq!(Status::InProgress.after(Transition::Complete), Some(Status::Completed));
+        assert_eq!(Status::Booked.after(Transition::Cancel), Some(Status::Cancelled));
+        assert_eq!(Status::Completed.after(Transition::Cancel), None);
+        assert_eq!(Status::Cancelled.after(Transition::Reschedule), None);
+        assert_eq!(Status::InProgress.after(Transition::Reschedule), None);
+        assert!(Status::Held.is_live() && !Status::Expired.is_live());
+    }
+
+    #[test]
+    fn text_round_trips() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(Kind::parse("video_visit"), Some(Kind::VideoVisit));
+        assert_eq!(Kind::parse("phone"), None);
+    }
+}

@@ -1,0 +1,16 @@
+//! The telehealth platform server: HTTP API, scheduling domain and storage.
+//!
+//! `main.rs` is thin; [`startup::Application`] builds and runs the server, so integration tests
+//! start exactly what production runs, on port 0.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod http;
+pub mod scheduling;
+pub mod startup;
+pub mod state;
+pub mod storage;
+pub mod telemetry;

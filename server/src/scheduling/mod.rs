@@ -1,0 +1,55 @@
+//! The scheduling service: directory (facilities, people), availability, booking, calendars.
+//!
+//! Plain SQL in `$1` style beside the function that needs it, run on either engine through
+//! [`crate::on_db!`]. Functions take already-parsed domain values; the API layer parses.
+
+pub mod availability;
+pub mod booking;
+pub mod calendar;
+pub mod directory;
+
+use crate::api::ApiError;
+
+/// Errors of the scheduling service that a client can cause, plus storage failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulingError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+impl SchedulingError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        SchedulingError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        SchedulingError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<SchedulingError> for ApiError {
+    fn from(err: SchedulingError) -> Self {
+        match err {
+            SchedulingError::NotFound(what) => ApiError::not_found(what),
+            SchedulingError::Conflict { code, message } => ApiError::conflict(code, message),
+            SchedulingError::Invalid { field, message } => ApiError::invalid_field(field, message),
+            SchedulingError::Storage(e) => e.into(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, SchedulingError>;
