@@ -9,7 +9,7 @@
 //! | pool size | `database_max_connections` | `TELEHEALTH_DATABASE_MAX_CONNECTIONS` | | 16 |
 //! | log format | `log_format` | `TELEHEALTH_LOG_FORMAT` | `--log-format` | `text` (or `json`) |
 //! | log filter | `log_filter` | `RUST_LOG` | | `info` |
-//! | hold length | `hold_minutes` | `TELEHEALTH_HOLD_MINUTES` | | 5 |
+//! | hold length, seconds | `hold_seconds` | `TELEHEALTH_HOLD_SECONDS` | | 300 |
 //! | largest JSON body | `max_body_bytes` | `TELEHEALTH_MAX_BODY_BYTES` | | 65536 |
 
 use std::net::SocketAddr;
@@ -61,7 +61,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_filter: String,
     /// How long a held slot stays reserved before it frees itself.
-    pub hold_minutes: u32,
+    pub hold_seconds: u32,
     pub max_body_bytes: usize,
 }
 
@@ -74,7 +74,7 @@ impl Default for Settings {
             database_max_connections: 16,
             log_format: LogFormat::Text,
             log_filter: "info".to_string(),
-            hold_minutes: 5,
+            hold_seconds: 300,
             max_body_bytes: 64 * 1024,
         }
     }

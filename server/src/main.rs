@@ -134,8 +134,8 @@ fn print_summary(s: &seed::DemoSummary, addr: Option<std::net::SocketAddr>) {
     println!();
     println!("Demo network {state}:");
     println!(
-        "  {} facilities, {} clinicians, {} patients, {} consultations today",
-        s.facilities, s.clinicians, s.patients, s.consultations_today
+        "  {} facilities, {} clinicians, {} patients; {} consultations booked on {}",
+        s.facilities, s.clinicians, s.patients, s.consultations_on_demo_day, s.demo_day
     );
     let Some(addr) = addr else { return };
     let base = format!("http://{addr}");
@@ -147,7 +147,10 @@ fn print_summary(s: &seed::DemoSummary, addr: Option<std::net::SocketAddr>) {
     println!("  {base}/api/v1/openapi.json               the whole API");
     println!("  {base}/api/v1/facilities?kind=hub_hospital");
     if let Some((id, name)) = &s.example_hub {
-        println!("  {base}/api/v1/facilities/{id}/calendar      today at {name}");
+        println!(
+            "  {base}/api/v1/facilities/{id}/calendar?date={}   the day list at {name}",
+            s.demo_day
+        );
         println!("  {base}/api/v1/facilities/{id}/utilisation");
     }
     if let Some((id, name, specialty)) = &s.example_specialist {

@@ -71,7 +71,7 @@ impl Application {
         })?;
         let state = AppState {
             db,
-            hold_ttl: chrono::Duration::minutes(i64::from(settings.hold_minutes.max(1))),
+            hold_ttl: chrono::Duration::seconds(i64::from(settings.hold_seconds.max(1))),
             max_body_bytes: settings.max_body_bytes,
             metrics: telemetry::metrics_handle(),
         };

@@ -121,11 +121,29 @@ impl From<sqlx::Error> for ApiError {
                 tracing::error!(error = %err, "database unavailable");
                 ApiError::unavailable()
             }
+            sqlx::Error::Database(ref db) if is_unavailable(db.code().as_deref()) => {
+                tracing::error!(error = %err, "database unavailable");
+                ApiError::unavailable()
+            }
             other => {
                 tracing::error!(error = %other, "database error");
                 ApiError::internal()
             }
         }
+    }
+}
+
+/// Database error codes that mean "not reachable right now" rather than a bug: PostgreSQL's
+/// connection class (08), shutdown and start-up (57P0x), a missing database (3D000), too many
+/// connections (53300); SQLite's busy and locked codes after the busy timeout.
+fn is_unavailable(code: Option<&str>) -> bool {
+    match code {
+        Some(c) => {
+            c.starts_with("08")
+                || c.starts_with("57P0")
+                || matches!(c, "3D000" | "53300" | "5" | "6" | "517" | "261")
+        }
+        None => false,
     }
 }
 

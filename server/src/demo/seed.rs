@@ -42,7 +42,9 @@ pub struct DemoSummary {
     pub facilities: i64,
     pub clinicians: i64,
     pub patients: i64,
-    pub consultations_today: i64,
+    /// The day with booked consultations, and how many.
+    pub demo_day: chrono::NaiveDate,
+    pub consultations_on_demo_day: i64,
     pub example_hub: Option<(FacilityId, String)>,
     pub example_specialist: Option<(ClinicianId, String, String)>,
 }
@@ -328,7 +330,18 @@ const REASONS: &[&str] = &[
     "Khó thở về đêm",
 ];
 
-/// Books about two thirds of today's slots of every specialist as teleconsultations from
+/// The day the demo books: today on a weekday, else the coming Monday, so that a demo started on
+/// a weekend still shows a full day list.
+pub fn demo_day(zone: Zone) -> chrono::NaiveDate {
+    let today = zone.local_date(time::now());
+    match IsoWeekday::of(today).get() {
+        6 => today + Duration::days(2),
+        7 => today + Duration::days(1),
+        _ => today,
+    }
+}
+
+/// Books about two thirds of the demo day's slots of every specialist as teleconsultations from
 /// care centres: past ones completed, the rest booked.
 async fn book_today(
     db: &Db,
@@ -370,7 +383,7 @@ async fn book_today(
     }
     let mut planned = Vec::new();
     for (clinician, zone) in specialists {
-        let today = zone.local_date(now);
+        let today = demo_day(*zone);
         let theirs: Vec<WeeklyRule> = rules
             .iter()
             .filter(|(c, _)| c == clinician)
@@ -466,9 +479,9 @@ async fn summary(db: &Db, created: bool) -> Result<DemoSummary, sqlx::Error> {
     let clinicians = count("SELECT COUNT(*) FROM clinicians").await?;
     let patients = count("SELECT COUNT(*) FROM patients").await?;
     let zone = Zone::default();
-    let today = zone.local_date(time::now());
-    let (day_start, day_end) = (zone.day_start(today), zone.day_start(today + Duration::days(1)));
-    let consultations_today = on_db!(db, pool => sqlx::query_scalar::<_, i64>(
+    let day = demo_day(zone);
+    let (day_start, day_end) = (zone.day_start(day), zone.day_start(day + Duration::days(1)));
+    let consultations_on_demo_day = on_db!(db, pool => sqlx::query_scalar::<_, i64>(
         "SELECT COUNT(*) FROM consultations WHERE start_at >= $1 AND start_at < $2",
     )
     .bind(day_start)
@@ -494,7 +507,8 @@ async fn summary(db: &Db, created: bool) -> Result<DemoSummary, sqlx::Error> {
         facilities,
         clinicians,
         patients,
-        consultations_today,
+        demo_day: day,
+        consultations_on_demo_day,
         example_hub,
         example_specialist,
     })
