@@ -36,9 +36,9 @@ pub fn routes(
     state: AppState,
     router: Arc<Router>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::Reply::into_response(warp::reply::json(&serde_json::json!({"status": "ok"}))));
+    let health = warp::path!("healthz").and(warp::get()).map(|| {
+        warp::Reply::into_response(warp::reply::json(&serde_json::json!({"status": "ok"})))
+    });
 
     let ready_state = state.clone();
     let ready = warp::path!("readyz").and(warp::get()).then(move || {
@@ -117,8 +117,7 @@ async fn render_rejection(rejection: warp::Rejection) -> Result<Response, Infall
 fn sanitize_request_id<B>(mut req: http::Request<B>) -> http::Request<B> {
     let keep = req.headers().get(REQUEST_ID).is_some_and(|v| {
         v.len() <= 64
-            && v
-                .as_bytes()
+            && v.as_bytes()
                 .iter()
                 .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
     });
@@ -192,7 +191,10 @@ pub async fn serve<F>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections were still open when the drain period ended");
     }
 }

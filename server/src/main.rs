@@ -96,7 +96,10 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
     let db = startup::open_database(&settings).await?;
     match command {
         Command::Migrate => {
-            println!("migrations applied to {}", settings.database_url().redacted());
+            println!(
+                "migrations applied to {}",
+                settings.database_url().redacted()
+            );
             db.close().await;
             Ok(())
         }
@@ -130,7 +133,11 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
 }
 
 fn print_summary(s: &seed::DemoSummary, addr: Option<std::net::SocketAddr>) {
-    let state = if s.created { "seeded" } else { "already present, reused" };
+    let state = if s.created {
+        "seeded"
+    } else {
+        "already present, reused"
+    };
     println!();
     println!("Demo network {state}:");
     println!(
@@ -154,7 +161,9 @@ fn print_summary(s: &seed::DemoSummary, addr: Option<std::net::SocketAddr>) {
         println!("  {base}/api/v1/facilities/{id}/utilisation");
     }
     if let Some((id, name, specialty)) = &s.example_specialist {
-        println!("  {base}/api/v1/slots?specialty={specialty}      free {specialty} slots this week");
+        println!(
+            "  {base}/api/v1/slots?specialty={specialty}      free {specialty} slots this week"
+        );
         println!("  {base}/api/v1/clinicians/{id}                  {name}");
     }
     println!("  {base}/healthz   {base}/readyz   {base}/metrics");

@@ -59,12 +59,13 @@ impl Application {
 
     /// Like [`Application::build`] with an already open, migrated database.
     pub async fn with_db(settings: &Settings, db: Db) -> Result<Application, StartupError> {
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| StartupError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.listen,
+                    source,
+                })?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {
             addr: settings.listen,
             source,

@@ -60,7 +60,10 @@ pub fn postgres_admin_url() -> String {
 fn with_database(admin_url: &str, name: &str) -> String {
     match admin_url.rfind('/') {
         Some(i) if admin_url[..i].contains("://") && i > admin_url.find("://").unwrap_or(0) + 2 => {
-            let query = admin_url[i..].find('?').map(|q| &admin_url[i + q..]).unwrap_or("");
+            let query = admin_url[i..]
+                .find('?')
+                .map(|q| &admin_url[i + q..])
+                .unwrap_or("");
             format!("{}/{}{}", &admin_url[..i], name, query)
         }
         _ => format!("{admin_url}/{name}"),
@@ -171,7 +174,11 @@ impl Reply {
 
     #[track_caller]
     pub fn expect(self, status: u16) -> Reply {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
         self
     }
 }
@@ -252,7 +259,12 @@ impl TestApp {
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
         let reply = self.send_any(req).await;
-        assert!(reply.status < 500, "server error {}: {}", reply.status, reply.text);
+        assert!(
+            reply.status < 500,
+            "server error {}: {}",
+            reply.status,
+            reply.text
+        );
         reply
     }
 
@@ -328,7 +340,11 @@ impl TestApp {
     // ---- domain helpers -------------------------------------------------------------------
 
     pub async fn create_facility(&self, code: &str, kind: &str, zone: &str) -> i64 {
-        let level = if kind == "hub_hospital" { "central" } else { "commune" };
+        let level = if kind == "hub_hospital" {
+            "central"
+        } else {
+            "commune"
+        };
         self.post(
             "/api/v1/facilities",
             json!({"code": code, "name": format!("Cơ sở {code}"), "kind": kind, "level": level,
@@ -370,7 +386,14 @@ impl TestApp {
     }
 
     /// Gives `clinician` the same session on all seven weekdays.
-    pub async fn add_daily_rule(&self, clinician: i64, start: &str, end: &str, slot: u32, buffer: u32) {
+    pub async fn add_daily_rule(
+        &self,
+        clinician: i64,
+        start: &str,
+        end: &str,
+        slot: u32,
+        buffer: u32,
+    ) {
         for weekday in 1..=7 {
             self.post(
                 &format!("/api/v1/clinicians/{clinician}/availability/rules"),
@@ -383,7 +406,12 @@ impl TestApp {
     }
 
     /// Free slots of one clinician over `[from, to]` (local dates).
-    pub async fn free_slots(&self, clinician: i64, from: NaiveDate, to: NaiveDate) -> Vec<DateTime<Utc>> {
+    pub async fn free_slots(
+        &self,
+        clinician: i64,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<DateTime<Utc>> {
         let reply = self
             .get(&format!(
                 "/api/v1/slots?clinician_id={clinician}&from={from}&to={to}&limit=1000"
@@ -470,5 +498,7 @@ pub fn next_weekday(weekday: u32) -> NaiveDate {
 
 /// The folder holding the built binaries, for tests that run the CLI.
 pub fn target_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
 }

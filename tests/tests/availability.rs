@@ -14,107 +14,138 @@ fn local_times(reply: &telehealth_tests::Reply) -> Vec<String> {
         .collect()
 }
 
-both_engines!(rules_exceptions_and_search_filters, |app: TestApp| async move {
-    let cast = Cast::create(&app).await;
-    let monday = next_weekday(1);
-    let tuesday = monday + chrono::Duration::days(1);
-    let wednesday = monday + chrono::Duration::days(2);
-    // Monday mornings only: 08:00-10:00, 20-minute slots with 10 minutes between.
-    let rule = app
-        .post(
-            &format!("/api/v1/clinicians/{}/availability/rules", cast.specialist),
-            json!({"weekday": 1, "start_time": "08:00:00", "end_time": "10:00:00",
+both_engines!(
+    rules_exceptions_and_search_filters,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        let monday = next_weekday(1);
+        let tuesday = monday + chrono::Duration::days(1);
+        let wednesday = monday + chrono::Duration::days(2);
+        // Monday mornings only: 08:00-10:00, 20-minute slots with 10 minutes between.
+        let rule = app
+            .post(
+                &format!("/api/v1/clinicians/{}/availability/rules", cast.specialist),
+                json!({"weekday": 1, "start_time": "08:00:00", "end_time": "10:00:00",
                    "slot_minutes": 20, "buffer_minutes": 10}),
-        )
-        .await
-        .expect(201);
-    let slots = app.free_slots(cast.specialist, monday, wednesday).await;
-    assert_eq!(slots.len(), 4); // 08:00, 08:30, 09:00, 09:30
-    let r = app
-        .get(&format!("/api/v1/slots?clinician_id={}&from={monday}&to={monday}", cast.specialist))
-        .await
-        .expect(200);
-    assert_eq!(
-        local_times(&r),
-        ["08:00:00", "08:30:00", "09:00:00", "09:30:00"].map(|t| format!("{monday}T{t}"))
-    );
-    // Vietnam is UTC+7: 08:00 local is 01:00 UTC.
-    assert_eq!(r.body["slots"][0]["start"], format!("{monday}T01:00:00Z"));
+            )
+            .await
+            .expect(201);
+        let slots = app.free_slots(cast.specialist, monday, wednesday).await;
+        assert_eq!(slots.len(), 4); // 08:00, 08:30, 09:00, 09:30
+        let r = app
+            .get(&format!(
+                "/api/v1/slots?clinician_id={}&from={monday}&to={monday}",
+                cast.specialist
+            ))
+            .await
+            .expect(200);
+        assert_eq!(
+            local_times(&r),
+            ["08:00:00", "08:30:00", "09:00:00", "09:30:00"].map(|t| format!("{monday}T{t}"))
+        );
+        // Vietnam is UTC+7: 08:00 local is 01:00 UTC.
+        assert_eq!(r.body["slots"][0]["start"], format!("{monday}T01:00:00Z"));
 
-    // Partial leave removes the slots it touches; an extra session adds some on Tuesday.
-    app.post(
+        // Partial leave removes the slots it touches; an extra session adds some on Tuesday.
+        app.post(
         &format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist),
         json!({"date": monday, "kind": "leave", "start_time": "08:15:00", "end_time": "09:00:00", "note": "họp"}),
     )
     .await
     .expect(201);
-    app.post(
+        app.post(
         &format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist),
         json!({"date": tuesday, "kind": "extra", "start_time": "14:00:00", "end_time": "15:00:00", "slot_minutes": 30}),
     )
     .await
     .expect(201);
-    assert_eq!(app.free_slots(cast.specialist, monday, monday).await.len(), 2);
-    assert_eq!(app.free_slots(cast.specialist, tuesday, tuesday).await.len(), 2);
-    // Whole-day leave empties Monday.
-    let leave = app
-        .post(
-            &format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist),
-            json!({"date": monday, "kind": "leave"}),
-        )
-        .await
-        .expect(201);
-    assert!(app.free_slots(cast.specialist, monday, monday).await.is_empty());
-    let listed = app
-        .get(&format!(
-            "/api/v1/clinicians/{}/availability/exceptions?from={monday}&to={tuesday}",
-            cast.specialist
-        ))
-        .await
-        .expect(200);
-    assert_eq!(listed.body.as_array().map(Vec::len), Some(3));
-    app.delete(&format!(
-        "/api/v1/clinicians/{}/availability/exceptions/{}",
-        cast.specialist,
-        leave.id()
-    ))
-    .await
-    .expect(204);
-    assert_eq!(app.free_slots(cast.specialist, monday, monday).await.len(), 2);
-
-    // Search by specialty, facility and province finds the specialist; other filters do not.
-    for q in [
-        "specialty=cardiology".to_string(),
-        format!("facility_id={}", cast.hub),
-        "province=L%C3%A0o%20Cai".to_string(),
-    ] {
-        let r = app
-            .get(&format!("/api/v1/slots?{q}&from={monday}&to={tuesday}"))
+        assert_eq!(
+            app.free_slots(cast.specialist, monday, monday).await.len(),
+            2
+        );
+        assert_eq!(
+            app.free_slots(cast.specialist, tuesday, tuesday)
+                .await
+                .len(),
+            2
+        );
+        // Whole-day leave empties Monday.
+        let leave = app
+            .post(
+                &format!(
+                    "/api/v1/clinicians/{}/availability/exceptions",
+                    cast.specialist
+                ),
+                json!({"date": monday, "kind": "leave"}),
+            )
+            .await
+            .expect(201);
+        assert!(
+            app.free_slots(cast.specialist, monday, monday)
+                .await
+                .is_empty()
+        );
+        let listed = app
+            .get(&format!(
+                "/api/v1/clinicians/{}/availability/exceptions?from={monday}&to={tuesday}",
+                cast.specialist
+            ))
             .await
             .expect(200);
-        assert_eq!(r.body["slots"].as_array().map(Vec::len), Some(4), "{q}");
-    }
-    let r = app
-        .get(&format!("/api/v1/slots?specialty=dermatology&from={monday}&to={tuesday}"))
+        assert_eq!(listed.body.as_array().map(Vec::len), Some(3));
+        app.delete(&format!(
+            "/api/v1/clinicians/{}/availability/exceptions/{}",
+            cast.specialist,
+            leave.id()
+        ))
         .await
-        .expect(200);
-    assert_eq!(r.body["slots"].as_array().map(Vec::len), Some(0));
-    let r = app
-        .get(&format!("/api/v1/slots?specialty=cardiology&from={monday}&to={tuesday}&limit=1"))
-        .await
-        .expect(200);
-    assert_eq!(r.body["truncated"], true);
+        .expect(204);
+        assert_eq!(
+            app.free_slots(cast.specialist, monday, monday).await.len(),
+            2
+        );
 
-    // Deleting the rule removes its slots; deleting it again is a 404.
-    let path = format!(
-        "/api/v1/clinicians/{}/availability/rules/{}",
-        cast.specialist,
-        rule.id()
-    );
-    app.delete(&path).await.expect(204);
-    app.delete(&path).await.expect(404);
-    assert_eq!(app.free_slots(cast.specialist, monday, monday).await.len(), 0);
-});
+        // Search by specialty, facility and province finds the specialist; other filters do not.
+        for q in [
+            "specialty=cardiology".to_string(),
+            format!("facility_id={}", cast.hub),
+            "province=L%C3%A0o%20Cai".to_string(),
+        ] {
+            let r = app
+                .get(&format!("/api/v1/slots?{q}&from={monday}&to={tuesday}"))
+                .await
+                .expect(200);
+            assert_eq!(r.body["slots"].as_array().map(Vec::len), Some(4), "{q}");
+        }
+        let r = app
+            .get(&format!(
+                "/api/v1/slots?specialty=dermatology&from={monday}&to={tuesday}"
+            ))
+            .await
+            .expect(200);
+        assert_eq!(r.body["slots"].as_array().map(Vec::len), Some(0));
+        let r = app
+            .get(&format!(
+                "/api/v1/slots?specialty=cardiology&from={monday}&to={tuesday}&limit=1"
+            ))
+            .await
+            .expect(200);
+        assert_eq!(r.body["truncated"], true);
+
+        // Deleting the rule removes its slots; deleting it again is a 404.
+        let path = format!(
+            "/api/v1/clinicians/{}/availability/rules/{}",
+            cast.specialist,
+            rule.id()
+        );
+        app.delete(&path).await.expect(204);
+        app.delete(&path).await.expect(404);
+        assert_eq!(
+            app.free_slots(cast.specialist, monday, monday).await.len(),
+            0
+        );
+    }
+);
 
 both_engines!(daylight_saving_zone_slots, |app: TestApp| async move {
     // A facility in New York: on 2027-03-14 clocks jump from 02:00 to 03:00, on 2027-11-07
@@ -127,7 +158,9 @@ both_engines!(daylight_saving_zone_slots, |app: TestApp| async move {
     app.add_daily_rule(doc, "00:30:00", "04:00:00", 30, 0).await;
     let spring = NaiveDate::from_ymd_opt(2027, 3, 14).expect("date");
     let r = app
-        .get(&format!("/api/v1/slots?clinician_id={doc}&from={spring}&to={spring}"))
+        .get(&format!(
+            "/api/v1/slots?clinician_id={doc}&from={spring}&to={spring}"
+        ))
         .await
         .expect(200);
     let local: Vec<String> = local_times(&r)
@@ -163,17 +196,32 @@ both_engines!(daylight_saving_zone_slots, |app: TestApp| async move {
 
 both_engines!(calendar_and_utilisation, |app: TestApp| async move {
     let cast = Cast::create(&app).await;
-    app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0).await;
+    app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
+        .await;
     let day = next_weekday(4);
     let s = app.free_slots(cast.specialist, day, day).await;
-    let a = app.post("/api/v1/consultations", cast.booking(s[0])).await.expect(201).id();
-    let b = app.post("/api/v1/consultations", cast.booking(s[2])).await.expect(201).id();
-    app.post(&format!("/api/v1/consultations/{b}/cancel"), json!({"reason": "ốm"}))
+    let a = app
+        .post("/api/v1/consultations", cast.booking(s[0]))
         .await
-        .expect(200);
+        .expect(201)
+        .id();
+    let b = app
+        .post("/api/v1/consultations", cast.booking(s[2]))
+        .await
+        .expect(201)
+        .id();
+    app.post(
+        &format!("/api/v1/consultations/{b}/cancel"),
+        json!({"reason": "ốm"}),
+    )
+    .await
+    .expect(200);
 
     let cal = app
-        .get(&format!("/api/v1/facilities/{}/calendar?date={day}", cast.hub))
+        .get(&format!(
+            "/api/v1/facilities/{}/calendar?date={day}",
+            cast.hub
+        ))
         .await
         .expect(200);
     assert_eq!(cal.body["time_zone"], "Asia/Ho_Chi_Minh");
@@ -187,14 +235,23 @@ both_engines!(calendar_and_utilisation, |app: TestApp| async move {
     assert_eq!(entries[0]["local_start"], format!("{day}T08:00:00"));
 
     let week = app
-        .get(&format!("/api/v1/facilities/{}/calendar?date={day}&view=week", cast.hub))
+        .get(&format!(
+            "/api/v1/facilities/{}/calendar?date={day}&view=week",
+            cast.hub
+        ))
         .await
         .expect(200);
-    assert_eq!(week.body["clinicians"][0]["days"].as_array().map(Vec::len), Some(7));
+    assert_eq!(
+        week.body["clinicians"][0]["days"].as_array().map(Vec::len),
+        Some(7)
+    );
 
     let to = day + chrono::Duration::days(6);
     let u = app
-        .get(&format!("/api/v1/facilities/{}/utilisation?from={day}&to={to}", cast.hub))
+        .get(&format!(
+            "/api/v1/facilities/{}/utilisation?from={day}&to={to}",
+            cast.hub
+        ))
         .await
         .expect(200);
     let me = &u.body["clinicians"][0];
@@ -207,8 +264,13 @@ both_engines!(calendar_and_utilisation, |app: TestApp| async move {
     assert!((ratio - 30.0 / 840.0).abs() < 1e-9);
 
     let r = app
-        .get(&format!("/api/v1/facilities/{}/calendar?view=month", cast.hub))
+        .get(&format!(
+            "/api/v1/facilities/{}/calendar?view=month",
+            cast.hub
+        ))
         .await;
     assert_eq!((r.status, r.error_code()), (422, "validation_failed"));
-    app.get("/api/v1/facilities/987654/calendar").await.expect(404);
+    app.get("/api/v1/facilities/987654/calendar")
+        .await
+        .expect(404);
 });

@@ -15,10 +15,18 @@ async fn live_at(app: &TestApp, clinician: i64, start: DateTime<Utc>) -> i64 {
                  AND start_at <= $2 AND end_at > $2";
     match app.db() {
         telehealth::storage::Db::Sqlite(p) => {
-            sqlx::query_scalar(sql).bind(clinician).bind(start).fetch_one(p).await
+            sqlx::query_scalar(sql)
+                .bind(clinician)
+                .bind(start)
+                .fetch_one(p)
+                .await
         }
         telehealth::storage::Db::Postgres(p) => {
-            sqlx::query_scalar(sql).bind(clinician).bind(start).fetch_one(p).await
+            sqlx::query_scalar(sql)
+                .bind(clinician)
+                .bind(start)
+                .fetch_one(p)
+                .await
         }
     }
     .expect("count live consultations")
@@ -45,7 +53,8 @@ async fn claims_are_consistent(app: &TestApp) {
 
 both_engines!(life_cycle_hold_confirm_cancel, |app: TestApp| async move {
     let cast = Cast::create(&app).await;
-    app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0).await;
+    app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
+        .await;
     let day = next_weekday(3);
     let slots = app.free_slots(cast.specialist, day, day).await;
     assert_eq!(slots.len(), 8);
@@ -58,7 +67,11 @@ both_engines!(life_cycle_hold_confirm_cancel, |app: TestApp| async move {
     assert_eq!(held.body["status"], "held");
     assert!(held.body["hold_expires_at"].is_string());
     let id = held.id();
-    assert!(!app.free_slots(cast.specialist, day, day).await.contains(&start));
+    assert!(
+        !app.free_slots(cast.specialist, day, day)
+            .await
+            .contains(&start)
+    );
     let booked = app
         .post(&format!("/api/v1/consultations/{id}/confirm"), json!({}))
         .await
@@ -86,7 +99,10 @@ both_engines!(life_cycle_hold_confirm_cancel, |app: TestApp| async move {
 
     // Cancel needs a reason, frees the slot, and is recorded.
     let no_reason = app
-        .post(&format!("/api/v1/consultations/{id}/cancel"), json!({"reason": "  "}))
+        .post(
+            &format!("/api/v1/consultations/{id}/cancel"),
+            json!({"reason": "  "}),
+        )
         .await
         .expect(422);
     assert_eq!(no_reason.error_code(), "validation_failed");
@@ -99,8 +115,15 @@ both_engines!(life_cycle_hold_confirm_cancel, |app: TestApp| async move {
         .expect(200);
     assert_eq!(cancelled.body["status"], "cancelled");
     assert_eq!(cancelled.body["cancel_reason"], "Bệnh nhân đã chuyển viện");
-    assert!(app.free_slots(cast.specialist, day, day).await.contains(&start));
-    let detail = app.get(&format!("/api/v1/consultations/{id}")).await.expect(200);
+    assert!(
+        app.free_slots(cast.specialist, day, day)
+            .await
+            .contains(&start)
+    );
+    let detail = app
+        .get(&format!("/api/v1/consultations/{id}"))
+        .await
+        .expect(200);
     let actions: Vec<&str> = detail.body["events"]
         .as_array()
         .expect("events")
@@ -109,143 +132,198 @@ both_engines!(life_cycle_hold_confirm_cancel, |app: TestApp| async move {
         .collect();
     assert_eq!(actions, vec!["held", "confirm", "cancel"]);
     // The freed slot can be booked again.
-    app.post("/api/v1/consultations", cast.booking(start)).await.expect(201);
+    app.post("/api/v1/consultations", cast.booking(start))
+        .await
+        .expect(201);
     claims_are_consistent(&app).await;
 });
 
-both_engines!(start_and_complete_a_consultation_due_now, |app: TestApp| async move {
-    let cast = Cast::create(&app).await;
-    // Five-minute slots all day, every day: the next slot is at most ten minutes away.
-    app.add_daily_rule(cast.specialist, "00:00:00", "23:55:00", 5, 0).await;
-    let (today, _) = this_week();
-    let slots = app
-        .free_slots(cast.specialist, today, today + Duration::days(1))
-        .await;
-    let start = slots[0];
-    assert!(start - Utc::now() <= Duration::minutes(11));
-    let id = app
-        .post("/api/v1/consultations", cast.booking(start))
-        .await
-        .expect(201)
-        .id();
-    let started = app
-        .post(&format!("/api/v1/consultations/{id}/start"), json!({}))
-        .await
-        .expect(200);
-    assert_eq!(started.body["status"], "in_progress");
-    assert!(started.body["started_at"].is_string());
-    let cannot_cancel = app
-        .post(&format!("/api/v1/consultations/{id}/cancel"), json!({"reason": "x"}))
-        .await
-        .expect(409);
-    assert_eq!(cannot_cancel.error_code(), "invalid_transition");
-    let done = app
-        .post(&format!("/api/v1/consultations/{id}/complete"), json!({}))
-        .await
-        .expect(200);
-    assert_eq!(done.body["status"], "completed");
-    assert!(done.body["ended_at"].is_string());
-});
+both_engines!(
+    start_and_complete_a_consultation_due_now,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        // Five-minute slots all day, every day: the next slot is at most ten minutes away.
+        app.add_daily_rule(cast.specialist, "00:00:00", "23:55:00", 5, 0)
+            .await;
+        let (today, _) = this_week();
+        let slots = app
+            .free_slots(cast.specialist, today, today + Duration::days(1))
+            .await;
+        let start = slots[0];
+        assert!(start - Utc::now() <= Duration::minutes(11));
+        let id = app
+            .post("/api/v1/consultations", cast.booking(start))
+            .await
+            .expect(201)
+            .id();
+        let started = app
+            .post(&format!("/api/v1/consultations/{id}/start"), json!({}))
+            .await
+            .expect(200);
+        assert_eq!(started.body["status"], "in_progress");
+        assert!(started.body["started_at"].is_string());
+        let cannot_cancel = app
+            .post(
+                &format!("/api/v1/consultations/{id}/cancel"),
+                json!({"reason": "x"}),
+            )
+            .await
+            .expect(409);
+        assert_eq!(cannot_cancel.error_code(), "invalid_transition");
+        let done = app
+            .post(&format!("/api/v1/consultations/{id}/complete"), json!({}))
+            .await
+            .expect(200);
+        assert_eq!(done.body["status"], "completed");
+        assert!(done.body["ended_at"].is_string());
+    }
+);
 
 both_engines!(an_expired_hold_frees_its_slot, |app: TestApp| async move {
     app.finish().await;
     // A server whose holds last one second.
     let app = TestApp::spawn_with(app.engine, |s| s.hold_seconds = 1).await;
     let cast = Cast::create(&app).await;
-    app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0).await;
+    app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
+        .await;
     let day = next_weekday(2);
     let start = app.free_slots(cast.specialist, day, day).await[0];
     let mut body = cast.booking(start);
     body["hold"] = json!(true);
-    let held = app.post("/api/v1/consultations", body).await.expect(201).id();
+    let held = app
+        .post("/api/v1/consultations", body)
+        .await
+        .expect(201)
+        .id();
     // While held, another booking loses.
-    let lost = app.post("/api/v1/consultations", cast.booking(start)).await.expect(409);
+    let lost = app
+        .post("/api/v1/consultations", cast.booking(start))
+        .await
+        .expect(409);
     assert_eq!(lost.error_code(), "slot_taken");
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     // Expired: the slot is free in search, confirm is refused, and a new booking wins.
-    assert!(app.free_slots(cast.specialist, day, day).await.contains(&start));
+    assert!(
+        app.free_slots(cast.specialist, day, day)
+            .await
+            .contains(&start)
+    );
     let late = app
         .post(&format!("/api/v1/consultations/{held}/confirm"), json!({}))
         .await
         .expect(409);
     assert_eq!(late.error_code(), "hold_expired");
-    let got = app.post("/api/v1/consultations", cast.booking(start)).await.expect(201);
+    let got = app
+        .post("/api/v1/consultations", cast.booking(start))
+        .await
+        .expect(201);
     assert_eq!(got.body["status"], "booked");
-    let old = app.get(&format!("/api/v1/consultations/{held}")).await.expect(200);
+    let old = app
+        .get(&format!("/api/v1/consultations/{held}"))
+        .await
+        .expect(200);
     assert_eq!(old.body["status"], "expired");
     assert_eq!(live_at(&app, cast.specialist, start).await, 1);
     claims_are_consistent(&app).await;
     app.finish().await;
 });
 
-both_engines!(fifty_concurrent_bookings_of_one_slot_have_one_winner, |app: TestApp| async move {
-    let cast = Cast::create(&app).await;
-    app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0).await;
-    let day = next_weekday(4);
-    let start = app.free_slots(cast.specialist, day, day).await[3];
-    let before = app.count("consultations").await;
-    let attempts = (0..64).map(|_| {
-        let app = app.clone();
-        let body = cast.booking(start);
-        async move { app.post("/api/v1/consultations", body).await }
-    });
-    let replies = join_all(attempts).await;
-    let won: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
-    let lost: Vec<_> = replies.iter().filter(|r| r.status == 409).collect();
-    assert_eq!(won.len(), 1, "exactly one booking wins");
-    assert_eq!(lost.len(), 63, "every other attempt gets 409");
-    for r in &lost {
-        assert_eq!(r.error_code(), "slot_taken");
-        assert!(r.body["error"]["message"].as_str().unwrap_or("").contains("taken"));
-    }
-    assert_eq!(app.count("consultations").await, before + 1);
-    assert_eq!(live_at(&app, cast.specialist, start).await, 1);
-    assert_eq!(live_at(&app, cast.specialist, start + Duration::minutes(29)).await, 1);
-    claims_are_consistent(&app).await;
-});
-
-both_engines!(concurrent_reschedules_into_one_slot, |app: TestApp| async move {
-    let cast = Cast::create(&app).await;
-    app.add_daily_rule(cast.specialist, "07:00:00", "17:00:00", 10, 0).await;
-    let day = next_weekday(5);
-    let slots = app.free_slots(cast.specialist, day, day).await;
-    assert!(slots.len() >= 52);
-    let target = slots[0];
-    // Fifty bookings in other slots, then all try to move into the same one at once.
-    let mut ids = Vec::new();
-    for s in &slots[1..51] {
-        ids.push(app.post("/api/v1/consultations", cast.booking(*s)).await.expect(201).id());
-    }
-    let moves = ids.iter().map(|id| {
-        let app = app.clone();
-        let id = *id;
-        async move {
-            app.post(
-                &format!("/api/v1/consultations/{id}/reschedule"),
-                json!({"start": target.to_rfc3339(), "reason": "Bác sĩ đổi lịch"}),
-            )
-            .await
+both_engines!(
+    fifty_concurrent_bookings_of_one_slot_have_one_winner,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
+            .await;
+        let day = next_weekday(4);
+        let start = app.free_slots(cast.specialist, day, day).await[3];
+        let before = app.count("consultations").await;
+        let attempts = (0..64).map(|_| {
+            let app = app.clone();
+            let body = cast.booking(start);
+            async move { app.post("/api/v1/consultations", body).await }
+        });
+        let replies = join_all(attempts).await;
+        let won: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+        let lost: Vec<_> = replies.iter().filter(|r| r.status == 409).collect();
+        assert_eq!(won.len(), 1, "exactly one booking wins");
+        assert_eq!(lost.len(), 63, "every other attempt gets 409");
+        for r in &lost {
+            assert_eq!(r.error_code(), "slot_taken");
+            assert!(
+                r.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("taken")
+            );
         }
-    });
-    let replies = join_all(moves).await;
-    assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 1);
-    assert_eq!(replies.iter().filter(|r| r.status == 409).count(), 49);
-    // Every consultation still holds exactly one slot: the winner the target, the losers their own.
-    assert_eq!(live_at(&app, cast.specialist, target).await, 1);
-    for (i, s) in slots[1..51].iter().enumerate() {
-        let moved = replies[i].status == 200;
-        assert_eq!(live_at(&app, cast.specialist, *s).await, i64::from(!moved));
+        assert_eq!(app.count("consultations").await, before + 1);
+        assert_eq!(live_at(&app, cast.specialist, start).await, 1);
+        assert_eq!(
+            live_at(&app, cast.specialist, start + Duration::minutes(29)).await,
+            1
+        );
+        claims_are_consistent(&app).await;
     }
-    claims_are_consistent(&app).await;
-});
+);
+
+both_engines!(
+    concurrent_reschedules_into_one_slot,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "07:00:00", "17:00:00", 10, 0)
+            .await;
+        let day = next_weekday(5);
+        let slots = app.free_slots(cast.specialist, day, day).await;
+        assert!(slots.len() >= 52);
+        let target = slots[0];
+        // Fifty bookings in other slots, then all try to move into the same one at once.
+        let mut ids = Vec::new();
+        for s in &slots[1..51] {
+            ids.push(
+                app.post("/api/v1/consultations", cast.booking(*s))
+                    .await
+                    .expect(201)
+                    .id(),
+            );
+        }
+        let moves = ids.iter().map(|id| {
+            let app = app.clone();
+            let id = *id;
+            async move {
+                app.post(
+                    &format!("/api/v1/consultations/{id}/reschedule"),
+                    json!({"start": target.to_rfc3339(), "reason": "Bác sĩ đổi lịch"}),
+                )
+                .await
+            }
+        });
+        let replies = join_all(moves).await;
+        assert_eq!(replies.iter().filter(|r| r.status == 200).count(), 1);
+        assert_eq!(replies.iter().filter(|r| r.status == 409).count(), 49);
+        // Every consultation still holds exactly one slot: the winner the target, the losers their own.
+        assert_eq!(live_at(&app, cast.specialist, target).await, 1);
+        for (i, s) in slots[1..51].iter().enumerate() {
+            let moved = replies[i].status == 200;
+            assert_eq!(live_at(&app, cast.specialist, *s).await, i64::from(!moved));
+        }
+        claims_are_consistent(&app).await;
+    }
+);
 
 both_engines!(reschedule_is_atomic, |app: TestApp| async move {
     let cast = Cast::create(&app).await;
-    app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0).await;
+    app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
+        .await;
     let day = next_weekday(1);
     let s = app.free_slots(cast.specialist, day, day).await;
-    let a = app.post("/api/v1/consultations", cast.booking(s[0])).await.expect(201).id();
-    app.post("/api/v1/consultations", cast.booking(s[1])).await.expect(201);
+    let a = app
+        .post("/api/v1/consultations", cast.booking(s[0]))
+        .await
+        .expect(201)
+        .id();
+    app.post("/api/v1/consultations", cast.booking(s[1]))
+        .await
+        .expect(201);
     // Into a taken slot: refused, and A keeps its own.
     let refused = app
         .post(
@@ -264,12 +342,20 @@ both_engines!(reschedule_is_atomic, |app: TestApp| async move {
         )
         .await
         .expect(200);
-    assert_eq!(moved.body["start_at"].as_str(), Some(s[2].to_rfc3339().replace("+00:00", "Z").as_str()));
-    let free: HashSet<_> = app.free_slots(cast.specialist, day, day).await.into_iter().collect();
+    assert_eq!(
+        moved.body["start_at"].as_str(),
+        Some(s[2].to_rfc3339().replace("+00:00", "Z").as_str())
+    );
+    let free: HashSet<_> = app
+        .free_slots(cast.specialist, day, day)
+        .await
+        .into_iter()
+        .collect();
     assert!(free.contains(&s[0]) && !free.contains(&s[1]) && !free.contains(&s[2]));
     // To another clinician.
     let other = app.create_clinician(cast.hub, &["cardiology"]).await;
-    app.add_daily_rule(other, "08:00:00", "10:00:00", 30, 0).await;
+    app.add_daily_rule(other, "08:00:00", "10:00:00", 30, 0)
+        .await;
     let moved = app
         .post(
             &format!("/api/v1/consultations/{a}/reschedule"),
@@ -278,17 +364,24 @@ both_engines!(reschedule_is_atomic, |app: TestApp| async move {
         .await
         .expect(200);
     assert_eq!(moved.body["clinician_id"], other);
-    assert!(app.free_slots(cast.specialist, day, day).await.contains(&s[2]));
+    assert!(
+        app.free_slots(cast.specialist, day, day)
+            .await
+            .contains(&s[2])
+    );
     claims_are_consistent(&app).await;
 });
 
-both_engines!(video_visits_and_teleconsultation_rules, |app: TestApp| async move {
-    let cast = Cast::create(&app).await;
-    app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0).await;
-    let day = next_weekday(2);
-    let s = app.free_slots(cast.specialist, day, day).await;
-    // A video visit needs no care centre.
-    let visit = app
+both_engines!(
+    video_visits_and_teleconsultation_rules,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
+            .await;
+        let day = next_weekday(2);
+        let s = app.free_slots(cast.specialist, day, day).await;
+        // A video visit needs no care centre.
+        let visit = app
         .post(
             "/api/v1/consultations",
             json!({"kind": "video_visit", "clinician_id": cast.specialist, "patient_id": cast.patient,
@@ -296,18 +389,23 @@ both_engines!(video_visits_and_teleconsultation_rules, |app: TestApp| async move
         )
         .await
         .expect(201);
-    assert_eq!(visit.body["urgency"], "routine");
-    // A teleconsultation without its care centre is refused, naming the field.
-    let mut body = cast.booking(s[1]);
-    body.as_object_mut().map(|o| o.remove("requesting_facility_id"));
-    let r = app.post("/api/v1/consultations", body).await.expect(422);
-    assert_eq!(r.body["error"]["details"]["fields"][0]["field"], "requesting_facility_id");
-    // The requesting facility must be a care centre, the referring clinician must work there.
-    let mut body = cast.booking(s[1]);
-    body["requesting_facility_id"] = json!(cast.hub);
-    app.post("/api/v1/consultations", body).await.expect(422);
-    let mut body = cast.booking(s[1]);
-    body["referring_clinician_id"] = json!(cast.specialist);
-    app.post("/api/v1/consultations", body).await.expect(422);
-    assert_eq!(app.count("consultations").await, 1);
-});
+        assert_eq!(visit.body["urgency"], "routine");
+        // A teleconsultation without its care centre is refused, naming the field.
+        let mut body = cast.booking(s[1]);
+        body.as_object_mut()
+            .map(|o| o.remove("requesting_facility_id"));
+        let r = app.post("/api/v1/consultations", body).await.expect(422);
+        assert_eq!(
+            r.body["error"]["details"]["fields"][0]["field"],
+            "requesting_facility_id"
+        );
+        // The requesting facility must be a care centre, the referring clinician must work there.
+        let mut body = cast.booking(s[1]);
+        body["requesting_facility_id"] = json!(cast.hub);
+        app.post("/api/v1/consultations", body).await.expect(422);
+        let mut body = cast.booking(s[1]);
+        body["referring_clinician_id"] = json!(cast.specialist);
+        app.post("/api/v1/consultations", body).await.expect(422);
+        assert_eq!(app.count("consultations").await, 1);
+    }
+);

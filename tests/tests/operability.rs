@@ -5,34 +5,53 @@ use serde_json::json;
 use telehealth::demo::seed::{self, DemoSize};
 use telehealth_tests::{Engine, TestApp, both_engines};
 
-both_engines!(health_readiness_metrics_and_request_ids, |app: TestApp| async move {
-    let r = app.get("/healthz").await.expect(200);
-    assert_eq!(r.body["status"], "ok");
-    let r = app.get("/readyz").await.expect(200);
-    assert_eq!(r.body["status"], "ready");
-    // Every response carries a request id; a plain client id is kept, a hostile one replaced.
-    let id = r.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert_eq!(id.len(), 36, "generated request id: {id:?}");
-    let r = app
-        .send(app.http.get(app.url("/api/v1/specialties")).header("x-request-id", "trace-42"))
-        .await
-        .expect(200);
-    assert_eq!(r.headers["x-request-id"], "trace-42");
-    let r = app
-        .send(app.http.get(app.url("/healthz")).header("x-request-id", "a b\"c"))
-        .await;
-    assert_ne!(r.headers["x-request-id"], "a b\"c");
-    // Metrics count API requests by route template.
-    app.get("/api/v1/specialties").await.expect(200);
-    let metrics = app.get("/metrics").await.expect(200);
-    assert!(metrics.text.contains("http_api_requests_total"), "{}", metrics.text);
-    assert!(metrics.text.contains("route=\"/api/v1/specialties\""));
-    // The web client placeholder is served.
-    let page = app.get("/").await.expect(200);
-    assert!(page.text.contains("<html"));
-    let r = app.get("/no/such/page").await;
-    assert_eq!((r.status, r.error_code()), (404, "not_found"));
-});
+both_engines!(
+    health_readiness_metrics_and_request_ids,
+    |app: TestApp| async move {
+        let r = app.get("/healthz").await.expect(200);
+        assert_eq!(r.body["status"], "ok");
+        let r = app.get("/readyz").await.expect(200);
+        assert_eq!(r.body["status"], "ready");
+        // Every response carries a request id; a plain client id is kept, a hostile one replaced.
+        let id = r
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(id.len(), 36, "generated request id: {id:?}");
+        let r = app
+            .send(
+                app.http
+                    .get(app.url("/api/v1/specialties"))
+                    .header("x-request-id", "trace-42"),
+            )
+            .await
+            .expect(200);
+        assert_eq!(r.headers["x-request-id"], "trace-42");
+        let r = app
+            .send(
+                app.http
+                    .get(app.url("/healthz"))
+                    .header("x-request-id", "a b\"c"),
+            )
+            .await;
+        assert_ne!(r.headers["x-request-id"], "a b\"c");
+        // Metrics count API requests by route template.
+        app.get("/api/v1/specialties").await.expect(200);
+        let metrics = app.get("/metrics").await.expect(200);
+        assert!(
+            metrics.text.contains("http_api_requests_total"),
+            "{}",
+            metrics.text
+        );
+        assert!(metrics.text.contains("route=\"/api/v1/specialties\""));
+        // The web client placeholder is served.
+        let page = app.get("/").await.expect(200);
+        assert!(page.text.contains("<html"));
+        let r = app.get("/no/such/page").await;
+        assert_eq!((r.status, r.error_code()), (404, "not_found"));
+    }
+);
 
 both_engines!(openapi_documents_every_route, |app: TestApp| async move {
     let doc = app.get("/api/v1/openapi.json").await.expect(200).body;
@@ -70,7 +89,9 @@ async fn readiness_fails_while_the_database_is_unreachable() {
     app.finish_database_only().await;
     let r = app.send_any(app.http.get(app.url("/readyz"))).await;
     assert_eq!((r.status, r.error_code()), (503, "not_ready"));
-    let r = app.send_any(app.http.get(app.url("/api/v1/specialties"))).await;
+    let r = app
+        .send_any(app.http.get(app.url("/api/v1/specialties")))
+        .await;
     assert_eq!((r.status, r.error_code()), (503, "unavailable"));
     // Liveness is unaffected.
     app.get("/healthz").await.expect(200);
@@ -89,26 +110,46 @@ async fn demo_twice(engine: Engine) {
     assert_eq!(first.patients, 80);
     assert!(first.consultations_on_demo_day > 0);
     let snapshot = app.snapshot().await;
-    let second = seed::seed(app.db(), size, false).await.expect("second seed");
+    let second = seed::seed(app.db(), size, false)
+        .await
+        .expect("second seed");
     assert!(!second.created);
-    assert_eq!(app.snapshot().await, snapshot, "seeding twice duplicated rows");
+    assert_eq!(
+        app.snapshot().await,
+        snapshot,
+        "seeding twice duplicated rows"
+    );
     // The seeded network answers real questions.
-    let hubs = app.get("/api/v1/facilities?kind=hub_hospital").await.expect(200);
+    let hubs = app
+        .get("/api/v1/facilities?kind=hub_hospital")
+        .await
+        .expect(200);
     assert_eq!(hubs.body.as_array().map(Vec::len), Some(8));
     let hub = hubs.body[0]["id"].as_i64().expect("hub id");
     let cal = app
-        .get(&format!("/api/v1/facilities/{hub}/calendar?date={}", first.demo_day))
+        .get(&format!(
+            "/api/v1/facilities/{hub}/calendar?date={}",
+            first.demo_day
+        ))
         .await
         .expect(200);
     let booked = cal.body["clinicians"]
         .as_array()
         .expect("clinicians")
         .iter()
-        .flat_map(|c| c["days"][0]["entries"].as_array().cloned().unwrap_or_default())
+        .flat_map(|c| {
+            c["days"][0]["entries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .filter(|e| e["state"] != "free")
         .count();
     assert!(booked > 0, "the demo day at the first hub has bookings");
-    let slots = app.get("/api/v1/slots?specialty=cardiology").await.expect(200);
+    let slots = app
+        .get("/api/v1/slots?specialty=cardiology")
+        .await
+        .expect(200);
     assert!(!slots.body["slots"].as_array().expect("slots").is_empty());
     app.finish().await;
 }

@@ -36,7 +36,12 @@ pub async fn create_rule(ctx: Ctx) -> ApiResult {
     }
     let session = v.check(
         "start_time",
-        Session::new(body.start_time, body.end_time, body.slot_minutes, body.buffer_minutes),
+        Session::new(
+            body.start_time,
+            body.end_time,
+            body.slot_minutes,
+            body.buffer_minutes,
+        ),
     );
     if let (Some(from), Some(until)) = (body.valid_from, body.valid_until)
         && until < from

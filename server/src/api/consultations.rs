@@ -31,7 +31,11 @@ struct BookingBody {
 }
 
 fn kinds() -> String {
-    Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+    Kind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// POST /api/v1/consultations

@@ -47,7 +47,13 @@ pub fn text(v: &mut Validator, field: &str, raw: &str, max: usize) -> Option<Bou
     v.check(field, BoundedText::parse(raw, max, false))
 }
 
-fn parse_enum<T>(v: &mut Validator, field: &str, raw: &str, parse: fn(&str) -> Option<T>, all: &[&str]) -> Option<T> {
+fn parse_enum<T>(
+    v: &mut Validator,
+    field: &str,
+    raw: &str,
+    parse: fn(&str) -> Option<T>,
+    all: &[&str],
+) -> Option<T> {
     let parsed = parse(raw);
     if parsed.is_none() {
         v.fail(field, format!("must be one of {}", all.join(", ")));
@@ -80,14 +86,26 @@ pub async fn create_facility(ctx: Ctx) -> ApiResult {
     let levels: Vec<&str> = FacilityLevel::ALL.iter().map(|k| k.as_str()).collect();
     let level = parse_enum(&mut v, "level", &body.level, FacilityLevel::parse, &levels);
     let province = text(&mut v, "province", &body.province, 100);
-    let address = text(&mut v, "address", body.address.as_deref().unwrap_or("-"), 300);
+    let address = text(
+        &mut v,
+        "address",
+        body.address.as_deref().unwrap_or("-"),
+        300,
+    );
     let zone = v.check(
         "time_zone",
         Zone::parse(body.time_zone.as_deref().unwrap_or(time::DEFAULT_ZONE)),
     );
     v.finish()?;
-    let (Some(code), Some(name), Some(kind), Some(level), Some(province), Some(address), Some(zone)) =
-        (code, name, kind, level, province, address, zone)
+    let (
+        Some(code),
+        Some(name),
+        Some(kind),
+        Some(level),
+        Some(province),
+        Some(address),
+        Some(zone),
+    ) = (code, name, kind, level, province, address, zone)
     else {
         return Err(ApiError::internal());
     };
@@ -307,13 +325,19 @@ pub async fn create_patient(ctx: Ctx) -> ApiResult {
     if let Some(p) = &phone {
         let digits = p.strip_prefix('+').unwrap_or(p);
         if !(8..=15).contains(&digits.len()) || !digits.chars().all(|c| c.is_ascii_digit()) {
-            v.fail("phone", "must be 8 to 15 digits, optionally starting with +");
+            v.fail(
+                "phone",
+                "must be 8 to 15 digits, optionally starting with +",
+            );
         }
     }
     if let Some(n) = &body.national_id
         && (n.len() != 12 || !n.chars().all(|c| c.is_ascii_digit()))
     {
-        v.fail("national_id", "must be the 12-digit citizen identity number");
+        v.fail(
+            "national_id",
+            "must be the 12-digit citizen identity number",
+        );
     }
     v.finish()?;
     let (Some(full_name), Some(sex)) = (full_name, sex) else {

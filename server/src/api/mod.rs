@@ -102,9 +102,12 @@ pub fn route_table() -> Vec<Route> {
     ]
 }
 
+/// The handlers of one path: method, handler, and the template (the metrics label).
+type MethodTable = Vec<(Method, Handler, &'static str)>;
+
 /// The compiled table: paths to the handlers of each method.
 pub struct Router {
-    paths: matchit::Router<Vec<(Method, Handler, &'static str)>>,
+    paths: matchit::Router<MethodTable>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +120,7 @@ pub enum RouterError {
 
 impl Router {
     pub fn new(routes: Vec<Route>) -> Result<Router, RouterError> {
-        let mut grouped: Vec<(&'static str, Vec<(Method, Handler, &'static str)>)> = Vec::new();
+        let mut grouped: Vec<(&'static str, MethodTable)> = Vec::new();
         for r in routes {
             match grouped.iter_mut().find(|(p, _)| *p == r.path) {
                 Some((_, methods)) => {
@@ -199,30 +202,36 @@ where
                 .collect();
             match found.value.iter().find(|(m, _, _)| *m == method) {
                 None => {
-                    let allowed: Vec<&str> = found.value.iter().map(|(m, _, _)| m.as_str()).collect();
+                    let allowed: Vec<&str> =
+                        found.value.iter().map(|(m, _, _)| m.as_str()).collect();
                     (
                         Err(ApiError::new(
                             StatusCode::METHOD_NOT_ALLOWED,
                             "method_not_allowed",
                             format!("{method} is not allowed here; use {}", allowed.join(", ")),
                         )),
-                        found.value.first().map(|(_, _, p)| *p).unwrap_or("unmatched"),
+                        found
+                            .value
+                            .first()
+                            .map(|(_, _, p)| *p)
+                            .unwrap_or("unmatched"),
                     )
                 }
                 Some((_, handler, template)) => {
-                    let result = match read_body(&method, &headers, body, state.max_body_bytes).await {
-                        Ok(body) => {
-                            let ctx = Ctx {
-                                principal: state.principal_for(&headers),
-                                state: state.clone(),
-                                params,
-                                query,
-                                body,
-                            };
-                            handler(ctx).await
-                        }
-                        Err(e) => Err(e),
-                    };
+                    let result =
+                        match read_body(&method, &headers, body, state.max_body_bytes).await {
+                            Ok(body) => {
+                                let ctx = Ctx {
+                                    principal: state.principal_for(&headers),
+                                    state: state.clone(),
+                                    params,
+                                    query,
+                                    body,
+                                };
+                                handler(ctx).await
+                            }
+                            Err(e) => Err(e),
+                        };
                     (result, *template)
                 }
             }
@@ -281,7 +290,13 @@ where
         let is_json = headers
             .get(warp::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            })
             .unwrap_or(false);
         if !is_json {
             return Err(ApiError::new(
@@ -320,15 +335,21 @@ impl Ctx {
             ));
         }
         serde_json::from_slice(&self.body).map_err(|e| {
-            ApiError::bad_request("invalid_json", format!("the JSON body is not acceptable: {e}"))
-                .with_details(serde_json::json!({ "line": e.line(), "column": e.column() }))
+            ApiError::bad_request(
+                "invalid_json",
+                format!("the JSON body is not acceptable: {e}"),
+            )
+            .with_details(serde_json::json!({ "line": e.line(), "column": e.column() }))
         })
     }
 
     /// The query string as `T`; unknown parameters are refused so that typos do not pass silently.
     pub fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         serde_urlencoded::from_str(&self.query).map_err(|e| {
-            ApiError::bad_request("invalid_query", format!("the query string is not acceptable: {e}"))
+            ApiError::bad_request(
+                "invalid_query",
+                format!("the query string is not acceptable: {e}"),
+            )
         })
     }
 }

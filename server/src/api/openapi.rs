@@ -10,7 +10,8 @@ pub const DOCUMENT: &str = include_str!("openapi.json");
 /// The parsed document; parsed once, and a unit test guarantees it parses.
 pub fn document() -> Option<&'static serde_json::Value> {
     static DOC: OnceLock<Option<serde_json::Value>> = OnceLock::new();
-    DOC.get_or_init(|| serde_json::from_str(DOCUMENT).ok()).as_ref()
+    DOC.get_or_init(|| serde_json::from_str(DOCUMENT).ok())
+        .as_ref()
 }
 
 /// GET /api/v1/openapi.json
@@ -44,7 +45,13 @@ mod tests {
             .collect();
         let undocumented: Vec<_> = routed.difference(&documented).collect();
         let unrouted: Vec<_> = documented.difference(&routed).collect();
-        assert!(undocumented.is_empty(), "routes missing from openapi.json: {undocumented:?}");
-        assert!(unrouted.is_empty(), "openapi.json documents routes that do not exist: {unrouted:?}");
+        assert!(
+            undocumented.is_empty(),
+            "routes missing from openapi.json: {undocumented:?}"
+        );
+        assert!(
+            unrouted.is_empty(),
+            "openapi.json documents routes that do not exist: {unrouted:?}"
+        );
     }
 }

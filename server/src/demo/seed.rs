@@ -50,7 +50,11 @@ pub struct DemoSummary {
 }
 
 /// Seeds the network unless it is already there; `show_progress` draws a progress bar.
-pub async fn seed(db: &Db, size: DemoSize, show_progress: bool) -> Result<DemoSummary, sqlx::Error> {
+pub async fn seed(
+    db: &Db,
+    size: DemoSize,
+    show_progress: bool,
+) -> Result<DemoSummary, sqlx::Error> {
     let present = on_db!(db, pool => sqlx::query_scalar::<_, String>(
         "SELECT value FROM platform_meta WHERE key = $1",
     )
@@ -120,13 +124,14 @@ async fn insert_network(db: &Db, net: &DemoNetwork, bar: &ProgressBar) -> Result
         })?;
         bar.inc(chunk.len() as u64);
     }
-    let facility_ids: HashMap<String, FacilityId> = on_db!(db, pool => sqlx::query_as::<_, (String, FacilityId)>(
+    let facility_ids: HashMap<String, FacilityId> =
+        on_db!(db, pool => sqlx::query_as::<_, (String, FacilityId)>(
         "SELECT code, id FROM facilities",
     )
     .fetch_all(pool)
     .await)?
-    .into_iter()
-    .collect();
+        .into_iter()
+        .collect();
 
     let departments: Vec<(FacilityId, &str)> = facilities
         .iter()
@@ -142,24 +147,30 @@ async fn insert_network(db: &Db, net: &DemoNetwork, bar: &ProgressBar) -> Result
             q.build().execute(pool).await.map(|r| r.rows_affected())
         })?;
     }
-    let department_ids: HashMap<(FacilityId, String), i64> = on_db!(db, pool => sqlx::query_as::<_, (i64, FacilityId, String)>(
+    let department_ids: HashMap<(FacilityId, String), i64> =
+        on_db!(db, pool => sqlx::query_as::<_, (i64, FacilityId, String)>(
         "SELECT id, facility_id, name FROM departments",
     )
     .fetch_all(pool)
     .await)?
-    .into_iter()
-    .map(|(id, f, name)| ((f, name), id))
-    .collect();
-    let specialty_ids: HashMap<String, i64> = on_db!(db, pool => sqlx::query_as::<_, (String, i64)>(
+        .into_iter()
+        .map(|(id, f, name)| ((f, name), id))
+        .collect();
+    let specialty_ids: HashMap<String, i64> =
+        on_db!(db, pool => sqlx::query_as::<_, (String, i64)>(
         "SELECT code, id FROM specialties",
     )
     .fetch_all(pool)
     .await)?
-    .into_iter()
-    .collect();
+        .into_iter()
+        .collect();
 
     bar.set_message("clinicians");
-    let clinicians: Vec<_> = net.specialists.iter().chain(net.rural_clinicians.iter()).collect();
+    let clinicians: Vec<_> = net
+        .specialists
+        .iter()
+        .chain(net.rural_clinicians.iter())
+        .collect();
     // One at a time inside one transaction: the ids are needed to attach specialties.
     on_db!(db, pool => {
         async {
@@ -282,7 +293,11 @@ fn hm(h: u32, m: u32) -> NaiveTime {
 /// length and a Saturday morning for some.
 fn weekly_pattern(rng: &mut ChaCha8Rng) -> Vec<WeeklyRule> {
     let slot = [20u32, 30, 30, 30, 45][rng.random_range(0..5)];
-    let buffer = if slot == 45 { 15 } else { [0u32, 5, 10][rng.random_range(0..3)] };
+    let buffer = if slot == 45 {
+        15
+    } else {
+        [0u32, 5, 10][rng.random_range(0..3)]
+    };
     let mut days: Vec<u8> = (1..=5).collect();
     // Most specialists keep one weekday for wards or surgery.
     if rng.random_bool(0.6) {
@@ -415,7 +430,8 @@ async fn book_today(
                 end: slot.end,
                 status,
                 reason: REASONS[rng.random_range(0..REASONS.len())],
-                urgency: ["routine", "routine", "routine", "soon", "urgent"][rng.random_range(0..5)],
+                urgency: ["routine", "routine", "routine", "soon", "urgent"]
+                    [rng.random_range(0..5)],
             });
         }
     }

@@ -49,7 +49,9 @@ pub enum SessionError {
     EmptyWindow,
     #[error("times must be whole minutes on the {0}-minute grid (for example 08:00 or 08:05)")]
     OffGrid(u32),
-    #[error("slot_minutes must be a multiple of 5 between {MIN_SLOT_MINUTES} and {MAX_SLOT_MINUTES}")]
+    #[error(
+        "slot_minutes must be a multiple of 5 between {MIN_SLOT_MINUTES} and {MAX_SLOT_MINUTES}"
+    )]
     SlotLength,
     #[error("buffer_minutes must be a multiple of 5 between 0 and {MAX_BUFFER_MINUTES}")]
     BufferLength,
@@ -70,11 +72,12 @@ impl Session {
         if start >= end {
             return Err(SessionError::EmptyWindow);
         }
-        if !(MIN_SLOT_MINUTES..=MAX_SLOT_MINUTES).contains(&slot_minutes) || slot_minutes % 5 != 0
+        if !(MIN_SLOT_MINUTES..=MAX_SLOT_MINUTES).contains(&slot_minutes)
+            || !slot_minutes.is_multiple_of(5)
         {
             return Err(SessionError::SlotLength);
         }
-        if buffer_minutes > MAX_BUFFER_MINUTES || buffer_minutes % 5 != 0 {
+        if buffer_minutes > MAX_BUFFER_MINUTES || !buffer_minutes.is_multiple_of(5) {
             return Err(SessionError::BufferLength);
         }
         if end - start < Duration::minutes(i64::from(slot_minutes)) {
@@ -235,7 +238,13 @@ mod tests {
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).expect("valid literal")
     }
-    fn rule(date: NaiveDate, start: NaiveTime, end: NaiveTime, slot: u32, buffer: u32) -> WeeklyRule {
+    fn rule(
+        date: NaiveDate,
+        start: NaiveTime,
+        end: NaiveTime,
+        slot: u32,
+        buffer: u32,
+    ) -> WeeklyRule {
         WeeklyRule {
             weekday: IsoWeekday::of(date),
             session: Session::new(start, end, slot, buffer).expect("valid session"),
@@ -250,22 +259,50 @@ mod tests {
     #[test]
     fn a_morning_session_in_vietnam() {
         let day = d(2026, 11, 23);
-        let slots = slots_on(day, zone("Asia/Ho_Chi_Minh"), &[rule(day, t(8, 0), t(11, 0), 30, 10)], &[]);
+        let slots = slots_on(
+            day,
+            zone("Asia/Ho_Chi_Minh"),
+            &[rule(day, t(8, 0), t(11, 0), 30, 10)],
+            &[],
+        );
         // 08:00, 08:40, 09:20, 10:00 (10:40 would end at 11:10).
         assert_eq!(slots.len(), 4);
         assert_eq!(slots[0].start.to_rfc3339(), "2026-11-23T01:00:00+00:00");
         assert_eq!(slots[3].start.to_rfc3339(), "2026-11-23T03:00:00+00:00");
-        assert!(slots.iter().all(|s| s.end - s.start == Duration::minutes(30)));
+        assert!(
+            slots
+                .iter()
+                .all(|s| s.end - s.start == Duration::minutes(30))
+        );
     }
 
     #[test]
     fn rules_apply_only_on_their_weekday_and_dates() {
         let monday = d(2026, 11, 23);
         let mut r = rule(monday, t(8, 0), t(9, 0), 30, 0);
-        assert!(slots_on(d(2026, 11, 24), zone("Asia/Ho_Chi_Minh"), std::slice::from_ref(&r), &[]).is_empty());
+        assert!(
+            slots_on(
+                d(2026, 11, 24),
+                zone("Asia/Ho_Chi_Minh"),
+                std::slice::from_ref(&r),
+                &[]
+            )
+            .is_empty()
+        );
         r.valid_from = Some(d(2026, 11, 30));
-        assert!(slots_on(monday, zone("Asia/Ho_Chi_Minh"), std::slice::from_ref(&r), &[]).is_empty());
-        assert_eq!(slots_on(d(2026, 11, 30), zone("Asia/Ho_Chi_Minh"), &[r], &[]).len(), 2);
+        assert!(
+            slots_on(
+                monday,
+                zone("Asia/Ho_Chi_Minh"),
+                std::slice::from_ref(&r),
+                &[]
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            slots_on(d(2026, 11, 30), zone("Asia/Ho_Chi_Minh"), &[r], &[]).len(),
+            2
+        );
     }
 
     #[test]
@@ -273,9 +310,15 @@ mod tests {
         let day = d(2026, 11, 23);
         let z = zone("Asia/Ho_Chi_Minh");
         let rules = [rule(day, t(8, 0), t(10, 0), 30, 0)];
-        let whole = [Exception::Leave { date: day, window: None }];
+        let whole = [Exception::Leave {
+            date: day,
+            window: None,
+        }];
         assert!(slots_on(day, z, &rules, &whole).is_empty());
-        let partial = [Exception::Leave { date: day, window: Some((t(8, 30), t(9, 15))) }];
+        let partial = [Exception::Leave {
+            date: day,
+            window: Some((t(8, 30), t(9, 15))),
+        }];
         let left: Vec<_> = slots_on(day, z, &rules, &partial)
             .iter()
             .map(|s| z.to_local(s.start).time())
@@ -313,11 +356,26 @@ mod tests {
 
     #[test]
     fn sessions_are_validated() {
-        assert_eq!(Session::new(t(9, 0), t(8, 0), 30, 0), Err(SessionError::EmptyWindow));
-        assert_eq!(Session::new(t(8, 3), t(9, 0), 30, 0), Err(SessionError::OffGrid(5)));
-        assert_eq!(Session::new(t(8, 0), t(9, 0), 7, 0), Err(SessionError::SlotLength));
-        assert_eq!(Session::new(t(8, 0), t(9, 0), 30, 3), Err(SessionError::BufferLength));
-        assert_eq!(Session::new(t(8, 0), t(8, 20), 30, 0), Err(SessionError::NoSlot));
+        assert_eq!(
+            Session::new(t(9, 0), t(8, 0), 30, 0),
+            Err(SessionError::EmptyWindow)
+        );
+        assert_eq!(
+            Session::new(t(8, 3), t(9, 0), 30, 0),
+            Err(SessionError::OffGrid(5))
+        );
+        assert_eq!(
+            Session::new(t(8, 0), t(9, 0), 7, 0),
+            Err(SessionError::SlotLength)
+        );
+        assert_eq!(
+            Session::new(t(8, 0), t(9, 0), 30, 3),
+            Err(SessionError::BufferLength)
+        );
+        assert_eq!(
+            Session::new(t(8, 0), t(8, 20), 30, 0),
+            Err(SessionError::NoSlot)
+        );
         // A session ending at midnight's edge does not wrap into the next day.
         let late = Session::new(t(23, 0), t(23, 55), 30, 0).expect("valid session");
         assert_eq!(late.local_starts().count(), 1);

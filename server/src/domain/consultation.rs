@@ -130,10 +130,22 @@ mod tests {
 
     #[test]
     fn life_cycle() {
-        assert_eq!(Status::Held.after(Transition::Confirm), Some(Status::Booked));
-        assert_eq!(Status::Booked.after(Transition::Start), Some(Status::InProgress));
-        assert_eq!(Status::InProgress.after(Transition::Complete), Some(Status::Completed));
-        assert_eq!(Status::Booked.after(Transition::Cancel), Some(Status::Cancelled));
+        assert_eq!(
+            Status::Held.after(Transition::Confirm),
+            Some(Status::Booked)
+        );
+        assert_eq!(
+            Status::Booked.after(Transition::Start),
+            Some(Status::InProgress)
+        );
+        assert_eq!(
+            Status::InProgress.after(Transition::Complete),
+            Some(Status::Completed)
+        );
+        assert_eq!(
+            Status::Booked.after(Transition::Cancel),
+            Some(Status::Cancelled)
+        );
         assert_eq!(Status::Completed.after(Transition::Cancel), None);
         assert_eq!(Status::Cancelled.after(Transition::Reschedule), None);
         assert_eq!(Status::InProgress.after(Transition::Reschedule), None);

@@ -99,7 +99,7 @@ pub fn on_grid(t: DateTime<Utc>) -> bool {
 
 /// True when a local time of day lies on the booking grid.
 pub fn time_on_grid(t: NaiveTime) -> bool {
-    t.second() == 0 && t.nanosecond() == 0 && t.minute() % GRID_MINUTES == 0
+    t.second() == 0 && t.nanosecond() == 0 && t.minute().is_multiple_of(GRID_MINUTES)
 }
 
 /// The grid cells `[start, end)` covers; both ends must be on the grid.

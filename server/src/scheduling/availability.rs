@@ -93,7 +93,9 @@ pub async fn create_rule(db: &Db, clinician: ClinicianId, rule: &WeeklyRule) -> 
     if count >= MAX_RULES_PER_CLINICIAN {
         return Err(SchedulingError::conflict(
             "too_many_rules",
-            format!("a clinician may have at most {MAX_RULES_PER_CLINICIAN} weekly rules; delete one first"),
+            format!(
+                "a clinician may have at most {MAX_RULES_PER_CLINICIAN} weekly rules; delete one first"
+            ),
         ));
     }
     let s = rule.session;

@@ -61,7 +61,8 @@ impl Consultation {
     }
 }
 
-const CONSULTATION_COLUMNS: &str = "id, kind, status, clinician_id, patient_id, requesting_facility_id,
+const CONSULTATION_COLUMNS: &str =
+    "id, kind, status, clinician_id, patient_id, requesting_facility_id,
     referring_clinician_id, reason, urgency, start_at, end_at, hold_expires_at, cancel_reason,
     started_at, ended_at, created_at, updated_at, version";
 
@@ -179,7 +180,9 @@ pub async fn book(
 
     // Try the insert; only if it loses to an expired hold, release that hold and try once more.
     match insert_booking(db, actor, &b, slot, hold_ttl).await {
-        Err(SchedulingError::Conflict { code: "slot_taken", .. }) => {
+        Err(SchedulingError::Conflict {
+            code: "slot_taken", ..
+        }) => {
             if release_expired_holds(db, b.clinician_id, slot).await? > 0 {
                 insert_booking(db, actor, &b, slot, hold_ttl).await
             } else {
@@ -487,7 +490,10 @@ async fn transition(
         None => {
             let refusal = refuse(db, id, transition).await;
             // Name the time rule when the status was right but the moment was not.
-            if let SchedulingError::Conflict { code: "invalid_transition", .. } = &refusal
+            if let SchedulingError::Conflict {
+                code: "invalid_transition",
+                ..
+            } = &refusal
                 && let Ok(c) = get(db, id).await
                 && c.status() == Some(Status::Booked)
             {
@@ -543,7 +549,11 @@ pub async fn reschedule(
     reason: &BoundedText,
 ) -> Result<Consultation> {
     let current = get(db, id).await?;
-    if current.status().and_then(|s| s.after(Transition::Reschedule)).is_none() {
+    if current
+        .status()
+        .and_then(|s| s.after(Transition::Reschedule))
+        .is_none()
+    {
         return Err(refuse(db, id, Transition::Reschedule).await);
     }
     let clinician_id = clinician_id.unwrap_or(current.clinician_id);
@@ -556,7 +566,9 @@ pub async fn reschedule(
     }
     let slot = resolve_slot(db, &clinician, start).await?;
     match move_booking(db, actor, id, clinician_id, slot, reason).await {
-        Err(SchedulingError::Conflict { code: "slot_taken", .. }) => {
+        Err(SchedulingError::Conflict {
+            code: "slot_taken", ..
+        }) => {
             if release_expired_holds(db, clinician_id, slot).await? > 0 {
                 move_booking(db, actor, id, clinician_id, slot, reason).await
             } else {

@@ -5,9 +5,9 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use serde::Serialize;
 
+use super::Result;
 use super::availability::{self, Availability};
 use super::directory::{self, Clinician, ClinicianFilter};
-use super::Result;
 use crate::domain::availability::{Slot, slots_on};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time::{self, cells};
@@ -55,8 +55,7 @@ async fn candidates(db: &Db, q: &SlotQuery) -> Result<Vec<Clinician>> {
         let c = directory::get_clinician(db, id).await?;
         let matches = q.facility_id.is_none_or(|f| f == c.facility_id)
             && q.province.as_ref().is_none_or(|p| *p == c.province)
-            && q
-                .specialty
+            && q.specialty
                 .as_ref()
                 .is_none_or(|s| c.specialties.split(',').any(|x| x == s));
         return Ok(if matches { vec![c] } else { vec![] });
@@ -316,15 +315,20 @@ fn day_entries(
         .collect();
     let mut entries: Vec<CalendarEntry> = Vec::new();
     let mut shown: HashSet<ConsultationId> = HashSet::new();
-    for slot in slots_on(date, zone, avail.rules_of(clinician), avail.exceptions_of(clinician)) {
+    for slot in slots_on(
+        date,
+        zone,
+        avail.rules_of(clinician),
+        avail.exceptions_of(clinician),
+    ) {
         let booking = todays
             .iter()
             .find(|b| b.start_at < slot.end && slot.start < b.end_at)
             .copied();
-        if let Some(b) = booking {
-            if !shown.insert(b.id) {
-                continue;
-            }
+        if let Some(b) = booking
+            && !shown.insert(b.id)
+        {
+            continue;
         }
         entries.push(CalendarEntry {
             start: booking.map_or(slot.start, |b| b.start_at),

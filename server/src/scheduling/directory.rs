@@ -243,7 +243,8 @@ pub struct ClinicianFilter {
 /// Clinicians joined with their facility; specialties aggregated in a sub-select that both
 /// engines accept (`string_agg` is PostgreSQL-only, `group_concat` SQLite-only, so the codes are
 /// gathered in a second query instead).
-const CLINICIAN_SELECT: &str = "SELECT c.id, c.facility_id, c.department_id, c.full_name, c.title, c.active,
+const CLINICIAN_SELECT: &str =
+    "SELECT c.id, c.facility_id, c.department_id, c.full_name, c.title, c.active,
         f.name AS facility_name, f.kind AS facility_kind, f.province, f.time_zone, '' AS specialties
  FROM clinicians c JOIN facilities f ON f.id = c.facility_id";
 

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: checks for what the tests need, starts or installs
+# it, then runs formatting, lints, unit and integration tests on SQLite and PostgreSQL.
+#
+#   ./tests/run.sh            # everything
+#   TEST_POSTGRES_URL=postgres://user:pw@host:5432/postgres ./tests/run.sh   # another PostgreSQL
+#
+# It never skips a suite: if PostgreSQL cannot be made reachable, it stops with the reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif have sudo; then sudo "$@"; else return 1; fi; }
+
+# Debian's apt sometimes fails half-way on these machines; a retry succeeds.
+apt_install() {
+  for attempt in 1 2 3; do
+    if as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"; then return 0; fi
+    echo "apt-get install failed (attempt $attempt); updating and retrying" >&2
+    as_root apt-get update -q || true
+    sleep 2
+  done
+  return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+# --- Rust -----------------------------------------------------------------------------------
+if ! have cargo; then
+  echo "cargo is not installed: install Rust from https://rustup.rs (rustc 1.94 or newer)" >&2
+  exit 1
+fi
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+export TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+pg_host_port() {
+  local rest="${TEST_POSTGRES_URL#*://}"; rest="${rest#*@}"; rest="${rest%%/*}"
+  PG_HOST="${rest%%:*}"; PG_PORT="${rest##*:}"; [ "$PG_PORT" = "$rest" ] && PG_PORT=5432
+  return 0
+}
+pg_host_port
+start_local_postgres() {
+  local version
+  version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -1)"
+  [ -n "$version" ] || return 1
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do port_open "$PG_HOST" "$PG_PORT" && return 0; sleep 1; done
+  return 1
+}
+if ! port_open "$PG_HOST" "$PG_PORT"; then
+  if [ "$PG_HOST" != 127.0.0.1 ] && [ "$PG_HOST" != localhost ]; then
+    echo "PostgreSQL at $PG_HOST:$PG_PORT is not reachable" >&2; exit 1
+  fi
+  say "PostgreSQL is not running on $PG_HOST:$PG_PORT: starting it"
+  if ! start_local_postgres; then
+    say "PostgreSQL is not installed: installing it (Debian package postgresql)"
+    have apt-get || { echo "no apt-get: install PostgreSQL 13+ yourself and set TEST_POSTGRES_URL" >&2; exit 1; }
+    as_root apt-get update -q || true
+    apt_install postgresql
+    start_local_postgres || { echo "PostgreSQL was installed but did not start" >&2; exit 1; }
+  fi
+fi
+# A fresh Debian install asks TCP clients for a password: give the postgres role one when the
+# default URL cannot log in, and use it.
+if have psql && ! psql "$TEST_POSTGRES_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+  if [ "$TEST_POSTGRES_URL" = "postgres://postgres@127.0.0.1:5432/postgres" ] && have su; then
+    say "setting a password for the local postgres role so tests can log in over TCP"
+    as_root su postgres -c "psql -qc \"ALTER ROLE postgres PASSWORD 'postgres'\"" >/dev/null
+    export TEST_POSTGRES_URL="postgres://postgres:postgres@127.0.0.1:5432/postgres"
+  fi
+  psql "$TEST_POSTGRES_URL" -qAtc 'SELECT 1' >/dev/null || {
+    echo "cannot log in to PostgreSQL with $TEST_POSTGRES_URL" >&2; exit 1; }
+fi
+# Databases left behind by an interrupted earlier run.
+if have psql; then
+  for db in $(psql "$TEST_POSTGRES_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'th\_test\_%' OR datname LIKE 'th\_bench\_%'"); do
+    psql "$TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+  done
+fi
+say "PostgreSQL reachable at $PG_HOST:$PG_PORT"
+
+# --- the suite ------------------------------------------------------------------------------
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+say "cargo test (unit and integration tests, SQLite and PostgreSQL)"
+cargo test --workspace --all-targets
+say "all tests passed"
