@@ -87,4 +87,30 @@ say "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test (unit and integration tests, SQLite and PostgreSQL)"
 cargo test --workspace --all-targets
+
+# --- property test of the whole API ---------------------------------------------------------
+# schemathesis generates requests from the OpenAPI document (valid and invalid ones) against a
+# real server with a small demo network, and fails on any 5xx: no client input may cause one.
+say "schemathesis: generated requests against the OpenAPI document (no 5xx allowed)"
+VENV=target/schemathesis-venv
+if [ ! -x "$VENV/bin/schemathesis" ]; then
+  have python3 || { echo "python3 is needed for the API property test" >&2; exit 1; }
+  python3 -m venv "$VENV" || { apt_install python3-venv && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q "schemathesis==4.32.5"
+fi
+cargo build -q -p telehealth-server
+ST_DIR="$(mktemp -d)"
+ST_PORT=$(( 20000 + RANDOM % 20000 ))
+RUST_LOG=warn target/debug/telehealth --data-dir "$ST_DIR" --listen "127.0.0.1:$ST_PORT" \
+  demo --care-centres 40 --patients-per-centre 2 >"$ST_DIR/server.log" 2>&1 &
+ST_PID=$!
+trap 'kill $ST_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 60); do port_open 127.0.0.1 "$ST_PORT" && break; sleep 0.5; done
+"$VENV/bin/schemathesis" run "http://127.0.0.1:$ST_PORT/api/v1/openapi.json" \
+  --url "http://127.0.0.1:$ST_PORT" --checks not_a_server_error \
+  --max-examples 60 --seed 20261122 --no-color \
+  || { echo "--- server log ---" >&2; tail -50 "$ST_DIR/server.log" >&2; exit 1; }
+kill $ST_PID 2>/dev/null || true
+rm -rf "$ST_DIR"
+
 say "all tests passed"

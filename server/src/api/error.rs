@@ -129,6 +129,15 @@ impl From<sqlx::Error> for ApiError {
                 tracing::error!(error = %err, "database unavailable");
                 ApiError::unavailable()
             }
+            // A backstop: handlers check references first, so this means a record vanished
+            // between the check and the write.
+            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                tracing::warn!(error = %err, "foreign key violation");
+                ApiError::unprocessable(
+                    "missing_reference",
+                    "the request refers to a record that does not exist (any more)",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "database error");
                 ApiError::internal()

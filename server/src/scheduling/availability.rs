@@ -145,12 +145,29 @@ pub async fn delete_rule(db: &Db, clinician: ClinicianId, rule: RuleId) -> Resul
     Ok(())
 }
 
+/// Upper bound on dated exceptions per clinician, a few years of leave and extra sessions.
+pub const MAX_EXCEPTIONS_PER_CLINICIAN: i64 = 2000;
+
 pub async fn create_exception(
     db: &Db,
     clinician: ClinicianId,
     exception: &Exception,
     note: &str,
 ) -> Result<ExceptionRow> {
+    let count = on_db!(db, pool => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM availability_exceptions WHERE clinician_id = $1",
+    )
+    .bind(clinician)
+    .fetch_one(pool)
+    .await)?;
+    if count >= MAX_EXCEPTIONS_PER_CLINICIAN {
+        return Err(SchedulingError::conflict(
+            "too_many_exceptions",
+            format!(
+                "a clinician may have at most {MAX_EXCEPTIONS_PER_CLINICIAN} dated exceptions; delete old ones first"
+            ),
+        ));
+    }
     let (kind, start, end, slot, buffer) = match exception {
         Exception::Leave { window, .. } => (
             "leave",

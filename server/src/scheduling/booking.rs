@@ -173,8 +173,13 @@ pub async fn book(
                 "the referring clinician cannot also be the consulted specialist",
             ));
         }
-    } else if let Some(f) = b.requesting_facility_id {
-        directory::get_facility(db, f).await?;
+    } else {
+        if let Some(f) = b.requesting_facility_id {
+            directory::get_facility(db, f).await?;
+        }
+        if let Some(c) = b.referring_clinician_id {
+            directory::get_clinician(db, c).await?;
+        }
     }
     let slot = resolve_slot(db, &clinician, b.start).await?;
 
