@@ -101,6 +101,23 @@ both_engines!(
                 "not_found",
             ),
             (
+                // Found by schemathesis: this once reached the database as a 500.
+                "unknown referring clinician on a video visit",
+                {
+                    let mut b = with("kind", json!("video_visit"));
+                    b["referring_clinician_id"] = json!(i64::MAX - 1);
+                    b
+                },
+                404,
+                "not_found",
+            ),
+            (
+                "unknown care centre",
+                with("requesting_facility_id", json!(999_999)),
+                404,
+                "not_found",
+            ),
+            (
                 "unknown kind",
                 with("kind", json!("phone_call")),
                 422,
