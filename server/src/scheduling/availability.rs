@@ -305,3 +305,78 @@ pub async fn load(
     }
     Ok(out)
 }
+
+/// One row of [`load_day`]: a weekly rule (`source = 'rule'`) or a dated exception.
+#[derive(sqlx::FromRow)]
+struct DayRow {
+    source: String,
+    weekday: Option<i32>,
+    valid_from: Option<NaiveDate>,
+    valid_until: Option<NaiveDate>,
+    on_date: Option<NaiveDate>,
+    kind: Option<String>,
+    start_time: Option<NaiveTime>,
+    end_time: Option<NaiveTime>,
+    slot_minutes: Option<i32>,
+    buffer_minutes: Option<i32>,
+}
+
+/// The rules and exceptions of one clinician that bear on one local date, in a single round
+/// trip: booking checks a slot against them on every request.
+pub async fn load_day(
+    db: &Db,
+    clinician: ClinicianId,
+    date: NaiveDate,
+) -> Result<(Vec<WeeklyRule>, Vec<Exception>)> {
+    let weekday = i32::from(IsoWeekday::of(date).get());
+    let rows: Vec<DayRow> = on_db!(db, pool => sqlx::query_as::<_, DayRow>(
+        "SELECT 'rule' AS source, weekday, valid_from, valid_until, CAST(NULL AS DATE) AS on_date,
+                CAST(NULL AS TEXT) AS kind, start_time, end_time, slot_minutes, buffer_minutes
+         FROM availability_rules WHERE clinician_id = $1 AND weekday = $2
+         UNION ALL
+         SELECT 'exception', CAST(NULL AS INTEGER), CAST(NULL AS DATE), CAST(NULL AS DATE), on_date,
+                kind, start_time, end_time, slot_minutes, buffer_minutes
+         FROM availability_exceptions WHERE clinician_id = $1 AND on_date = $3",
+    )
+    .bind(clinician)
+    .bind(weekday)
+    .bind(date)
+    .fetch_all(pool)
+    .await)?;
+    let mut rules = Vec::new();
+    let mut exceptions = Vec::new();
+    for r in rows {
+        if r.source == "rule" {
+            let row = (|| {
+                Some(WeeklyRule {
+                    weekday: IsoWeekday::new(i64::from(r.weekday?))?,
+                    session: Session::new(
+                        r.start_time?,
+                        r.end_time?,
+                        u32::try_from(r.slot_minutes?).ok()?,
+                        u32::try_from(r.buffer_minutes?).ok()?,
+                    )
+                    .ok()?,
+                    valid_from: r.valid_from,
+                    valid_until: r.valid_until,
+                })
+            })();
+            rules.extend(row);
+        } else {
+            let row = ExceptionRow {
+                id: ExceptionId(0),
+                clinician_id: clinician,
+                on_date: r.on_date.unwrap_or(date),
+                kind: r.kind.unwrap_or_default(),
+                start_time: r.start_time,
+                end_time: r.end_time,
+                slot_minutes: r.slot_minutes,
+                buffer_minutes: r.buffer_minutes,
+                note: String::new(),
+                created_at: time::now(),
+            };
+            exceptions.extend(row.to_exception());
+        }
+    }
+    Ok((rules, exceptions))
+}

@@ -17,7 +17,7 @@ use crate::domain::availability::{Slot, slots_on};
 use crate::domain::consultation::{FacilityKind, Kind, Status, Transition, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
-use crate::domain::time::{self, on_grid};
+use crate::domain::time::{self, Zone, on_grid};
 use crate::on_db;
 use crate::storage::{BeginWrite, Db, is_unique_violation};
 
@@ -80,8 +80,26 @@ pub struct NewBooking {
     pub hold: bool,
 }
 
+/// What a booking must know about the clinician it books.
+#[derive(Clone, Copy, Debug)]
+pub struct Bookable {
+    pub id: ClinicianId,
+    pub zone: Zone,
+    pub active: bool,
+}
+
+impl From<&Clinician> for Bookable {
+    fn from(c: &Clinician) -> Self {
+        Bookable {
+            id: c.id,
+            zone: c.zone(),
+            active: c.active,
+        }
+    }
+}
+
 /// Checks that `start` is a future slot of `clinician` and returns it.
-pub async fn resolve_slot(db: &Db, clinician: &Clinician, start: DateTime<Utc>) -> Result<Slot> {
+pub async fn resolve_slot(db: &Db, clinician: Bookable, start: DateTime<Utc>) -> Result<Slot> {
     if !on_grid(start) {
         return Err(SchedulingError::invalid(
             "start",
@@ -104,23 +122,45 @@ pub async fn resolve_slot(db: &Db, clinician: &Clinician, start: DateTime<Utc>) 
             "this clinician is not taking bookings",
         ));
     }
-    let zone = clinician.zone();
-    let date = zone.local_date(start);
-    let avail = availability::load(db, &[clinician.id], date, date).await?;
-    slots_on(
-        date,
-        zone,
-        avail.rules_of(clinician.id),
-        avail.exceptions_of(clinician.id),
+    let date = clinician.zone.local_date(start);
+    let (rules, exceptions) = availability::load_day(db, clinician.id, date).await?;
+    slots_on(date, clinician.zone, &rules, &exceptions)
+        .into_iter()
+        .find(|s| s.start == start)
+        .ok_or_else(|| {
+            SchedulingError::invalid(
+                "start",
+                "is not one of this clinician's slots; search /api/v1/slots for free ones",
+            )
+        })
+}
+
+/// Everything a booking checks before writing, read in one round trip.
+#[derive(sqlx::FromRow)]
+struct BookingContext {
+    zone: Option<String>,
+    active: Option<bool>,
+    patients: i64,
+    requesting_kind: Option<String>,
+    referring_facility: Option<FacilityId>,
+}
+
+async fn booking_context(db: &Db, b: &NewBooking) -> Result<BookingContext> {
+    Ok(on_db!(db, pool => sqlx::query_as::<_, BookingContext>(
+        "SELECT
+           (SELECT f.time_zone FROM clinicians c JOIN facilities f ON f.id = c.facility_id
+             WHERE c.id = $1) AS zone,
+           (SELECT c.active FROM clinicians c WHERE c.id = $1) AS active,
+           (SELECT COUNT(*) FROM patients p WHERE p.id = $2) AS patients,
+           (SELECT f.kind FROM facilities f WHERE f.id = $3) AS requesting_kind,
+           (SELECT c.facility_id FROM clinicians c WHERE c.id = $4) AS referring_facility",
     )
-    .into_iter()
-    .find(|s| s.start == start)
-    .ok_or_else(|| {
-        SchedulingError::invalid(
-            "start",
-            "is not one of this clinician's slots; search /api/v1/slots for free ones",
-        )
-    })
+    .bind(b.clinician_id)
+    .bind(b.patient_id)
+    .bind(b.requesting_facility_id)
+    .bind(b.referring_clinician_id)
+    .fetch_one(pool)
+    .await)?)
 }
 
 fn slot_taken() -> SchedulingError {
@@ -138,8 +178,25 @@ pub async fn book(
     b: NewBooking,
     hold_ttl: Duration,
 ) -> Result<Consultation> {
-    let clinician = directory::get_clinician(db, b.clinician_id).await?;
-    directory::get_patient(db, b.patient_id).await?;
+    let ctx = booking_context(db, &b).await?;
+    let zone = ctx
+        .zone
+        .as_deref()
+        .ok_or(SchedulingError::NotFound("clinician"))?;
+    let clinician = Bookable {
+        id: b.clinician_id,
+        zone: Zone::parse(zone).unwrap_or_default(),
+        active: ctx.active.unwrap_or(false),
+    };
+    if ctx.patients == 0 {
+        return Err(SchedulingError::NotFound("patient"));
+    }
+    if b.requesting_facility_id.is_some() && ctx.requesting_kind.is_none() {
+        return Err(SchedulingError::NotFound("facility"));
+    }
+    if b.referring_clinician_id.is_some() && ctx.referring_facility.is_none() {
+        return Err(SchedulingError::NotFound("clinician"));
+    }
     if b.kind == Kind::Teleconsultation {
         let facility_id = b.requesting_facility_id.ok_or_else(|| {
             SchedulingError::invalid(
@@ -147,8 +204,7 @@ pub async fn book(
                 "a teleconsultation needs the requesting care centre",
             )
         })?;
-        let facility = directory::get_facility(db, facility_id).await?;
-        if facility.kind != FacilityKind::CareCentre.as_str() {
+        if ctx.requesting_kind.as_deref() != Some(FacilityKind::CareCentre.as_str()) {
             return Err(SchedulingError::invalid(
                 "requesting_facility_id",
                 "the requesting facility of a teleconsultation must be a care centre",
@@ -160,8 +216,7 @@ pub async fn book(
                 "a teleconsultation needs the rural clinician who sits with the patient",
             )
         })?;
-        let referring = directory::get_clinician(db, referring_id).await?;
-        if referring.facility_id != facility_id {
+        if ctx.referring_facility != Some(facility_id) {
             return Err(SchedulingError::invalid(
                 "referring_clinician_id",
                 "the referring clinician must work at the requesting care centre",
@@ -173,15 +228,8 @@ pub async fn book(
                 "the referring clinician cannot also be the consulted specialist",
             ));
         }
-    } else {
-        if let Some(f) = b.requesting_facility_id {
-            directory::get_facility(db, f).await?;
-        }
-        if let Some(c) = b.referring_clinician_id {
-            directory::get_clinician(db, c).await?;
-        }
     }
-    let slot = resolve_slot(db, &clinician, b.start).await?;
+    let slot = resolve_slot(db, clinician, b.start).await?;
 
     // Try the insert; only if it loses to an expired hold, release that hold and try once more.
     match insert_booking(db, actor, &b, slot, hold_ttl).await {
@@ -569,7 +617,7 @@ pub async fn reschedule(
             "the referring clinician cannot also be the consulted specialist",
         ));
     }
-    let slot = resolve_slot(db, &clinician, start).await?;
+    let slot = resolve_slot(db, Bookable::from(&clinician), start).await?;
     match move_booking(db, actor, id, clinician_id, slot, reason).await {
         Err(SchedulingError::Conflict {
             code: "slot_taken", ..

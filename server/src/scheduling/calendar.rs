@@ -10,7 +10,7 @@ use super::availability::{self, Availability};
 use super::directory::{self, Clinician, ClinicianFilter};
 use crate::domain::availability::{Slot, slots_on};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
-use crate::domain::time::{self, cells};
+use crate::domain::time;
 use crate::on_db;
 use crate::storage::Db;
 
@@ -50,58 +50,88 @@ pub struct SlotSearch {
     pub truncated: bool,
 }
 
-async fn candidates(db: &Db, q: &SlotQuery) -> Result<Vec<Clinician>> {
-    if let Some(id) = q.clinician_id {
-        let c = directory::get_clinician(db, id).await?;
-        let matches = q.facility_id.is_none_or(|f| f == c.facility_id)
-            && q.province.as_ref().is_none_or(|p| *p == c.province)
-            && q.specialty
-                .as_ref()
-                .is_none_or(|s| c.specialties.split(',').any(|x| x == s));
-        return Ok(if matches { vec![c] } else { vec![] });
-    }
-    directory::list_clinicians(
-        db,
-        &ClinicianFilter {
-            facility_id: q.facility_id,
-            specialty: q.specialty.clone(),
-            province: q.province.clone(),
-            limit: MAX_CLINICIANS,
-            offset: 0,
-        },
-    )
-    .await
+/// A clinician who may have slots, with what a search result shows about them.
+#[derive(Clone, Debug, sqlx::FromRow)]
+struct Candidate {
+    id: ClinicianId,
+    facility_id: FacilityId,
+    full_name: String,
+    facility_name: String,
+    province: String,
+    time_zone: String,
 }
 
-/// Claimed cells of `clinicians` within `[from, to)`, ignoring holds past their expiry.
-async fn claimed_cells(
+/// Active clinicians matching the filters who have any weekly rule or an extra session in range
+/// (the thousand rural clinicians of a province have none, and are skipped here, not later).
+async fn candidates(db: &Db, q: &SlotQuery) -> Result<Vec<Candidate>> {
+    Ok(on_db!(db, pool => {
+        let mut b = sqlx::QueryBuilder::new(
+            "SELECT c.id, c.facility_id, c.full_name, f.name AS facility_name, f.province, f.time_zone
+             FROM clinicians c JOIN facilities f ON f.id = c.facility_id
+             WHERE c.active = TRUE
+               AND (EXISTS (SELECT 1 FROM availability_rules r WHERE r.clinician_id = c.id)
+                    OR EXISTS (SELECT 1 FROM availability_exceptions e
+                               WHERE e.clinician_id = c.id AND e.kind = 'extra' AND e.on_date >= ",
+        );
+        b.push_bind(q.from).push(" AND e.on_date <= ").push_bind(q.to).push("))");
+        if let Some(id) = q.clinician_id {
+            b.push(" AND c.id = ").push_bind(id);
+        }
+        if let Some(f) = q.facility_id {
+            b.push(" AND c.facility_id = ").push_bind(f);
+        }
+        if let Some(p) = &q.province {
+            b.push(" AND f.province = ").push_bind(p.clone());
+        }
+        if let Some(s) = &q.specialty {
+            b.push(
+                " AND EXISTS (SELECT 1 FROM clinician_specialties cs
+                   JOIN specialties s ON s.id = cs.specialty_id
+                   WHERE cs.clinician_id = c.id AND s.code = ",
+            )
+            .push_bind(s.clone())
+            .push(")");
+        }
+        b.push(" ORDER BY c.id LIMIT ").push_bind(MAX_CLINICIANS);
+        b.build_query_as::<Candidate>().fetch_all(pool).await
+    })?)
+}
+
+/// A busy interval `[start, end)`.
+type Busy = (DateTime<Utc>, DateTime<Utc>);
+
+/// Busy intervals of `clinicians` overlapping `[from, to)`: live consultations, ignoring holds
+/// past their expiry. One row per consultation, sorted by start within each clinician.
+async fn busy_intervals(
     db: &Db,
     clinicians: &[ClinicianId],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<HashSet<(ClinicianId, i64)>> {
+) -> Result<HashMap<ClinicianId, Vec<Busy>>> {
+    let mut out: HashMap<ClinicianId, Vec<Busy>> = HashMap::new();
     if clinicians.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(out);
     }
-    let range = cells(from, to);
     let now = time::now();
-    let rows: Vec<(ClinicianId, i64)> = on_db!(db, pool => {
+    let rows: Vec<(ClinicianId, DateTime<Utc>, DateTime<Utc>)> = on_db!(db, pool => {
         let mut q = sqlx::QueryBuilder::new(
-            "SELECT sc.clinician_id, sc.cell FROM slot_claims sc
-             JOIN consultations c ON c.id = sc.consultation_id
-             WHERE sc.cell >= ",
+            "SELECT clinician_id, start_at, end_at FROM consultations
+             WHERE status IN ('held', 'booked', 'in_progress') AND start_at < ",
         );
-        q.push_bind(range.start).push(" AND sc.cell < ").push_bind(range.end);
-        q.push(" AND NOT (c.status = 'held' AND c.hold_expires_at <= ").push_bind(now).push(")");
-        q.push(" AND sc.clinician_id IN (");
+        q.push_bind(to).push(" AND end_at > ").push_bind(from);
+        q.push(" AND NOT (status = 'held' AND hold_expires_at <= ").push_bind(now).push(")");
+        q.push(" AND clinician_id IN (");
         let mut ids = q.separated(", ");
         for c in clinicians {
             ids.push_bind(*c);
         }
-        q.push(")");
-        q.build_query_as::<(ClinicianId, i64)>().fetch_all(pool).await
+        q.push(") ORDER BY clinician_id, start_at");
+        q.build_query_as::<(ClinicianId, DateTime<Utc>, DateTime<Utc>)>().fetch_all(pool).await
     })?;
-    Ok(rows.into_iter().collect())
+    for (c, start, end) in rows {
+        out.entry(c).or_default().push((start, end));
+    }
+    Ok(out)
 }
 
 fn dates(from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
@@ -115,46 +145,86 @@ fn utc_span(from: NaiveDate, to: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     (start, end)
 }
 
-fn is_free(claimed: &HashSet<(ClinicianId, i64)>, clinician: ClinicianId, slot: &Slot) -> bool {
-    !cells(slot.start, slot.end).any(|cell| claimed.contains(&(clinician, cell)))
+fn overlaps_any(busy: &[Busy], slot: &Slot) -> bool {
+    // `busy` is sorted by start: only intervals starting before the slot ends can overlap.
+    let upto = busy.partition_point(|(start, _)| *start < slot.end);
+    busy[..upto].iter().any(|(_, end)| *end > slot.start)
 }
 
 /// Free future slots matching `q`, earliest first.
+///
+/// Dates are walked in order and the walk stops once more than `limit` slots are known to come
+/// before anything a later date could add, so a month-long search costs about as much as the
+/// days it actually returns.
 pub async fn search_slots(db: &Db, q: &SlotQuery) -> Result<SlotSearch> {
     let clinicians = candidates(db, q).await?;
+    if clinicians.is_empty() {
+        // An unknown id in a filter is a 404, not an empty result that hides the typo.
+        if let Some(id) = q.clinician_id {
+            directory::get_clinician(db, id).await?;
+        }
+        if let Some(id) = q.facility_id {
+            directory::get_facility(db, id).await?;
+        }
+    }
     let ids: Vec<ClinicianId> = clinicians.iter().map(|c| c.id).collect();
+    let zones: Vec<time::Zone> = clinicians
+        .iter()
+        .map(|c| time::Zone::parse(&c.time_zone).unwrap_or_default())
+        .collect();
+    let mut distinct_zones = zones.clone();
+    distinct_zones.sort_by_key(|z| z.name());
+    distinct_zones.dedup();
     let avail = availability::load(db, &ids, q.from, q.to).await?;
     let (span_start, span_end) = utc_span(q.from, q.to);
-    let claimed = claimed_cells(db, &ids, span_start, span_end).await?;
+    let busy = busy_intervals(db, &ids, span_start, span_end).await?;
     let now = time::now();
-    let mut found = Vec::new();
-    for c in &clinicians {
-        let zone = c.zone();
-        for date in dates(q.from, q.to) {
-            for slot in slots_on(date, zone, avail.rules_of(c.id), avail.exceptions_of(c.id)) {
-                if slot.start > now && is_free(&claimed, c.id, &slot) {
-                    found.push(FreeSlot {
-                        clinician_id: c.id,
-                        clinician_name: c.full_name.clone(),
-                        facility_id: c.facility_id,
-                        facility_name: c.facility_name.clone(),
-                        province: c.province.clone(),
-                        start: slot.start,
-                        end: slot.end,
-                        local_start: zone.to_local(slot.start),
-                        time_zone: c.time_zone.clone(),
-                    });
+    let none = Vec::new();
+    // (start, clinician index, end): cheap to sort; names are attached to the survivors only.
+    let mut hits: Vec<(DateTime<Utc>, usize, DateTime<Utc>)> = Vec::new();
+    for date in dates(q.from, q.to) {
+        for (i, c) in clinicians.iter().enumerate() {
+            let theirs = busy.get(&c.id).unwrap_or(&none);
+            for slot in slots_on(
+                date,
+                zones[i],
+                avail.rules_of(c.id),
+                avail.exceptions_of(c.id),
+            ) {
+                if slot.start > now && !overlaps_any(theirs, &slot) {
+                    hits.push((slot.start, i, slot.end));
                 }
             }
         }
+        let next = date + Duration::days(1);
+        let Some(bound) = distinct_zones.iter().map(|z| z.day_start(next)).min() else {
+            break;
+        };
+        if hits.iter().filter(|h| h.0 < bound).count() > q.limit {
+            break;
+        }
     }
-    found.sort_by_key(|s| (s.start, s.clinician_id));
-    let truncated = found.len() > q.limit;
-    found.truncate(q.limit);
-    Ok(SlotSearch {
-        slots: found,
-        truncated,
-    })
+    hits.sort_by_key(|(start, i, _)| (*start, clinicians[*i].id));
+    let truncated = hits.len() > q.limit;
+    hits.truncate(q.limit);
+    let slots = hits
+        .into_iter()
+        .map(|(start, i, end)| {
+            let c = &clinicians[i];
+            FreeSlot {
+                clinician_id: c.id,
+                clinician_name: c.full_name.clone(),
+                facility_id: c.facility_id,
+                facility_name: c.facility_name.clone(),
+                province: c.province.clone(),
+                start,
+                end,
+                local_start: zones[i].to_local(start),
+                time_zone: c.time_zone.clone(),
+            }
+        })
+        .collect();
+    Ok(SlotSearch { slots, truncated })
 }
 
 /// A consultation as a calendar shows it.
