@@ -11,6 +11,14 @@
 //! | log filter | `log_filter` | `RUST_LOG` | | `info` |
 //! | hold length, seconds | `hold_seconds` | `TELEHEALTH_HOLD_SECONDS` | | 300 |
 //! | largest JSON body | `max_body_bytes` | `TELEHEALTH_MAX_BODY_BYTES` | | 65536 |
+//! | TLS certificate chain, PEM | `tls_cert` | `TELEHEALTH_TLS_CERT` | | none: plain HTTP |
+//! | TLS private key, PEM | `tls_key` | `TELEHEALTH_TLS_KEY` | | none: plain HTTP |
+//! | self-signed TLS for development | `tls_self_signed` | `TELEHEALTH_TLS_SELF_SIGNED` | | `false` |
+//!
+//! `tls_cert` and `tls_key` go together and turn on HTTPS. `tls_self_signed = true` instead makes
+//! a certificate for `localhost`, the loopback addresses and the listen address in
+//! `<data_dir>/tls/` (kept and reused on later starts), so a development server on a LAN address
+//! gives browsers the secure context that camera and microphone need. Setting both is an error.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +71,12 @@ pub struct Settings {
     /// How long a held slot stays reserved before it frees itself.
     pub hold_seconds: u32,
     pub max_body_bytes: usize,
+    /// PEM certificate chain, leaf first; with `tls_key`, the server speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a self-signed certificate kept in `<data_dir>/tls/`: for development.
+    pub tls_self_signed: bool,
 }
 
 impl Default for Settings {
@@ -76,6 +90,9 @@ impl Default for Settings {
             log_filter: "info".to_string(),
             hold_seconds: 300,
             max_body_bytes: 64 * 1024,
+            tls_cert: None,
+            tls_key: None,
+            tls_self_signed: false,
         }
     }
 }
@@ -136,5 +153,24 @@ mod tests {
         assert_eq!(s.database_url().expose(), "sqlite://./data/telehealth.db");
         let url = DatabaseUrl::new("postgres://u:pw@h/db");
         assert_eq!(format!("{url:?}"), "postgres://u:***@h/db");
+        assert_eq!(
+            (s.tls_cert, s.tls_key, s.tls_self_signed),
+            (None, None, false)
+        );
+    }
+
+    #[test]
+    fn tls_settings_from_a_file() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let file = dir.path().join("telehealth.toml");
+        std::fs::write(
+            &file,
+            "tls_cert = \"/etc/th/cert.pem\"\ntls_key = \"/etc/th/key.pem\"\ntls_self_signed = false\n",
+        )
+        .expect("config written");
+        let s = Settings::load(Some(&file), Overrides::default()).expect("settings load");
+        assert_eq!(s.tls_cert, Some(PathBuf::from("/etc/th/cert.pem")));
+        assert_eq!(s.tls_key, Some(PathBuf::from("/etc/th/key.pem")));
+        assert!(!s.tls_self_signed);
     }
 }

@@ -4,6 +4,7 @@
 //! start exactly what production runs, on port 0.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod demo;
@@ -14,3 +15,4 @@ pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -53,6 +53,45 @@ enum Command {
         #[arg(long)]
         seed_only: bool,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Accounts (for the first administrator; afterwards use the API).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of the audit trail and name the first broken link (exit 1 if any).
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account. The password is read from TELEHEALTH_NEW_PASSWORD, never from a flag.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        display_name: String,
+        /// patient, clinician, scheduler or administrator (repeatable)
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// The hospital of a scheduler role (omit for the whole network)
+        #[arg(long)]
+        facility_id: Option<i64>,
+        /// The clinician this account is
+        #[arg(long)]
+        clinician_id: Option<i64>,
+        /// The patient this account is
+        #[arg(long)]
+        patient_id: Option<i64>,
+    },
 }
 
 #[tokio::main]
@@ -95,6 +134,69 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
     tracing::info!(database = %settings.database_url().redacted(), "opening database");
     let db = startup::open_database(&settings).await?;
     match command {
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let report = telehealth::audit::verify(&db).await?;
+            db.close().await;
+            match report.first_broken {
+                None => {
+                    println!(
+                        "audit trail intact: {} events, every link verified",
+                        report.events
+                    );
+                    Ok(())
+                }
+                Some((seq, why)) => {
+                    println!("audit trail BROKEN at event {seq}: {why}");
+                    Err(format!("the audit trail is broken at event {seq}").into())
+                }
+            }
+        }
+        Command::Account {
+            command:
+                AccountCommand::Create {
+                    username,
+                    display_name,
+                    roles,
+                    facility_id,
+                    clinician_id,
+                    patient_id,
+                },
+        } => {
+            use telehealth::auth::{Grant, Role, accounts, password};
+            let username = accounts::normalise_username(&username)
+                .ok_or("the user name must be 3 to 64 letters, digits or . _ - @")?;
+            let password = std::env::var("TELEHEALTH_NEW_PASSWORD")
+                .map_err(|_| "set TELEHEALTH_NEW_PASSWORD to the new account's password")?;
+            let mut grants = Vec::new();
+            for r in &roles {
+                let role = Role::parse(r).ok_or_else(|| format!("unknown role {r:?}"))?;
+                let facility_id = (role == Role::Scheduler)
+                    .then_some(facility_id)
+                    .flatten()
+                    .map(telehealth::domain::ids::FacilityId);
+                grants.push(Grant { role, facility_id });
+            }
+            let view = accounts::create_account(
+                &db,
+                accounts::NewAccount {
+                    username,
+                    display_name,
+                    password_hash: Some(password::hash(&password)?),
+                    patient_id: patient_id.map(telehealth::domain::ids::PatientId),
+                    clinician_id: clinician_id.map(telehealth::domain::ids::ClinicianId),
+                    grants,
+                },
+            )
+            .await?;
+            println!(
+                "account {} created (id {})",
+                view.account.username, view.account.id
+            );
+            db.close().await;
+            Ok(())
+        }
         Command::Migrate => {
             println!(
                 "migrations applied to {}",
@@ -105,7 +207,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
         }
         Command::Serve => {
             let app = Application::with_db(&settings, db).await?;
-            tracing::info!(address = %app.local_addr(), "serving");
+            tracing::info!(address = %app.local_addr(), url = %app.base_url(), "serving");
             app.run_until_stopped(startup::shutdown_signal()).await;
             Ok(())
         }
@@ -125,14 +227,14 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 return Ok(());
             }
             let app = Application::with_db(&settings, db).await?;
-            print_summary(&summary, Some(app.local_addr()));
+            print_summary(&summary, Some(app.base_url()));
             app.run_until_stopped(startup::shutdown_signal()).await;
             Ok(())
         }
     }
 }
 
-fn print_summary(s: &seed::DemoSummary, addr: Option<std::net::SocketAddr>) {
+fn print_summary(s: &seed::DemoSummary, base: Option<String>) {
     let state = if s.created {
         "seeded"
     } else {
@@ -144,12 +246,11 @@ fn print_summary(s: &seed::DemoSummary, addr: Option<std::net::SocketAddr>) {
         "  {} facilities, {} clinicians, {} patients; {} consultations booked on {}",
         s.facilities, s.clinicians, s.patients, s.consultations_on_demo_day, s.demo_day
     );
-    let Some(addr) = addr else { return };
-    let base = format!("http://{addr}");
+    let Some(base) = base else { return };
     println!();
     println!("Serving on {base}  (Ctrl-C to stop)");
     println!();
-    println!("Try:");
+    println!("Try (API calls need a session: sign in as shown below):");
     println!("  {base}/                                  the web client (placeholder for now)");
     println!("  {base}/api/v1/openapi.json               the whole API");
     println!("  {base}/api/v1/facilities?kind=hub_hospital");
@@ -167,4 +268,19 @@ fn print_summary(s: &seed::DemoSummary, addr: Option<std::net::SocketAddr>) {
         println!("  {base}/api/v1/clinicians/{id}                  {name}");
     }
     println!("  {base}/healthz   {base}/readyz   {base}/metrics");
+    if !s.accounts.is_empty() {
+        println!();
+        println!(
+            "Demo sign-ins (password \"{}\" for all):",
+            seed::DEMO_PASSWORD
+        );
+        for (user, role, who) in &s.accounts {
+            println!("  {user:<10} {role:<14} {who}");
+        }
+        println!(
+            "  e.g. curl -X POST {base}/api/v1/auth/login -H 'content-type: application/json' \\\n         -d '{{\"username\":\"dieuphoi\",\"password\":\"{}\"}}'",
+            seed::DEMO_PASSWORD
+        );
+        println!("  then send the returned token as 'Authorization: Bearer <token>'.");
+    }
 }

@@ -8,10 +8,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::api::{Router, RouterError, route_table};
+use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::scheduling::booking;
 use crate::state::AppState;
 use crate::storage::{Db, PoolSettings, StorageError};
+use crate::tls::TlsError;
 use crate::{http, telemetry};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,11 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Routes(#[from] RouterError),
+    #[error("no randomness for the visit-link secret: {0}")]
+    Random(getrandom::Error),
+    /// A TLS setting names a missing or unusable file, or the settings conflict.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A bound, migrated server that has not started serving yet.
@@ -34,10 +41,13 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     router: Arc<Router>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Connects to the configured database and applies migrations.
 pub async fn open_database(settings: &Settings) -> Result<Db, StorageError> {
+    // A PostgreSQL URL may ask for TLS: the provider must be chosen before the first connection.
+    crate::tls::install_crypto_provider();
     let db = Db::connect(
         settings.database_url().expose(),
         PoolSettings {
@@ -51,14 +61,26 @@ pub async fn open_database(settings: &Settings) -> Result<Db, StorageError> {
 }
 
 impl Application {
-    /// Opens the database, migrates it, and binds the listener (port 0 picks a free port).
+    /// Loads the TLS certificate (when configured), opens the database, migrates it, and binds
+    /// the listener (port 0 picks a free port).
     pub async fn build(settings: &Settings) -> Result<Application, StartupError> {
+        // A bad certificate path is found before any migration runs.
+        let tls = crate::tls::from_settings(settings)?;
         let db = open_database(settings).await?;
-        Self::with_db(settings, db).await
+        Self::assemble(settings, db, tls).await
     }
 
     /// Like [`Application::build`] with an already open, migrated database.
     pub async fn with_db(settings: &Settings, db: Db) -> Result<Application, StartupError> {
+        let tls = crate::tls::from_settings(settings)?;
+        Self::assemble(settings, db, tls).await
+    }
+
+    async fn assemble(
+        settings: &Settings,
+        db: Db,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Result<Application, StartupError> {
         let listener =
             TcpListener::bind(settings.listen)
                 .await
@@ -70,11 +92,18 @@ impl Application {
             addr: settings.listen,
             source,
         })?;
+        // Visit links are signed with a per-process secret: links issued before a restart stop
+        // working, which is safe (the clinic sends a new one) until a configured secret exists.
+        let visit_secret = crate::auth::tokens::new_secret().map_err(StartupError::Random)?;
+        let (audit, _writer) = AuditLog::start(db.clone());
         let state = AppState {
             db,
+            audit,
             hold_ttl: chrono::Duration::seconds(i64::from(settings.hold_seconds.max(1))),
             max_body_bytes: settings.max_body_bytes,
             metrics: telemetry::metrics_handle(),
+            visit_secret: Arc::new(visit_secret),
+            secure_cookies: tls.is_some(),
         };
         let router = Arc::new(Router::new(route_table())?);
         Ok(Application {
@@ -82,7 +111,23 @@ impl Application {
             addr,
             state,
             router,
+            tls,
         })
+    }
+
+    /// Whether the server speaks HTTPS (and only HTTPS) on its port.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// `https` or `http`, for the URLs the server prints.
+    pub fn scheme(&self) -> &'static str {
+        if self.is_tls() { "https" } else { "http" }
+    }
+
+    /// Where the server answers, such as `https://192.168.1.20:8080`.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.addr)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -98,7 +143,11 @@ impl Application {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sweeper = tokio::spawn(sweep_holds(self.state.db.clone(), stop_rx));
         let routes = http::routes(self.state.clone(), self.router.clone());
-        http::serve(self.listener, routes, shutdown, Duration::from_secs(10)).await;
+        let options = http::ServeOptions {
+            tls: self.tls.clone(),
+            ..http::ServeOptions::default()
+        };
+        http::serve(self.listener, routes, options, shutdown).await;
         let _ = stop_tx.send(true);
         let _ = sweeper.await;
         self.state.db.close().await;

@@ -6,22 +6,57 @@ use chrono::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use warp::http::HeaderMap;
 
-use crate::auth::Principal;
+use crate::audit::AuditLog;
+use crate::auth::{Principal, accounts};
 use crate::storage::Db;
+
+/// Name of the session cookie of the web client.
+pub const SESSION_COOKIE: &str = "th_session";
 
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
+    pub audit: AuditLog,
     /// How long a hold reserves a slot.
     pub hold_ttl: Duration,
     pub max_body_bytes: usize,
     pub metrics: Option<Arc<PrometheusHandle>>,
+    /// Signs visit links; random per process unless configured, so links survive restarts only
+    /// when a secret is set.
+    pub visit_secret: Arc<Vec<u8>>,
+    /// Cookies carry `Secure` when the server speaks TLS.
+    pub secure_cookies: bool,
+}
+
+/// The session token of a request: a Bearer header for API clients, else the session cookie.
+pub fn session_token(headers: &HeaderMap) -> Option<(String, bool)> {
+    if let Some(auth) = headers
+        .get(warp::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return auth
+            .strip_prefix("Bearer ")
+            .map(|t| (t.trim().to_string(), false));
+    }
+    headers
+        .get_all(warp::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| (v.to_string(), true))
 }
 
 impl AppState {
-    /// The caller of a request. Identity is the next issue: for now every request runs as the
-    /// development principal, and this is the one function that will change.
-    pub fn principal_for(&self, _headers: &HeaderMap) -> Principal {
-        Principal::development()
+    /// The caller of a request, if it carries a live session.
+    pub async fn principal_for(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Principal>, sqlx::Error> {
+        match session_token(headers) {
+            Some((token, via_cookie)) => accounts::authenticate(&self.db, &token, via_cookie).await,
+            None => Ok(None),
+        }
     }
 }

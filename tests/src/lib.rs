@@ -137,13 +137,18 @@ struct Inner {
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// A running server and an HTTP client for it.
+/// A running server and an HTTP client for it. Requests carry `token` as a Bearer header: by
+/// default the token of `root`, an administrator and network-wide scheduler.
 #[derive(Clone)]
 pub struct TestApp {
     inner: std::sync::Arc<Inner>,
     pub http: reqwest::Client,
     pub engine: Engine,
+    pub token: Option<String>,
 }
+
+/// The password of every account the harness creates.
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A response, read whole.
 #[derive(Debug)]
@@ -198,14 +203,37 @@ impl TestApp {
             ..Settings::default()
         };
         adjust(&mut settings);
+        let tls = settings.tls_self_signed || settings.tls_cert.is_some();
         let app = Application::build(&settings).await.expect("server starts");
         let addr = app.local_addr();
         let db = app.db().clone();
+        telehealth::auth::accounts::create_account(
+            &db,
+            telehealth::auth::accounts::NewAccount {
+                username: "root".into(),
+                display_name: "Test root".into(),
+                password_hash: Some(telehealth::auth::password::hash(PASSWORD).expect("hash")),
+                patient_id: None,
+                clinician_id: None,
+                grants: vec![
+                    telehealth::auth::Grant {
+                        role: telehealth::auth::Role::Administrator,
+                        facility_id: None,
+                    },
+                    telehealth::auth::Grant {
+                        role: telehealth::auth::Role::Scheduler,
+                        facility_id: None,
+                    },
+                ],
+            },
+        )
+        .await
+        .expect("root account");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stop_rx.await;
         }));
-        TestApp {
+        let app = TestApp {
             inner: std::sync::Arc::new(Inner {
                 addr,
                 db,
@@ -219,7 +247,70 @@ impl TestApp {
                 .build()
                 .expect("http client"),
             engine,
+            token: None,
+        };
+        if tls {
+            // The harness's client speaks plain HTTP; TLS tests bring their own client.
+            return app;
         }
+        let token = app.login("root", PASSWORD).await;
+        TestApp {
+            token: Some(token),
+            ..app
+        }
+    }
+
+    /// Signs in and returns the session token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let r = self
+            .anonymous()
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": username, "password": password}),
+            )
+            .await
+            .expect(200);
+        r.body["token"].as_str().expect("token").to_string()
+    }
+
+    /// The same server, as another caller.
+    pub fn as_token(&self, token: &str) -> TestApp {
+        TestApp {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
+    }
+
+    /// The same server, signed out.
+    pub fn anonymous(&self) -> TestApp {
+        TestApp {
+            token: None,
+            ..self.clone()
+        }
+    }
+
+    /// Creates an account with `roles` (`[("scheduler", Some(facility))]`) linked to a patient or
+    /// clinician, signs it in, and returns the server as that account.
+    pub async fn as_new_user(
+        &self,
+        username: &str,
+        roles: &[(&str, Option<i64>)],
+        patient_id: Option<i64>,
+        clinician_id: Option<i64>,
+    ) -> TestApp {
+        let roles: Vec<Value> = roles
+            .iter()
+            .map(|(role, facility)| json!({"role": role, "facility_id": facility}))
+            .collect();
+        self.post(
+            "/api/v1/accounts",
+            json!({"username": username, "display_name": username, "password": PASSWORD,
+                   "patient_id": patient_id, "clinician_id": clinician_id, "roles": roles}),
+        )
+        .await
+        .expect(201);
+        let token = self.login(username, PASSWORD).await;
+        self.as_token(&token)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -258,6 +349,10 @@ impl TestApp {
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let reply = self.send_any(req).await;
         assert!(
             reply.status < 500,

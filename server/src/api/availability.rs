@@ -4,10 +4,17 @@ use chrono::{Duration, NaiveDate, NaiveTime};
 use serde::Deserialize;
 
 use super::{ApiError, ApiResult, Ctx, Validator, created, no_content, ok};
+use crate::auth::policy;
 use crate::domain::availability::{Exception, IsoWeekday, Session, WeeklyRule};
 use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
 use crate::domain::time;
 use crate::scheduling::{availability, directory};
+
+/// Refuses unless the caller schedules for `clinician`'s hospital (404 for an unknown clinician).
+async fn schedules(ctx: &Ctx, clinician: ClinicianId) -> Result<(), ApiError> {
+    let c = directory::get_clinician(&ctx.state.db, clinician).await?;
+    policy::require_scheduler_for(ctx.user()?, c.facility_id)
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,7 +59,7 @@ pub async fn create_rule(ctx: Ctx) -> ApiResult {
     let (Some(weekday), Some(session)) = (weekday, session) else {
         return Err(ApiError::internal());
     };
-    directory::get_clinician(&ctx.state.db, clinician).await?;
+    schedules(&ctx, clinician).await?;
     let rule = WeeklyRule {
         weekday,
         session,
@@ -74,6 +81,7 @@ pub async fn list_rules(ctx: Ctx) -> ApiResult {
 pub async fn delete_rule(ctx: Ctx) -> ApiResult {
     let clinician: ClinicianId = ctx.param("id")?;
     let rule: RuleId = ctx.param("rule_id")?;
+    schedules(&ctx, clinician).await?;
     availability::delete_rule(&ctx.state.db, clinician, rule).await?;
     no_content()
 }
@@ -154,7 +162,7 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
     let Some(exception) = exception else {
         return Err(ApiError::internal());
     };
-    directory::get_clinician(&ctx.state.db, clinician).await?;
+    schedules(&ctx, clinician).await?;
     created(&availability::create_exception(&ctx.state.db, clinician, &exception, &note).await?)
 }
 
@@ -186,6 +194,7 @@ pub async fn list_exceptions(ctx: Ctx) -> ApiResult {
 pub async fn delete_exception(ctx: Ctx) -> ApiResult {
     let clinician: ClinicianId = ctx.param("id")?;
     let id: ExceptionId = ctx.param("exception_id")?;
+    schedules(&ctx, clinician).await?;
     availability::delete_exception(&ctx.state.db, clinician, id).await?;
     no_content()
 }

@@ -3,7 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::auth::{clinician_facility, consultation_access};
 use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
+use crate::auth::Principal;
+use crate::auth::policy::{self, Visibility};
 use crate::domain::consultation::{Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
@@ -61,9 +64,17 @@ pub async fn create(ctx: Ctx) -> ApiResult {
     let (Some(kind), Some(urgency), Some(reason)) = (kind, urgency, reason) else {
         return Err(ApiError::internal());
     };
+    let p = ctx.user()?;
+    ctx.audit_patient(body.patient_id);
+    let facility = clinician_facility(&ctx, body.clinician_id).await?;
+    if !policy::can_book(p, body.clinician_id, facility, body.referring_clinician_id) {
+        return Err(policy::forbidden(
+            "book with this clinician (schedulers book for their hospital; clinicians for consultations they take part in)",
+        ));
+    }
     let c = booking::book(
         &ctx.state.db,
-        &ctx.principal,
+        p,
         NewBooking {
             kind,
             clinician_id: body.clinician_id,
@@ -78,6 +89,7 @@ pub async fn create(ctx: Ctx) -> ApiResult {
         ctx.state.hold_ttl,
     )
     .await?;
+    ctx.audit(|n| n.record_id = Some(c.id.to_string()));
     created(&c)
 }
 
@@ -97,6 +109,13 @@ struct ListParams {
 /// GET /api/v1/consultations
 pub async fn list(ctx: Ctx) -> ApiResult {
     let p: ListParams = ctx.query()?;
+    let visible = Visibility::of(ctx.user()?);
+    if visible.is_empty() {
+        return Err(policy::forbidden("read consultations"));
+    }
+    if let Some(patient) = p.patient_id {
+        ctx.audit_patient(patient);
+    }
     let (limit, offset) = super::directory::page(p.limit, p.offset)?;
     let status = match p.status.as_deref() {
         None => None,
@@ -118,6 +137,7 @@ pub async fn list(ctx: Ctx) -> ApiResult {
             to: p.to,
             limit,
             offset,
+            visible,
         },
     )
     .await?;
@@ -134,12 +154,32 @@ struct ConsultationDetail {
 /// GET /api/v1/consultations/{id}
 pub async fn get(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
-    let consultation = booking::get(&ctx.state.db, id).await?;
+    let (_, consultation, _) = consultation_access(&ctx, id).await?;
     let events = booking::events(&ctx.state.db, id).await?;
     ok(&ConsultationDetail {
         consultation,
         events,
     })
+}
+
+/// The caller, when they may manage (confirm, cancel, reschedule) consultation `id`.
+async fn manage(ctx: &Ctx, id: ConsultationId) -> Result<Principal, ApiError> {
+    let (p, c, facility) = consultation_access(ctx, id).await?;
+    if policy::can_manage_consultation(&p, &c, facility) {
+        Ok(p)
+    } else {
+        Err(policy::forbidden("change this consultation"))
+    }
+}
+
+/// The caller, when they may run (start, complete, mark no-show) consultation `id`.
+async fn run(ctx: &Ctx, id: ConsultationId) -> Result<Principal, ApiError> {
+    let (p, c, facility) = consultation_access(ctx, id).await?;
+    if policy::can_run_consultation(&p, &c, facility) {
+        Ok(p)
+    } else {
+        Err(policy::forbidden("run this consultation"))
+    }
 }
 
 /// Transitions that take no body refuse one, so a client does not believe it sent something.
@@ -163,7 +203,8 @@ fn no_body(ctx: &Ctx) -> Result<(), ApiError> {
 pub async fn confirm(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
-    ok(&booking::confirm(&ctx.state.db, &ctx.principal, id).await?)
+    let p = manage(&ctx, id).await?;
+    ok(&booking::confirm(&ctx.state.db, &p, id).await?)
 }
 
 #[derive(Deserialize)]
@@ -178,7 +219,8 @@ pub async fn cancel(ctx: Ctx) -> ApiResult {
     let body: ReasonBody = ctx.json()?;
     let reason = BoundedText::parse(&body.reason, MAX_REASON, true)
         .map_err(|e| ApiError::invalid_field("reason", e))?;
-    ok(&booking::cancel(&ctx.state.db, &ctx.principal, id, &reason).await?)
+    let p = manage(&ctx, id).await?;
+    ok(&booking::cancel(&ctx.state.db, &p, id, &reason).await?)
 }
 
 #[derive(Deserialize)]
@@ -196,9 +238,16 @@ pub async fn reschedule(ctx: Ctx) -> ApiResult {
     let body: RescheduleBody = ctx.json()?;
     let reason = BoundedText::parse(&body.reason, MAX_REASON, true)
         .map_err(|e| ApiError::invalid_field("reason", e))?;
+    let p = manage(&ctx, id).await?;
+    if let Some(new_clinician) = body.clinician_id {
+        let facility = clinician_facility(&ctx, new_clinician).await?;
+        if !policy::can_book(&p, new_clinician, facility, None) {
+            return Err(policy::forbidden("move bookings to this clinician"));
+        }
+    }
     let c = booking::reschedule(
         &ctx.state.db,
-        &ctx.principal,
+        &p,
         id,
         body.clinician_id,
         body.start,
@@ -212,19 +261,22 @@ pub async fn reschedule(ctx: Ctx) -> ApiResult {
 pub async fn start(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
-    ok(&booking::start(&ctx.state.db, &ctx.principal, id).await?)
+    let p = run(&ctx, id).await?;
+    ok(&booking::start(&ctx.state.db, &p, id).await?)
 }
 
 /// POST /api/v1/consultations/{id}/complete
 pub async fn complete(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
-    ok(&booking::complete(&ctx.state.db, &ctx.principal, id).await?)
+    let p = run(&ctx, id).await?;
+    ok(&booking::complete(&ctx.state.db, &p, id).await?)
 }
 
 /// POST /api/v1/consultations/{id}/no-show
 pub async fn no_show(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
-    ok(&booking::no_show(&ctx.state.db, &ctx.principal, id).await?)
+    let p = run(&ctx, id).await?;
+    ok(&booking::no_show(&ctx.state.db, &p, id).await?)
 }

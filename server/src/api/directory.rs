@@ -4,10 +4,13 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
+use crate::auth::Scope;
+use crate::auth::policy::{self, PatientFacts, Visibility};
 use crate::domain::consultation::{FacilityKind, FacilityLevel, Sex};
 use crate::domain::ids::{ClinicianId, DepartmentId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone};
+use crate::scheduling::booking::{self, ConsultationFilter};
 use crate::scheduling::directory::{
     self, ClinicianFilter, FacilityFilter, NewClinician, NewFacility, NewPatient, PatientFilter,
 };
@@ -77,6 +80,7 @@ struct FacilityBody {
 
 /// POST /api/v1/facilities
 pub async fn create_facility(ctx: Ctx) -> ApiResult {
+    policy::require_admin(ctx.user()?)?;
     let body: FacilityBody = ctx.json()?;
     let mut v = Validator::default();
     let code = text(&mut v, "code", &body.code, 40);
@@ -171,6 +175,7 @@ struct DepartmentBody {
 
 /// POST /api/v1/facilities/{id}/departments
 pub async fn create_department(ctx: Ctx) -> ApiResult {
+    policy::require_admin(ctx.user()?)?;
     let id: FacilityId = ctx.param("id")?;
     let body: DepartmentBody = ctx.json()?;
     let name = BoundedText::parse(&body.name, MAX_NAME, false)
@@ -194,6 +199,7 @@ struct SpecialtyBody {
 
 /// POST /api/v1/specialties
 pub async fn create_specialty(ctx: Ctx) -> ApiResult {
+    policy::require_admin(ctx.user()?)?;
     let body: SpecialtyBody = ctx.json()?;
     let mut v = Validator::default();
     let code = text(&mut v, "code", &body.code, 60);
@@ -234,6 +240,7 @@ struct ClinicianBody {
 
 /// POST /api/v1/clinicians
 pub async fn create_clinician(ctx: Ctx) -> ApiResult {
+    policy::require_admin(ctx.user()?)?;
     let body: ClinicianBody = ctx.json()?;
     let mut v = Validator::default();
     let full_name = text(&mut v, "full_name", &body.full_name, MAX_NAME);
@@ -343,7 +350,12 @@ pub async fn create_patient(ctx: Ctx) -> ApiResult {
     let (Some(full_name), Some(sex)) = (full_name, sex) else {
         return Err(ApiError::internal());
     };
-    let p = directory::create_patient(
+    if !policy::can_register_patient(ctx.user()?, body.home_facility_id) {
+        return Err(policy::forbidden(
+            "register patients here (clinicians register at their own centre; schedulers anywhere)",
+        ));
+    }
+    let patient = directory::create_patient(
         &ctx.state.db,
         NewPatient {
             full_name,
@@ -355,7 +367,8 @@ pub async fn create_patient(ctx: Ctx) -> ApiResult {
         },
     )
     .await?;
-    created(&p)
+    ctx.audit_patient(patient.id);
+    created(&patient)
 }
 
 #[derive(Deserialize)]
@@ -370,10 +383,23 @@ struct PatientQuery {
 pub async fn list_patients(ctx: Ctx) -> ApiResult {
     let q: PatientQuery = ctx.query()?;
     let (limit, offset) = page(q.limit, q.offset)?;
+    let caller = ctx.user()?;
+    // Lists are for those who look after a whole population: the network's schedulers, and a
+    // care centre's clinicians for their own centre.
+    let home_facility_id = if matches!(caller.scheduler_scope(), Some(Scope::Network)) {
+        q.home_facility_id
+    } else if let (Some(_), Some(own)) = (caller.as_clinician(), caller.clinician_facility_id) {
+        if q.home_facility_id.is_some_and(|f| f != own) {
+            return Err(policy::forbidden("list the patients of another facility"));
+        }
+        Some(own)
+    } else {
+        return Err(policy::forbidden("list patients"));
+    };
     let rows = directory::list_patients(
         &ctx.state.db,
         &PatientFilter {
-            home_facility_id: q.home_facility_id,
+            home_facility_id,
             limit,
             offset,
         },
@@ -385,5 +411,33 @@ pub async fn list_patients(ctx: Ctx) -> ApiResult {
 /// GET /api/v1/patients/{id}
 pub async fn get_patient(ctx: Ctx) -> ApiResult {
     let id: PatientId = ctx.param("id")?;
-    ok(&directory::get_patient(&ctx.state.db, id).await?)
+    ctx.audit_patient(id);
+    let caller = ctx.user()?;
+    let patient = match directory::get_patient(&ctx.state.db, id).await {
+        Ok(p) => p,
+        Err(crate::scheduling::SchedulingError::NotFound(_)) => return Err(ctx.hidden("patient")),
+        Err(e) => return Err(e.into()),
+    };
+    let visible = Visibility::of(caller);
+    let shares_a_consultation = !visible.is_empty()
+        && !booking::list(
+            &ctx.state.db,
+            &ConsultationFilter {
+                patient_id: Some(id),
+                limit: 1,
+                visible,
+                ..Default::default()
+            },
+        )
+        .await?
+        .is_empty();
+    let facts = PatientFacts {
+        patient_id: id,
+        home_facility_id: patient.home_facility_id,
+        shares_a_consultation,
+    };
+    if !policy::can_read_patient(caller, &facts) {
+        return Err(ctx.hidden("patient"));
+    }
+    ok(&patient)
 }

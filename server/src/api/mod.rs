@@ -5,6 +5,7 @@
 //! documented. Handlers share one signature: they receive a [`Ctx`] holding the caller, the path
 //! parameters, the raw query and the body, and parse what they need at this edge.
 
+pub mod auth;
 pub mod availability;
 pub mod consultations;
 pub mod directory;
@@ -25,7 +26,10 @@ use warp::Filter;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 
+use crate::audit;
 use crate::auth::Principal;
+use crate::domain::ids::PatientId;
+use crate::http::ClientAddr;
 use crate::state::AppState;
 pub use error::{ApiError, FieldError};
 
@@ -38,10 +42,13 @@ pub type Handler = fn(Ctx) -> HandlerFuture;
 /// Everything a handler may look at, already bounded in size.
 pub struct Ctx {
     pub state: AppState,
-    pub principal: Principal,
+    /// The caller; `None` only on public routes.
+    pub principal: Option<Principal>,
     params: Vec<(String, String)>,
     query: String,
     body: Bytes,
+    pub client_addr: Option<String>,
+    note: Arc<std::sync::Mutex<AuditNote>>,
 }
 
 /// One documented endpoint.
@@ -51,6 +58,8 @@ pub struct Route {
     /// Path template in OpenAPI form, e.g. `/api/v1/facilities/{id}`.
     pub path: &'static str,
     pub handler: Handler,
+    /// Public routes answer without a session; every other route needs one.
+    pub public: bool,
 }
 
 /// Wraps an `async fn(Ctx) -> ApiResult` into a table entry.
@@ -60,6 +69,15 @@ macro_rules! route {
             method: Method::$method,
             path: $path,
             handler: |ctx| Box::pin($handler(ctx)),
+            public: false,
+        }
+    };
+    (public $method:ident $path:literal => $handler:path) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            handler: |ctx| Box::pin($handler(ctx)),
+            public: true,
         }
     };
 }
@@ -67,7 +85,17 @@ macro_rules! route {
 /// Every API route. The only place routes are declared.
 pub fn route_table() -> Vec<Route> {
     vec![
-        route!(GET "/api/v1/openapi.json" => openapi::get),
+        route!(public GET "/api/v1/openapi.json" => openapi::get),
+        route!(public POST "/api/v1/auth/login" => auth::login),
+        route!(public POST "/api/v1/auth/visit" => auth::visit),
+        route!(POST "/api/v1/auth/logout" => auth::logout),
+        route!(GET "/api/v1/auth/me" => auth::me),
+        route!(GET "/api/v1/accounts" => auth::list_accounts),
+        route!(POST "/api/v1/accounts" => auth::create_account),
+        route!(GET "/api/v1/accounts/{id}" => auth::get_account),
+        route!(POST "/api/v1/accounts/{id}/roles" => auth::set_roles),
+        route!(POST "/api/v1/accounts/{id}/revoke-sessions" => auth::revoke_sessions),
+        route!(GET "/api/v1/audit" => auth::audit),
         route!(GET "/api/v1/facilities" => directory::list_facilities),
         route!(POST "/api/v1/facilities" => directory::create_facility),
         route!(GET "/api/v1/facilities/{id}" => directory::get_facility),
@@ -99,11 +127,12 @@ pub fn route_table() -> Vec<Route> {
         route!(POST "/api/v1/consultations/{id}/start" => consultations::start),
         route!(POST "/api/v1/consultations/{id}/complete" => consultations::complete),
         route!(POST "/api/v1/consultations/{id}/no-show" => consultations::no_show),
+        route!(POST "/api/v1/consultations/{id}/visit-link" => auth::issue_visit_link),
     ]
 }
 
-/// The handlers of one path: method, handler, and the template (the metrics label).
-type MethodTable = Vec<(Method, Handler, &'static str)>;
+/// The routes of one path, one per method.
+type MethodTable = Vec<Route>;
 
 /// The compiled table: paths to the handlers of each method.
 pub struct Router {
@@ -124,12 +153,12 @@ impl Router {
         for r in routes {
             match grouped.iter_mut().find(|(p, _)| *p == r.path) {
                 Some((_, methods)) => {
-                    if methods.iter().any(|(m, _, _)| *m == r.method) {
+                    if methods.iter().any(|m| m.method == r.method) {
                         return Err(RouterError::Duplicate(format!("{} {}", r.method, r.path)));
                     }
-                    methods.push((r.method, r.handler, r.path));
+                    methods.push(r);
                 }
-                None => grouped.push((r.path, vec![(r.method, r.handler, r.path)])),
+                None => grouped.push((r.path, vec![r])),
             }
         }
         let mut paths = matchit::Router::new();
@@ -149,35 +178,95 @@ pub fn api_filter(
         .and(warp::path("v1"))
         .and(warp::method())
         .and(warp::path::full())
-        .and(
-            warp::query::raw()
-                .or(warp::any().map(String::new))
-                .unify(),
-        )
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<ClientAddr>())
         .and(warp::body::stream())
         .then(
             move |method: Method,
                   path: warp::path::FullPath,
                   query: String,
                   headers: HeaderMap,
+                  addr: Option<ClientAddr>,
                   body| {
                 let state = state.clone();
                 let router = router.clone();
-                async move {
-                    dispatch(state, router, method, path.as_str(), query, headers, body).await
-                }
+                let request = Incoming {
+                    method,
+                    query,
+                    headers,
+                    client_addr: addr.map(|a| a.0.ip().to_string()),
+                };
+                async move { dispatch(state, router, path.as_str(), request, body).await }
             },
         )
+}
+
+/// The parts of a request the dispatcher reads before the body.
+struct Incoming {
+    method: Method,
+    query: String,
+    headers: HeaderMap,
+    client_addr: Option<String>,
+}
+
+/// What a handler adds to the audit event of its request.
+#[derive(Default, Clone)]
+pub struct AuditNote {
+    /// Overrides the route as the action (e.g. `login`).
+    pub action: Option<String>,
+    /// Overrides the caller as the actor (a login names the account it tried).
+    pub actor: Option<String>,
+    pub record_type: Option<String>,
+    pub record_id: Option<String>,
+    pub patient_id: Option<PatientId>,
+    /// The handler hid a record the caller may not see (answered 404).
+    pub denied: bool,
+}
+
+fn unauthenticated() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "sign in first: send the session cookie or an Authorization: Bearer token",
+    )
+}
+
+/// Refuses state-changing requests authenticated by cookie that come from another site. The
+/// cookie is SameSite=Strict and the API takes only JSON bodies, so this is the third fence.
+fn check_csrf(method: &Method, headers: &HeaderMap, principal: &Principal) -> Result<(), ApiError> {
+    if !principal.via_cookie || matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let cross_site = ApiError::new(
+        StatusCode::FORBIDDEN,
+        "cross_site_request",
+        "this request came from another site and was refused",
+    );
+    if let Some(site) = header("sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(cross_site);
+    }
+    if let Some(origin) = header("origin") {
+        let host = header("host").unwrap_or("");
+        let origin_host = origin
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .unwrap_or(origin);
+        if origin_host != host {
+            return Err(cross_site);
+        }
+    }
+    Ok(())
 }
 
 async fn dispatch<S, B>(
     state: AppState,
     router: Arc<Router>,
-    method: Method,
     path: &str,
-    query: String,
-    headers: HeaderMap,
+    request: Incoming,
     body: S,
 ) -> Response
 where
@@ -185,6 +274,15 @@ where
     B: bytes::Buf,
 {
     let started = Instant::now();
+    let Incoming {
+        method,
+        query,
+        headers,
+        client_addr,
+    } = request;
+    let note = Arc::new(std::sync::Mutex::new(AuditNote::default()));
+    let mut principal: Option<Principal> = None;
+    let mut audited = false;
     let (result, template) = match router.paths.at(path) {
         Err(_) => (
             Err(ApiError::new(
@@ -200,50 +298,113 @@ where
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            match found.value.iter().find(|(m, _, _)| *m == method) {
+            match found.value.iter().find(|r| r.method == method) {
                 None => {
                     let allowed: Vec<&str> =
-                        found.value.iter().map(|(m, _, _)| m.as_str()).collect();
+                        found.value.iter().map(|r| r.method.as_str()).collect();
                     (
                         Err(ApiError::new(
                             StatusCode::METHOD_NOT_ALLOWED,
                             "method_not_allowed",
                             format!("{method} is not allowed here; use {}", allowed.join(", ")),
                         )),
-                        found
-                            .value
-                            .first()
-                            .map(|(_, _, p)| *p)
-                            .unwrap_or("unmatched"),
+                        found.value.first().map(|r| r.path).unwrap_or("unmatched"),
                     )
                 }
-                Some((_, handler, template)) => {
-                    let result =
-                        match read_body(&method, &headers, body, state.max_body_bytes).await {
-                            Ok(body) => {
-                                let ctx = Ctx {
-                                    principal: state.principal_for(&headers),
-                                    state: state.clone(),
-                                    params,
-                                    query,
-                                    body,
-                                };
-                                handler(ctx).await
-                            }
-                            Err(e) => Err(e),
+                Some(route) => {
+                    audited = route.path != "/api/v1/openapi.json";
+                    if let Some((_, id)) = params.iter().find(|(k, _)| k == "id")
+                        && let Ok(mut n) = note.lock()
+                    {
+                        n.record_id = Some(id.chars().take(40).collect());
+                    }
+                    let result = async {
+                        principal = state.principal_for(&headers).await?;
+                        match &principal {
+                            None if !route.public => return Err(unauthenticated()),
+                            Some(p) => check_csrf(&method, &headers, p)?,
+                            None => {}
+                        }
+                        let body = read_body(&method, &headers, body, state.max_body_bytes).await?;
+                        let ctx = Ctx {
+                            principal: principal.clone(),
+                            state: state.clone(),
+                            params,
+                            query,
+                            body,
+                            client_addr: client_addr.clone(),
+                            note: note.clone(),
                         };
-                    (result, *template)
+                        (route.handler)(ctx).await
+                    }
+                    .await;
+                    (result, route.path)
                 }
             }
         }
     };
-    let response = result.unwrap_or_else(ApiError::into_response);
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_api_requests_total", "method" => method.to_string(), "route" => template, "status" => status)
+    let mut response = result.unwrap_or_else(ApiError::into_response);
+    let status = response.status();
+    if audited {
+        let n = note.lock().map(|n| n.clone()).unwrap_or_default();
+        let outcome = if status.is_success() {
+            audit::Outcome::Allowed
+        } else if n.denied || status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN
+        {
+            audit::Outcome::Denied
+        } else {
+            audit::Outcome::Failed
+        };
+        let event = audit::Event {
+            actor_account_id: principal.as_ref().map(|p| p.account_id),
+            actor: n
+                .actor
+                .or_else(|| principal.as_ref().map(|p| p.username.clone()))
+                .unwrap_or_else(|| "anonymous".to_string()),
+            actor_role: principal
+                .as_ref()
+                .map(Principal::roles_label)
+                .unwrap_or_else(|| "none".to_string()),
+            action: n.action.unwrap_or_else(|| format!("{method} {template}")),
+            record_type: n
+                .record_type
+                .unwrap_or_else(|| record_type_of(template).to_string()),
+            record_id: n.record_id,
+            patient_id: n.patient_id,
+            client_addr,
+            outcome,
+        };
+        // Nothing is answered that the audit trail does not hold.
+        if state.audit.record(event).await.is_err() {
+            response = ApiError::unavailable().into_response();
+        }
+    }
+    let status_label = response.status().as_u16().to_string();
+    metrics::counter!("http_api_requests_total", "method" => method.to_string(), "route" => template, "status" => status_label)
         .increment(1);
     metrics::histogram!("http_api_request_duration_seconds", "route" => template)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// `consultation` from `/api/v1/consultations/{id}/cancel`.
+fn record_type_of(template: &str) -> &str {
+    let collection = template
+        .strip_prefix("/api/v1/")
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("api");
+    match collection {
+        "consultations" => "consultation",
+        "patients" => "patient",
+        "clinicians" => "clinician",
+        "facilities" => "facility",
+        "specialties" => "specialty",
+        "accounts" => "account",
+        "auth" => "session",
+        "slots" => "slot",
+        "audit" => "audit",
+        other => other,
+    }
 }
 
 /// Reads the body up to `limit` bytes; JSON is the only body the API accepts.
@@ -310,6 +471,29 @@ where
 }
 
 impl Ctx {
+    /// The signed-in caller (the dispatcher guarantees one on non-public routes).
+    pub fn user(&self) -> Result<&Principal, ApiError> {
+        self.principal.as_ref().ok_or_else(unauthenticated)
+    }
+
+    /// Adds to this request's audit event.
+    pub fn audit(&self, f: impl FnOnce(&mut AuditNote)) {
+        if let Ok(mut n) = self.note.lock() {
+            f(&mut n);
+        }
+    }
+
+    /// Notes the patient whose data this request touches.
+    pub fn audit_patient(&self, patient: PatientId) {
+        self.audit(|n| n.patient_id = Some(patient));
+    }
+
+    /// A 404 for a record the caller may not see, recorded as a denial.
+    pub fn hidden(&self, what: &str) -> ApiError {
+        self.audit(|n| n.denied = true);
+        ApiError::not_found(what)
+    }
+
     /// A path parameter parsed as `T`; an unparsable value names the parameter.
     pub fn param<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
         let raw = self

@@ -4,6 +4,7 @@ use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 
 use super::{ApiError, ApiResult, Ctx, ok};
+use crate::auth::policy;
 use crate::domain::ids::{ClinicianId, FacilityId};
 use crate::domain::time;
 use crate::scheduling::calendar::{self, SlotQuery};
@@ -90,6 +91,8 @@ pub async fn calendar(ctx: Ctx) -> ApiResult {
         Some(_) => return Err(ApiError::invalid_field("view", "must be day or week")),
     };
     let (from, to) = date_range(p.date, None, days, days)?;
+    crate::scheduling::directory::get_facility(&ctx.state.db, id).await?;
+    policy::require_scheduler_for(ctx.user()?, id)?;
     ok(&calendar::facility_calendar(&ctx.state.db, id, from, to).await?)
 }
 
@@ -105,5 +108,7 @@ pub async fn utilisation(ctx: Ctx) -> ApiResult {
     let id: FacilityId = ctx.param("id")?;
     let p: UtilisationParams = ctx.query()?;
     let (from, to) = date_range(p.from, p.to, 7, 92)?;
+    crate::scheduling::directory::get_facility(&ctx.state.db, id).await?;
+    policy::require_scheduler_for(ctx.user()?, id)?;
     ok(&calendar::utilisation(&ctx.state.db, id, from, to).await?)
 }

@@ -10,6 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::network::{self, DemoNetwork, FacilityKindSeed, FacilitySeed};
+use crate::auth::accounts::{AccountError, NewAccount, create_account};
+use crate::auth::{Grant, Role};
 use crate::domain::availability::{IsoWeekday, Session, WeeklyRule, slots_on};
 use crate::domain::ids::{ClinicianId, FacilityId, PatientId};
 use crate::domain::time::{self, Zone};
@@ -47,7 +49,13 @@ pub struct DemoSummary {
     pub consultations_on_demo_day: i64,
     pub example_hub: Option<(FacilityId, String)>,
     pub example_specialist: Option<(ClinicianId, String, String)>,
+    /// Demo sign-ins: user name, role, who they are.
+    pub accounts: Vec<(String, &'static str, String)>,
 }
+
+/// The password of every demo account (printed at start; never used outside a demo).
+pub const DEMO_PASSWORD: &str = "telehealth-demo";
+const ACCOUNTS_MARKER: &str = "demo_accounts";
 
 /// Seeds the network unless it is already there; `show_progress` draws a progress bar.
 pub async fn seed(
@@ -84,6 +92,7 @@ pub async fn seed(
         insert_network(db, &net, &bar).await?;
         bar.finish_with_message("demo network ready");
     }
+    seed_accounts(db).await?;
     summary(db, created).await
 }
 
@@ -487,6 +496,106 @@ async fn book_today(
     Ok(())
 }
 
+/// One account per role, tied to people who meet on the demo day: a hub specialist, the rural
+/// clinician and patient of one of their consultations, that hub's scheduler, an administrator.
+async fn seed_accounts(db: &Db) -> Result<(), sqlx::Error> {
+    let present = on_db!(db, pool => sqlx::query_scalar::<_, String>(
+        "SELECT value FROM platform_meta WHERE key = $1",
+    )
+    .bind(ACCOUNTS_MARKER)
+    .fetch_optional(pool)
+    .await)?;
+    if present.is_some() {
+        return Ok(());
+    }
+    let zone = Zone::default();
+    let day = demo_day(zone);
+    let pick = on_db!(db, pool => sqlx::query_as::<_, (ClinicianId, FacilityId, Option<ClinicianId>, PatientId)>(
+        "SELECT c.clinician_id, k.facility_id, c.referring_clinician_id, c.patient_id
+         FROM consultations c JOIN clinicians k ON k.id = c.clinician_id
+         WHERE c.start_at >= $1 AND c.status = 'booked' AND c.referring_clinician_id IS NOT NULL
+         ORDER BY c.start_at, c.id LIMIT 1",
+    )
+    .bind(zone.day_start(day))
+    .fetch_optional(pool)
+    .await)?;
+    let hash = crate::auth::password::hash(DEMO_PASSWORD)
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    let mut accounts = vec![NewAccount {
+        username: "admin".into(),
+        display_name: "Quản trị hệ thống".into(),
+        password_hash: Some(hash.clone()),
+        patient_id: None,
+        clinician_id: None,
+        grants: vec![Grant {
+            role: Role::Administrator,
+            facility_id: None,
+        }],
+    }];
+    if let Some((specialist, hub, referring, patient)) = pick {
+        accounts.push(NewAccount {
+            username: "dieuphoi".into(),
+            display_name: "Điều phối viên".into(),
+            password_hash: Some(hash.clone()),
+            patient_id: None,
+            clinician_id: None,
+            grants: vec![Grant {
+                role: Role::Scheduler,
+                facility_id: Some(hub),
+            }],
+        });
+        accounts.push(NewAccount {
+            username: "bacsi".into(),
+            display_name: "Bác sĩ chuyên khoa".into(),
+            password_hash: Some(hash.clone()),
+            patient_id: None,
+            clinician_id: Some(specialist),
+            grants: vec![Grant {
+                role: Role::Clinician,
+                facility_id: None,
+            }],
+        });
+        if let Some(rural) = referring {
+            accounts.push(NewAccount {
+                username: "tramyte".into(),
+                display_name: "Bác sĩ trạm y tế".into(),
+                password_hash: Some(hash.clone()),
+                patient_id: None,
+                clinician_id: Some(rural),
+                grants: vec![Grant {
+                    role: Role::Clinician,
+                    facility_id: None,
+                }],
+            });
+        }
+        accounts.push(NewAccount {
+            username: "benhnhan".into(),
+            display_name: "Bệnh nhân".into(),
+            password_hash: Some(hash),
+            patient_id: Some(patient),
+            clinician_id: None,
+            grants: vec![Grant {
+                role: Role::Patient,
+                facility_id: None,
+            }],
+        });
+    }
+    for a in accounts {
+        match create_account(db, a).await {
+            Ok(_) | Err(AccountError::Duplicate(_)) => {}
+            Err(AccountError::Storage(e)) => return Err(e),
+            Err(e) => return Err(sqlx::Error::Protocol(e.to_string())),
+        }
+    }
+    on_db!(db, pool => sqlx::query("INSERT INTO platform_meta (key, value) VALUES ($1, $2)")
+        .bind(ACCOUNTS_MARKER)
+        .bind(time::now().to_rfc3339())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
 async fn summary(db: &Db, created: bool) -> Result<DemoSummary, sqlx::Error> {
     let count = |sql: &'static str| async move {
         on_db!(db, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await)
@@ -518,7 +627,27 @@ async fn summary(db: &Db, created: bool) -> Result<DemoSummary, sqlx::Error> {
     )
     .fetch_optional(pool)
     .await)?;
+    let accounts: Vec<(String, String)> = on_db!(db, pool => sqlx::query_as(
+        "SELECT a.username, a.display_name FROM accounts a
+         JOIN platform_meta m ON m.key = 'demo_accounts'
+         WHERE a.username IN ('admin', 'dieuphoi', 'bacsi', 'tramyte', 'benhnhan') ORDER BY a.id",
+    )
+    .fetch_all(pool)
+    .await)?;
+    let accounts = accounts
+        .into_iter()
+        .map(|(u, d)| {
+            let role = match u.as_str() {
+                "admin" => "administrator",
+                "dieuphoi" => "scheduler",
+                "benhnhan" => "patient",
+                _ => "clinician",
+            };
+            (u, role, d)
+        })
+        .collect();
     Ok(DemoSummary {
+        accounts,
         created,
         facilities,
         clinicians,

@@ -13,6 +13,7 @@ use super::availability;
 use super::directory::{self, Clinician};
 use super::{Result, SchedulingError};
 use crate::auth::Principal;
+use crate::auth::policy::Visibility;
 use crate::domain::availability::{Slot, slots_on};
 use crate::domain::consultation::{FacilityKind, Kind, Status, Transition, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
@@ -299,7 +300,7 @@ async fn insert_booking(
             )
             .bind(row.id)
             .bind(now)
-            .bind(&actor.subject)
+            .bind(&actor.username)
             .bind(status.as_str())
             .execute(&mut *tx)
             .await?;
@@ -401,12 +402,38 @@ pub struct ConsultationFilter {
     pub to: Option<DateTime<Utc>>,
     pub limit: i64,
     pub offset: i64,
+    /// Only what this caller may see.
+    pub visible: Visibility,
 }
 
 pub async fn list(db: &Db, f: &ConsultationFilter) -> Result<Vec<Consultation>> {
     let rows = on_db!(db, pool => {
         let mut q = sqlx::QueryBuilder::new("SELECT ");
-        q.push(CONSULTATION_COLUMNS).push(" FROM consultations WHERE 1 = 1");
+        q.push(CONSULTATION_COLUMNS).push(" FROM consultations WHERE (1 = 0");
+        let v = &f.visible;
+        if let Some(patient) = v.patient {
+            q.push(" OR (patient_id = ").push_bind(patient);
+            if let Some(only) = v.only_consultation {
+                q.push(" AND id = ").push_bind(only);
+            }
+            q.push(")");
+        }
+        if let Some(me) = v.clinician {
+            q.push(" OR clinician_id = ").push_bind(me);
+            q.push(" OR referring_clinician_id = ").push_bind(me);
+        }
+        if let Some(facilities) = v.facilities.as_ref().filter(|f| !f.is_empty()) {
+            q.push(" OR clinician_id IN (SELECT id FROM clinicians WHERE facility_id IN (");
+            let mut sep = q.separated(", ");
+            for f in facilities {
+                sep.push_bind(*f);
+            }
+            q.push("))");
+        }
+        if v.network {
+            q.push(" OR 1 = 1");
+        }
+        q.push(")");
         if let Some(v) = f.clinician_id {
             q.push(" AND clinician_id = ").push_bind(v);
         }
@@ -527,7 +554,7 @@ async fn transition(
                 )
                 .bind(row.id)
                 .bind(now)
-                .bind(&actor.subject)
+                .bind(&actor.username)
                 .bind(transition.as_str())
                 .bind(detail)
                 .execute(&mut *tx)
@@ -673,7 +700,7 @@ async fn move_booking(
             )
             .bind(id)
             .bind(now)
-            .bind(&actor.subject)
+            .bind(&actor.username)
             .bind(reason.as_str())
             .execute(&mut *tx)
             .await?;

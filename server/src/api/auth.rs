@@ -1,0 +1,492 @@
+//! Identity endpoints: sign in and out, visit links, accounts and roles, the audit trail.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use warp::http::{HeaderValue, StatusCode};
+
+use super::{ApiError, ApiResult, Ctx, created, json_response, no_content, ok};
+use crate::audit::{self, AuditQuery};
+use crate::auth::accounts::{self, AccountError, NewAccount};
+use crate::auth::tokens::{self, VisitLinkError};
+use crate::auth::{AccountId, Grant, Principal, Role, password, policy};
+use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
+use crate::domain::time;
+use crate::scheduling::{booking, directory};
+use crate::state::SESSION_COOKIE;
+
+/// Failed sign-ins that lock an account, and an address, for the window.
+pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
+pub const LOCKOUT_MINUTES: i64 = 15;
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Duplicate(u) => ApiError::conflict(
+                "duplicate_username",
+                format!("the user name {u:?} is taken"),
+            ),
+            AccountError::Invalid(m) => ApiError::unprocessable("validation_failed", m),
+            AccountError::Random(e) => {
+                tracing::error!(error = %e, "no randomness");
+                ApiError::internal()
+            }
+            AccountError::Storage(e) => e.into(),
+        }
+    }
+}
+
+fn session_cookie(ctx: &Ctx, token: &str, max_age: i64) -> HeaderValue {
+    let secure = if ctx.state.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let value = format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    );
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[derive(Serialize)]
+struct SessionBody<'a> {
+    /// Also usable as `Authorization: Bearer <token>` by API clients.
+    token: &'a str,
+    expires_at: DateTime<Utc>,
+    account: &'a accounts::AccountView,
+}
+
+async fn start_session(
+    ctx: &Ctx,
+    account: AccountId,
+    consultation: Option<ConsultationId>,
+    expires_at: DateTime<Utc>,
+) -> ApiResult {
+    let (token, expires_at) =
+        accounts::create_session(&ctx.state.db, account, consultation, expires_at).await?;
+    let view = accounts::get_account(&ctx.state.db, account)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let mut response = json_response(
+        StatusCode::OK,
+        &SessionBody {
+            token: &token,
+            expires_at,
+            account: &view,
+        },
+    )?;
+    let max_age = (expires_at - time::now()).num_seconds().max(0);
+    response.headers_mut().insert(
+        warp::http::header::SET_COOKIE,
+        session_cookie(ctx, &token, max_age),
+    );
+    response.headers_mut().insert(
+        warp::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    username: String,
+    password: String,
+}
+
+/// POST /api/v1/auth/login
+pub async fn login(ctx: Ctx) -> ApiResult {
+    let body: LoginBody = ctx.json()?;
+    let username = accounts::normalise_username(&body.username)
+        .unwrap_or_else(|| body.username.chars().take(64).collect());
+    ctx.audit(|n| {
+        n.action = Some("login".into());
+        n.actor = Some(username.clone());
+        n.record_type = Some("session".into());
+    });
+    let since = time::now() - Duration::minutes(LOCKOUT_MINUTES);
+    let (by_account, by_address) =
+        audit::failed_logins(&ctx.state.db, &username, ctx.client_addr.as_deref(), since).await?;
+    if by_account >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!(
+                "too many failed sign-ins; wait {LOCKOUT_MINUTES} minutes and try again, or ask an administrator"
+            ),
+        ));
+    }
+    let wrong = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the user name or password is wrong",
+        )
+    };
+    let record = accounts::login_record(&ctx.state.db, &username).await?;
+    let password = body.password;
+    let account = match record {
+        Some((id, Some(hash), false)) => {
+            let ok = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
+                .await
+                .unwrap_or(false);
+            ok.then_some(id)
+        }
+        _ => {
+            let _ = tokio::task::spawn_blocking(move || password::verify_dummy(&password)).await;
+            None
+        }
+    };
+    let Some(account) = account else {
+        return Err(wrong());
+    };
+    ctx.audit(|n| n.record_id = Some(account.to_string()));
+    start_session(&ctx, account, None, accounts::default_expiry()).await
+}
+
+/// POST /api/v1/auth/logout
+pub async fn logout(ctx: Ctx) -> ApiResult {
+    let p = ctx.user()?;
+    accounts::revoke_session(&ctx.state.db, p.session_id).await?;
+    ctx.audit(|n| n.action = Some("logout".into()));
+    let mut response = no_content()?;
+    response
+        .headers_mut()
+        .insert(warp::http::header::SET_COOKIE, session_cookie(&ctx, "", 0));
+    Ok(response)
+}
+
+/// GET /api/v1/auth/me
+pub async fn me(ctx: Ctx) -> ApiResult {
+    ok(ctx.user()?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VisitBody {
+    token: String,
+}
+
+/// POST /api/v1/auth/visit: exchanges a one-time visit link for a session limited to its
+/// consultation.
+pub async fn visit(ctx: Ctx) -> ApiResult {
+    let body: VisitBody = ctx.json()?;
+    ctx.audit(|n| {
+        n.action = Some("visit_link".into());
+        n.record_type = Some("consultation".into());
+    });
+    let refuse = |why: &str| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_visit_link",
+            format!("{why}; ask the clinic for a new link"),
+        )
+    };
+    let claims = tokens::verify_visit_link(&ctx.state.visit_secret, &body.token, time::now())
+        .map_err(|e| match e {
+            VisitLinkError::Expired => refuse("this visit link has expired"),
+            _ => refuse("this visit link is not valid"),
+        })?;
+    ctx.audit(|n| {
+        n.record_id = Some(claims.consultation_id.to_string());
+        n.patient_id = Some(claims.patient_id);
+    });
+    let consultation = booking::get(&ctx.state.db, claims.consultation_id)
+        .await
+        .map_err(|_| refuse("this visit link is not valid"))?;
+    if consultation.patient_id != claims.patient_id {
+        return Err(refuse("this visit link is not valid"));
+    }
+    if !accounts::consume_visit_link(&ctx.state.db, &claims).await? {
+        return Err(refuse("this visit link has already been used"));
+    }
+    let account = accounts::patient_account(&ctx.state.db, claims.patient_id).await?;
+    // The session lasts until a while after the visit, and no longer than a normal one.
+    let until = (consultation.end_at + Duration::hours(2)).min(accounts::default_expiry());
+    start_session(&ctx, account, Some(consultation.id), until).await
+}
+
+/// The facility of a consultation's clinician, which decides who schedules it.
+pub async fn clinician_facility(ctx: &Ctx, clinician: ClinicianId) -> Result<FacilityId, ApiError> {
+    Ok(directory::get_clinician(&ctx.state.db, clinician)
+        .await?
+        .facility_id)
+}
+
+#[derive(Serialize)]
+struct VisitLink {
+    token: String,
+    /// Path for the web client; the token travels in the fragment, which browsers never send.
+    path: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// POST /api/v1/consultations/{id}/visit-link
+pub async fn issue_visit_link(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    let p = ctx.user()?;
+    let c = booking::get(&ctx.state.db, id).await?;
+    ctx.audit_patient(c.patient_id);
+    let facility = clinician_facility(&ctx, c.clinician_id).await?;
+    if !policy::can_read_consultation(p, &c, facility) {
+        return Err(ctx.hidden("consultation"));
+    }
+    if !policy::can_manage_consultation(p, &c, facility) {
+        return Err(policy::forbidden("send visit links for this consultation"));
+    }
+    if !matches!(c.status.as_str(), "booked" | "in_progress") {
+        return Err(ApiError::conflict(
+            "invalid_transition",
+            format!(
+                "a visit link needs a booked consultation; this one is {}",
+                c.status
+            ),
+        ));
+    }
+    let expires_at = c.end_at + Duration::hours(1);
+    let claims =
+        accounts::issue_visit_link(&ctx.state.db, id, c.patient_id, p.account_id, expires_at)
+            .await?;
+    let token = tokens::sign_visit_link(&ctx.state.visit_secret, &claims)
+        .map_err(|_| ApiError::internal())?;
+    created(&VisitLink {
+        path: format!("/visit#{token}"),
+        token,
+        expires_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    role: String,
+    #[serde(default)]
+    facility_id: Option<FacilityId>,
+}
+
+fn parse_grants(raw: &[GrantBody]) -> Result<Vec<Grant>, ApiError> {
+    if raw.len() > 4 {
+        return Err(ApiError::invalid_field(
+            "roles",
+            "at most one entry per role",
+        ));
+    }
+    let mut out: Vec<Grant> = Vec::new();
+    for g in raw {
+        let role = Role::parse(&g.role).ok_or_else(|| {
+            ApiError::invalid_field(
+                "roles",
+                "each role is patient, clinician, scheduler or administrator",
+            )
+        })?;
+        if out.iter().any(|o| o.role == role) {
+            return Err(ApiError::invalid_field("roles", "a role is listed twice"));
+        }
+        out.push(Grant {
+            role,
+            facility_id: g.facility_id,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccountBody {
+    username: String,
+    display_name: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    patient_id: Option<PatientId>,
+    #[serde(default)]
+    clinician_id: Option<ClinicianId>,
+    #[serde(default)]
+    roles: Vec<GrantBody>,
+}
+
+/// POST /api/v1/accounts
+pub async fn create_account(ctx: Ctx) -> ApiResult {
+    policy::require_admin(ctx.user()?)?;
+    let body: NewAccountBody = ctx.json()?;
+    let username = accounts::normalise_username(&body.username).ok_or_else(|| {
+        ApiError::invalid_field(
+            "username",
+            "3 to 64 characters: letters, digits, and . _ - @",
+        )
+    })?;
+    let display_name = crate::domain::text::BoundedText::parse(&body.display_name, 200, false)
+        .map_err(|e| ApiError::invalid_field("display_name", e))?;
+    let grants = parse_grants(&body.roles)?;
+    let password_hash = match body.password {
+        None => None,
+        Some(pw) => Some(
+            tokio::task::spawn_blocking(move || password::hash(&pw))
+                .await
+                .map_err(|_| ApiError::internal())?
+                .map_err(|e| ApiError::invalid_field("password", e))?,
+        ),
+    };
+    if let Some(p) = body.patient_id {
+        directory::get_patient(&ctx.state.db, p).await?;
+        if accounts::account_of_patient(&ctx.state.db, p)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::conflict(
+                "already_linked",
+                "this patient already has an account",
+            ));
+        }
+    }
+    if let Some(c) = body.clinician_id {
+        directory::get_clinician(&ctx.state.db, c).await?;
+        if accounts::account_of_clinician(&ctx.state.db, c)
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::conflict(
+                "already_linked",
+                "this clinician already has an account",
+            ));
+        }
+    }
+    for g in &grants {
+        if let Some(f) = g.facility_id {
+            directory::get_facility(&ctx.state.db, f).await?;
+        }
+    }
+    let view = accounts::create_account(
+        &ctx.state.db,
+        NewAccount {
+            username,
+            display_name: display_name.into_string(),
+            password_hash,
+            patient_id: body.patient_id,
+            clinician_id: body.clinician_id,
+            grants,
+        },
+    )
+    .await?;
+    ctx.audit(|n| n.record_id = Some(view.account.id.to_string()));
+    created(&view)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// GET /api/v1/accounts
+pub async fn list_accounts(ctx: Ctx) -> ApiResult {
+    policy::require_admin(ctx.user()?)?;
+    let q: PageQuery = ctx.query()?;
+    let (limit, offset) = super::directory::page(q.limit, q.offset)?;
+    ok(&accounts::list_accounts(&ctx.state.db, limit, offset).await?)
+}
+
+/// GET /api/v1/accounts/{id}
+pub async fn get_account(ctx: Ctx) -> ApiResult {
+    let id: AccountId = ctx.param("id")?;
+    let p = ctx.user()?;
+    if p.account_id != id {
+        policy::require_admin(p)?;
+    }
+    match accounts::get_account(&ctx.state.db, id).await? {
+        Some(v) => ok(&v),
+        None => Err(ApiError::not_found("account")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolesBody {
+    roles: Vec<GrantBody>,
+}
+
+/// POST /api/v1/accounts/{id}/roles: replaces the account's roles.
+pub async fn set_roles(ctx: Ctx) -> ApiResult {
+    let id: AccountId = ctx.param("id")?;
+    policy::require_admin(ctx.user()?)?;
+    let body: RolesBody = ctx.json()?;
+    let grants = parse_grants(&body.roles)?;
+    if accounts::get_account(&ctx.state.db, id).await?.is_none() {
+        return Err(ApiError::not_found("account"));
+    }
+    for g in &grants {
+        if let Some(f) = g.facility_id {
+            directory::get_facility(&ctx.state.db, f).await?;
+        }
+    }
+    accounts::set_roles(&ctx.state.db, id, &grants).await?;
+    match accounts::get_account(&ctx.state.db, id).await? {
+        Some(v) => ok(&v),
+        None => Err(ApiError::not_found("account")),
+    }
+}
+
+#[derive(Serialize)]
+struct Revoked {
+    revoked_sessions: u64,
+}
+
+/// POST /api/v1/accounts/{id}/revoke-sessions
+pub async fn revoke_sessions(ctx: Ctx) -> ApiResult {
+    let id: AccountId = ctx.param("id")?;
+    policy::require_admin(ctx.user()?)?;
+    if accounts::get_account(&ctx.state.db, id).await?.is_none() {
+        return Err(ApiError::not_found("account"));
+    }
+    let n = accounts::revoke_all(&ctx.state.db, id).await?;
+    ok(&Revoked {
+        revoked_sessions: n,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    patient_id: Option<PatientId>,
+    actor: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// GET /api/v1/audit
+pub async fn audit(ctx: Ctx) -> ApiResult {
+    policy::require_admin(ctx.user()?)?;
+    let q: AuditParams = ctx.query()?;
+    let (limit, offset) = super::directory::page(q.limit, q.offset)?;
+    let events = audit::query(
+        &ctx.state.db,
+        &AuditQuery {
+            patient_id: q.patient_id,
+            actor: q.actor.map(|a| a.to_lowercase()),
+            from: q.from,
+            to: q.to,
+            limit,
+            offset,
+        },
+    )
+    .await?;
+    ok(&events)
+}
+
+/// For handlers that need the caller and a consultation's clinician facility together.
+pub async fn consultation_access(
+    ctx: &Ctx,
+    id: ConsultationId,
+) -> Result<(Principal, booking::Consultation, FacilityId), ApiError> {
+    let p = ctx.user()?.clone();
+    let c = booking::get(&ctx.state.db, id).await?;
+    ctx.audit_patient(c.patient_id);
+    let facility = clinician_facility(ctx, c.clinician_id).await?;
+    if !policy::can_read_consultation(&p, &c, facility) {
+        return Err(ctx.hidden("consultation"));
+    }
+    Ok((p, c, facility))
+}

@@ -1,0 +1,561 @@
+//! Access control: every route against every role, on both engines.
+//!
+//! The table below has one row per route of `route_table()`; the test fails when a route exists
+//! without a row (or a row without a route). For each role a row says whether the request gets
+//! past access control (A: any answer but 401, 403 or 404), is refused (R: 401 or 403), or finds
+//! nothing because the record is not visible to that caller (N: 404). Requests that would change
+//! state are chosen so that an allowed caller still passes access control and then meets a
+//! business rule (a 409 or 422), so the order of the rows does not change later outcomes.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use telehealth_tests::{Cast, PASSWORD, TestApp, both_engines, next_weekday};
+
+/// Columns of the table, in order.
+const ROLES: [&str; 10] = [
+    "anonymous",
+    "admin",
+    "scheduler",
+    "other_scheduler",
+    "specialist",
+    "other_specialist",
+    "rural_clinician",
+    "patient",
+    "other_patient",
+    "visit_link",
+];
+
+struct Row {
+    method: &'static str,
+    template: &'static str,
+    /// The concrete path, from the ids of the world.
+    path: String,
+    body: Option<Value>,
+    /// One letter per role, in `ROLES` order.
+    expect: &'static str,
+}
+
+struct World {
+    cast: Cast,
+    other_hub: i64,
+    other_specialist: i64,
+    other_patient: i64,
+    consultation: i64,
+    rule: i64,
+    exception: i64,
+    spare_account: i64,
+    slot: String,
+}
+
+fn rows(w: &World) -> Vec<Row> {
+    let c = &w.cast;
+    let k = w.consultation;
+    let row = |method, template: &'static str, path: String, body: Option<Value>, expect| Row {
+        method,
+        template,
+        path,
+        body,
+        expect,
+    };
+    let booking = json!({
+        "kind": "teleconsultation", "clinician_id": c.specialist, "patient_id": c.patient,
+        "requesting_facility_id": c.centre, "referring_clinician_id": c.rural,
+        "reason": "access test", "start": w.slot,
+    });
+    //                                                         anon admin sch osch spec ospec rural pat opat visit
+    vec![
+        row(
+            "GET",
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json".into(),
+            None,
+            "AAAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/auth/login",
+            "/api/v1/auth/login".into(),
+            Some(json!({"username": "spare", "password": PASSWORD})),
+            "AAAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/auth/visit",
+            "/api/v1/auth/visit".into(),
+            Some(json!({"token": "v1.bogus.token"})),
+            "RRRRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/auth/me",
+            "/api/v1/auth/me".into(),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "GET",
+            "/api/v1/accounts",
+            "/api/v1/accounts".into(),
+            None,
+            "RARRRRRRRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/accounts",
+            "/api/v1/accounts".into(),
+            Some(json!({"username": "spare", "display_name": "x", "roles": []})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/accounts/{id}",
+            format!("/api/v1/accounts/{}", w.spare_account),
+            None,
+            "RARRRRRRRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/accounts/{id}/roles",
+            format!("/api/v1/accounts/{}/roles", w.spare_account),
+            Some(json!({"roles": []})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/accounts/{id}/revoke-sessions",
+            format!("/api/v1/accounts/{}/revoke-sessions", w.spare_account),
+            Some(json!({})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/audit",
+            "/api/v1/audit".into(),
+            None,
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/facilities",
+            "/api/v1/facilities".into(),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/facilities",
+            "/api/v1/facilities".into(),
+            Some(
+                json!({"code": "HUB-1", "name": "x", "kind": "hub_hospital", "level": "central", "province": "Huế"}),
+            ),
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/facilities/{id}",
+            format!("/api/v1/facilities/{}", c.hub),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "GET",
+            "/api/v1/facilities/{id}/departments",
+            format!("/api/v1/facilities/{}/departments", c.hub),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/facilities/{id}/departments",
+            format!("/api/v1/facilities/{}/departments", c.hub),
+            Some(json!({"name": "Tim mạch"})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/facilities/{id}/calendar",
+            format!("/api/v1/facilities/{}/calendar", c.hub),
+            None,
+            "RRARRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/facilities/{id}/utilisation",
+            format!("/api/v1/facilities/{}/utilisation", c.hub),
+            None,
+            "RRARRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/specialties",
+            "/api/v1/specialties".into(),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/specialties",
+            "/api/v1/specialties".into(),
+            Some(json!({"code": "cardiology", "name_en": "x", "name_vi": "x"})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/clinicians",
+            "/api/v1/clinicians".into(),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/clinicians",
+            "/api/v1/clinicians".into(),
+            Some(json!({"facility_id": c.hub, "full_name": "BS Mới"})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/clinicians/{id}",
+            format!("/api/v1/clinicians/{}", c.specialist),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "GET",
+            "/api/v1/clinicians/{id}/availability/rules",
+            format!("/api/v1/clinicians/{}/availability/rules", c.specialist),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/clinicians/{id}/availability/rules",
+            format!("/api/v1/clinicians/{}/availability/rules", c.specialist),
+            Some(
+                json!({"weekday": 6, "start_time": "13:00:00", "end_time": "14:00:00", "slot_minutes": 30}),
+            ),
+            "RRARRRRRRR",
+        ),
+        row(
+            "DELETE",
+            "/api/v1/clinicians/{id}/availability/rules/{rule_id}",
+            format!(
+                "/api/v1/clinicians/{}/availability/rules/{}",
+                c.specialist, w.rule
+            ),
+            None,
+            "RRARRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/clinicians/{id}/availability/exceptions",
+            format!(
+                "/api/v1/clinicians/{}/availability/exceptions",
+                c.specialist
+            ),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/clinicians/{id}/availability/exceptions",
+            format!(
+                "/api/v1/clinicians/{}/availability/exceptions",
+                c.specialist
+            ),
+            Some(json!({"date": "2027-02-01", "kind": "leave"})),
+            "RRARRRRRRR",
+        ),
+        row(
+            "DELETE",
+            "/api/v1/clinicians/{id}/availability/exceptions/{exception_id}",
+            format!(
+                "/api/v1/clinicians/{}/availability/exceptions/{}",
+                c.specialist, w.exception
+            ),
+            None,
+            "RRARRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/patients",
+            "/api/v1/patients".into(),
+            None,
+            "RRRRAAARRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/patients",
+            "/api/v1/patients".into(),
+            Some(
+                json!({"full_name": "Lò Văn B", "date_of_birth": "1990-01-01", "sex": "male",
+                        "home_facility_id": c.centre}),
+            ),
+            "RRAARRARRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/patients/{id}",
+            format!("/api/v1/patients/{}", c.patient),
+            None,
+            "RNANANAANA",
+        ),
+        row(
+            "GET",
+            "/api/v1/slots",
+            "/api/v1/slots".into(),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "GET",
+            "/api/v1/consultations",
+            "/api/v1/consultations".into(),
+            None,
+            "RRAAAAAAAA",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations",
+            "/api/v1/consultations".into(),
+            Some(booking),
+            "RRARARARRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/consultations/{id}",
+            format!("/api/v1/consultations/{k}"),
+            None,
+            "RNANANAANA",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/confirm",
+            format!("/api/v1/consultations/{k}/confirm"),
+            Some(json!({})),
+            "RNANANARNR",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/reschedule",
+            format!("/api/v1/consultations/{k}/reschedule"),
+            Some(json!({"start": "2027-01-04T01:07:00Z", "reason": "x"})),
+            "RNANANARNR",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/start",
+            format!("/api/v1/consultations/{k}/start"),
+            Some(json!({})),
+            "RNANANARNR",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/complete",
+            format!("/api/v1/consultations/{k}/complete"),
+            Some(json!({})),
+            "RNANANARNR",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/no-show",
+            format!("/api/v1/consultations/{k}/no-show"),
+            Some(json!({})),
+            "RNANANARNR",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/visit-link",
+            format!("/api/v1/consultations/{k}/visit-link"),
+            Some(json!({})),
+            "RNANANARNR",
+        ),
+        // Changes the consultation's status, which no later row's access depends on.
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/cancel",
+            format!("/api/v1/consultations/{k}/cancel"),
+            Some(json!({"reason": "access test"})),
+            "RNANANARNR",
+        ),
+        // Last: it ends the caller's session.
+        row(
+            "POST",
+            "/api/v1/auth/logout",
+            "/api/v1/auth/logout".into(),
+            Some(json!({})),
+            "RAAAAAAAAA",
+        ),
+    ]
+}
+
+async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
+    let cast = Cast::create(app).await;
+    app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
+        .await;
+    let other_hub = app
+        .create_facility("HUB-2", "hub_hospital", "Asia/Ho_Chi_Minh")
+        .await;
+    let other_specialist = app.create_clinician(other_hub, &["cardiology"]).await;
+    let other_patient = app.create_patient(None).await;
+    let day = next_weekday(2);
+    let slots = app.free_slots(cast.specialist, day, day).await;
+    let consultation = app
+        .post("/api/v1/consultations", cast.booking(slots[0]))
+        .await
+        .expect(201)
+        .id();
+    let rule = app
+        .post(
+            &format!("/api/v1/clinicians/{}/availability/rules", cast.specialist),
+            json!({"weekday": 7, "start_time": "08:00:00", "end_time": "09:00:00", "slot_minutes": 30}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let exception = app
+        .post(
+            &format!(
+                "/api/v1/clinicians/{}/availability/exceptions",
+                cast.specialist
+            ),
+            json!({"date": "2027-03-01", "kind": "leave"}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let spare_account = app
+        .post(
+            "/api/v1/accounts",
+            json!({"username": "spare", "display_name": "spare", "password": PASSWORD, "roles": []}),
+        )
+        .await
+        .expect(201)
+        .id();
+    let mut callers = vec![
+        app.anonymous(),
+        app.as_new_user("adm", &[("administrator", None)], None, None)
+            .await,
+        app.as_new_user("sched", &[("scheduler", Some(cast.hub))], None, None)
+            .await,
+        app.as_new_user("othersched", &[("scheduler", Some(other_hub))], None, None)
+            .await,
+        app.as_new_user("spec", &[("clinician", None)], None, Some(cast.specialist))
+            .await,
+        app.as_new_user(
+            "otherspec",
+            &[("clinician", None)],
+            None,
+            Some(other_specialist),
+        )
+        .await,
+        app.as_new_user("rural", &[("clinician", None)], None, Some(cast.rural))
+            .await,
+        app.as_new_user("pat", &[("patient", None)], Some(cast.patient), None)
+            .await,
+        app.as_new_user("otherpat", &[("patient", None)], Some(other_patient), None)
+            .await,
+    ];
+    let link = app
+        .post(
+            &format!("/api/v1/consultations/{consultation}/visit-link"),
+            json!({}),
+        )
+        .await
+        .expect(201);
+    let visit = app
+        .anonymous()
+        .post(
+            "/api/v1/auth/visit",
+            json!({"token": link.body["token"].as_str().expect("token")}),
+        )
+        .await
+        .expect(200);
+    let visit_token = visit.body["token"].as_str().expect("token").to_string();
+    callers.push(app.as_token(&visit_token));
+    let slot = slots[1].to_rfc3339();
+    (
+        World {
+            cast,
+            other_hub,
+            other_specialist,
+            other_patient,
+            consultation,
+            rule,
+            exception,
+            spare_account,
+            slot,
+        },
+        callers,
+    )
+}
+
+both_engines!(every_route_against_every_role, |app: TestApp| async move {
+    let (w, callers) = world(&app).await;
+    let table = rows(&w);
+
+    // The table covers exactly the routes that exist.
+    let routed: BTreeSet<String> = telehealth::api::route_table()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let listed: BTreeSet<String> = table
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.template))
+        .collect();
+    let missing: Vec<_> = routed.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&routed).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without an access row: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "access rows for routes that do not exist: {stale:?}"
+    );
+
+    let mut failures = Vec::new();
+    for row in &table {
+        assert_eq!(
+            row.expect.len(),
+            ROLES.len(),
+            "{} {}",
+            row.method,
+            row.template
+        );
+        for (i, caller) in callers.iter().enumerate() {
+            let url = caller.url(&row.path);
+            let req = match row.method {
+                "GET" => caller.http.get(url),
+                "POST" => caller.http.post(url),
+                "DELETE" => caller.http.delete(url),
+                other => panic!("no method {other}"),
+            };
+            let req = match &row.body {
+                Some(b) => req.json(b),
+                None => req,
+            };
+            let reply = caller.send(req).await;
+            let got = match reply.status {
+                401 | 403 => 'R',
+                404 => 'N',
+                _ => 'A',
+            };
+            let want = row.expect.as_bytes()[i] as char;
+            if got != want {
+                failures.push(format!(
+                    "{} {} as {}: expected {want}, got {} {}",
+                    row.method, row.template, ROLES[i], reply.status, reply.text
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let _ = (w.other_hub, w.other_specialist, w.other_patient);
+});

@@ -1,0 +1,464 @@
+//! Attacks and abuse on both engines: stolen, expired and revoked tokens, visit links used twice
+//! or for another consultation, brute-force sign-in, cross-site requests, path traversal, and a
+//! tamper-evident audit trail.
+
+use serde_json::json;
+use telehealth::storage::Db;
+use telehealth_tests::{Cast, PASSWORD, TestApp, both_engines, next_weekday};
+
+async fn exec(app: &TestApp, sql: &'static str) -> Result<u64, sqlx::Error> {
+    match app.db() {
+        Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
+        Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|r| r.rows_affected()),
+    }
+}
+
+both_engines!(tokens_that_must_not_work, |app: TestApp| async move {
+    let me = app.get("/api/v1/auth/me").await.expect(200);
+    assert_eq!(me.body["username"], "root");
+    // No token, garbage, an oversized token, a token with the right shape but unknown.
+    app.anonymous().get("/api/v1/auth/me").await.expect(401);
+    app.as_token("garbage")
+        .get("/api/v1/auth/me")
+        .await
+        .expect(401);
+    app.as_token(&"x".repeat(5000))
+        .get("/api/v1/auth/me")
+        .await
+        .expect(401);
+    app.as_token("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .get("/api/v1/auth/me")
+        .await
+        .expect(401);
+    // A token stops working at logout.
+    let t = app.login("root", PASSWORD).await;
+    app.as_token(&t).get("/api/v1/auth/me").await.expect(200);
+    app.as_token(&t)
+        .post("/api/v1/auth/logout", json!({}))
+        .await
+        .expect(204);
+    app.as_token(&t).get("/api/v1/auth/me").await.expect(401);
+    // An administrator can end someone's sessions.
+    let user = app
+        .as_new_user("victim", &[("administrator", None)], None, None)
+        .await;
+    user.get("/api/v1/auth/me").await.expect(200);
+    let id = user.get("/api/v1/auth/me").await.body["account_id"]
+        .as_i64()
+        .expect("account id");
+    let r = app
+        .post(&format!("/api/v1/accounts/{id}/revoke-sessions"), json!({}))
+        .await
+        .expect(200);
+    assert_eq!(r.body["revoked_sessions"], 1);
+    user.get("/api/v1/auth/me").await.expect(401);
+    // An expired session is refused (expiry moved into the past in storage).
+    let t = app.login("root", PASSWORD).await;
+    exec(
+        &app,
+        "UPDATE sessions SET expires_at = created_at WHERE revoked_at IS NULL",
+    )
+    .await
+    .expect("expire sessions");
+    app.as_token(&t).get("/api/v1/auth/me").await.expect(401);
+    // Tokens are stored hashed: the database does not contain the token itself.
+    let t = app.login("root", PASSWORD).await;
+    let sql = "SELECT COUNT(*) FROM sessions WHERE token_hash = $1";
+    let found: i64 = match app.db() {
+        Db::Sqlite(p) => sqlx::query_scalar(sql).bind(&t).fetch_one(p).await,
+        Db::Postgres(p) => sqlx::query_scalar(sql).bind(&t).fetch_one(p).await,
+    }
+    .expect("query");
+    assert_eq!(found, 0);
+});
+
+both_engines!(
+    brute_force_sign_in_is_locked_out,
+    |app: TestApp| async move {
+        let anon = app.anonymous();
+        for _ in 0..5 {
+            let r = anon
+                .post(
+                    "/api/v1/auth/login",
+                    json!({"username": "root", "password": "guess"}),
+                )
+                .await
+                .expect(401);
+            assert_eq!(r.error_code(), "invalid_credentials");
+        }
+        // Locked: even the right password is refused, with a message that says what to do.
+        let r = anon
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": "root", "password": PASSWORD}),
+            )
+            .await
+            .expect(429);
+        assert_eq!(r.error_code(), "too_many_attempts");
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("minutes")
+        );
+        // Unknown users answer exactly like wrong passwords.
+        let r = anon
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": "nobody", "password": "guess"}),
+            )
+            .await
+            .expect(401);
+        assert_eq!(r.error_code(), "invalid_credentials");
+        // An injection attempt in the user name is just a wrong name.
+        let r = anon
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": "root' OR '1'='1", "password": "' OR '1'='1"}),
+            )
+            .await
+            .expect(401);
+        assert_eq!(r.error_code(), "invalid_credentials");
+        // Per address: after 20 refusals from this address, every account is locked from here.
+        app.post(
+            "/api/v1/accounts",
+            json!({"username": "fresh", "display_name": "fresh", "password": PASSWORD,
+               "roles": [{"role": "administrator"}]}),
+        )
+        .await
+        .expect(201);
+        for i in 0..20 {
+            anon.post(
+                "/api/v1/auth/login",
+                json!({"username": format!("user{i}"), "password": "guess"}),
+            )
+            .await;
+        }
+        let r = anon
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": "fresh", "password": PASSWORD}),
+            )
+            .await
+            .expect(429);
+        assert_eq!(r.error_code(), "too_many_attempts");
+        // Each failure is in the audit trail.
+        let audit = app
+            .get("/api/v1/audit?actor=root&limit=50")
+            .await
+            .expect(200);
+        let refused = audit
+            .body
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["action"] == "login" && e["outcome"] == "denied")
+            .count();
+        assert_eq!(refused, 5);
+    }
+);
+
+both_engines!(
+    visit_links_are_one_time_and_bound,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
+            .await;
+        let day = next_weekday(3);
+        let slots = app.free_slots(cast.specialist, day, day).await;
+        let mine = app
+            .post("/api/v1/consultations", cast.booking(slots[0]))
+            .await
+            .expect(201)
+            .id();
+        let other_patient = app.create_patient(None).await;
+        let mut body = cast.booking(slots[1]);
+        body["patient_id"] = json!(other_patient);
+        let theirs = app
+            .post("/api/v1/consultations", body)
+            .await
+            .expect(201)
+            .id();
+
+        let link = app
+            .post(
+                &format!("/api/v1/consultations/{mine}/visit-link"),
+                json!({}),
+            )
+            .await
+            .expect(201);
+        let token = link.body["token"].as_str().expect("token").to_string();
+        assert!(
+            link.body["path"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/visit#")
+        );
+        let session = app
+            .anonymous()
+            .post("/api/v1/auth/visit", json!({"token": token}))
+            .await
+            .expect(200);
+        assert!(
+            session.headers["set-cookie"]
+                .to_str()
+                .unwrap_or("")
+                .contains("HttpOnly; SameSite=Strict")
+        );
+        let patient = app.as_token(session.body["token"].as_str().expect("token"));
+        // The session reaches its consultation, and nothing else.
+        patient
+            .get(&format!("/api/v1/consultations/{mine}"))
+            .await
+            .expect(200);
+        patient
+            .get(&format!("/api/v1/consultations/{theirs}"))
+            .await
+            .expect(404);
+        let list = patient.get("/api/v1/consultations").await.expect(200);
+        assert_eq!(list.body.as_array().map(Vec::len), Some(1));
+        patient
+            .get(&format!("/api/v1/patients/{other_patient}"))
+            .await
+            .expect(404);
+        patient
+            .post(
+                &format!("/api/v1/consultations/{mine}/cancel"),
+                json!({"reason": "x"}),
+            )
+            .await
+            .expect(403);
+        // Used once: a second use is refused.
+        let again = app
+            .anonymous()
+            .post("/api/v1/auth/visit", json!({"token": token}))
+            .await
+            .expect(401);
+        assert!(
+            again.body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("already been used")
+        );
+        // A link altered to point at another consultation fails its signature.
+        let fresh = app
+            .post(
+                &format!("/api/v1/consultations/{mine}/visit-link"),
+                json!({}),
+            )
+            .await
+            .expect(201);
+        let fresh = fresh.body["token"].as_str().expect("token").to_string();
+        let parts: Vec<&str> = fresh.split('.').collect();
+        let forged = format!("v1.{}.{}", parts[1].replace('A', "B"), parts[2]);
+        let r = app
+            .anonymous()
+            .post("/api/v1/auth/visit", json!({"token": forged}))
+            .await
+            .expect(401);
+        assert_eq!(r.error_code(), "invalid_visit_link");
+        // A link of a cancelled consultation cannot be issued.
+        app.post(
+            &format!("/api/v1/consultations/{theirs}/cancel"),
+            json!({"reason": "x"}),
+        )
+        .await
+        .expect(200);
+        app.post(
+            &format!("/api/v1/consultations/{theirs}/visit-link"),
+            json!({}),
+        )
+        .await
+        .expect(409);
+    }
+);
+
+both_engines!(
+    cross_site_requests_with_the_cookie_are_refused,
+    |app: TestApp| async move {
+        let login = app
+            .anonymous()
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": "root", "password": PASSWORD}),
+            )
+            .await
+            .expect(200);
+        let cookie = login.headers["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .to_string();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert!(!cookie.contains("Secure"), "no Secure flag on plain HTTP");
+        let pair = cookie.split(';').next().expect("name=value").to_string();
+        let post =
+            |origin: Option<&str>, site: Option<&str>| {
+                let mut req = app
+            .http
+            .post(app.url("/api/v1/specialties"))
+            .header("cookie", &pair)
+            .json(&json!({"code": "dermatology", "name_en": "Dermatology", "name_vi": "Da liễu"}));
+                if let Some(o) = origin {
+                    req = req.header("origin", o);
+                }
+                if let Some(s) = site {
+                    req = req.header("sec-fetch-site", s);
+                }
+                req
+            };
+        let anon = app.anonymous();
+        let r = anon
+            .send(post(Some("https://evil.example"), None))
+            .await
+            .expect(403);
+        assert_eq!(r.error_code(), "cross_site_request");
+        let r = anon.send(post(None, Some("cross-site"))).await.expect(403);
+        assert_eq!(r.error_code(), "cross_site_request");
+        assert_eq!(app.count("specialties").await, 0);
+        // The same request from the page itself works, and reads are never blocked.
+        let own = format!("http://{}", app.addr());
+        anon.send(post(Some(&own), Some("same-origin")))
+            .await
+            .expect(201);
+        anon.send(
+            app.http
+                .get(app.url("/api/v1/auth/me"))
+                .header("cookie", &pair)
+                .header("origin", "https://evil.example"),
+        )
+        .await
+        .expect(200);
+    }
+);
+
+both_engines!(static_files_do_not_traverse, |app: TestApp| async move {
+    for path in [
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2f..%2f..%2fCargo.toml",
+        "/web-client/../Cargo.toml",
+        "/%00",
+    ] {
+        let r = app.anonymous().send(app.http.get(app.url(path))).await;
+        assert!(r.status == 404 || r.status == 400, "{path}: {}", r.status);
+        assert!(
+            !r.text.contains("root:") && !r.text.contains("[workspace]"),
+            "{path} leaked a file"
+        );
+    }
+});
+
+both_engines!(
+    the_audit_trail_records_and_verifies,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
+            .await;
+        let day = next_weekday(4);
+        let slots = app.free_slots(cast.specialist, day, day).await;
+        let k = app
+            .post("/api/v1/consultations", cast.booking(slots[0]))
+            .await
+            .expect(201)
+            .id();
+        app.get(&format!("/api/v1/consultations/{k}"))
+            .await
+            .expect(200);
+        app.get(&format!("/api/v1/patients/{}", cast.patient))
+            .await
+            .expect(200);
+        let stranger = app
+            .as_new_user("stranger", &[("clinician", None)], None, None)
+            .await;
+        stranger
+            .get(&format!("/api/v1/consultations/{k}"))
+            .await
+            .expect(404);
+
+        // By patient: the booking, both reads, and the refused read, each with actor and outcome.
+        let events = app
+            .get(&format!(
+                "/api/v1/audit?patient_id={}&limit=100",
+                cast.patient
+            ))
+            .await
+            .expect(200)
+            .body;
+        let events = events.as_array().expect("events").clone();
+        let has = |actor: &str, action: &str, outcome: &str| {
+            events
+                .iter()
+                .any(|e| e["actor"] == actor && e["action"] == action && e["outcome"] == outcome)
+        };
+        assert!(has("root", "POST /api/v1/consultations", "allowed"));
+        assert!(has("root", "GET /api/v1/consultations/{id}", "allowed"));
+        assert!(has("root", "GET /api/v1/patients/{id}", "allowed"));
+        assert!(has("stranger", "GET /api/v1/consultations/{id}", "denied"));
+        let read = events
+            .iter()
+            .find(|e| e["action"] == "GET /api/v1/consultations/{id}" && e["actor"] == "root")
+            .expect("read event");
+        assert_eq!(read["record_type"], "consultation");
+        assert_eq!(read["record_id"], k.to_string());
+        assert_eq!(read["client_addr"], "127.0.0.1");
+        assert!(
+            read["actor_role"]
+                .as_str()
+                .unwrap_or("")
+                .contains("scheduler")
+        );
+        // By person and by time range.
+        let by_person = app.get("/api/v1/audit?actor=stranger").await.expect(200);
+        assert!(by_person.body.as_array().is_some_and(|a| !a.is_empty()));
+        let future = app
+            .get("/api/v1/audit?from=2099-01-01T00:00:00Z")
+            .await
+            .expect(200);
+        assert_eq!(future.body.as_array().map(Vec::len), Some(0));
+
+        // The chain verifies.
+        let ok = telehealth::audit::verify(app.db()).await.expect("verify");
+        assert!(ok.first_broken.is_none());
+        assert!(ok.events >= 8);
+        // The application's own connection cannot change or delete an event.
+        assert!(
+            exec(
+                &app,
+                "UPDATE audit_events SET outcome = 'allowed' WHERE seq = 3"
+            )
+            .await
+            .is_err()
+        );
+        assert!(
+            exec(&app, "DELETE FROM audit_events WHERE seq = 3")
+                .await
+                .is_err()
+        );
+        // Someone with direct database access who bypasses that is caught by verify.
+        match app.engine {
+            telehealth_tests::Engine::Sqlite => {
+                exec(&app, "DROP TRIGGER audit_events_no_update")
+                    .await
+                    .expect("drop trigger");
+            }
+            telehealth_tests::Engine::Postgres => {
+                exec(
+                    &app,
+                    "ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_change",
+                )
+                .await
+                .expect("disable trigger");
+            }
+        }
+        exec(
+            &app,
+            "UPDATE audit_events SET actor = 'someone-else' WHERE seq = 3",
+        )
+        .await
+        .expect("tamper");
+        let broken = telehealth::audit::verify(app.db()).await.expect("verify");
+        let (seq, why) = broken.first_broken.expect("tampering is detected");
+        assert_eq!(seq, 3);
+        assert!(why.contains("altered"), "{why}");
+    }
+);
