@@ -101,13 +101,24 @@ fi
 cargo build -q -p telehealth-server
 ST_DIR="$(mktemp -d)"
 ST_PORT=$(( 20000 + RANDOM % 20000 ))
-RUST_LOG=warn target/debug/telehealth --data-dir "$ST_DIR" --listen "127.0.0.1:$ST_PORT" \
-  demo --care-centres 40 --patients-per-centre 2 >"$ST_DIR/server.log" 2>&1 &
+ST_PASSWORD="schemathesis-$RANDOM-$RANDOM"
+target/debug/telehealth --data-dir "$ST_DIR" demo --care-centres 40 --patients-per-centre 2 --seed-only >/dev/null
+# A network scheduler and administrator, so generated requests reach the handlers, not the 401.
+TELEHEALTH_NEW_PASSWORD="$ST_PASSWORD" target/debug/telehealth --data-dir "$ST_DIR" account create \
+  --username fuzz --display-name Fuzz --role scheduler --role administrator >/dev/null
+RUST_LOG=warn target/debug/telehealth --data-dir "$ST_DIR" --listen "127.0.0.1:$ST_PORT" serve \
+  >"$ST_DIR/server.log" 2>&1 &
 ST_PID=$!
 trap 'kill $ST_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 60); do port_open 127.0.0.1 "$ST_PORT" && break; sleep 0.5; done
+ST_TOKEN="$(python3 -c 'import json,sys,urllib.request
+req = urllib.request.Request(sys.argv[1], data=json.dumps({"username": "fuzz", "password": sys.argv[2]}).encode(),
+                             headers={"content-type": "application/json"})
+print(json.load(urllib.request.urlopen(req))["token"])' "http://127.0.0.1:$ST_PORT/api/v1/auth/login" "$ST_PASSWORD")"
+# Logging out, revoking sessions or changing roles would end the session the run uses.
 "$VENV/bin/schemathesis" run "http://127.0.0.1:$ST_PORT/api/v1/openapi.json" \
   --url "http://127.0.0.1:$ST_PORT" --checks not_a_server_error \
+  --header "Authorization: Bearer $ST_TOKEN" --exclude-path-regex '^/api/v1/(auth/logout|accounts/\{id\}/(roles|revoke-sessions))$' \
   --max-examples 60 --seed 20261122 --no-color \
   || { echo "--- server log ---" >&2; tail -50 "$ST_DIR/server.log" >&2; exit 1; }
 kill $ST_PID 2>/dev/null || true

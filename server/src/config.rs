@@ -122,7 +122,7 @@ impl Settings {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::prefixed("TELEHEALTH_").ignore(&["CONFIG"]))
+            .merge(Env::prefixed("TELEHEALTH_").ignore(&["CONFIG", "NEW_PASSWORD"]))
             .merge(Env::raw().only(&["DATABASE_URL"]))
             .merge(Env::raw().only(&["RUST_LOG"]).map(|_| "log_filter".into()))
             .merge(Serialized::defaults(overrides))

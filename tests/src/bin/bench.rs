@@ -554,6 +554,40 @@ async fn all_pages<T: DeserializeOwned>(client: &reqwest::Client, url: &str) -> 
     }
 }
 
+/// The benchmark's account, created with `telehealth account create` before the server starts.
+const BENCH_USER: &str = "bench";
+const BENCH_PASSWORD: &str = "bench-password-2026";
+
+/// Signs in and returns a client that sends the session token on every request.
+async fn signed_in_client(
+    client: &reqwest::Client,
+    base: &str,
+    clients: usize,
+) -> Result<reqwest::Client> {
+    let reply: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": BENCH_USER, "password": BENCH_PASSWORD}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let token = reply["token"]
+        .as_str()
+        .ok_or("no token in the login reply")?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+    );
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(clients * 2)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()?)
+}
+
 fn http_client(clients: usize) -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         // Every worker keeps its connection: no reconnects inside a measurement.
@@ -772,6 +806,35 @@ async fn run_on_database(
         )
         .into());
     }
+    // The API needs a session: a network-wide scheduler (who may book at every hub) and
+    // administrator, created the way an operator creates the first account.
+    let account = tokio::process::Command::new(bin)
+        .args([
+            "--database-url",
+            &db.url,
+            "account",
+            "create",
+            "--username",
+            BENCH_USER,
+            "--display-name",
+            "Benchmark",
+            "--role",
+            "scheduler",
+            "--role",
+            "administrator",
+        ])
+        .env("TELEHEALTH_NEW_PASSWORD", BENCH_PASSWORD)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    if !account.status.success() {
+        return Err(format!(
+            "creating the benchmark account failed: {}",
+            String::from_utf8_lossy(&account.stderr)
+        )
+        .into());
+    }
     let seed_cpu = CpuUse::between(&before, &after, tck);
     phases.push(Phase {
         name: "seed (telehealth demo --seed-only)".into(),
@@ -795,6 +858,7 @@ async fn run_on_database(
     progress(&format!("{}: starting the server", engine.name()));
     let server = start_server(bin, &db.url, dir, &client).await?;
     let pid = server.pid;
+    let client = signed_in_client(&client, &server.base, clients).await?;
     writeln!(
         r,
         "Server: pid {pid}, {}, ready after {} ms.\n",
