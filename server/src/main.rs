@@ -207,8 +207,9 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
         }
         Command::Serve => {
             let app = Application::with_db(&settings, db).await?;
+            let stop = startup::shutdown_signal();
             tracing::info!(address = %app.local_addr(), url = %app.base_url(), "serving");
-            app.run_until_stopped(startup::shutdown_signal()).await;
+            app.run_until_stopped(stop).await;
             Ok(())
         }
         Command::Demo {
@@ -227,8 +228,9 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 return Ok(());
             }
             let app = Application::with_db(&settings, db).await?;
+            let stop = startup::shutdown_signal();
             print_summary(&summary, Some(app.base_url()));
-            app.run_until_stopped(startup::shutdown_signal()).await;
+            app.run_until_stopped(stop).await;
             Ok(())
         }
     }

@@ -238,6 +238,8 @@ struct SessionRow {
     clinician_id: Option<ClinicianId>,
     clinician_facility_id: Option<FacilityId>,
     disabled: bool,
+    role: Option<String>,
+    role_facility_id: Option<FacilityId>,
 }
 
 /// The principal a token belongs to, if the session is live.
@@ -251,19 +253,34 @@ pub async fn authenticate(
     }
     let now = time::now();
     let hash = tokens::hash_token(token);
-    let row: Option<SessionRow> = on_db!(db, pool => sqlx::query_as(
+    // One round trip per request: the session, its account and every role (one row per role).
+    let rows: Vec<SessionRow> = on_db!(db, pool => sqlx::query_as(
         "SELECT s.id AS session_id, s.account_id, s.consultation_id, s.last_seen_at, a.username,
-                a.patient_id, a.clinician_id, c.facility_id AS clinician_facility_id, a.disabled
+                a.patient_id, a.clinician_id, c.facility_id AS clinician_facility_id, a.disabled,
+                r.role, r.facility_id AS role_facility_id
          FROM sessions s
          JOIN accounts a ON a.id = s.account_id
          LEFT JOIN clinicians c ON c.id = a.clinician_id
+         LEFT JOIN account_roles r ON r.account_id = a.id
          WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
     )
     .bind(&hash)
     .bind(now)
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await)?;
-    let Some(row) = row else { return Ok(None) };
+    let mut grants: Vec<Grant> = rows
+        .iter()
+        .filter_map(|r| {
+            let role = Role::parse(r.role.as_deref()?)?;
+            Some(Grant {
+                role,
+                facility_id: r.role_facility_id,
+            })
+        })
+        .collect();
+    let Some(row) = rows.into_iter().next() else {
+        return Ok(None);
+    };
     if row.disabled || row.last_seen_at < now - Duration::minutes(SESSION_IDLE_MINUTES) {
         return Ok(None);
     }
@@ -275,7 +292,6 @@ pub async fn authenticate(
             .await
             .map(|r| r.rows_affected()))?;
     }
-    let mut grants = grants_of(db, row.account_id).await?;
     if row.consultation_id.is_some() {
         // A visit-link session is a patient for one consultation, whatever else the account holds.
         grants.retain(|g| g.role == Role::Patient);

@@ -261,8 +261,48 @@ async fn insert_booking(
         (Status::Booked, None)
     };
     let cells = time::cells(slot.start, slot.end);
-    let result = on_db!(db, pool => {
-        async {
+    let result = match db {
+        // One statement, one round trip: the consultation, its claims and its first event are
+        // written together or not at all (a claim's unique violation aborts the statement).
+        // This is the hottest write of the platform, so PostgreSQL gets its own path.
+        Db::Postgres(pool) => {
+            sqlx::query_as::<_, Consultation>(
+                "WITH c AS (
+                   INSERT INTO consultations (kind, status, clinician_id, patient_id, requesting_facility_id,
+                     referring_clinician_id, reason, urgency, start_at, end_at, hold_expires_at,
+                     created_at, updated_at, version)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
+                   RETURNING id, kind, status, clinician_id, patient_id, requesting_facility_id,
+                     referring_clinician_id, reason, urgency, start_at, end_at, hold_expires_at, cancel_reason,
+                     started_at, ended_at, created_at, updated_at, version),
+                 claims AS (
+                   INSERT INTO slot_claims (clinician_id, cell, consultation_id)
+                   SELECT $3, g, c.id FROM c, generate_series($13::bigint, $14::bigint - 1) AS g),
+                 ev AS (
+                   INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
+                   SELECT c.id, $12, $15, $2, '' FROM c)
+                 SELECT * FROM c",
+            )
+            .bind(b.kind.as_str())
+            .bind(status.as_str())
+            .bind(b.clinician_id)
+            .bind(b.patient_id)
+            .bind(b.requesting_facility_id)
+            .bind(b.referring_clinician_id)
+            .bind(b.reason.as_str())
+            .bind(b.urgency.as_str())
+            .bind(slot.start)
+            .bind(slot.end)
+            .bind(expires)
+            .bind(now)
+            .bind(cells.start)
+            .bind(cells.end)
+            .bind(&actor.username)
+            .fetch_one(pool)
+            .await
+        }
+        Db::Sqlite(pool) => {
+            async {
             let mut tx = pool.begin_write().await?;
             let row = sqlx::query_as::<_, Consultation>(
                 "INSERT INTO consultations (kind, status, clinician_id, patient_id, requesting_facility_id,
@@ -306,9 +346,10 @@ async fn insert_booking(
             .await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(row)
+            }
+            .await
         }
-        .await
-    });
+    };
     match result {
         Ok(row) => {
             metrics::counter!("bookings_total", "outcome" => status.as_str()).increment(1);
