@@ -60,24 +60,41 @@ pub struct Route {
     pub handler: Handler,
     /// Public routes answer without a session; every other route needs one.
     pub public: bool,
+    pub audit: AuditPolicy,
+}
+
+/// Which requests of a route go to the audit trail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditPolicy {
+    /// Every request: anything touching patient data, identity or the trail itself.
+    Always,
+    /// Directory reads (facilities, clinicians, free slots) hold no patient data: only refusals.
+    Refusals,
+    /// The API description.
+    Never,
 }
 
 /// Wraps an `async fn(Ctx) -> ApiResult` into a table entry.
 macro_rules! route {
     ($method:ident $path:literal => $handler:path) => {
-        Route {
-            method: Method::$method,
-            path: $path,
-            handler: |ctx| Box::pin($handler(ctx)),
-            public: false,
-        }
+        route!(@ $method $path => $handler, false, AuditPolicy::Always)
+    };
+    (directory $method:ident $path:literal => $handler:path) => {
+        route!(@ $method $path => $handler, false, AuditPolicy::Refusals)
     };
     (public $method:ident $path:literal => $handler:path) => {
+        route!(@ $method $path => $handler, true, AuditPolicy::Always)
+    };
+    (public quiet $method:ident $path:literal => $handler:path) => {
+        route!(@ $method $path => $handler, true, AuditPolicy::Never)
+    };
+    (@ $method:ident $path:literal => $handler:path, $public:expr, $audit:expr) => {
         Route {
             method: Method::$method,
             path: $path,
             handler: |ctx| Box::pin($handler(ctx)),
-            public: true,
+            public: $public,
+            audit: $audit,
         }
     };
 }
@@ -85,7 +102,7 @@ macro_rules! route {
 /// Every API route. The only place routes are declared.
 pub fn route_table() -> Vec<Route> {
     vec![
-        route!(public GET "/api/v1/openapi.json" => openapi::get),
+        route!(public quiet GET "/api/v1/openapi.json" => openapi::get),
         route!(public POST "/api/v1/auth/login" => auth::login),
         route!(public POST "/api/v1/auth/visit" => auth::visit),
         route!(POST "/api/v1/auth/logout" => auth::logout),
@@ -96,28 +113,28 @@ pub fn route_table() -> Vec<Route> {
         route!(POST "/api/v1/accounts/{id}/roles" => auth::set_roles),
         route!(POST "/api/v1/accounts/{id}/revoke-sessions" => auth::revoke_sessions),
         route!(GET "/api/v1/audit" => auth::audit),
-        route!(GET "/api/v1/facilities" => directory::list_facilities),
+        route!(directory GET "/api/v1/facilities" => directory::list_facilities),
         route!(POST "/api/v1/facilities" => directory::create_facility),
-        route!(GET "/api/v1/facilities/{id}" => directory::get_facility),
-        route!(GET "/api/v1/facilities/{id}/departments" => directory::list_departments),
+        route!(directory GET "/api/v1/facilities/{id}" => directory::get_facility),
+        route!(directory GET "/api/v1/facilities/{id}/departments" => directory::list_departments),
         route!(POST "/api/v1/facilities/{id}/departments" => directory::create_department),
         route!(GET "/api/v1/facilities/{id}/calendar" => schedule::calendar),
         route!(GET "/api/v1/facilities/{id}/utilisation" => schedule::utilisation),
-        route!(GET "/api/v1/specialties" => directory::list_specialties),
+        route!(directory GET "/api/v1/specialties" => directory::list_specialties),
         route!(POST "/api/v1/specialties" => directory::create_specialty),
-        route!(GET "/api/v1/clinicians" => directory::list_clinicians),
+        route!(directory GET "/api/v1/clinicians" => directory::list_clinicians),
         route!(POST "/api/v1/clinicians" => directory::create_clinician),
-        route!(GET "/api/v1/clinicians/{id}" => directory::get_clinician),
-        route!(GET "/api/v1/clinicians/{id}/availability/rules" => availability::list_rules),
+        route!(directory GET "/api/v1/clinicians/{id}" => directory::get_clinician),
+        route!(directory GET "/api/v1/clinicians/{id}/availability/rules" => availability::list_rules),
         route!(POST "/api/v1/clinicians/{id}/availability/rules" => availability::create_rule),
         route!(DELETE "/api/v1/clinicians/{id}/availability/rules/{rule_id}" => availability::delete_rule),
-        route!(GET "/api/v1/clinicians/{id}/availability/exceptions" => availability::list_exceptions),
+        route!(directory GET "/api/v1/clinicians/{id}/availability/exceptions" => availability::list_exceptions),
         route!(POST "/api/v1/clinicians/{id}/availability/exceptions" => availability::create_exception),
         route!(DELETE "/api/v1/clinicians/{id}/availability/exceptions/{exception_id}" => availability::delete_exception),
         route!(GET "/api/v1/patients" => directory::list_patients),
         route!(POST "/api/v1/patients" => directory::create_patient),
         route!(GET "/api/v1/patients/{id}" => directory::get_patient),
-        route!(GET "/api/v1/slots" => schedule::search_slots),
+        route!(directory GET "/api/v1/slots" => schedule::search_slots),
         route!(GET "/api/v1/consultations" => consultations::list),
         route!(POST "/api/v1/consultations" => consultations::create),
         route!(GET "/api/v1/consultations/{id}" => consultations::get),
@@ -282,7 +299,7 @@ where
     } = request;
     let note = Arc::new(std::sync::Mutex::new(AuditNote::default()));
     let mut principal: Option<Principal> = None;
-    let mut audited = false;
+    let mut audit_policy = AuditPolicy::Never;
     let (result, template) = match router.paths.at(path) {
         Err(_) => (
             Err(ApiError::new(
@@ -312,7 +329,7 @@ where
                     )
                 }
                 Some(route) => {
-                    audited = route.path != "/api/v1/openapi.json";
+                    audit_policy = route.audit;
                     if let Some((_, id)) = params.iter().find(|(k, _)| k == "id")
                         && let Ok(mut n) = note.lock()
                     {
@@ -345,7 +362,11 @@ where
     };
     let mut response = result.unwrap_or_else(ApiError::into_response);
     let status = response.status();
-    if audited {
+    let refused = matches!(
+        status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+    ) || note.lock().is_ok_and(|n| n.denied);
+    if audit_policy == AuditPolicy::Always || (audit_policy == AuditPolicy::Refusals && refused) {
         let n = note.lock().map(|n| n.clone()).unwrap_or_default();
         let outcome = if status.is_success() {
             audit::Outcome::Allowed
