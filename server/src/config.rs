@@ -11,6 +11,7 @@
 //! | log filter | `log_filter` | `RUST_LOG` | | `info` |
 //! | hold length, seconds | `hold_seconds` | `TELEHEALTH_HOLD_SECONDS` | | 300 |
 //! | largest JSON body | `max_body_bytes` | `TELEHEALTH_MAX_BODY_BYTES` | | 65536 |
+//! | visit-link key file | `visit_link_key_file` | `TELEHEALTH_VISIT_LINK_KEY_FILE` | | `<data_dir>/visit-link.key` |
 //! | TLS certificate chain, PEM | `tls_cert` | `TELEHEALTH_TLS_CERT` | | none: plain HTTP |
 //! | TLS private key, PEM | `tls_key` | `TELEHEALTH_TLS_KEY` | | none: plain HTTP |
 //! | self-signed TLS for development | `tls_self_signed` | `TELEHEALTH_TLS_SELF_SIGNED` | | `false` |
@@ -77,6 +78,9 @@ pub struct Settings {
     pub tls_key: Option<PathBuf>,
     /// Serve HTTPS with a self-signed certificate kept in `<data_dir>/tls/`: for development.
     pub tls_self_signed: bool,
+    /// The key that signs visit links; created on first start when missing. Every node of one
+    /// deployment must share it, or links issued by one node fail on another.
+    pub visit_link_key_file: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -93,6 +97,7 @@ impl Default for Settings {
             tls_cert: None,
             tls_key: None,
             tls_self_signed: false,
+            visit_link_key_file: None,
         }
     }
 }

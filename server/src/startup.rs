@@ -28,8 +28,10 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Routes(#[from] RouterError),
-    #[error("no randomness for the visit-link secret: {0}")]
+    #[error("no randomness for the visit-link key: {0}")]
     Random(getrandom::Error),
+    #[error("visit-link key {path}: {reason}")]
+    VisitLinkKey { path: String, reason: String },
     /// A TLS setting names a missing or unusable file, or the settings conflict.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -42,6 +44,45 @@ pub struct Application {
     state: AppState,
     router: Arc<Router>,
     tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The key that signs visit links: read from its file, or created there (owner-only) on first
+/// start, so links survive restarts.
+fn visit_link_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
+    let path = settings
+        .visit_link_key_file
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("visit-link.key"));
+    let fail = |reason: String| StartupError::VisitLinkKey {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => Ok(key),
+        Ok(_) => Err(fail("shorter than 32 bytes".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = crate::auth::tokens::new_secret().map_err(StartupError::Random)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(mut file) => {
+                    std::io::Write::write_all(&mut file, &key).map_err(|e| fail(e.to_string()))?;
+                    Ok(key)
+                }
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    std::fs::read(&path).map_err(|e| fail(e.to_string()))
+                }
+                Err(e) => Err(fail(e.to_string())),
+            }
+        }
+        Err(e) => Err(fail(e.to_string())),
+    }
 }
 
 /// Connects to the configured database and applies migrations.
@@ -92,9 +133,7 @@ impl Application {
             addr: settings.listen,
             source,
         })?;
-        // Visit links are signed with a per-process secret: links issued before a restart stop
-        // working, which is safe (the clinic sends a new one) until a configured secret exists.
-        let visit_secret = crate::auth::tokens::new_secret().map_err(StartupError::Random)?;
+        let visit_secret = visit_link_key(settings)?;
         let (audit, _writer) = AuditLog::start(db.clone());
         let state = AppState {
             db,
@@ -215,5 +254,42 @@ pub fn shutdown_signal() -> impl Future<Output = ()> {
             let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!("shutdown signal received; draining connections");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_visit_link_key_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let settings = Settings {
+            data_dir: dir.path().join("data"),
+            ..Settings::default()
+        };
+        let first = visit_link_key(&settings).expect("created");
+        let second = visit_link_key(&settings).expect("read back");
+        assert_eq!(first, second);
+        assert_eq!(first.len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join("data/visit-link.key"))
+                .expect("key file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let short = dir.path().join("short.key");
+        std::fs::write(&short, b"too short").expect("write");
+        let settings = Settings {
+            visit_link_key_file: Some(short),
+            ..Settings::default()
+        };
+        assert!(matches!(
+            visit_link_key(&settings),
+            Err(StartupError::VisitLinkKey { .. })
+        ));
     }
 }

@@ -134,6 +134,7 @@ struct Inner {
     db: Db,
     database: TestDatabase,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    _data_dir: tempfile::TempDir,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -196,8 +197,10 @@ impl TestApp {
     /// Starts a server with settings adjusted by `adjust`.
     pub async fn spawn_with(engine: Engine, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         let database = TestDatabase::create(engine).await;
+        let data_dir = tempfile::tempdir().expect("temporary data folder");
         let mut settings = Settings {
             listen: "127.0.0.1:0".parse().expect("literal address"),
+            data_dir: data_dir.path().to_path_buf(),
             database_url: Some(DatabaseUrl::new(database.url.clone())),
             database_max_connections: 20,
             ..Settings::default()
@@ -239,6 +242,7 @@ impl TestApp {
                 db,
                 database,
                 stop: std::sync::Mutex::new(Some(stop_tx)),
+                _data_dir: data_dir,
                 server: std::sync::Mutex::new(Some(server)),
             }),
             http: reqwest::Client::builder()
