@@ -143,6 +143,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             visit_secret: Arc::new(visit_secret),
             secure_cookies: tls.is_some(),
+            sessions: Arc::new(crate::auth::cache::SessionCache::default()),
         };
         let router = Arc::new(Router::new(route_table())?);
         Ok(Application {

@@ -7,7 +7,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use warp::http::HeaderMap;
 
 use crate::audit::AuditLog;
-use crate::auth::{Principal, accounts};
+use crate::auth::cache::SessionCache;
+use crate::auth::{Principal, accounts, tokens};
 use crate::storage::Db;
 
 /// Name of the session cookie of the web client.
@@ -26,6 +27,7 @@ pub struct AppState {
     pub visit_secret: Arc<Vec<u8>>,
     /// Cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
+    pub sessions: Arc<SessionCache>,
 }
 
 /// The session token of a request: a Bearer header for API clients, else the session cookie.
@@ -54,9 +56,18 @@ impl AppState {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Principal>, sqlx::Error> {
-        match session_token(headers) {
-            Some((token, via_cookie)) => accounts::authenticate(&self.db, &token, via_cookie).await,
-            None => Ok(None),
+        let Some((token, via_cookie)) = session_token(headers) else {
+            return Ok(None);
+        };
+        let hash = tokens::hash_token(&token);
+        if let Some(mut p) = self.sessions.get(&hash) {
+            p.via_cookie = via_cookie;
+            return Ok(Some(p));
         }
+        let found = accounts::authenticate(&self.db, &token, via_cookie).await?;
+        if let Some(p) = &found {
+            self.sessions.put(hash, p.clone());
+        }
+        Ok(found)
     }
 }

@@ -148,6 +148,7 @@ pub async fn login(ctx: Ctx) -> ApiResult {
 pub async fn logout(ctx: Ctx) -> ApiResult {
     let p = ctx.user()?;
     accounts::revoke_session(&ctx.state.db, p.session_id).await?;
+    ctx.state.sessions.forget_session(p.session_id);
     ctx.audit(|n| n.action = Some("logout".into()));
     let mut response = no_content()?;
     response
@@ -421,6 +422,7 @@ pub async fn set_roles(ctx: Ctx) -> ApiResult {
         }
     }
     accounts::set_roles(&ctx.state.db, id, &grants).await?;
+    ctx.state.sessions.forget_account(id);
     match accounts::get_account(&ctx.state.db, id).await? {
         Some(v) => ok(&v),
         None => Err(ApiError::not_found("account")),
@@ -440,6 +442,7 @@ pub async fn revoke_sessions(ctx: Ctx) -> ApiResult {
         return Err(ApiError::not_found("account"));
     }
     let n = accounts::revoke_all(&ctx.state.db, id).await?;
+    ctx.state.sessions.forget_account(id);
     ok(&Revoked {
         revoked_sessions: n,
     })

@@ -5,6 +5,7 @@
 //! [`Principal`]. The access rules live in [`policy`], so handlers ask one place.
 
 pub mod accounts;
+pub mod cache;
 pub mod password;
 pub mod policy;
 pub mod tokens;

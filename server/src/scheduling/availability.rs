@@ -26,24 +26,6 @@ pub struct RuleRow {
     pub created_at: DateTime<Utc>,
 }
 
-impl RuleRow {
-    /// The domain rule; rows were validated on the way in, so a bad row is skipped, not fatal.
-    fn to_rule(&self) -> Option<WeeklyRule> {
-        Some(WeeklyRule {
-            weekday: IsoWeekday::new(i64::from(self.weekday))?,
-            session: Session::new(
-                self.start_time,
-                self.end_time,
-                u32::try_from(self.slot_minutes).ok()?,
-                u32::try_from(self.buffer_minutes).ok()?,
-            )
-            .ok()?,
-            valid_from: self.valid_from,
-            valid_until: self.valid_until,
-        })
-    }
-}
-
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct ExceptionRow {
     pub id: ExceptionId,
@@ -265,23 +247,23 @@ pub async fn load(
     if clinicians.is_empty() {
         return Ok(out);
     }
-    let rules: Vec<RuleRow> = on_db!(db, pool => {
+    // Rules and exceptions in one round trip: on these machines a round trip costs more than
+    // the lookups themselves.
+    let rows: Vec<DayRow> = on_db!(db, pool => {
         let mut q = sqlx::QueryBuilder::new(
-            "SELECT id, clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes,
-                    valid_from, valid_until, created_at
+            "SELECT 'rule' AS source, clinician_id, weekday, valid_from, valid_until,
+                    CAST(NULL AS DATE) AS on_date, CAST(NULL AS TEXT) AS kind, start_time, end_time,
+                    slot_minutes, buffer_minutes
              FROM availability_rules WHERE clinician_id IN (",
         );
         let mut ids = q.separated(", ");
         for c in clinicians {
             ids.push_bind(*c);
         }
-        q.push(")");
-        q.build_query_as::<RuleRow>().fetch_all(pool).await
-    })?;
-    let exceptions: Vec<ExceptionRow> = on_db!(db, pool => {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT id, clinician_id, on_date, kind, start_time, end_time, slot_minutes, buffer_minutes,
-                    note, created_at
+        q.push(
+            ") UNION ALL
+             SELECT 'exception', clinician_id, CAST(NULL AS INTEGER), CAST(NULL AS DATE),
+                    CAST(NULL AS DATE), on_date, kind, start_time, end_time, slot_minutes, buffer_minutes
              FROM availability_exceptions WHERE on_date >= ",
         );
         q.push_bind(from).push(" AND on_date <= ").push_bind(to);
@@ -291,16 +273,14 @@ pub async fn load(
             ids.push_bind(*c);
         }
         q.push(")");
-        q.build_query_as::<ExceptionRow>().fetch_all(pool).await
+        q.build_query_as::<DayRow>().fetch_all(pool).await
     })?;
-    for r in &rules {
-        if let Some(rule) = r.to_rule() {
-            out.rules.entry(r.clinician_id).or_default().push(rule);
-        }
-    }
-    for e in &exceptions {
-        if let Some(ex) = e.to_exception() {
-            out.exceptions.entry(e.clinician_id).or_default().push(ex);
+    for r in rows {
+        let clinician = r.clinician_id;
+        match r.into_domain() {
+            Some(Either::Rule(rule)) => out.rules.entry(clinician).or_default().push(rule),
+            Some(Either::Exception(ex)) => out.exceptions.entry(clinician).or_default().push(ex),
+            None => {}
         }
     }
     Ok(out)
@@ -310,6 +290,7 @@ pub async fn load(
 #[derive(sqlx::FromRow)]
 struct DayRow {
     source: String,
+    clinician_id: ClinicianId,
     weekday: Option<i32>,
     valid_from: Option<NaiveDate>,
     valid_until: Option<NaiveDate>,
@@ -321,6 +302,44 @@ struct DayRow {
     buffer_minutes: Option<i32>,
 }
 
+enum Either {
+    Rule(WeeklyRule),
+    Exception(Exception),
+}
+
+impl DayRow {
+    /// The domain value; rows were validated on the way in, so a bad row is skipped, not fatal.
+    fn into_domain(self) -> Option<Either> {
+        if self.source == "rule" {
+            return Some(Either::Rule(WeeklyRule {
+                weekday: IsoWeekday::new(i64::from(self.weekday?))?,
+                session: Session::new(
+                    self.start_time?,
+                    self.end_time?,
+                    u32::try_from(self.slot_minutes?).ok()?,
+                    u32::try_from(self.buffer_minutes?).ok()?,
+                )
+                .ok()?,
+                valid_from: self.valid_from,
+                valid_until: self.valid_until,
+            }));
+        }
+        let row = ExceptionRow {
+            id: ExceptionId(0),
+            clinician_id: self.clinician_id,
+            on_date: self.on_date?,
+            kind: self.kind?,
+            start_time: self.start_time,
+            end_time: self.end_time,
+            slot_minutes: self.slot_minutes,
+            buffer_minutes: self.buffer_minutes,
+            note: String::new(),
+            created_at: DateTime::<Utc>::MIN_UTC,
+        };
+        row.to_exception().map(Either::Exception)
+    }
+}
+
 /// The rules and exceptions of one clinician that bear on one local date, in a single round
 /// trip: booking checks a slot against them on every request.
 pub async fn load_day(
@@ -330,12 +349,13 @@ pub async fn load_day(
 ) -> Result<(Vec<WeeklyRule>, Vec<Exception>)> {
     let weekday = i32::from(IsoWeekday::of(date).get());
     let rows: Vec<DayRow> = on_db!(db, pool => sqlx::query_as::<_, DayRow>(
-        "SELECT 'rule' AS source, weekday, valid_from, valid_until, CAST(NULL AS DATE) AS on_date,
-                CAST(NULL AS TEXT) AS kind, start_time, end_time, slot_minutes, buffer_minutes
+        "SELECT 'rule' AS source, clinician_id, weekday, valid_from, valid_until,
+                CAST(NULL AS DATE) AS on_date, CAST(NULL AS TEXT) AS kind, start_time, end_time,
+                slot_minutes, buffer_minutes
          FROM availability_rules WHERE clinician_id = $1 AND weekday = $2
          UNION ALL
-         SELECT 'exception', CAST(NULL AS INTEGER), CAST(NULL AS DATE), CAST(NULL AS DATE), on_date,
-                kind, start_time, end_time, slot_minutes, buffer_minutes
+         SELECT 'exception', clinician_id, CAST(NULL AS INTEGER), CAST(NULL AS DATE), CAST(NULL AS DATE),
+                on_date, kind, start_time, end_time, slot_minutes, buffer_minutes
          FROM availability_exceptions WHERE clinician_id = $1 AND on_date = $3",
     )
     .bind(clinician)
@@ -346,36 +366,10 @@ pub async fn load_day(
     let mut rules = Vec::new();
     let mut exceptions = Vec::new();
     for r in rows {
-        if r.source == "rule" {
-            let row = (|| {
-                Some(WeeklyRule {
-                    weekday: IsoWeekday::new(i64::from(r.weekday?))?,
-                    session: Session::new(
-                        r.start_time?,
-                        r.end_time?,
-                        u32::try_from(r.slot_minutes?).ok()?,
-                        u32::try_from(r.buffer_minutes?).ok()?,
-                    )
-                    .ok()?,
-                    valid_from: r.valid_from,
-                    valid_until: r.valid_until,
-                })
-            })();
-            rules.extend(row);
-        } else {
-            let row = ExceptionRow {
-                id: ExceptionId(0),
-                clinician_id: clinician,
-                on_date: r.on_date.unwrap_or(date),
-                kind: r.kind.unwrap_or_default(),
-                start_time: r.start_time,
-                end_time: r.end_time,
-                slot_minutes: r.slot_minutes,
-                buffer_minutes: r.buffer_minutes,
-                note: String::new(),
-                created_at: time::now(),
-            };
-            exceptions.extend(row.to_exception());
+        match r.into_domain() {
+            Some(Either::Rule(rule)) => rules.push(rule),
+            Some(Either::Exception(ex)) => exceptions.push(ex),
+            None => {}
         }
     }
     Ok((rules, exceptions))

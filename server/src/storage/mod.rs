@@ -109,6 +109,8 @@ impl Db {
                 create_dir(parent)?;
             }
             let pool = SqlitePoolOptions::new()
+                // An embedded file does not drop connections; skip the ping before each checkout.
+                .test_before_acquire(false)
                 .max_connections(settings.max_connections)
                 .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options)
@@ -123,8 +125,14 @@ impl Db {
                 // and planning the join-heavy queries here costs more than running them (2 ms
                 // against 0.5 ms for a slot search). Every query is an index lookup whose
                 // generic plan is the right one.
-                .options([("plan_cache_mode", "force_generic_plan")]);
+                .options([("plan_cache_mode", "force_generic_plan")])
+                // Lists of ids make statements of many shapes; keep them all prepared.
+                .statement_cache_capacity(2000);
             let pool = PgPoolOptions::new()
+                // sqlx pings a connection before every checkout by default: a round trip per
+                // query. A dead connection shows itself on use instead (one 503), and connections
+                // are recycled by age anyway.
+                .test_before_acquire(false)
                 .max_connections(settings.max_connections)
                 .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options)
