@@ -288,28 +288,28 @@ pub async fn load(
 
 /// One row of [`load_day`]: a weekly rule (`source = 'rule'`) or a dated exception.
 #[derive(sqlx::FromRow)]
-struct DayRow {
-    source: String,
-    clinician_id: ClinicianId,
-    weekday: Option<i32>,
-    valid_from: Option<NaiveDate>,
-    valid_until: Option<NaiveDate>,
-    on_date: Option<NaiveDate>,
-    kind: Option<String>,
-    start_time: Option<NaiveTime>,
-    end_time: Option<NaiveTime>,
-    slot_minutes: Option<i32>,
-    buffer_minutes: Option<i32>,
+pub(crate) struct DayRow {
+    pub source: String,
+    pub clinician_id: ClinicianId,
+    pub weekday: Option<i32>,
+    pub valid_from: Option<NaiveDate>,
+    pub valid_until: Option<NaiveDate>,
+    pub on_date: Option<NaiveDate>,
+    pub kind: Option<String>,
+    pub start_time: Option<NaiveTime>,
+    pub end_time: Option<NaiveTime>,
+    pub slot_minutes: Option<i32>,
+    pub buffer_minutes: Option<i32>,
 }
 
-enum Either {
+pub(crate) enum Either {
     Rule(WeeklyRule),
     Exception(Exception),
 }
 
 impl DayRow {
     /// The domain value; rows were validated on the way in, so a bad row is skipped, not fatal.
-    fn into_domain(self) -> Option<Either> {
+    pub(crate) fn into_domain(self) -> Option<Either> {
         if self.source == "rule" {
             return Some(Either::Rule(WeeklyRule {
                 weekday: IsoWeekday::new(i64::from(self.weekday?))?,

@@ -6,7 +6,7 @@
 //! fails with a unique violation, which becomes a 409. Rescheduling releases the old claims and
 //! inserts the new ones in one transaction, so at no moment are both or neither slot held.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 
 use super::availability;
@@ -14,7 +14,7 @@ use super::directory::{self, Clinician};
 use super::{Result, SchedulingError};
 use crate::auth::Principal;
 use crate::auth::policy::Visibility;
-use crate::domain::availability::{Slot, slots_on};
+use crate::domain::availability::{Exception, Slot, WeeklyRule, slots_on};
 use crate::domain::consultation::{FacilityKind, Kind, Status, Transition, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
@@ -101,6 +101,14 @@ impl From<&Clinician> for Bookable {
 
 /// Checks that `start` is a future slot of `clinician` and returns it.
 pub async fn resolve_slot(db: &Db, clinician: Bookable, start: DateTime<Utc>) -> Result<Slot> {
+    check_start(clinician, start)?;
+    let date = clinician.zone.local_date(start);
+    let (rules, exceptions) = availability::load_day(db, clinician.id, date).await?;
+    find_slot(clinician, start, &rules, &exceptions)
+}
+
+/// The checks on a start time that need no availability: grid, past, horizon, active.
+fn check_start(clinician: Bookable, start: DateTime<Utc>) -> Result<()> {
     if !on_grid(start) {
         return Err(SchedulingError::invalid(
             "start",
@@ -123,9 +131,19 @@ pub async fn resolve_slot(db: &Db, clinician: Bookable, start: DateTime<Utc>) ->
             "this clinician is not taking bookings",
         ));
     }
+    Ok(())
+}
+
+/// Checks a start time against rules and exceptions already read.
+fn find_slot(
+    clinician: Bookable,
+    start: DateTime<Utc>,
+    rules: &[WeeklyRule],
+    exceptions: &[Exception],
+) -> Result<Slot> {
+    check_start(clinician, start)?;
     let date = clinician.zone.local_date(start);
-    let (rules, exceptions) = availability::load_day(db, clinician.id, date).await?;
-    slots_on(date, clinician.zone, &rules, &exceptions)
+    slots_on(date, clinician.zone, rules, exceptions)
         .into_iter()
         .find(|s| s.start == start)
         .ok_or_else(|| {
@@ -136,7 +154,10 @@ pub async fn resolve_slot(db: &Db, clinician: Bookable, start: DateTime<Utc>) ->
         })
 }
 
-/// Everything a booking checks before writing, read in one round trip.
+/// Everything a booking checks before writing, read in one round trip: the facts about the
+/// people and places named, repeated on each row of the clinician's weekly rules and of their
+/// exceptions around the day (the local date is not known until the zone is, so the query reads
+/// every weekday and the UTC date ± 1, which covers every zone).
 #[derive(sqlx::FromRow)]
 struct BookingContext {
     zone: Option<String>,
@@ -144,23 +165,49 @@ struct BookingContext {
     patients: i64,
     requesting_kind: Option<String>,
     referring_facility: Option<FacilityId>,
+    source: Option<String>,
+    weekday: Option<i32>,
+    valid_from: Option<NaiveDate>,
+    valid_until: Option<NaiveDate>,
+    on_date: Option<NaiveDate>,
+    kind: Option<String>,
+    start_time: Option<NaiveTime>,
+    end_time: Option<NaiveTime>,
+    slot_minutes: Option<i32>,
+    buffer_minutes: Option<i32>,
 }
 
-async fn booking_context(db: &Db, b: &NewBooking) -> Result<BookingContext> {
+async fn booking_context(db: &Db, b: &NewBooking) -> Result<Vec<BookingContext>> {
+    let day = b.start.date_naive();
     Ok(on_db!(db, pool => sqlx::query_as::<_, BookingContext>(
-        "SELECT
-           (SELECT f.time_zone FROM clinicians c JOIN facilities f ON f.id = c.facility_id
-             WHERE c.id = $1) AS zone,
-           (SELECT c.active FROM clinicians c WHERE c.id = $1) AS active,
-           (SELECT COUNT(*) FROM patients p WHERE p.id = $2) AS patients,
-           (SELECT f.kind FROM facilities f WHERE f.id = $3) AS requesting_kind,
-           (SELECT c.facility_id FROM clinicians c WHERE c.id = $4) AS referring_facility",
+        "SELECT ctx.zone, ctx.active, ctx.patients, ctx.requesting_kind, ctx.referring_facility,
+                d.source, d.weekday, d.valid_from, d.valid_until, d.on_date, d.kind, d.start_time,
+                d.end_time, d.slot_minutes, d.buffer_minutes
+         FROM (SELECT
+                 (SELECT f.time_zone FROM clinicians c JOIN facilities f ON f.id = c.facility_id
+                   WHERE c.id = $1) AS zone,
+                 (SELECT c.active FROM clinicians c WHERE c.id = $1) AS active,
+                 (SELECT COUNT(*) FROM patients p WHERE p.id = $2) AS patients,
+                 (SELECT f.kind FROM facilities f WHERE f.id = $3) AS requesting_kind,
+                 (SELECT c.facility_id FROM clinicians c WHERE c.id = $4) AS referring_facility) ctx
+         LEFT JOIN (
+           SELECT 'rule' AS source, weekday, valid_from, valid_until, CAST(NULL AS DATE) AS on_date,
+                  CAST(NULL AS TEXT) AS kind, start_time, end_time, slot_minutes, buffer_minutes
+           FROM availability_rules WHERE clinician_id = $1
+           UNION ALL
+           SELECT 'exception', CAST(NULL AS INTEGER), CAST(NULL AS DATE), CAST(NULL AS DATE), on_date,
+                  kind, start_time, end_time, slot_minutes, buffer_minutes
+           FROM availability_exceptions
+           WHERE clinician_id = $1 AND on_date >= $5 AND on_date <= $6
+         ) d ON 1 = 1",
     )
     .bind(b.clinician_id)
     .bind(b.patient_id)
     .bind(b.requesting_facility_id)
     .bind(b.referring_clinician_id)
-    .fetch_one(pool)
+    .bind(day - Duration::days(1))
+    .bind(day + Duration::days(1))
+    .fetch_all(pool)
     .await)?)
 }
 
@@ -179,7 +226,10 @@ pub async fn book(
     b: NewBooking,
     hold_ttl: Duration,
 ) -> Result<Consultation> {
-    let ctx = booking_context(db, &b).await?;
+    let rows = booking_context(db, &b).await?;
+    let Some(ctx) = rows.first() else {
+        return Err(SchedulingError::NotFound("clinician"));
+    };
     let zone = ctx
         .zone
         .as_deref()
@@ -230,7 +280,30 @@ pub async fn book(
             ));
         }
     }
-    let slot = resolve_slot(db, clinician, b.start).await?;
+    let mut rules = Vec::new();
+    let mut exceptions = Vec::new();
+    for r in rows {
+        let Some(source) = r.source else { continue };
+        let day_row = availability::DayRow {
+            source,
+            clinician_id: b.clinician_id,
+            weekday: r.weekday,
+            valid_from: r.valid_from,
+            valid_until: r.valid_until,
+            on_date: r.on_date,
+            kind: r.kind,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            slot_minutes: r.slot_minutes,
+            buffer_minutes: r.buffer_minutes,
+        };
+        match day_row.into_domain() {
+            Some(availability::Either::Rule(rule)) => rules.push(rule),
+            Some(availability::Either::Exception(ex)) => exceptions.push(ex),
+            None => {}
+        }
+    }
+    let slot = find_slot(clinician, b.start, &rules, &exceptions)?;
 
     // Try the insert; only if it loses to an expired hold, release that hold and try once more.
     match insert_booking(db, actor, &b, slot, hold_ttl).await {
