@@ -4,7 +4,7 @@
 //! ```text
 //! cargo build --release -p telehealth-server -p telehealth-tests
 //! target/release/bench [--engine sqlite|postgres|both] [--clients 64] [--searches 3000] \
-//!     [--bookings 10000] [--postgres-url postgres://postgres@127.0.0.1:5432/postgres]
+//!     [--bookings 10000] [--postgres-url postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable]
 //! ```
 //!
 //! For each engine it:
@@ -69,7 +69,13 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     bookings: usize,
     /// Administrative PostgreSQL URL: bench databases are created and dropped through it.
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    /// PostgreSQL on this machine, without TLS: on loopback TLS protects nothing and costs both
+    /// processes CPU (sqlx's default `sslmode=prefer` would negotiate it). Across a network,
+    /// deployments keep `sslmode=verify-full`.
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+    )]
     postgres_url: String,
 }
 
