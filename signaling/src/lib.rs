@@ -2,8 +2,10 @@
 //! relay and reconnection.
 //!
 //! This crate knows nothing about SQL: the server will give it a small interface that answers
-//! "who may join which consultation, and when". It is empty until the signaling issue; the
-//! server already depends on it so that the seam exists from the start.
+//! "who may join which consultation, and when". So far it holds the protocol's client messages
+//! and their parser ([`protocol`]); rooms and the WebSocket edge are the signaling issue's work.
 
-/// Version of the signaling protocol that the server will speak.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub mod protocol;
+
+/// Version of the signaling protocol that the server speaks.
+pub const PROTOCOL_VERSION: u32 = protocol::VERSION;
