@@ -323,6 +323,55 @@ both_engines!(
             Some(3)
         );
 
+        // Dates far outside the calendar the platform deals in (chrono parses years up to
+        // ±262,143 and panics when such a date is moved a day): refused at the edge, never a
+        // dropped connection.
+        for path in [
+            "/api/v1/slots?from=%2B262142-12-25".to_string(),
+            "/api/v1/slots?from=-262143-01-01".to_string(),
+            format!(
+                "/api/v1/facilities/{}/calendar?date=%2B262142-12-31",
+                cast.hub
+            ),
+            format!(
+                "/api/v1/facilities/{}/utilisation?from=%2B262142-12-20",
+                cast.hub
+            ),
+            format!(
+                "/api/v1/clinicians/{}/availability/exceptions?from=%2B262142-12-31",
+                cast.specialist
+            ),
+        ] {
+            let r = app.get(&path).await;
+            assert_eq!((r.status, r.error_code()), (400, "invalid_query"), "{path}");
+            assert!(
+                r.body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("years"),
+                "{path}"
+            );
+        }
+        for date in ["+262142-12-31", "-262143-01-01", "1850-06-01"] {
+            let r = app
+                .post(
+                    &format!(
+                        "/api/v1/clinicians/{}/availability/exceptions",
+                        cast.specialist
+                    ),
+                    json!({"date": date, "kind": "leave"}),
+                )
+                .await;
+            assert_eq!((r.status, r.error_code()), (400, "invalid_json"), "{date}");
+        }
+        let r = app
+            .post(
+                "/api/v1/consultations",
+                with("start", json!("-262143-01-01T00:00:00Z")),
+            )
+            .await;
+        assert_eq!((r.status, r.error_code()), (422, "validation_failed"));
+
         assert_eq!(
             app.snapshot().await,
             after_sql,

@@ -1,13 +1,13 @@
 //! Availability endpoints: a clinician's weekly rules and dated exceptions.
 
-use chrono::{Duration, NaiveDate, NaiveTime};
+use chrono::{Duration, NaiveTime};
 use serde::Deserialize;
 
 use super::{ApiError, ApiResult, Ctx, Validator, created, no_content, ok};
 use crate::auth::policy;
 use crate::domain::availability::{Exception, IsoWeekday, Session, WeeklyRule};
 use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
-use crate::domain::time;
+use crate::domain::time::{self, Date};
 use crate::scheduling::{availability, directory};
 
 /// Refuses unless the caller schedules for `clinician`'s hospital (404 for an unknown clinician).
@@ -27,9 +27,9 @@ struct RuleBody {
     #[serde(default)]
     buffer_minutes: u32,
     #[serde(default)]
-    valid_from: Option<NaiveDate>,
+    valid_from: Option<Date>,
     #[serde(default)]
-    valid_until: Option<NaiveDate>,
+    valid_until: Option<Date>,
 }
 
 /// POST /api/v1/clinicians/{id}/availability/rules
@@ -63,8 +63,8 @@ pub async fn create_rule(ctx: Ctx) -> ApiResult {
     let rule = WeeklyRule {
         weekday,
         session,
-        valid_from: body.valid_from,
-        valid_until: body.valid_until,
+        valid_from: body.valid_from.map(Date::get),
+        valid_until: body.valid_until.map(Date::get),
     };
     created(&availability::create_rule(&ctx.state.db, clinician, &rule).await?)
 }
@@ -89,7 +89,7 @@ pub async fn delete_rule(ctx: Ctx) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExceptionBody {
-    date: NaiveDate,
+    date: Date,
     /// `leave` or `extra`.
     kind: String,
     #[serde(default)]
@@ -116,11 +116,11 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
     let exception = match body.kind.as_str() {
         "leave" => match (body.start_time, body.end_time) {
             (None, None) => Some(Exception::Leave {
-                date: body.date,
+                date: body.date.get(),
                 window: None,
             }),
             (Some(s), Some(e)) if s < e => Some(Exception::Leave {
-                date: body.date,
+                date: body.date.get(),
                 window: Some((s, e)),
             }),
             (Some(_), Some(_)) => {
@@ -142,7 +142,7 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
                     Session::new(s, e, slot, body.buffer_minutes.unwrap_or(0)),
                 )
                 .map(|session| Exception::Extra {
-                    date: body.date,
+                    date: body.date.get(),
                     session,
                 }),
             _ => {
@@ -169,8 +169,8 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExceptionQuery {
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
+    from: Option<Date>,
+    to: Option<Date>,
 }
 
 /// GET /api/v1/clinicians/{id}/availability/exceptions
@@ -178,8 +178,8 @@ pub async fn list_exceptions(ctx: Ctx) -> ApiResult {
     let clinician: ClinicianId = ctx.param("id")?;
     let q: ExceptionQuery = ctx.query()?;
     let today = time::now().date_naive();
-    let from = q.from.unwrap_or(today - Duration::days(30));
-    let to = q.to.unwrap_or(from + Duration::days(365));
+    let from = q.from.map_or(today - Duration::days(30), Date::get);
+    let to = q.to.map_or(from + Duration::days(365), Date::get);
     if to < from || (to - from).num_days() > 731 {
         return Err(ApiError::invalid_field(
             "to",

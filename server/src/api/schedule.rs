@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::{ApiError, ApiResult, Ctx, ok};
 use crate::auth::policy;
 use crate::domain::ids::{ClinicianId, FacilityId};
-use crate::domain::time;
+use crate::domain::time::{self, Date};
 use crate::scheduling::calendar::{self, SlotQuery};
 
 /// Longest range a slot search may cover, in days.
@@ -17,8 +17,8 @@ pub const MAX_SLOT_LIMIT: usize = 1000;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SlotParams {
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
+    from: Option<Date>,
+    to: Option<Date>,
     specialty: Option<String>,
     clinician_id: Option<ClinicianId>,
     facility_id: Option<FacilityId>,
@@ -27,13 +27,13 @@ struct SlotParams {
 }
 
 fn date_range(
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
+    from: Option<Date>,
+    to: Option<Date>,
     default_days: i64,
     max_days: i64,
 ) -> Result<(NaiveDate, NaiveDate), ApiError> {
-    let from = from.unwrap_or_else(|| time::Zone::default().local_date(time::now()));
-    let to = to.unwrap_or(from + Duration::days(default_days - 1));
+    let from = from.map_or_else(|| time::Zone::default().local_date(time::now()), Date::get);
+    let to = to.map_or(from + Duration::days(default_days - 1), Date::get);
     if to < from {
         return Err(ApiError::invalid_field("to", "must be on or after from"));
     }
@@ -76,7 +76,7 @@ pub async fn search_slots(ctx: Ctx) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CalendarParams {
-    date: Option<NaiveDate>,
+    date: Option<Date>,
     /// `day` (default) or `week` (seven days from `date`).
     view: Option<String>,
 }
@@ -99,8 +99,8 @@ pub async fn calendar(ctx: Ctx) -> ApiResult {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UtilisationParams {
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
+    from: Option<Date>,
+    to: Option<Date>,
 }
 
 /// GET /api/v1/facilities/{id}/utilisation

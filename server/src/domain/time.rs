@@ -4,7 +4,9 @@
 //! (the hour skipped when daylight saving starts) produce no slot; local times that happen twice
 //! (the hour repeated when it ends) take their first occurrence, so a slot is never offered twice.
 
-use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 use serde::{Serialize, Serializer};
 
@@ -83,6 +85,40 @@ impl Serialize for Zone {
     }
 }
 
+/// A calendar date sent by a client, within the years the platform deals in, so that date
+/// arithmetic on it (a week later, the day after) cannot overflow; chrono accepts years far
+/// beyond ±9999 and panics when such a date is moved past its range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date(NaiveDate);
+
+impl Date {
+    pub const FIRST_YEAR: i32 = 1900;
+    pub const LAST_YEAR: i32 = 2199;
+
+    pub fn new(date: NaiveDate) -> Option<Date> {
+        (Self::FIRST_YEAR..=Self::LAST_YEAR)
+            .contains(&date.year())
+            .then_some(Date(date))
+    }
+
+    pub fn get(self) -> NaiveDate {
+        self.0
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Date {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let date = <NaiveDate as serde::Deserialize>::deserialize(d)?;
+        Date::new(date).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "dates must lie in the years {} to {}",
+                Date::FIRST_YEAR,
+                Date::LAST_YEAR
+            ))
+        })
+    }
+}
+
 /// The current time, truncated to whole seconds so that both engines store and compare it alike.
 pub fn now() -> DateTime<Utc> {
     truncate_seconds(Utc::now())
@@ -143,6 +179,21 @@ mod tests {
             .and_then(|d| d.and_hms_opt(2, 30, 0))
             .expect("valid literal");
         assert_eq!(z.to_utc(repeated), Some(dt("2026-10-25T00:30:00Z")));
+    }
+
+    #[test]
+    fn client_dates_are_bounded() {
+        let ok: Result<Date, _> = serde_json::from_str("\"2027-03-14\"");
+        assert!(ok.is_ok());
+        for far in [
+            "\"+262142-12-31\"",
+            "\"-262143-01-01\"",
+            "\"1899-12-31\"",
+            "\"2200-01-01\"",
+        ] {
+            let r: Result<Date, _> = serde_json::from_str(far);
+            assert!(r.is_err(), "{far}");
+        }
     }
 
     #[test]

@@ -101,14 +101,15 @@ impl From<&Clinician> for Bookable {
 
 /// Checks that `start` is a future slot of `clinician` and returns it.
 pub async fn resolve_slot(db: &Db, clinician: Bookable, start: DateTime<Utc>) -> Result<Slot> {
-    check_start(clinician, start)?;
+    check_time(start)?;
     let date = clinician.zone.local_date(start);
     let (rules, exceptions) = availability::load_day(db, clinician.id, date).await?;
     find_slot(clinician, start, &rules, &exceptions)
 }
 
-/// The checks on a start time that need no availability: grid, past, horizon, active.
-fn check_start(clinician: Bookable, start: DateTime<Utc>) -> Result<()> {
+/// The checks on a start time that need nothing stored: grid, past, horizon. Done first, so that
+/// no absurd instant reaches a query (PostgreSQL refuses dates chrono accepts).
+fn check_time(start: DateTime<Utc>) -> Result<()> {
     if !on_grid(start) {
         return Err(SchedulingError::invalid(
             "start",
@@ -125,23 +126,22 @@ fn check_start(clinician: Bookable, start: DateTime<Utc>) -> Result<()> {
             format!("is more than {MAX_DAYS_AHEAD} days ahead"),
         ));
     }
-    if !clinician.active {
-        return Err(SchedulingError::invalid(
-            "clinician_id",
-            "this clinician is not taking bookings",
-        ));
-    }
     Ok(())
 }
 
-/// Checks a start time against rules and exceptions already read.
+/// Checks a start time, already through [`check_time`], against rules and exceptions read.
 fn find_slot(
     clinician: Bookable,
     start: DateTime<Utc>,
     rules: &[WeeklyRule],
     exceptions: &[Exception],
 ) -> Result<Slot> {
-    check_start(clinician, start)?;
+    if !clinician.active {
+        return Err(SchedulingError::invalid(
+            "clinician_id",
+            "this clinician is not taking bookings",
+        ));
+    }
     let date = clinician.zone.local_date(start);
     slots_on(date, clinician.zone, rules, exceptions)
         .into_iter()
@@ -226,6 +226,7 @@ pub async fn book(
     b: NewBooking,
     hold_ttl: Duration,
 ) -> Result<Consultation> {
+    check_time(b.start)?;
     let rows = booking_context(db, &b).await?;
     let Some(ctx) = rows.first() else {
         return Err(SchedulingError::NotFound("clinician"));
