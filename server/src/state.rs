@@ -8,7 +8,7 @@ use warp::http::HeaderMap;
 
 use crate::audit::AuditLog;
 use crate::auth::cache::SessionCache;
-use crate::auth::{Principal, accounts, tokens};
+use crate::auth::{Principal, accounts};
 use crate::storage::Db;
 
 /// Name of the session cookie of the web client.
@@ -59,12 +59,14 @@ impl AppState {
         let Some((token, via_cookie)) = session_token(headers) else {
             return Ok(None);
         };
-        let hash = tokens::hash_token(&token);
+        let Some(hash) = accounts::token_hash(&token) else {
+            return Ok(None);
+        };
         if let Some(mut p) = self.sessions.get(&hash) {
             p.via_cookie = via_cookie;
             return Ok(Some(p));
         }
-        let found = accounts::authenticate(&self.db, &token, via_cookie).await?;
+        let found = accounts::authenticate(&self.db, &hash, via_cookie).await?;
         if let Some(p) = &found {
             self.sessions.put(hash, p.clone());
         }

@@ -38,9 +38,6 @@ struct Row {
 
 struct World {
     cast: Cast,
-    other_hub: i64,
-    other_specialist: i64,
-    other_patient: i64,
     consultation: i64,
     rule: i64,
     exception: i64,
@@ -478,9 +475,6 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
     (
         World {
             cast,
-            other_hub,
-            other_specialist,
-            other_patient,
             consultation,
             rule,
             exception,
@@ -557,5 +551,4 @@ both_engines!(every_route_against_every_role, |app: TestApp| async move {
         failures.len(),
         failures.join("\n")
     );
-    let _ = (w.other_hub, w.other_specialist, w.other_patient);
 });

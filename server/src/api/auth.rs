@@ -209,9 +209,7 @@ pub async fn visit(ctx: Ctx) -> ApiResult {
 
 /// The facility of a consultation's clinician, which decides who schedules it.
 pub async fn clinician_facility(ctx: &Ctx, clinician: ClinicianId) -> Result<FacilityId, ApiError> {
-    Ok(directory::get_clinician(&ctx.state.db, clinician)
-        .await?
-        .facility_id)
+    Ok(directory::facility_of_clinician(&ctx.state.db, clinician).await?)
 }
 
 #[derive(Serialize)]

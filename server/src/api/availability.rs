@@ -12,8 +12,8 @@ use crate::scheduling::{availability, directory};
 
 /// Refuses unless the caller schedules for `clinician`'s hospital (404 for an unknown clinician).
 async fn schedules(ctx: &Ctx, clinician: ClinicianId) -> Result<(), ApiError> {
-    let c = directory::get_clinician(&ctx.state.db, clinician).await?;
-    policy::require_scheduler_for(ctx.user()?, c.facility_id)
+    let facility = directory::facility_of_clinician(&ctx.state.db, clinician).await?;
+    policy::require_scheduler_for(ctx.user()?, facility)
 }
 
 #[derive(Deserialize)]

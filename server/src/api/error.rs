@@ -131,7 +131,7 @@ impl From<sqlx::Error> for ApiError {
             }
             // A backstop: handlers check references first, so this means a record vanished
             // between the check and the write.
-            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+            ref e if crate::storage::is_foreign_key_violation(e) => {
                 tracing::warn!(error = %err, "foreign key violation");
                 ApiError::unprocessable(
                     "missing_reference",

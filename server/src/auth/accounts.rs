@@ -243,16 +243,18 @@ struct SessionRow {
 }
 
 /// The principal a token belongs to, if the session is live.
+/// The stored form of a client's token, or `None` for one that cannot be a session token.
+pub fn token_hash(token: &str) -> Option<String> {
+    (!token.is_empty() && token.len() <= MAX_TOKEN_LEN).then(|| tokens::hash_token(token))
+}
+
+/// The principal whose live session has this token hash (see [`token_hash`]).
 pub async fn authenticate(
     db: &Db,
-    token: &str,
+    hash: &str,
     via_cookie: bool,
 ) -> Result<Option<Principal>, sqlx::Error> {
-    if token.is_empty() || token.len() > MAX_TOKEN_LEN {
-        return Ok(None);
-    }
     let now = time::now();
-    let hash = tokens::hash_token(token);
     // One round trip per request: the session, its account and every role (one row per role).
     let rows: Vec<SessionRow> = on_db!(db, pool => sqlx::query_as(
         "SELECT s.id AS session_id, s.account_id, s.consultation_id, s.last_seen_at, a.username,
@@ -264,7 +266,7 @@ pub async fn authenticate(
          LEFT JOIN account_roles r ON r.account_id = a.id
          WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2",
     )
-    .bind(&hash)
+    .bind(hash)
     .bind(now)
     .fetch_all(pool)
     .await)?;

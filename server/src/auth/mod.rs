@@ -1,7 +1,7 @@
 //! Who is calling, and what they may see.
 //!
 //! Every API request but a few public ones carries a session token (an HttpOnly cookie for the
-//! web client, or a Bearer header for API clients); [`accounts::authenticate`] turns it into a
+//! web client, or a Bearer header for API clients); [`crate::state::AppState::principal_for`] turns it into a
 //! [`Principal`]. The access rules live in [`policy`], so handlers ask one place.
 
 pub mod accounts;

@@ -322,6 +322,17 @@ pub async fn get_clinician(db: &Db, id: ClinicianId) -> Result<Clinician> {
     Ok(clinician)
 }
 
+/// Where a clinician works: one indexed lookup, for access checks on every booking.
+pub async fn facility_of_clinician(db: &Db, id: ClinicianId) -> Result<FacilityId> {
+    on_db!(db, pool => sqlx::query_scalar::<_, FacilityId>(
+        "SELECT facility_id FROM clinicians WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await)?
+    .ok_or(SchedulingError::NotFound("clinician"))
+}
+
 pub async fn list_clinicians(db: &Db, filter: &ClinicianFilter) -> Result<Vec<Clinician>> {
     let mut rows = on_db!(db, pool => {
         let mut q = sqlx::QueryBuilder::new(CLINICIAN_SELECT);
