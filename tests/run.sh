@@ -26,6 +26,22 @@ apt_install() {
 
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
+# --- tools the tests call ------------------------------------------------------------------
+# Crates with C code need a compiler; the CLI tests stop the server with `kill` (procps); the API
+# property test needs Python with venv.
+missing=()
+# `command -v kill` finds the shell builtin; the tests run the program.
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || missing+=(procps)
+have cc || missing+=(gcc)
+have python3 || missing+=(python3)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  have apt-get || { echo "missing ${missing[*]} and no apt-get to install them" >&2; exit 1; }
+  as_root apt-get update -q || true
+  apt_install "${missing[@]}"
+fi
+
 # --- Rust -----------------------------------------------------------------------------------
 if ! have cargo; then
   echo "cargo is not installed: install Rust from https://rustup.rs (rustc 1.94 or newer)" >&2
@@ -94,8 +110,7 @@ cargo test --workspace --all-targets
 say "schemathesis: generated requests against the OpenAPI document (no 5xx allowed)"
 VENV=target/schemathesis-venv
 if [ ! -x "$VENV/bin/schemathesis" ]; then
-  have python3 || { echo "python3 is needed for the API property test" >&2; exit 1; }
-  python3 -m venv "$VENV" || { apt_install python3-venv && python3 -m venv "$VENV"; }
+  python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "schemathesis==4.32.5"
 fi
 cargo build -q -p telehealth-server
