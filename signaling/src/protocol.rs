@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ice::IceServer;
+use crate::token::Role;
+
 /// The protocol version this crate speaks.
 pub const VERSION: u32 = 1;
 /// Largest text frame accepted, in bytes: an SDP offer with many candidates fits easily.
@@ -141,6 +144,188 @@ pub fn parse(frame: &str) -> Result<ClientMessage, ProtocolError> {
         return Err(ProtocolError::ChatTooLong);
     }
     Ok(message)
+}
+
+/// A participant's microphone and camera, as they report it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaState {
+    pub muted: bool,
+    pub camera_off: bool,
+    pub audio_only: bool,
+}
+
+/// Whether a participant's socket is open or they are within the grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    Connected,
+    Reconnecting,
+}
+
+/// A participant as others see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub state: Presence,
+    pub media: MediaState,
+}
+
+/// Why someone left the call (`participant-left`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeftReason {
+    Left,
+    Removed,
+    Timeout,
+}
+
+/// Why someone left the waiting room (`waiting-left`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitingLeftReason {
+    Left,
+    Denied,
+    Admitted,
+    Timeout,
+}
+
+/// Why a room was closed (`room-closed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomClosedReason {
+    Cancelled,
+    Ended,
+}
+
+/// Messages the server sends. [`ServerMessage::to_frame`] adds the version field.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    /// Admitted: at join for clinicians, at `admit` for others, or on resume.
+    Joined {
+        you: Participant,
+        session: String,
+        consultation: i64,
+        /// The others admitted to the call, reconnecting ones included.
+        participants: Vec<Participant>,
+        /// Who waits to be admitted; always empty for non-clinicians.
+        waiting: Vec<Participant>,
+        ice_servers: Vec<IceServer>,
+        resumed: bool,
+    },
+    /// A non-clinician joined and waits for a clinician to admit them.
+    Waiting {
+        you: Participant,
+        session: String,
+        consultation: i64,
+        resumed: bool,
+    },
+    ParticipantWaiting {
+        participant: Participant,
+    },
+    WaitingLeft {
+        participant: ParticipantId,
+        reason: WaitingLeftReason,
+    },
+    ParticipantJoined {
+        participant: Participant,
+    },
+    ParticipantLeft {
+        participant: ParticipantId,
+        reason: LeftReason,
+    },
+    ParticipantReconnecting {
+        participant: ParticipantId,
+    },
+    ParticipantReconnected {
+        participant: ParticipantId,
+    },
+    Denied,
+    Removed,
+    Offer {
+        from: ParticipantId,
+        sdp: String,
+    },
+    Answer {
+        from: ParticipantId,
+        sdp: String,
+    },
+    IceCandidate {
+        from: ParticipantId,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_m_line_index: Option<u16>,
+    },
+    EndOfCandidates {
+        from: ParticipantId,
+    },
+    IceRestart {
+        from: ParticipantId,
+    },
+    Chat {
+        from: ParticipantId,
+        text: String,
+        /// RFC 3339, UTC, milliseconds.
+        at: String,
+    },
+    MediaState {
+        from: ParticipantId,
+        muted: bool,
+        camera_off: bool,
+        audio_only: bool,
+    },
+    RoomClosed {
+        reason: RoomClosedReason,
+    },
+    Pong {
+        nonce: u64,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// The text frame: `{"v":1,"type":...}`.
+    pub fn to_frame(&self) -> String {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            v: u32,
+            #[serde(flatten)]
+            message: &'a ServerMessage,
+        }
+        // Strings, integers, booleans and enums only: serialising to JSON cannot fail.
+        serde_json::to_string(&Envelope {
+            v: VERSION,
+            message: self,
+        })
+        .expect("server messages serialise")
+    }
+
+    /// An `error` message with a stable code.
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a frame from the server (for clients and the load generator). Unknown fields are
+/// ignored so that clients keep working when the server adds some.
+pub fn parse_server(frame: &str) -> Result<ServerMessage, ProtocolError> {
+    let value: serde_json::Value =
+        serde_json::from_str(frame).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
+    match value.get("v").map(serde_json::Value::as_u64) {
+        None => return Err(ProtocolError::NoVersion),
+        Some(Some(n)) if n == u64::from(VERSION) => {}
+        Some(Some(n)) => return Err(ProtocolError::Version(n)),
+        Some(None) => return Err(ProtocolError::Invalid("\"v\" must be a number".into())),
+    }
+    serde_json::from_value(value).map_err(|e| ProtocolError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]
