@@ -964,7 +964,7 @@ impl Hub {
             };
             let member = &mut room.members[index];
             // A replaced connection's place now belongs to the new one.
-            if !member.conn.as_ref().is_some_and(|c| c.id == seat.conn_id) {
+            if member.conn.as_ref().is_none_or(|c| c.id != seat.conn_id) {
                 return;
             }
             member.conn = None;

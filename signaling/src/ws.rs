@@ -28,7 +28,7 @@ use crate::protocol::{self, ClientMessage, ServerMessage};
 /// refused with `frame_too_large` and the socket stays.
 pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Eagerly allocated per socket; larger frames grow it while they are read.
-pub const READ_BUFFER_BYTES: usize = 2 * 1024;
+pub const READ_BUFFER_BYTES: usize = 1024;
 /// A socket that cannot take a frame within this time is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Refused frames in a row that close the socket.
@@ -187,6 +187,13 @@ impl TokenBucket {
     }
 }
 
+/// What woke a connection's task.
+enum Event {
+    Outbox,
+    Frame(Option<Result<Message, WsError>>),
+    Timer,
+}
+
 /// Why the loop of a connection ended.
 enum Ending {
     /// Closed on purpose (a close frame was sent or the peer closed).
@@ -252,52 +259,58 @@ impl Connection {
     async fn serve(&mut self) -> Ending {
         loop {
             let deadline = self.deadline();
-            tokio::select! {
+            let event = tokio::select! {
                 biased;
-                () = self.outbox.wait() => {
-                    if let Some(ending) = self.flush_outbox().await {
-                        return ending;
-                    }
-                }
-                frame = self.socket.next() => {
-                    let now = Instant::now();
-                    match frame {
-                        Some(Ok(Message::Text(text))) => {
-                            self.last_heard = now;
-                            if let Some(ending) = self.on_text(text.as_str(), now).await {
-                                return ending;
-                            }
-                        }
-                        Some(Ok(Message::Binary(_))) => {
-                            self.last_heard = now;
-                            let refusal = if self.bucket_allows(now) {
-                                Refusal::stays("invalid_message", "binary frames are not accepted: send JSON text")
-                            } else {
-                                rate_limited()
-                            };
-                            if let Some(ending) = self.refuse(refusal).await {
-                                return ending;
-                            }
-                        }
-                        Some(Ok(_)) => self.last_heard = now,
-                        Some(Err(WsError::Capacity(_))) => {
-                            self.hub.refused("frame_too_large");
-                            close(&mut self.socket, 1009, "message too large").await;
-                            return Ending::Closed;
-                        }
-                        Some(Err(error)) => {
-                            tracing::debug!(%error, "signaling: socket error");
-                            return Ending::Broken;
-                        }
-                        None => return Ending::Closed,
-                    }
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    if let Some(ending) = self.on_timer().await {
-                        return ending;
-                    }
-                }
+                () = self.outbox.wait() => Event::Outbox,
+                frame = self.socket.next() => Event::Frame(frame),
+                () = tokio::time::sleep_until(deadline) => Event::Timer,
+            };
+            // Handling is boxed: an idle connection's task then holds only the wait above,
+            // not the state of every await below it (a few KiB per socket otherwise).
+            if let Some(ending) = Box::pin(self.on_event(event)).await {
+                return ending;
             }
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) -> Option<Ending> {
+        let now = Instant::now();
+        let frame = match event {
+            Event::Outbox => return self.flush_outbox().await,
+            Event::Timer => return self.on_timer().await,
+            Event::Frame(frame) => frame,
+        };
+        match frame {
+            Some(Ok(Message::Text(text))) => {
+                self.last_heard = now;
+                self.on_text(text.as_str(), now).await
+            }
+            Some(Ok(Message::Binary(_))) => {
+                self.last_heard = now;
+                let refusal = if self.bucket_allows(now) {
+                    Refusal::stays(
+                        "invalid_message",
+                        "binary frames are not accepted: send JSON text",
+                    )
+                } else {
+                    rate_limited()
+                };
+                self.refuse(refusal).await
+            }
+            Some(Ok(_)) => {
+                self.last_heard = now;
+                None
+            }
+            Some(Err(WsError::Capacity(_))) => {
+                self.hub.refused("frame_too_large");
+                close(&mut self.socket, 1009, "message too large").await;
+                Some(Ending::Closed)
+            }
+            Some(Err(error)) => {
+                tracing::debug!(%error, "signaling: socket error");
+                Some(Ending::Broken)
+            }
+            None => Some(Ending::Closed),
         }
     }
 
