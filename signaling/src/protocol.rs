@@ -444,6 +444,44 @@ mod tests {
         assert_eq!(parse(&huge), Err(ProtocolError::TooLarge));
     }
 
+    /// The examples in PROTOCOL.md are what the code sends and accepts, and cover every type.
+    #[test]
+    fn the_documented_examples_parse() {
+        let doc = include_str!("../PROTOCOL.md");
+        let (client_part, server_part) = doc
+            .split_once("## Examples: server → client")
+            .expect("the server examples heading");
+        let client_part = client_part
+            .split_once("## Examples: client → server")
+            .expect("the client examples heading")
+            .1;
+        let json_lines = |part: &str| -> Vec<String> {
+            let block = part
+                .split_once("```json\n")
+                .and_then(|(_, rest)| rest.split_once("```"))
+                .expect("a json block")
+                .0;
+            block.lines().map(str::to_owned).collect()
+        };
+        let type_of = |line: &str| -> String {
+            let value: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            value["type"].as_str().expect("a type").to_owned()
+        };
+        let mut client_types = std::collections::BTreeSet::new();
+        for line in json_lines(client_part) {
+            parse(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            client_types.insert(type_of(&line));
+        }
+        let mut server_types = std::collections::BTreeSet::new();
+        for line in json_lines(server_part) {
+            let message = parse_server(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(message.to_frame(), line, "the server writes it exactly so");
+            server_types.insert(type_of(&line));
+        }
+        assert_eq!(client_types.len(), 13, "{client_types:?}");
+        assert_eq!(server_types.len(), 20, "{server_types:?}");
+    }
+
     /// Arbitrary bytes and mutations of valid frames never panic: every outcome is a message or
     /// a typed error. (A deterministic generator keeps the test reproducible.)
     #[test]
