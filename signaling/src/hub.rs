@@ -125,6 +125,7 @@ pub(crate) struct Outbox {
 struct OutboxInner {
     queue: VecDeque<Utf8Bytes>,
     close: Option<(u16, &'static str)>,
+    overflowed: bool,
 }
 
 /// What a connection's task takes out of its outbox.
@@ -149,6 +150,7 @@ impl Outbox {
         if inner.queue.len() >= OUTBOX_CAPACITY {
             inner.queue.clear();
             inner.close = Some((1008, "too slow to receive"));
+            inner.overflowed = true;
             tracing::info!("signaling: disconnecting a slow consumer");
         } else {
             inner.queue.push_back(frame);
@@ -173,6 +175,15 @@ impl Outbox {
             frames: std::mem::take(&mut inner.queue),
             close: inner.close,
         }
+    }
+
+    /// True once a push found the queue full: the connection is to be dropped.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
+    pub(crate) fn wake(&self) {
+        self.notify.notify_one();
     }
 
     pub(crate) async fn wait(&self) {
@@ -438,12 +449,8 @@ impl Hub {
     }
 
     fn apply(&self, effects: Effects) {
+        // Refusals are counted by the edge, which answers every one of them.
         for event in effects.events {
-            if !event.allowed
-                && let Some(code) = event.code
-            {
-                self.refused(code);
-            }
             self.observer.room_event(event);
         }
         if let Some((consultation, at)) = effects.started {

@@ -348,15 +348,12 @@ impl Connection {
     async fn flush_outbox(&mut self) -> Option<Ending> {
         let drained = self.outbox.take();
         for frame in drained.frames {
-            let fed = timeout(WRITE_TIMEOUT, self.socket.feed(Message::Text(frame))).await;
-            if !matches!(fed, Ok(Ok(()))) {
+            let fed = self.socket.feed(Message::Text(frame));
+            if !unless_overflowing(&self.outbox, fed).await {
                 return Some(Ending::Broken);
             }
         }
-        if !matches!(
-            timeout(WRITE_TIMEOUT, self.socket.flush()).await,
-            Ok(Ok(()))
-        ) {
+        if !unless_overflowing(&self.outbox, self.socket.flush()).await {
             return Some(Ending::Broken);
         }
         if let Some((code, reason)) = drained.close {
@@ -463,6 +460,34 @@ impl Connection {
         }
         None
     }
+}
+
+/// Runs a write unless it takes longer than [`WRITE_TIMEOUT`] or the outbox overflows meanwhile
+/// (a client that does not read is dropped at once rather than after the timeout). True when
+/// the write succeeded.
+async fn unless_overflowing(
+    outbox: &Outbox,
+    write: impl Future<Output = Result<(), WsError>>,
+) -> bool {
+    let write = timeout(WRITE_TIMEOUT, write);
+    tokio::pin!(write);
+    let mut woken = false;
+    let written = loop {
+        tokio::select! {
+            result = &mut write => break matches!(result, Ok(Ok(()))),
+            () = outbox.wait() => {
+                if outbox.overflowed() {
+                    return false;
+                }
+                woken = true;
+            }
+        }
+    };
+    if woken {
+        // The wake-up was for the connection's loop: pass it on.
+        outbox.wake();
+    }
+    written
 }
 
 fn rate_limited() -> Refusal {

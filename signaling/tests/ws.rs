@@ -713,3 +713,43 @@ async fn a_silent_socket_is_closed_and_its_place_kept() {
     let _ = p1.ws.close(None).await;
     c1.expect_quiet().await;
 }
+
+#[tokio::test]
+async fn a_participant_who_does_not_read_is_disconnected_not_waited_for() {
+    let server = start(HubConfig {
+        rate_per_sec: 1_000_000,
+        rate_burst: 1_000_000,
+        ..config()
+    })
+    .await;
+    let (c1, _p1_never_reads) = call(&server, 20).await;
+    let (mut sink, mut stream) = futures::StreamExt::split(c1.ws);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(frame)) = futures::StreamExt::next(&mut stream).await {
+            if let Message::Text(text) = frame {
+                let message = telehealth_signaling::protocol::parse_server(text.as_str())
+                    .expect("server message");
+                if message
+                    == (ServerMessage::ParticipantReconnecting {
+                        participant: "p1".into(),
+                    })
+                {
+                    return;
+                }
+            }
+        }
+        panic!("c1's socket ended");
+    });
+    let offer =
+        json!({"v": 1, "type": "offer", "to": "p1", "sdp": "a".repeat(32 * 1024)}).to_string();
+    // Kernel buffers take some megabytes first; then the outbox fills and p1 is dropped.
+    for _ in 0..20_000 {
+        if reader.is_finished() {
+            break;
+        }
+        sink.send(Message::Text(offer.clone().into()))
+            .await
+            .expect("c1 is never held up");
+    }
+    reader.await.expect("p1 was disconnected");
+}
