@@ -93,7 +93,8 @@ pub fn routes(
 
     // The signaling WebSocket checks its own join tokens: no session, no CSRF (a token is bound
     // to one consultation, one participant and a short time).
-    let signaling = telehealth_signaling::ws::routes(state.hub.clone()).map(warp::Reply::into_response);
+    let signaling =
+        telehealth_signaling::ws::routes(state.hub.clone()).map(warp::Reply::into_response);
 
     health
         .or(ready)
