@@ -549,7 +549,8 @@ both_engines!(
             .filter(|(_, r)| r.status == 200)
             .map(|(i, _)| *i)
             .collect();
-        assert_eq!(winners.len(), 1, "exactly one save wins: {replies:?}");
+        let statuses: Vec<u16> = replies.iter().map(|(_, r)| r.status).collect();
+        assert_eq!(winners.len(), 1, "exactly one save wins: {statuses:?}");
         for (_, r) in replies.iter().filter(|(_, r)| r.status != 200) {
             assert_eq!(r.status, 409, "{}", r.text);
             assert_eq!(r.error_code(), "version_conflict");
@@ -599,6 +600,17 @@ both_engines!(
     }
 );
 
+/// A refused request: caller, method, path, body, status, error code, field named in the details.
+type Case<'a> = (
+    &'a TestApp,
+    &'a str,
+    String,
+    Value,
+    u16,
+    &'a str,
+    Option<&'a str>,
+);
+
 both_engines!(
     bad_input_is_refused_and_writes_nothing,
     |app: TestApp| async move {
@@ -620,8 +632,7 @@ both_engines!(
             .map(|i| json!({"code": format!("I{:02}", 10 + i), "text": "x"}))
             .collect();
         let put = |content: Value| json!({"version": 1, "content": content});
-        // (caller, method, path, body, status, code, field named in the details)
-        let cases: Vec<(&TestApp, &str, String, Value, u16, &str, Option<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 &s.spec,
                 "PUT",
