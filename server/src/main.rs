@@ -253,7 +253,7 @@ fn print_summary(s: &seed::DemoSummary, base: Option<String>) {
     println!("Serving on {base}  (Ctrl-C to stop)");
     println!();
     println!("Try (API calls need a session: sign in as shown below):");
-    println!("  {base}/                                  the web client (placeholder for now)");
+    println!("  {base}/                                  the web client (sign in as below)");
     println!("  {base}/api/v1/openapi.json               the whole API");
     println!("  {base}/api/v1/facilities?kind=hub_hospital");
     if let Some((id, name)) = &s.example_hub {
