@@ -227,9 +227,23 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 db.close().await;
                 return Ok(());
             }
+            let on_call = seed::on_call_now(&db).await?;
             let app = Application::with_db(&settings, db).await?;
             let stop = startup::shutdown_signal();
             print_summary(&summary, Some(app.base_url()));
+            if let Some(c) = on_call {
+                println!();
+                println!(
+                    "bacsi is on call {} {}–{} ({}): sign in as tramyte, book a slot with them for benhnhan,",
+                    c.date,
+                    c.start.format("%H:%M"),
+                    c.end.format("%H:%M"),
+                    c.zone
+                );
+                println!(
+                    "then join the call as bacsi and as benhnhan (it opens 15 minutes before the slot)."
+                );
+            }
             app.run_until_stopped(stop).await;
             Ok(())
         }
