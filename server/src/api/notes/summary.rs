@@ -179,10 +179,7 @@ pub fn render(s: &Summary) -> Result<String, ApiError> {
         lang.pick("Ngày sinh", "Date of birth"),
         &s.patient.date_of_birth.to_string(),
     );
-    meta(
-        lang.pick("Thời gian", "Date"),
-        &local(s, c.start_at),
-    );
+    meta(lang.pick("Thời gian", "Date"), &local(s, c.start_at));
     meta(
         lang.pick("Bác sĩ chuyên khoa", "Specialist"),
         &format!("{} — {}", s.clinician.full_name, s.clinician.facility_name),
