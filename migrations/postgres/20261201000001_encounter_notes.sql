@@ -26,8 +26,7 @@ CREATE TABLE note_revisions (
 );
 
 -- Signed entries: the note itself (seq 1) and its addenda (seq 2, 3, ...), each the canonical JSON
--- document that was signed, its SHA-256 and the signer's Ed25519 signature. An addendum names the
--- entry it amends.
+-- document that was signed and its SHA-256. An addendum names the entry it amends.
 CREATE TABLE note_entries (
     id                   BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     note_id              BIGINT NOT NULL REFERENCES encounter_notes (id),
@@ -38,9 +37,6 @@ CREATE TABLE note_entries (
     content_hash         TEXT NOT NULL,
     signer_clinician_id  BIGINT NOT NULL REFERENCES clinicians (id),
     signed_at            TIMESTAMPTZ NOT NULL,
-    -- Ed25519 signature of `document` by the signer's key, and that public key (both base64).
-    signature            TEXT NOT NULL,
-    public_key           TEXT NOT NULL,
     UNIQUE (note_id, seq),
     CHECK ((kind = 'note') = (amends IS NULL))
 );

@@ -140,8 +140,8 @@ struct EntryRow {
     content_hash: String,
     signer_clinician_id: ClinicianId,
     signed_at: DateTime<Utc>,
-    signature: String,
-    public_key: String,
+    signature: Option<String>,
+    public_key: Option<String>,
 }
 
 const ENTRY_COLUMNS: &str = "id, note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key";
@@ -163,10 +163,11 @@ pub struct Entry {
     pub document: String,
     /// Lowercase hex SHA-256 of `document`.
     pub content_hash: String,
-    /// Base64 Ed25519 signature of `document` by the signer's key.
-    pub signature: String,
+    /// Base64 Ed25519 signature of `document` by the signer's key (absent only on entries signed
+    /// before signatures existed).
+    pub signature: Option<String>,
     /// Base64 Ed25519 public key of the signer that verifies `signature`.
-    pub public_key: String,
+    pub public_key: Option<String>,
     #[serde(skip)]
     pub note_id: i64,
 }
