@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{Duration as Span, Timelike, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use telehealth_tests::{Cast, TestApp, both_engines, this_week};
+use telehealth_tests::{Cast, TestApp, both_engines};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
@@ -30,23 +30,33 @@ use webrtc::peer_connection::{
 /// Long enough that only a broken run reaches it, on a busy machine too.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Books a teleconsultation of the cast's specialist starting within the next ten minutes, so
-/// that its join window (opening 15 minutes before the start) is already open.
+/// A consultation whose call window is open now: an extra session today starting at the next
+/// five-minute mark, and a booking of its first slot (as in `tests/signaling.rs`).
 async fn book_now(app: &TestApp, cast: &Cast) -> i64 {
-    // Five-minute slots all day long: the next one always starts soon.
-    app.add_daily_rule(cast.specialist, "00:00:00", "23:55:00", 5, 0)
-        .await;
-    let (today, _) = this_week();
-    let slots = app
-        .free_slots(cast.specialist, today, today + chrono::Duration::days(1))
-        .await;
-    let now = Utc::now();
-    let start: DateTime<Utc> = *slots
-        .iter()
-        .find(|s| **s > now + chrono::Duration::seconds(30))
-        .expect("a free slot soon");
-    assert!(start - now < chrono::Duration::minutes(15));
-    app.post("/api/v1/consultations", cast.booking(start))
+    // Local time in Vietnam; the session must not cross midnight, so near it use tomorrow 00:00
+    // (still within the 15 minutes before the start when the window opens).
+    let local = Utc::now() + Span::hours(7);
+    let minutes = local.hour() * 60 + local.minute();
+    let next = (minutes / 5 + 1) * 5;
+    let (date, start_minutes) = if next + 60 >= 24 * 60 {
+        ((local + Span::days(1)).date_naive(), 0)
+    } else {
+        (local.date_naive(), next)
+    };
+    let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+    app.post(
+        &format!(
+            "/api/v1/clinicians/{}/availability/exceptions",
+            cast.specialist
+        ),
+        json!({"date": date, "kind": "extra", "start_time": hhmm(start_minutes),
+               "end_time": hhmm(start_minutes + 60), "slot_minutes": 20, "buffer_minutes": 0}),
+    )
+    .await
+    .expect(201);
+    let slots = app.free_slots(cast.specialist, date, date).await;
+    let first = *slots.first().expect("a free slot in the extra session");
+    app.post("/api/v1/consultations", cast.booking(first))
         .await
         .expect(201)
         .id()
@@ -60,7 +70,7 @@ async fn join_token(who: &TestApp, consultation: i64) -> Value {
             json!({}),
         )
         .await
-        .expect(200);
+        .expect(201);
     assert!(reply.body["token"].is_string(), "{}", reply.text);
     assert_eq!(reply.body["url"], "/signaling", "{}", reply.text);
     reply.body
@@ -95,7 +105,8 @@ struct Outbox {
     socket: Option<mpsc::UnboundedSender<Value>>,
     holding: bool,
     queue: Vec<Value>,
-    candidates_sent: usize,
+    /// The `candidate` of every local candidate sent, in order.
+    candidates_sent: Vec<String>,
 }
 
 impl Outbox {
@@ -153,9 +164,9 @@ impl PeerConnectionEventHandler for Glue {
             .expect("a gathered candidate serialises");
         let mut outbox = lock(&self.outbox);
         let message = json!({"v": 1, "type": "ice-candidate", "to": outbox.peer(),
-            "candidate": init.candidate, "sdp_mid": init.sdp_mid,
+            "candidate": &init.candidate, "sdp_mid": init.sdp_mid,
             "sdp_m_line_index": init.sdp_mline_index});
-        outbox.candidates_sent += 1;
+        outbox.candidates_sent.push(init.candidate);
         outbox.push(message);
     }
 
@@ -296,9 +307,8 @@ impl Side {
             .expect("socket task running");
     }
 
-    /// Closes the socket with a close frame, after whatever was sent before.
-    fn close(&self) {
-        self.send(CLOSE);
+    fn candidates_sent(&self) -> Vec<String> {
+        lock(&self.outbox).candidates_sent.clone()
     }
 
     /// Forgets the ICE states reported so far.
@@ -442,9 +452,6 @@ impl Side {
     }
 }
 
-/// Not a protocol message: tells the socket task to close the socket properly.
-const CLOSE: Value = Value::Null;
-
 /// Runs one signaling socket: sends what the outbox hands it, answers offers, applies answers
 /// and candidates, and passes every message on to the test.
 async fn run_socket(
@@ -460,10 +467,6 @@ async fn run_socket(
         tokio::select! {
             out = outgoing.recv() => {
                 let Some(out) = out else { break };
-                if out == CLOSE {
-                    let _ = ws.close(None).await;
-                    continue;
-                }
                 if ws.send(Message::text(out.to_string())).await.is_err() {
                     break;
                 }
@@ -472,7 +475,8 @@ async fn run_socket(
                 let text = match incoming {
                     Some(Ok(Message::Text(text))) => text,
                     Some(Ok(Message::Close(frame))) => {
-                        let _ = events.send(json!({"type": "socket-closed", "frame": format!("{frame:?}")}));
+                        let code = frame.map(|f| u16::from(f.code));
+                        let _ = events.send(json!({"type": "socket-closed", "code": code}));
                         break;
                     }
                     Some(Ok(_)) => continue,
@@ -569,17 +573,17 @@ both_engines!(call_survives_a_dropped_socket, |app: TestApp| async move {
     assert_eq!(grant["participant"], clinician_id);
     let joined = clinician.until_any(&["joined", "waiting"]).await;
     assert_eq!(joined["type"], "joined", "{joined}");
-    assert_eq!(joined["you"], clinician_id);
+    assert_eq!(joined["you"]["id"], clinician_id);
     assert_eq!(joined["resumed"], false);
 
     let grant = patient.join(consultation, None).await;
     assert_eq!(grant["participant"], patient_id);
     let waiting = patient.until_any(&["joined", "waiting"]).await;
     assert_eq!(waiting["type"], "waiting", "{waiting}");
-    assert_eq!(waiting["you"], patient_id);
+    assert_eq!(waiting["you"]["id"], patient_id);
 
     let knock = clinician.until("participant-waiting").await;
-    assert_eq!(knock["participant"], patient_id);
+    assert_eq!(knock["participant"]["id"], patient_id);
     clinician.send(json!({"v": 1, "type": "admit", "participant": patient_id}));
     let admitted = patient.until("joined").await;
     assert_eq!(admitted["resumed"], false);
@@ -596,7 +600,7 @@ both_engines!(call_survives_a_dropped_socket, |app: TestApp| async move {
         .expect("a session to resume")
         .to_string();
     assert_eq!(
-        clinician.until("participant-joined").await["participant"],
+        clinician.until("participant-joined").await["participant"]["id"],
         patient_id
     );
     clinician.set_peer(&patient_id);
@@ -631,11 +635,12 @@ both_engines!(call_survives_a_dropped_socket, |app: TestApp| async move {
         patient.candidates_added.load(Ordering::SeqCst),
         clinician.candidates_added.load(Ordering::SeqCst),
     );
+    let old_candidates = [patient.candidates_sent(), clinician.candidates_sent()];
     patient.join(consultation, Some(&session)).await;
     let back = patient.until_any(&["joined", "waiting"]).await;
     assert_eq!(back["type"], "joined", "{back}");
     assert_eq!(back["resumed"], true, "{back}");
-    assert_eq!(back["you"], patient_id);
+    assert_eq!(back["you"]["id"], patient_id);
     assert_eq!(
         clinician.until("participant-reconnected").await["participant"],
         patient_id
@@ -653,21 +658,37 @@ both_engines!(call_survives_a_dropped_socket, |app: TestApp| async move {
     clinician.until_ice(RTCIceConnectionState::Connected).await;
     assert!(patient.candidates_added.load(Ordering::SeqCst) > before.0);
     assert!(clinician.candidates_added.load(Ordering::SeqCst) > before.1);
+    // New sockets: the restarted generation's candidates name none of the old ones.
+    for (side, old) in [&patient, &clinician].into_iter().zip(&old_candidates) {
+        let all = side.candidates_sent();
+        let new = &all[old.len()..];
+        assert!(
+            !new.is_empty(),
+            "{}: no candidates after the restart",
+            side.name
+        );
+        assert!(
+            new.iter().all(|c| !old.contains(c)),
+            "{}: old candidates {old:?}, after the restart {new:?}",
+            side.name
+        );
+    }
 
-    // The same data channel carries the conversation on.
+    // The same data channel carries the conversation on: the clinician was offered no other.
+    assert!(clinician.channels.try_recv().is_err());
     patient.say("Em nghe rõ rồi").await;
     assert_eq!(clinician.hear().await, "Em nghe rõ rồi");
     clinician.say("Tiếp tục nhé").await;
     assert_eq!(patient.hear().await, "Tiếp tục nhé");
 
+    // Leaving: the server says goodbye with a close frame (1000), and the clinician is told.
     patient.send(json!({"v": 1, "type": "leave"}));
-    patient.close();
+    assert_eq!(patient.until("socket-closed").await["code"], 1000);
     let left = clinician.until("participant-left").await;
     assert_eq!(left["participant"], patient_id);
     assert_eq!(left["reason"], "left");
     clinician.send(json!({"v": 1, "type": "leave"}));
-    clinician.close();
-    clinician.until("socket-closed").await;
+    assert_eq!(clinician.until("socket-closed").await["code"], 1000);
     patient.pc.close().await.expect("close");
     clinician.pc.close().await.expect("close");
 });
