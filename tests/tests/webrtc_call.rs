@@ -291,7 +291,12 @@ impl Side {
 
     /// Cuts the socket: no close frame, no `leave`, as when a train enters a tunnel.
     fn cut(&mut self) {
-        lock(&self.outbox).socket = None;
+        {
+            // What was not yet written is lost with the socket, as it would be for a browser.
+            let mut outbox = lock(&self.outbox);
+            outbox.socket = None;
+            outbox.queue.clear();
+        }
         if let Some(task) = self.socket_task.take() {
             task.abort();
         }
@@ -681,6 +686,15 @@ both_engines!(call_survives_a_dropped_socket, |app: TestApp| async move {
     clinician.say("Tiếp tục nhé").await;
     assert_eq!(patient.hear().await, "Tiếp tục nhé");
 
+    // Hang up first, so that no late candidate is sent to someone who has left (the server
+    // would rightly refuse it); a ping answered proves the server has handled all before it.
+    patient.pc.close().await.expect("close");
+    clinician.pc.close().await.expect("close");
+    for side in [&mut patient, &mut clinician] {
+        side.send(json!({"v": 1, "type": "ping", "nonce": 7}));
+        assert_eq!(side.until("pong").await["nonce"], 7);
+    }
+
     // Leaving: the server says goodbye with a close frame (1000), and the clinician is told.
     patient.send(json!({"v": 1, "type": "leave"}));
     assert_eq!(patient.until("socket-closed").await["code"], 1000);
@@ -689,6 +703,4 @@ both_engines!(call_survives_a_dropped_socket, |app: TestApp| async move {
     assert_eq!(left["reason"], "left");
     clinician.send(json!({"v": 1, "type": "leave"}));
     assert_eq!(clinician.until("socket-closed").await["code"], 1000);
-    patient.pc.close().await.expect("close");
-    clinician.pc.close().await.expect("close");
 });
