@@ -390,6 +390,10 @@ impl TestApp {
         self.send(self.http.post(self.url(path)).json(&body)).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(self.http.put(self.url(path)).json(&body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(self.http.delete(self.url(path))).await
     }
