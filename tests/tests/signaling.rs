@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Duration as Span, Timelike, Utc};
+use chrono::{DateTime, Duration as Span, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use telehealth_tests::{Cast, TestApp, both_engines};
@@ -16,38 +16,6 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A consultation whose call window is open now: an extra session today starting at the next
-/// five-minute mark, and a booking of its first slot.
-async fn book_now(app: &TestApp, cast: &Cast) -> i64 {
-    // Local time in Vietnam; the session must not cross midnight, so near it use tomorrow 00:00
-    // (still within the 15 minutes before the start when the window opens).
-    let local = Utc::now() + Span::hours(7);
-    let minutes = local.hour() * 60 + local.minute();
-    let next = (minutes / 5 + 1) * 5;
-    let (date, start_minutes) = if next + 60 >= 24 * 60 {
-        ((local + Span::days(1)).date_naive(), 0)
-    } else {
-        (local.date_naive(), next)
-    };
-    let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
-    app.post(
-        &format!(
-            "/api/v1/clinicians/{}/availability/exceptions",
-            cast.specialist
-        ),
-        json!({"date": date, "kind": "extra", "start_time": hhmm(start_minutes),
-               "end_time": hhmm(start_minutes + 60), "slot_minutes": 20, "buffer_minutes": 0}),
-    )
-    .await
-    .expect(201);
-    let slots = app.free_slots(cast.specialist, date, date).await;
-    let first = *slots.first().expect("a free slot in the extra session");
-    app.post("/api/v1/consultations", cast.booking(first))
-        .await
-        .expect(201)
-        .id()
-}
 
 /// The specialist, the rural clinician and the patient of `cast`, signed in.
 async fn people(app: &TestApp, cast: &Cast) -> (TestApp, TestApp, TestApp) {
@@ -134,7 +102,7 @@ both_engines!(
     join_tokens_go_to_the_consultations_people_inside_its_window,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let now_id = book_now(&app, &cast).await;
+        let now_id = cast.book_now(&app).await;
         let (specialist, rural, patient) = people(&app, &cast).await;
         let path = format!("/api/v1/consultations/{now_id}/join-token");
 
@@ -256,7 +224,7 @@ both_engines!(
     a_call_through_the_server_is_recorded,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let id = book_now(&app, &cast).await;
+        let id = cast.book_now(&app).await;
         let (specialist, _rural, patient) = people(&app, &cast).await;
 
         // Garbage never opens a room.
@@ -378,7 +346,7 @@ both_engines!(
 
 both_engines!(cancelling_closes_the_room, |app: TestApp| async move {
     let cast = Cast::create(&app).await;
-    let id = book_now(&app, &cast).await;
+    let id = cast.book_now(&app).await;
     let (_specialist, _rural, patient) = people(&app, &cast).await;
     let issued = token(&patient, id).await;
     let mut sick = join(&patient, &issued).await;

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{Duration as Span, Timelike, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use telehealth_tests::{Cast, TestApp, both_engines};
@@ -29,38 +28,6 @@ use webrtc::peer_connection::{
 
 /// Long enough that only a broken run reaches it, on a busy machine too.
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A consultation whose call window is open now: an extra session today starting at the next
-/// five-minute mark, and a booking of its first slot (as in `tests/signaling.rs`).
-async fn book_now(app: &TestApp, cast: &Cast) -> i64 {
-    // Local time in Vietnam; the session must not cross midnight, so near it use tomorrow 00:00
-    // (still within the 15 minutes before the start when the window opens).
-    let local = Utc::now() + Span::hours(7);
-    let minutes = local.hour() * 60 + local.minute();
-    let next = (minutes / 5 + 1) * 5;
-    let (date, start_minutes) = if next + 60 >= 24 * 60 {
-        ((local + Span::days(1)).date_naive(), 0)
-    } else {
-        (local.date_naive(), next)
-    };
-    let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
-    app.post(
-        &format!(
-            "/api/v1/clinicians/{}/availability/exceptions",
-            cast.specialist
-        ),
-        json!({"date": date, "kind": "extra", "start_time": hhmm(start_minutes),
-               "end_time": hhmm(start_minutes + 60), "slot_minutes": 20, "buffer_minutes": 0}),
-    )
-    .await
-    .expect(201);
-    let slots = app.free_slots(cast.specialist, date, date).await;
-    let first = *slots.first().expect("a free slot in the extra session");
-    app.post("/api/v1/consultations", cast.booking(first))
-        .await
-        .expect(201)
-        .id()
-}
 
 /// A fresh join token for `who`, from the API.
 async fn join_token(who: &TestApp, consultation: i64) -> Value {
@@ -560,7 +527,7 @@ async fn act(
 
 both_engines!(call_survives_a_dropped_socket, |app: TestApp| async move {
     let cast = Cast::create(&app).await;
-    let consultation = book_now(&app, &cast).await;
+    let consultation = cast.book_now(&app).await;
     let clinician_api = app
         .as_new_user("bs.an", &[("clinician", None)], None, Some(cast.specialist))
         .await;
