@@ -15,7 +15,9 @@ export class Room extends EventTarget {
     this.local = localStream;
     this.peers = new Map();
     this.session = null;
+    /** Our participant id (`p7`, `c12`); `me` is the whole participant object. */
     this.you = null;
+    this.me = null;
     this.iceServers = [];
     this.admitted = false;
     this.closed = false;
@@ -75,7 +77,8 @@ export class Room extends EventTarget {
   async onMessage(m) {
     switch (m.type) {
       case 'waiting':
-        this.you = m.you;
+        this.you = m.you.id;
+        this.me = m.you;
         this.session = m.session;
         this.attempt = 0;
         this.emit('waiting', m);
@@ -83,11 +86,13 @@ export class Room extends EventTarget {
         break;
       case 'joined': {
         const resumed = this.admitted;
-        this.you = m.you;
+        this.you = m.you.id;
+        this.me = m.you;
         this.session = m.session;
         this.iceServers = m.ice_servers || [];
         this.admitted = true;
         this.attempt = 0;
+        if (m.resumed) this.resumes = (this.resumes || 0) + 1;
         this.emit('joined', m);
         this.sendMediaState();
         for (const p of m.participants) this.emit('participant', p);
@@ -241,6 +246,19 @@ export class Room extends EventTarget {
       const dr = received - prev.received;
       p.lastStats = { lost, received };
       out.push({ id: p.id, loss: dl + dr > 0 ? Math.max(0, dl) / (dl + dr) : 0, rtt, framesDecoded, bytes, ice: p.pc.iceConnectionState });
+    }
+    return out;
+  }
+
+  /** Per peer, from getStats: inbound video frames decoded and bytes received. */
+  async videoStats() {
+    const out = [];
+    for (const p of this.peers.values()) {
+      let framesDecoded = 0; let bytes = 0;
+      (await p.pc.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') { framesDecoded += r.framesDecoded || 0; bytes += r.bytesReceived || 0; }
+      });
+      out.push({ id: p.id, framesDecoded, bytes, ice: p.pc.iceConnectionState });
     }
     return out;
   }

@@ -11,7 +11,7 @@ import { navigate } from '../router.js';
 import * as s from '../session.js';
 import { acquire, listDevices, meter, stopStream } from '../call/devices.js';
 import { Room } from '../call/room.js';
-import { getNote, saveNote, signNote, isSigned, SECTIONS } from '../notes.js';
+import { notePanel } from './note.js';
 import { errorBox, zoneOf, errorText } from './common.js';
 
 const POOR_SAMPLES = 3;
@@ -93,11 +93,21 @@ export async function callView(main, { id }) {
       h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); const v = chatIn.value.trim(); if (v) { room.chat(v); chatIn.value = ''; } } },
         field(t('call.message'), chatIn), h('button', { type: 'submit' }, t('call.send'))));
     const side = h('aside', { class: 'side' }, waitingBox, chatBox);
-    if (clinician && c.clinician_id === (s.session.me && s.session.me.clinician_id)) side.append(notesPanel(c));
+    const myId = s.session.me && s.session.me.clinician_id;
+    if (clinician && myId && (c.clinician_id === myId || c.referring_clinician_id === myId)) side.append(notePanel(c, zone, { compact: true }));
     mount(main, h('h1', {}, t('call.title')), banner, offer, lobby, h('div', { class: 'call-layout' }, callBox, side));
 
     room = new Room(c.id, stream);
-    window.__call = room;
+    // Browser tests only (navigator.webdriver is true only in a browser under automation): read
+    // the decoded video per peer and drop the signaling socket as a network failure would, which
+    // the network emulation cannot do to an open WebSocket. Nothing here reaches another user.
+    if (navigator.webdriver) {
+      window.__e2e = {
+        stats: () => room.videoStats(),
+        dropSocket: () => { if (room.ws) room.ws.close(4999, 'test drop'); },
+        resumes: () => room.resumes || 0,
+      };
+    }
     const names = new Map();
     const tiles = new Map();
     const tile = (pid) => {
@@ -173,41 +183,4 @@ export async function callView(main, { id }) {
   }
 
   return cleanup;
-}
-
-/** The SOAP note beside the video: save drafts (with the version read last), then sign. */
-function notesPanel(c) {
-  let note = null;
-  const inputs = Object.fromEntries(SECTIONS.map((k) => [k, h('textarea', { name: k, rows: 3, maxlength: 10000 })]));
-  const status = h('p', { class: 'hint', role: 'status' });
-  const err = h('p', { class: 'error', role: 'alert' });
-  const saveBtn = h('button', { type: 'submit' }, t('note.save'));
-  const signBtn = h('button', { type: 'button', class: 'primary', onclick: () => sign() }, t('note.sign'));
-  const lock = () => { for (const el of Object.values(inputs)) el.readOnly = true; saveBtn.disabled = true; signBtn.disabled = true; };
-  const show = () => {
-    status.textContent = note ? (isSigned(note) ? t('note.signed') : t('note.draft_saved')) : t('note.not_saved');
-    if (isSigned(note)) lock();
-  };
-  const soap = () => Object.fromEntries(SECTIONS.map((k) => [k, inputs[k].value]));
-  async function save() {
-    err.textContent = '';
-    try { note = await saveNote(c.id, soap(), note ? note.version : null); show(); return true; } catch (x) {
-      err.textContent = x.status === 409 ? t('note.conflict') : errorText(x);
-      return false;
-    }
-  }
-  async function sign() {
-    if (!(await save())) return;
-    try { note = await signNote(c.id, note.version); show(); toast(t('note.signed')); } catch (x) { err.textContent = errorText(x); }
-  }
-  (async () => {
-    try {
-      note = await getNote(c.id);
-      if (note) for (const k of SECTIONS) inputs[k].value = note[k] || '';
-      show();
-    } catch (x) { err.textContent = errorText(x); }
-  })();
-  return h('section', { class: 'card notes', 'aria-labelledby': 'notes-h' },
-    h('h2', { id: 'notes-h' }, t('note.title')),
-    h('form', { onsubmit: (e) => { e.preventDefault(); save(); } }, SECTIONS.map((k) => field(t(`note.${k}`), inputs[k])), status, err, h('div', { class: 'row' }, saveBtn, signBtn)));
 }
