@@ -97,7 +97,7 @@ async function checkVietnamese(page, screen) {
     const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
     while (w.nextNode()) { const s = w.currentNode.textContent.trim(); if (s && !w.currentNode.parentElement.closest('option[value=en]')) texts.push(s); }
     document.querySelectorAll('[aria-label],[placeholder],[title]').forEach((e) => ['aria-label', 'placeholder', 'title'].forEach((a) => { const v = e.getAttribute(a); if (v) texts.push(v.trim()); }));
-    return { csp: [...(window.__csp || [])], lang: document.documentElement.lang, missing: [...(window.__i18nMissing || [])], english: texts.filter((s) => enSet.has(s)), keys: texts.filter((s) => /^[a-z]+\.[a-z0-9_.]+$/.test(s)) };
+    return { csp: [...(window.__csp || [])], lang: document.documentElement.lang, missing: [...(window.__i18nMissing || [])], english: texts.filter((s) => enSet.has(s)), keys: texts.filter((s) => /^[a-z]+\.[a-z0-9_.]+$/.test(s) || /(^|\s)[a-z]+_[a-z_]+($|\s)/.test(s)) };
   }, enValues);
   ok(!r.csp.length, `${screen}: Content-Security-Policy violations: ${r.csp.join(' | ')}`);
   ok(r.lang === 'vi', `${screen}: the page is not in Vietnamese (${r.lang})`);
@@ -320,6 +320,12 @@ async function framesFlowing(page, who) {
   fail(`${who}: video frames are not being decoded (last reading ${JSON.stringify(last)})`);
 }
 
+async function expectEventually(cond, msg, timeout = 20000) {
+  const deadline = Date.now() + timeout;
+  while (Date.now() < deadline) { if (await cond()) return; await new Promise((r) => setTimeout(r, 200)); }
+  fail(msg);
+}
+
 /** Every form control inside `scope` has a name a screen reader announces. */
 async function checkLabels(page, scope) {
   const unlabelled = await page.evaluate((sel) => [...document.querySelectorAll(`${sel} input, ${sel} textarea, ${sel} select`)]
@@ -510,6 +516,12 @@ async function callJourney() {
   ok((printable.headers()['content-security-policy'] || '').startsWith("default-src 'none'"), 'the printable summary has no strict CSP');
   await doc.page.click('.controls button.danger');
   await doc.page.waitForURL(new RegExp(`/consultations/${id}$`));
+  // The last one out ends the call: recorded, and shown in words.
+  await expectEventually(async () => (await apiAs(doc.page, 'GET', `/consultations/${id}`)).body.events.some((e) => e.action === 'call_ended'), 'the end of the call is not recorded');
+  await doc.page.reload();
+  await doc.page.waitForFunction(() => [...document.querySelectorAll('.history li')].some((li) => li.textContent.includes('Kết thúc cuộc gọi')));
+  await checkVietnamese(doc.page, 'consultation after the call (specialist)');
+  await shot(doc.page, 'call-journey-7-specialist-after-call-desktop');
   await rural.context.close();
   await doc.context.close();
   await pat.context.close();

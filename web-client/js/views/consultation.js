@@ -46,7 +46,14 @@ export async function consultationView(main, { id }) {
   if (!s.isPatient() && live) main.append(manage(c, zone));
   if (!s.isPatient() && (c.status === 'booked')) main.append(visitLink(c));
   main.append(h('section', { class: 'card' }, h('h2', {}, t('consultation.history')),
-    h('ol', { class: 'history' }, c.events.map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), e.detail ? ` — ${e.detail}` : '')))));
+    h('ol', { class: 'history' }, c.events.map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), eventDetail(e))))));
+}
+
+/** An event's detail; the call's duration comes as `duration <seconds> s` and is shown in words. */
+function eventDetail(e) {
+  if (!e.detail) return '';
+  const d = /^duration (\d+) s$/.exec(e.detail);
+  return ` — ${d ? t('event.duration', { m: Math.floor(d[1] / 60), s: d[1] % 60 }) : e.detail}`;
 }
 
 function manage(c, zone) {

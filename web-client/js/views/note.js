@@ -70,14 +70,14 @@ export function patientNote(c, zone) {
 }
 
 /** A signed content, for clinicians; the referring clinician reads the advice first. */
-function contentList(content) {
+function contentList(content, { skipAdvice = false } = {}) {
   const rows = [];
   const add = (key, value) => { if (value) rows.push(h('dt', {}, t(`note.${key}`)), h('dd', { 'data-section': key }, value)); };
   for (const k of SOAP.slice(0, 3)) add(k, content[k]);
   add('diagnoses', (content.diagnoses || []).length
     ? h('ul', { class: 'dx' }, content.diagnoses.map((d) => h('li', {}, h('code', {}, d.code), ' ', d.text))) : null);
   add('plan', content.plan);
-  add('advice', content.advice);
+  if (!skipAdvice) add('advice', content.advice);
   add('follow_up', content.follow_up ? [t(`note.fu.${content.follow_up}`), content.follow_up_note ? `\n${content.follow_up_note}` : ''].join('') : null);
   return h('dl', { class: 'note' }, rows);
 }
@@ -110,7 +110,7 @@ function signedView(c, note, zone) {
   return h('div', { class: 'signed-note', 'data-status': 'signed' },
     h('p', { class: 'hint', role: 'status' }, t('note.signed_by', { name: entry ? entry.signer_name : '', when: entry ? fmtDateTime(entry.signed_at, zone) : '' })),
     referring && content.advice ? h('section', { class: 'advice', 'aria-labelledby': 'advice-h' }, h('h3', { id: 'advice-h' }, t('note.advice_for_you')), h('p', { 'data-advice': true }, content.advice)) : null,
-    contentList(content),
+    contentList(content, { skipAdvice: !!(referring && content.advice) }),
     entry ? h('p', { class: 'hash' }, h('small', {}, `${t('note.hash')}: `, h('code', {}, entry.content_hash))) : null,
     addendaBox, form, h('p', {}, printLink(c.id)));
 }
