@@ -490,6 +490,16 @@ async function callJourney() {
   await shot(pat.page, 'call-journey-4-patient-resumed-phone');
   await shot(doc.page, 'call-journey-4-specialist-resumed-desktop');
 
+  // The patient reloads the page mid-call: back in the call (not the waiting room) in the same
+  // place, on a new peer connection, with frames both ways.
+  await pat.page.reload();
+  await pat.page.waitForFunction(() => { const v = document.querySelector('video.preview'); return v && v.videoWidth > 0; });
+  await pat.page.click('.device button.primary');
+  await pat.page.waitForSelector('.call:not([hidden])');
+  ok(await pat.page.evaluate(() => window.__e2e.resumes() === 1), 'the reloaded page did not resume its place');
+  ok(await pat.page.locator('.waiting-room').isHidden(), 'the patient was sent back to the waiting room');
+  await Promise.all([framesFlowing(pat.page, 'patient after reloading'), framesFlowing(doc.page, 'specialist after the patient reloaded')]);
+
   // The referring clinician reads the advice and adds an addendum.
   await rural.page.goto(`${BASE}/consultations/${id}`);
   await rural.page.waitForSelector('.advice [data-advice]');

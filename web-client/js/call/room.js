@@ -8,6 +8,9 @@ import { post } from '../api.js';
 
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 
+/** The session id of an SDP's origin line (`o=- <id> <version> ...`): one per RTCPeerConnection. */
+const sessionId = (sdp) => { const m = /^o=\S+ (\S+) /m.exec(sdp || ''); return m ? m[1] : null; };
+
 export class Room extends EventTarget {
   constructor(consultationId, localStream) {
     super();
@@ -185,6 +188,10 @@ export class Room extends EventTarget {
   }
 
   async onDescription(from, type, sdp) {
+    // An offer from a new session (the peer reloaded its page or switched device and came back
+    // in the same place) cannot renegotiate the old connection: start a fresh one.
+    const old = this.peers.get(from);
+    if (type === 'offer' && old && old.pc.remoteDescription && sessionId(old.pc.remoteDescription.sdp) !== sessionId(sdp)) this.dropPeer(from);
     const p = this.peer(from, false);
     const collision = type === 'offer' && (p.makingOffer || p.pc.signalingState !== 'stable');
     p.ignoreOffer = !p.polite && collision;
