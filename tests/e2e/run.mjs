@@ -429,6 +429,8 @@ async function callJourney() {
   await doc.page.click('[data-admit]');
   await pat.page.waitForSelector('.call:not([hidden])');
   await Promise.all([framesFlowing(doc.page, 'specialist'), framesFlowing(pat.page, 'patient')]);
+  // The quality indicator reads the connection (loopback: good).
+  await Promise.all([doc.page, pat.page].map((p) => p.waitForSelector('.quality:not([data-quality=unknown])', { timeout: 15000 })));
   ok((await apiAs(doc.page, 'GET', `/consultations/${id}`)).body.status === 'in_progress', 'the consultation is not in progress once the call started');
   await checkVietnamese(doc.page, 'call (specialist)');
   await checkVietnamese(pat.page, 'call (patient)');

@@ -77,7 +77,9 @@ export async function callView(main, { id }) {
     self.srcObject = stream;
     const qualityEl = h('span', { class: 'quality q-unknown', role: 'status', 'data-quality': 'unknown' }, t('quality.unknown'));
     const waitingList = h('ul', { class: 'list admit' });
-    const waitingBox = h('section', { class: 'card', hidden: true, 'aria-labelledby': 'wait-h' }, h('h2', { id: 'wait-h' }, t('call.waiting_list')), waitingList);
+    const nobody = h('p', { class: 'empty' }, t('call.nobody_waiting'));
+    const waitingBox = h('section', { class: 'card', hidden: true, 'aria-labelledby': 'wait-h' }, h('h2', { id: 'wait-h' }, t('call.waiting_list')), waitingList, nobody);
+    const countWaiting = () => { nobody.hidden = waitingList.children.length > 0; };
     const chatLog = h('ol', { class: 'chat-log', 'aria-live': 'polite' });
     const chatIn = h('input', { name: 'chat', maxlength: 2000, autocomplete: 'off' });
     const toggle = (key, on) => h('button', { type: 'button', 'aria-pressed': String(!!on), 'data-control': key }, t(`call.${key}`));
@@ -152,9 +154,10 @@ export async function callView(main, { id }) {
         h('span', { class: 'row' },
           h('button', { type: 'button', class: 'primary', 'data-admit': p.id, onclick: () => room.admit(p.id) }, t('call.admit')),
           h('button', { type: 'button', onclick: () => room.deny(p.id) }, t('call.deny')))));
+      countWaiting();
       toast(t('call.someone_waiting', { name: p.name }));
     });
-    room.addEventListener('waiting-remove', (e) => { const li = waitingList.querySelector(`[data-waiting="${CSS.escape(e.detail.participant)}"]`); if (li) li.remove(); });
+    room.addEventListener('waiting-remove', (e) => { const li = waitingList.querySelector(`[data-waiting="${CSS.escape(e.detail.participant)}"]`); if (li) li.remove(); countWaiting(); });
     room.addEventListener('chat', (e) => {
       const m = e.detail;
       const who = m.from === room.you ? t('call.you') : (names.get(m.from) || m.from);
