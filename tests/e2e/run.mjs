@@ -52,6 +52,7 @@ const BASE = `http://127.0.0.1:${port}`;
 const server = spawn(BIN, ['--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, 'demo', '--care-centres', '20', '--patients-per-centre', '2'],
   { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
 let serverLog = '';
+let serverEnded = false;
 server.stderr.on('data', (d) => { serverLog = (serverLog + d).slice(-20000); });
 async function waitReady() {
   for (let i = 0; i < 240; i++) {
@@ -545,11 +546,13 @@ try {
   results.push({ name: 'setup', status: 'failed' });
   console.log(`FAILED  setup: ${e && e.stack || e}`);
 } finally {
+  serverEnded = server.exitCode !== null || server.signalCode !== null;
   if (browser) await browser.close();
-  server.kill('SIGTERM');
+  if (server.exitCode === null) server.kill('SIGTERM');
   rmSync(dataDir, { recursive: true, force: true });
 }
 const failed = results.filter((r) => r.status === 'failed').length;
+if (failed) console.log(`\n--- server (${serverEnded ? `had ended: exit code ${server.exitCode}, signal ${server.signalCode}` : 'still running'}) log tail ---\n${serverLog.slice(-4000)}`);
 const passed = results.filter((r) => r.status === 'passed').length;
 const pend = results.filter((r) => r.status === 'pending').length;
 console.log(`\n${passed} passed, ${failed} failed, ${pend} pending; screenshots in ${ART}`);
