@@ -217,6 +217,17 @@ enum Target<'a> {
     Plain(&'a str),
 }
 
+/// First path segments of the client's routes (`web-client/js/app.js` declares them); only these
+/// fall back to the entry page.
+const CLIENT_ROUTES: &[&str] = &[
+    "signin",
+    "visit",
+    "book",
+    "schedule",
+    "consultations",
+    "call",
+];
+
 fn classify(path: &str) -> Option<Target<'_>> {
     let rest = path.strip_prefix('/')?;
     if rest.is_empty() || rest == "index.html" {
@@ -233,9 +244,12 @@ fn classify(path: &str) -> Option<Target<'_>> {
     let last = rest.rsplit('/').next().unwrap_or("");
     if last.contains('.') {
         Some(Target::Plain(rest))
-    } else {
-        // No extension: a route of the client (`/visit`, `/book`, `/call/12`).
+    } else if CLIENT_ROUTES.contains(&first) {
+        // A route of the client (`/visit`, `/book`, `/call/12`): its router draws the screen.
         Some(Target::Index)
+    } else {
+        // Anything else is nothing here: a 404, not a page that pretends `/etc/passwd` exists.
+        None
     }
 }
 

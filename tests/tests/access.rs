@@ -220,6 +220,13 @@ fn rows(w: &World) -> Vec<Row> {
         ),
         row(
             "GET",
+            "/api/v1/clinicians/{id}/signing-key",
+            format!("/api/v1/clinicians/{}/signing-key", c.specialist),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "GET",
             "/api/v1/clinicians/{id}/availability/rules",
             format!("/api/v1/clinicians/{}/availability/rules", c.specialist),
             None,

@@ -76,6 +76,38 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The entry's Ed25519 signature verifies its document with the signer's published key, and
+/// not a changed document.
+async fn verify_signature(app: &TestApp, entry: &Value) {
+    use base64::Engine;
+    use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let signer = entry["signer_clinician_id"].as_i64().expect("signer");
+    let published = app
+        .get(&format!("/api/v1/clinicians/{signer}/signing-key"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(published["algorithm"], "Ed25519");
+    assert_eq!(published["public_key"], entry["public_key"]);
+    let key: [u8; 32] = b64
+        .decode(published["public_key"].as_str().expect("key"))
+        .expect("base64")
+        .try_into()
+        .expect("32 bytes");
+    let key = VerifyingKey::from_bytes(&key).expect("a valid key");
+    let signature: [u8; 64] = b64
+        .decode(entry["signature"].as_str().expect("signature"))
+        .expect("base64")
+        .try_into()
+        .expect("64 bytes");
+    let signature = Signature::from_bytes(&signature);
+    let document = entry["document"].as_str().expect("document");
+    assert!(key.verify(document.as_bytes(), &signature).is_ok());
+    let forged = document.replacen("\"seq\":", "\"seq\": ", 1);
+    assert!(key.verify(forged.as_bytes(), &signature).is_err());
+}
+
 /// The entry's hash is the SHA-256 of its document, and the document is in canonical form.
 #[track_caller]
 fn verify(entry: &Value) {
@@ -210,6 +242,7 @@ both_engines!(draft_sign_and_amend, |app: TestApp| async move {
     assert_eq!(note["seq"], 1);
     assert_eq!(note["signer_clinician_id"], s.cast.specialist);
     verify(note);
+    verify_signature(&s.patient, note).await;
     let doc: Value = serde_json::from_str(note["document"].as_str().expect("doc")).expect("json");
     assert_eq!(doc["format"], "telehealth-note/1");
     assert_eq!(doc["consultation_id"], s.k);
@@ -240,6 +273,11 @@ both_engines!(draft_sign_and_amend, |app: TestApp| async move {
     assert_eq!(first["amends"], note["id"]);
     assert_eq!(first["signer_clinician_id"], s.cast.rural);
     verify(&first);
+    verify_signature(&s.app, &first).await;
+    assert_ne!(
+        first["public_key"], note["public_key"],
+        "each clinician has a key"
+    );
     let first_doc: Value =
         serde_json::from_str(first["document"].as_str().expect("doc")).expect("json");
     assert_eq!(first_doc["amends"]["content_hash"], note["content_hash"]);

@@ -380,7 +380,8 @@ both_engines!(cancelling_closes_the_room, |app: TestApp| async move {
     let cast = Cast::create(&app).await;
     let id = book_now(&app, &cast).await;
     let (_specialist, _rural, patient) = people(&app, &cast).await;
-    let mut sick = join(&patient, &token(&patient, id).await).await;
+    let issued = token(&patient, id).await;
+    let mut sick = join(&patient, &issued).await;
     until(&mut sick, "waiting").await;
     app.post(
         &format!("/api/v1/consultations/{id}/cancel"),
@@ -390,4 +391,7 @@ both_engines!(cancelling_closes_the_room, |app: TestApp| async move {
     .expect(200);
     let closed = until(&mut sick, "room-closed").await;
     assert_eq!(closed["reason"], "cancelled");
+    // The token issued before the cancellation is still signed and unexpired: refused anyway.
+    let mut again = join(&patient, &issued).await;
+    assert_eq!(until(&mut again, "error").await["code"], "room_closed");
 });

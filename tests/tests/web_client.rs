@@ -36,9 +36,21 @@ async fn the_client_is_served_with_caching_and_a_fallback_for_its_routes() {
     assert!(!index.text.contains(" style="));
 
     // The client's own routes get the same page.
-    for route in ["/visit", "/book", "/call/12", "/index.html"] {
+    for route in [
+        "/visit",
+        "/book",
+        "/call/12",
+        "/index.html",
+        "/signin",
+        "/schedule/availability",
+        "/consultations/7",
+    ] {
         let r = app.get(route).await.expect(200);
         assert_eq!(r.text, index.text, "{route}");
+    }
+    // Paths that are not the client's are not answered with its page.
+    for path in ["/etc/passwd", "/no/such/page", "/wp-admin"] {
+        app.get(path).await.expect(404);
     }
 
     // Revalidation: the ETag answers 304 with no body.

@@ -157,6 +157,7 @@ pub fn route_table() -> Vec<Route> {
         route!(GET "/api/v1/consultations/{id}/note/history" => notes::history),
         route!(GET "/api/v1/consultations/{id}/summary" => notes::summary),
         route!(GET "/api/v1/patients/{id}/timeline" => notes::timeline),
+        route!(directory GET "/api/v1/clinicians/{id}/signing-key" => notes::signing_key),
     ]
 }
 

@@ -511,7 +511,9 @@ pub async fn sign(ctx: Ctx) -> ApiResult {
         ));
     }
     check_open(&c)?;
-    let (note, _) = notes::sign(&ctx.state.db, &c, me(&p)?, body.version).await?;
+    let signer = me(&p)?;
+    let key = notes::signing_key(&ctx.state.visit_secret, signer)?;
+    let (note, _) = notes::sign(&ctx.state.db, &c, signer, &key, body.version).await?;
     ok(&clinician_view(&ctx, &c, Some(note)).await?)
 }
 
@@ -528,7 +530,9 @@ pub async fn add_addendum(ctx: Ctx) -> ApiResult {
             "amend this consultation's note (its clinicians amend it)",
         ));
     }
-    let entry = notes::add_addendum(&ctx.state.db, &c, me(&p)?, &text).await?;
+    let signer = me(&p)?;
+    let key = notes::signing_key(&ctx.state.visit_secret, signer)?;
+    let entry = notes::add_addendum(&ctx.state.db, &c, signer, &key, &text).await?;
     created(&entry)
 }
 
@@ -696,4 +700,25 @@ pub async fn timeline(ctx: Ctx) -> ApiResult {
         }
         ok(&items)
     }
+}
+
+#[derive(Serialize)]
+struct SigningKeyView {
+    clinician_id: ClinicianId,
+    algorithm: &'static str,
+    /// Base64 (standard, padded) of the 32-byte Ed25519 public key.
+    public_key: String,
+}
+
+/// GET /api/v1/clinicians/{id}/signing-key
+pub async fn signing_key(ctx: Ctx) -> ApiResult {
+    let id: ClinicianId = ctx.param("id")?;
+    let _: NoQuery = ctx.query()?;
+    directory::facility_of_clinician(&ctx.state.db, id).await?;
+    let key = notes::signing_key(&ctx.state.visit_secret, id)?;
+    ok(&SigningKeyView {
+        clinician_id: id,
+        algorithm: "Ed25519",
+        public_key: notes::public_key(&key),
+    })
 }

@@ -9,8 +9,13 @@
 //! its hash. Database triggers refuse any change to signed entries and revisions on both engines,
 //! and any change to a note once signed.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, SecondsFormat, Utc};
+use ed25519_dalek::{Signer as _, SigningKey};
+use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
+use sha2::Sha256;
 
 use crate::api::{ApiError, FieldError};
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
@@ -37,6 +42,8 @@ pub enum NotesError {
     /// A stored document that does not parse: a bug or tampering, never the client's doing.
     #[error("stored note data is unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("the signing key cannot be derived")]
+    NoKey,
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
 }
@@ -62,6 +69,10 @@ impl From<NotesError> for ApiError {
             ),
             NotesError::Corrupt(e) => {
                 tracing::error!(error = %e, "unreadable note data");
+                ApiError::internal()
+            }
+            NotesError::NoKey => {
+                tracing::error!("note signing key cannot be derived");
                 ApiError::internal()
             }
             NotesError::Storage(e) => e.into(),
@@ -129,10 +140,11 @@ struct EntryRow {
     content_hash: String,
     signer_clinician_id: ClinicianId,
     signed_at: DateTime<Utc>,
+    signature: Option<String>,
+    public_key: Option<String>,
 }
 
-const ENTRY_COLUMNS: &str =
-    "id, note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at";
+const ENTRY_COLUMNS: &str = "id, note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key";
 
 /// A signed entry: the note (`kind` = `note`, `seq` 1) or an addendum.
 #[derive(Clone, Debug, Serialize)]
@@ -151,6 +163,11 @@ pub struct Entry {
     pub document: String,
     /// Lowercase hex SHA-256 of `document`.
     pub content_hash: String,
+    /// Base64 Ed25519 signature of `document` by the signer's key (absent only on entries signed
+    /// before signatures existed).
+    pub signature: Option<String>,
+    /// Base64 Ed25519 public key of the signer that verifies `signature`.
+    pub public_key: Option<String>,
     #[serde(skip)]
     pub note_id: i64,
 }
@@ -175,6 +192,8 @@ impl TryFrom<EntryRow> for Entry {
             content,
             document: r.document,
             content_hash: r.content_hash,
+            signature: r.signature,
+            public_key: r.public_key,
             note_id: r.note_id,
         })
     }
@@ -213,6 +232,26 @@ struct Signer<'a> {
 #[derive(Serialize)]
 struct AddendumContent<'a> {
     text: &'a str,
+}
+
+/// A clinician's Ed25519 key, derived from the server's secret: HMAC-SHA256 of a label naming
+/// the clinician is the key's seed. Nothing per clinician is stored, every node of a deployment
+/// (sharing the secret) derives the same key, and each entry stores the public key it was signed
+/// with, so it stays verifiable if the secret is ever rotated.
+pub fn signing_key(secret: &[u8], clinician: ClinicianId) -> Result<SigningKey> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| NotesError::NoKey)?;
+    mac.update(format!("telehealth/note-signing-key/v1/clinician/{clinician}").as_bytes());
+    let seed: [u8; 32] = mac.finalize().into_bytes().into();
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The base64 (standard, padded) public key of `key`.
+pub fn public_key(key: &SigningKey) -> String {
+    STANDARD.encode(key.verifying_key().to_bytes())
+}
+
+fn sign_document(key: &SigningKey, document: &str) -> String {
+    STANDARD.encode(key.sign(document.as_bytes()).to_bytes())
 }
 
 fn conflict(code: &'static str, message: impl Into<String>, current_version: i32) -> NotesError {
@@ -393,6 +432,7 @@ pub async fn sign(
     db: &Db,
     c: &Consultation,
     signer: ClinicianId,
+    key: &SigningKey,
     expected: i32,
 ) -> Result<(NoteRow, Entry)> {
     let Some(note) = find(db, c.id).await? else {
@@ -440,6 +480,8 @@ pub async fn sign(
         content: &draft.content,
     })?;
     let hash = note::sha256_hex(document.as_bytes());
+    let signature = sign_document(key, &document);
+    let public_key = public_key(key);
     let signed = on_db!(db, pool => {
         async {
             let mut tx = pool.begin_write().await?;
@@ -452,11 +494,12 @@ pub async fn sign(
                 return Ok(None);
             };
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at) VALUES (",
+                "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key) VALUES (",
             );
             q.push_bind(note.id).push(", 1, 'note', NULL, ");
             q.push_bind(&document).push(", ").push_bind(&hash).push(", ");
-            q.push_bind(signer).push(", ").push_bind(now);
+            q.push_bind(signer).push(", ").push_bind(now).push(", ");
+            q.push_bind(&signature).push(", ").push_bind(&public_key);
             q.push(") RETURNING ").push(ENTRY_COLUMNS);
             let entry = q.build_query_as::<EntryRow>().fetch_one(&mut *tx).await?;
             tx.commit().await?;
@@ -475,6 +518,7 @@ pub async fn add_addendum(
     db: &Db,
     c: &Consultation,
     signer: ClinicianId,
+    key: &SigningKey,
     text: &BoundedText,
 ) -> Result<Entry> {
     let note = match find(db, c.id).await? {
@@ -518,14 +562,17 @@ pub async fn add_addendum(
             },
         })?;
         let hash = note::sha256_hex(document.as_bytes());
+        let signature = sign_document(key, &document);
+        let public_key = public_key(key);
         let inserted = on_db!(db, pool => {
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at) VALUES (",
+                "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key) VALUES (",
             );
             q.push_bind(note.id).push(", ").push_bind(seq).push(", 'addendum', ");
             q.push_bind(original.id).push(", ");
             q.push_bind(&document).push(", ").push_bind(&hash).push(", ");
-            q.push_bind(signer).push(", ").push_bind(now);
+            q.push_bind(signer).push(", ").push_bind(now).push(", ");
+            q.push_bind(&signature).push(", ").push_bind(&public_key);
             q.push(") RETURNING ").push(ENTRY_COLUMNS);
             q.build_query_as::<EntryRow>().fetch_one(pool).await
         });
@@ -582,4 +629,36 @@ pub async fn timeline(
     .bind(offset)
     .fetch_all(pool)
     .await)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::Verifier;
+
+    use super::*;
+
+    #[test]
+    fn each_clinician_has_one_stable_key() {
+        let secret = b"a secret of the deployment";
+        let a = signing_key(secret, ClinicianId(1)).expect("key");
+        let again = signing_key(secret, ClinicianId(1)).expect("key");
+        let b = signing_key(secret, ClinicianId(2)).expect("key");
+        assert_eq!(public_key(&a), public_key(&again));
+        assert_ne!(public_key(&a), public_key(&b));
+        let other_secret = signing_key(b"another deployment", ClinicianId(1)).expect("key");
+        assert_ne!(public_key(&a), public_key(&other_secret));
+
+        let signature = a.sign(b"{\"seq\":1}");
+        assert!(a.verifying_key().verify(b"{\"seq\":1}", &signature).is_ok());
+        assert!(
+            b.verifying_key()
+                .verify(b"{\"seq\":1}", &signature)
+                .is_err()
+        );
+        assert!(
+            a.verifying_key()
+                .verify(b"{\"seq\":2}", &signature)
+                .is_err()
+        );
+    }
 }

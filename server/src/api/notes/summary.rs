@@ -121,6 +121,16 @@ fn follow_up(audience: Audience, f: FollowUp, lang: Lang) -> &'static str {
     }
 }
 
+/// A time as read on paper at the consulted hospital: its local time, naming the zone.
+fn local(s: &Summary, at: chrono::DateTime<chrono::Utc>) -> String {
+    let zone = s.clinician.zone();
+    format!(
+        "{} ({})",
+        zone.to_local(at).format("%Y-%m-%d %H:%M"),
+        zone.name()
+    )
+}
+
 fn signature(out: &mut String, s: &Summary, entry: &Entry) {
     let lang = s.lang;
     let _ = write!(
@@ -129,7 +139,7 @@ fn signature(out: &mut String, s: &Summary, entry: &Entry) {
         lang.pick("Ký bởi", "Signed by"),
         esc(&entry.signer_name),
         lang.pick("lúc", "at"),
-        esc(&entry.signed_at.format("%Y-%m-%d %H:%M UTC").to_string()),
+        esc(&local(s, entry.signed_at)),
     );
     if s.audience == Audience::Clinician {
         let _ = write!(
@@ -169,10 +179,7 @@ pub fn render(s: &Summary) -> Result<String, ApiError> {
         lang.pick("Ngày sinh", "Date of birth"),
         &s.patient.date_of_birth.to_string(),
     );
-    meta(
-        lang.pick("Thời gian", "Date"),
-        &c.start_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-    );
+    meta(lang.pick("Thời gian", "Date"), &local(s, c.start_at));
     meta(
         lang.pick("Bác sĩ chuyên khoa", "Specialist"),
         &format!("{} — {}", s.clinician.full_name, s.clinician.facility_name),
