@@ -346,8 +346,9 @@ function zoned(date, time, zone) {
 
 /** The demo's on-call session lies over bacsi's clinic hours when it serves during them, and the
  * seeded bookings there leave none of its slots free (reported to the lead: the demo should keep
- * the on-call slot free itself). Until then the hub's scheduler clears the on-call slots whose
- * call opens now, by cancelling the seeded bookings over them. */
+ * the on-call slot free itself). Until then the on-call slots whose call opens now are cleared:
+ * bacsi completes the seeded consultation running over them, the hub's scheduler cancels the
+ * seeded bookings there. */
 async function clearOnCallSlots(docPage, clinicianId, zone) {
   const exceptions = (await apiAs(docPage, 'GET', `/clinicians/${clinicianId}/availability/exceptions`)).body;
   const onCall = exceptions.filter((e) => e.kind === 'extra' && e.note === 'on call (demo)')
@@ -357,8 +358,12 @@ async function clearOnCallSlots(docPage, clinicianId, zone) {
   const from = onCall.start.getTime();
   const to = Math.max(from + onCall.slot, Date.now() + 15 * 60000 + onCall.slot);
   const mine = (await apiAs(docPage, 'GET', '/consultations?limit=200')).body;
-  const blocking = mine.filter((c) => c.clinician_id === clinicianId && ['booked', 'held'].includes(c.status)
-    && new Date(c.start_at).getTime() < to && new Date(c.end_at).getTime() > from);
+  const over = (c) => c.clinician_id === clinicianId && new Date(c.start_at).getTime() < to && new Date(c.end_at).getTime() > from;
+  for (const c of mine.filter((x) => over(x) && x.status === 'in_progress')) {
+    const r = await apiAs(docPage, 'POST', `/consultations/${c.id}/complete`, {});
+    ok(r.status === 200, `bacsi could not complete the running seeded consultation: ${JSON.stringify(r)}`);
+  }
+  const blocking = mine.filter((c) => over(c) && ['booked', 'held'].includes(c.status));
   if (!blocking.length) return;
   const sched = await browser.newContext();
   const page = await sched.newPage();

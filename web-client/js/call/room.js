@@ -133,7 +133,7 @@ export class Room extends EventTarget {
         break;
       case 'error':
         if (m.code === 'token_expired') break; // the socket closes; the retry fetches a fresh token
-        if (['token_invalid', 'too_early', 'too_late', 'room_full', 'replaced'].includes(m.code)) {
+        if (['token_invalid', 'too_early', 'too_late', 'room_closed', 'room_full', 'replaced'].includes(m.code)) {
           this.closed = true;
           this.emit('fatal', m);
         } else this.emit('protocol-error', m);
