@@ -42,7 +42,13 @@ export function notePanel(c, zone, { compact = false } = {}) {
     try {
       const note = await getNote(c.id);
       if (isSigned(note)) mount(box, heading, signedView(c, note, zone));
-      else if (OPEN.includes(c.status)) mount(box, heading, editor(c, note, zone, (signed) => mount(box, heading, signedView(c, signed, zone))));
+      else if (OPEN.includes(c.status)) {
+        mount(box, heading, editor(c, note, zone, (signed) => {
+          mount(box, heading, signedView(c, signed, zone));
+          // The sign button is gone: keyboard and screen-reader users land on what happened.
+          box.querySelector('.signed-note [role=status]').focus();
+        }));
+      }
       else mount(box, heading, h('p', { class: 'empty' }, t('note.none')));
     } catch (x) { mount(box, heading, errorBox(x)); }
   })();
@@ -108,7 +114,7 @@ function signedView(c, note, zone) {
     },
   }, field(t('note.addendum_text'), text, t('note.addendum_hint')), err, h('button', { type: 'submit' }, t('note.add_addendum')));
   return h('div', { class: 'signed-note', 'data-status': 'signed' },
-    h('p', { class: 'hint', role: 'status' }, t('note.signed_by', { name: entry ? entry.signer_name : '', when: entry ? fmtDateTime(entry.signed_at, zone) : '' })),
+    h('p', { class: 'hint', role: 'status', tabindex: -1 }, t('note.signed_by', { name: entry ? entry.signer_name : '', when: entry ? fmtDateTime(entry.signed_at, zone) : '' })),
     referring && content.advice ? h('section', { class: 'advice', 'aria-labelledby': 'advice-h' }, h('h3', { id: 'advice-h' }, t('note.advice_for_you')), h('p', { 'data-advice': true }, content.advice)) : null,
     contentList(content, { skipAdvice: !!(referring && content.advice) }),
     entry ? h('p', { class: 'hash' }, h('small', {}, `${t('note.hash')}: `, h('code', {}, entry.content_hash))) : null,
