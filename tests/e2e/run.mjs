@@ -4,6 +4,7 @@
 //   cargo build -p telehealth-server && (cd tests/e2e && npm ci && node run.mjs)
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -47,7 +48,13 @@ function pending(name, why) {
 
 // --- the server --------------------------------------------------------------------------------
 const dataDir = mkdtempSync(join(tmpdir(), 'th-e2e-'));
-const port = 20000 + Math.floor(Math.random() * 20000);
+// A port the system has just handed out (a random one may belong to another program, whose
+// /readyz could even answer in our server's place).
+const port = await new Promise((resolve, reject) => {
+  const probe = createServer();
+  probe.once('error', reject);
+  probe.listen(0, '127.0.0.1', () => { const p = probe.address().port; probe.close(() => resolve(p)); });
+});
 const BASE = `http://127.0.0.1:${port}`;
 const server = spawn(BIN, ['--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, 'demo', '--care-centres', '20', '--patients-per-centre', '2'],
   { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -56,6 +63,7 @@ let serverEnded = false;
 server.stderr.on('data', (d) => { serverLog = (serverLog + d).slice(-20000); });
 async function waitReady() {
   for (let i = 0; i < 240; i++) {
+    if (server.exitCode !== null) break;
     try { if ((await fetch(`${BASE}/readyz`)).ok) return; } catch { /* not yet */ }
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -251,7 +259,8 @@ async function main() {
     await shot(page, 'scheduler-cancelled-desktop');
 
     await page.click('a[href="/schedule/utilisation"]');
-    await page.waitForSelector('svg.bars rect.bar');
+    // A clinician with nothing booked has a bar of width 0, which is not "visible".
+    await page.waitForSelector('svg.bars rect.bar', { state: 'attached' });
     await checkVietnamese(page, 'utilisation');
     const bars = await page.locator('svg.bars g[data-clinician]').count();
     ok(bars > 0, 'no bars in the utilisation chart');
