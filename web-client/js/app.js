@@ -16,6 +16,8 @@ const guarded = (view) => async (main, params) => {
   return view(main, params);
 };
 
+// The server serves the page for these paths' first segments only (CLIENT_ROUTES in
+// server/src/web_client.rs): a new first segment must be added there too.
 route('/signin', signinView);
 route('/visit', visitView);
 route('/', guarded(homeView));

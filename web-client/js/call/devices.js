@@ -48,7 +48,8 @@ export function meter(stream, onLevel) {
     for (const v of buf) sum += ((v - 128) / 128) ** 2;
     onLevel(Math.min(1, Math.sqrt(sum / buf.length) * 4));
   }, 66);
-  return () => { clearInterval(timer); ctx.close(); };
+  // Stopping twice (leaving the device check, then the call) is harmless.
+  return () => { clearInterval(timer); if (ctx.state !== 'closed') ctx.close().catch(() => {}); };
 }
 
 export const stopStream = (stream) => stream && stream.getTracks().forEach((tr) => tr.stop());

@@ -8,6 +8,9 @@ import { post } from '../api.js';
 
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 
+/** The session id of an SDP's origin line (`o=- <id> <version> ...`): one per RTCPeerConnection. */
+const sessionId = (sdp) => { const m = /^o=\S+ (\S+) /m.exec(sdp || ''); return m ? m[1] : null; };
+
 export class Room extends EventTarget {
   constructor(consultationId, localStream) {
     super();
@@ -15,7 +18,9 @@ export class Room extends EventTarget {
     this.local = localStream;
     this.peers = new Map();
     this.session = null;
+    /** Our participant id (`p7`, `c12`); `me` is the whole participant object. */
     this.you = null;
+    this.me = null;
     this.iceServers = [];
     this.admitted = false;
     this.closed = false;
@@ -75,7 +80,8 @@ export class Room extends EventTarget {
   async onMessage(m) {
     switch (m.type) {
       case 'waiting':
-        this.you = m.you;
+        this.you = m.you.id;
+        this.me = m.you;
         this.session = m.session;
         this.attempt = 0;
         this.emit('waiting', m);
@@ -83,11 +89,13 @@ export class Room extends EventTarget {
         break;
       case 'joined': {
         const resumed = this.admitted;
-        this.you = m.you;
+        this.you = m.you.id;
+        this.me = m.you;
         this.session = m.session;
         this.iceServers = m.ice_servers || [];
         this.admitted = true;
         this.attempt = 0;
+        if (m.resumed) this.resumes = (this.resumes || 0) + 1;
         this.emit('joined', m);
         this.sendMediaState();
         for (const p of m.participants) this.emit('participant', p);
@@ -125,7 +133,7 @@ export class Room extends EventTarget {
         break;
       case 'error':
         if (m.code === 'token_expired') break; // the socket closes; the retry fetches a fresh token
-        if (['token_invalid', 'too_early', 'too_late', 'room_full', 'replaced'].includes(m.code)) {
+        if (['token_invalid', 'too_early', 'too_late', 'room_closed', 'room_full', 'replaced'].includes(m.code)) {
           this.closed = true;
           this.emit('fatal', m);
         } else this.emit('protocol-error', m);
@@ -180,6 +188,10 @@ export class Room extends EventTarget {
   }
 
   async onDescription(from, type, sdp) {
+    // An offer from a new session (the peer reloaded its page or switched device and came back
+    // in the same place) cannot renegotiate the old connection: start a fresh one.
+    const old = this.peers.get(from);
+    if (type === 'offer' && old && old.pc.remoteDescription && sessionId(old.pc.remoteDescription.sdp) !== sessionId(sdp)) this.dropPeer(from);
     const p = this.peer(from, false);
     const collision = type === 'offer' && (p.makingOffer || p.pc.signalingState !== 'stable');
     p.ignoreOffer = !p.polite && collision;
@@ -241,6 +253,19 @@ export class Room extends EventTarget {
       const dr = received - prev.received;
       p.lastStats = { lost, received };
       out.push({ id: p.id, loss: dl + dr > 0 ? Math.max(0, dl) / (dl + dr) : 0, rtt, framesDecoded, bytes, ice: p.pc.iceConnectionState });
+    }
+    return out;
+  }
+
+  /** Per peer, from getStats: inbound video frames decoded and bytes received. */
+  async videoStats() {
+    const out = [];
+    for (const p of this.peers.values()) {
+      let framesDecoded = 0; let bytes = 0;
+      (await p.pc.getStats()).forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') { framesDecoded += r.framesDecoded || 0; bytes += r.bytesReceived || 0; }
+      });
+      out.push({ id: p.id, framesDecoded, bytes, ice: p.pc.iceConnectionState });
     }
     return out;
   }

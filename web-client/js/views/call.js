@@ -11,7 +11,7 @@ import { navigate } from '../router.js';
 import * as s from '../session.js';
 import { acquire, listDevices, meter, stopStream } from '../call/devices.js';
 import { Room } from '../call/room.js';
-import { getNote, saveNote, signNote, isSigned, SECTIONS } from '../notes.js';
+import { notePanel } from './note.js';
 import { errorBox, zoneOf, errorText } from './common.js';
 
 const POOR_SAMPLES = 3;
@@ -77,7 +77,9 @@ export async function callView(main, { id }) {
     self.srcObject = stream;
     const qualityEl = h('span', { class: 'quality q-unknown', role: 'status', 'data-quality': 'unknown' }, t('quality.unknown'));
     const waitingList = h('ul', { class: 'list admit' });
-    const waitingBox = h('section', { class: 'card', hidden: true, 'aria-labelledby': 'wait-h' }, h('h2', { id: 'wait-h' }, t('call.waiting_list')), waitingList);
+    const nobody = h('p', { class: 'empty' }, t('call.nobody_waiting'));
+    const waitingBox = h('section', { class: 'card', hidden: true, 'aria-labelledby': 'wait-h' }, h('h2', { id: 'wait-h' }, t('call.waiting_list')), waitingList, nobody);
+    const countWaiting = () => { nobody.hidden = waitingList.children.length > 0; };
     const chatLog = h('ol', { class: 'chat-log', 'aria-live': 'polite' });
     const chatIn = h('input', { name: 'chat', maxlength: 2000, autocomplete: 'off' });
     const toggle = (key, on) => h('button', { type: 'button', 'aria-pressed': String(!!on), 'data-control': key }, t(`call.${key}`));
@@ -93,11 +95,21 @@ export async function callView(main, { id }) {
       h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); const v = chatIn.value.trim(); if (v) { room.chat(v); chatIn.value = ''; } } },
         field(t('call.message'), chatIn), h('button', { type: 'submit' }, t('call.send'))));
     const side = h('aside', { class: 'side' }, waitingBox, chatBox);
-    if (clinician && c.clinician_id === (s.session.me && s.session.me.clinician_id)) side.append(notesPanel(c));
+    const myId = s.session.me && s.session.me.clinician_id;
+    if (clinician && myId && (c.clinician_id === myId || c.referring_clinician_id === myId)) side.append(notePanel(c, zone, { compact: true }));
     mount(main, h('h1', {}, t('call.title')), banner, offer, lobby, h('div', { class: 'call-layout' }, callBox, side));
 
     room = new Room(c.id, stream);
-    window.__call = room;
+    // Browser tests only (navigator.webdriver is true only in a browser under automation): read
+    // the decoded video per peer and drop the signaling socket as a network failure would, which
+    // the network emulation cannot do to an open WebSocket. Nothing here reaches another user.
+    if (navigator.webdriver) {
+      window.__e2e = {
+        stats: () => room.videoStats(),
+        dropSocket: () => { if (room.ws) room.ws.close(4999, 'test drop'); },
+        resumes: () => room.resumes || 0,
+      };
+    }
     const names = new Map();
     const tiles = new Map();
     const tile = (pid) => {
@@ -142,9 +154,10 @@ export async function callView(main, { id }) {
         h('span', { class: 'row' },
           h('button', { type: 'button', class: 'primary', 'data-admit': p.id, onclick: () => room.admit(p.id) }, t('call.admit')),
           h('button', { type: 'button', onclick: () => room.deny(p.id) }, t('call.deny')))));
+      countWaiting();
       toast(t('call.someone_waiting', { name: p.name }));
     });
-    room.addEventListener('waiting-remove', (e) => { const li = waitingList.querySelector(`[data-waiting="${CSS.escape(e.detail.participant)}"]`); if (li) li.remove(); });
+    room.addEventListener('waiting-remove', (e) => { const li = waitingList.querySelector(`[data-waiting="${CSS.escape(e.detail.participant)}"]`); if (li) li.remove(); countWaiting(); });
     room.addEventListener('chat', (e) => {
       const m = e.detail;
       const who = m.from === room.you ? t('call.you') : (names.get(m.from) || m.from);
@@ -173,41 +186,4 @@ export async function callView(main, { id }) {
   }
 
   return cleanup;
-}
-
-/** The SOAP note beside the video: save drafts (with the version read last), then sign. */
-function notesPanel(c) {
-  let note = null;
-  const inputs = Object.fromEntries(SECTIONS.map((k) => [k, h('textarea', { name: k, rows: 3, maxlength: 10000 })]));
-  const status = h('p', { class: 'hint', role: 'status' });
-  const err = h('p', { class: 'error', role: 'alert' });
-  const saveBtn = h('button', { type: 'submit' }, t('note.save'));
-  const signBtn = h('button', { type: 'button', class: 'primary', onclick: () => sign() }, t('note.sign'));
-  const lock = () => { for (const el of Object.values(inputs)) el.readOnly = true; saveBtn.disabled = true; signBtn.disabled = true; };
-  const show = () => {
-    status.textContent = note ? (isSigned(note) ? t('note.signed') : t('note.draft_saved')) : t('note.not_saved');
-    if (isSigned(note)) lock();
-  };
-  const soap = () => Object.fromEntries(SECTIONS.map((k) => [k, inputs[k].value]));
-  async function save() {
-    err.textContent = '';
-    try { note = await saveNote(c.id, soap(), note ? note.version : null); show(); return true; } catch (x) {
-      err.textContent = x.status === 409 ? t('note.conflict') : errorText(x);
-      return false;
-    }
-  }
-  async function sign() {
-    if (!(await save())) return;
-    try { note = await signNote(c.id, note.version); show(); toast(t('note.signed')); } catch (x) { err.textContent = errorText(x); }
-  }
-  (async () => {
-    try {
-      note = await getNote(c.id);
-      if (note) for (const k of SECTIONS) inputs[k].value = note[k] || '';
-      show();
-    } catch (x) { err.textContent = errorText(x); }
-  })();
-  return h('section', { class: 'card notes', 'aria-labelledby': 'notes-h' },
-    h('h2', { id: 'notes-h' }, t('note.title')),
-    h('form', { onsubmit: (e) => { e.preventDefault(); save(); } }, SECTIONS.map((k) => field(t(`note.${k}`), inputs[k])), status, err, h('div', { class: 'row' }, saveBtn, signBtn)));
 }

@@ -7,7 +7,7 @@ import { t, tOr, fmtTime, fmtDate, fmtDateTime } from '../i18n.js';
 import { get, post, query } from '../api.js';
 import { navigate } from '../router.js';
 import * as s from '../session.js';
-import { getNote, isSigned, SECTIONS } from '../notes.js';
+import { notePanel, patientNote } from './note.js';
 import { joinWindow } from './home.js';
 import { statusBadge, urgencyBadge, patientName, clinician, facility, zoneOf, loading, errorBox, errorText } from './common.js';
 
@@ -39,27 +39,21 @@ export async function consultationView(main, { id }) {
       ]),
       w.open ? h('p', {}, h('a', { href: `/call/${c.id}`, 'data-nav': true, class: 'button primary', 'data-join': c.id }, t('visit.join'))) : null));
 
-  const noteBox = h('section', { class: 'card', 'aria-labelledby': 'note-h' }, h('h2', { id: 'note-h' }, s.isPatient() ? t('note.summary') : t('note.title')), loading());
-  main.append(noteBox);
-  showNote(noteBox, c.id, zone);
+  const myId = s.session.me && s.session.me.clinician_id;
+  if (s.isPatient()) main.append(patientNote(c, zone));
+  else if (myId && (c.clinician_id === myId || c.referring_clinician_id === myId)) main.append(notePanel(c, zone));
 
   if (!s.isPatient() && live) main.append(manage(c, zone));
   if (!s.isPatient() && (c.status === 'booked')) main.append(visitLink(c));
   main.append(h('section', { class: 'card' }, h('h2', {}, t('consultation.history')),
-    h('ol', { class: 'history' }, c.events.map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), e.detail ? ` — ${e.detail}` : '')))));
+    h('ol', { class: 'history' }, c.events.map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), eventDetail(e))))));
 }
 
-async function showNote(box, id, zone) {
-  const heading = box.querySelector('h2');
-  try {
-    const note = await getNote(id);
-    if (!note || (!isSigned(note) && s.isPatient())) { mount(box, heading, h('p', { class: 'empty' }, t('note.none'))); return; }
-    mount(box, heading,
-      h('p', { class: 'hint' }, isSigned(note) ? t('note.signed_on', { when: fmtDateTime(note.signed_at, zone) }) : t('note.draft')),
-      h('dl', { class: 'note' }, SECTIONS.flatMap((k) => [h('dt', {}, t(`note.${k}`)), h('dd', { 'data-section': k }, note[k] || '—')])));
-  } catch (e) {
-    mount(box, heading, e.status === 404 ? h('p', { class: 'empty' }, t('note.none')) : errorBox(e));
-  }
+/** An event's detail; the call's duration comes as `duration <seconds> s` and is shown in words. */
+function eventDetail(e) {
+  if (!e.detail) return '';
+  const d = /^duration (\d+) s$/.exec(e.detail);
+  return ` — ${d ? t('event.duration', { m: Math.floor(d[1] / 60), s: d[1] % 60 }) : e.detail}`;
 }
 
 function manage(c, zone) {
