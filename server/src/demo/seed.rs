@@ -689,11 +689,13 @@ pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
     let local = zone.to_local(time::now());
     let minutes = local.hour() * 60 + local.minute();
     let next = (minutes / 5 + 1) * 5;
-    // Two hours, within the day: near midnight the session starts at 00:00 tomorrow.
-    let (date, start, end) = if next + 30 > 24 * 60 - 5 {
+    // Up to two hours, within the day (a session ends by 23:55). After 23:40 no 15-minute slot
+    // fits today, so the session starts at 00:00 tomorrow, whose call opens at 23:45.
+    let last_end = 24 * 60 - 5;
+    let (date, start, end) = if next + SLOT > last_end {
         (local.date() + Duration::days(1), 0, 120)
     } else {
-        (local.date(), next, (next + 120).min(24 * 60 - 5))
+        (local.date(), next, (next + 120).min(last_end))
     };
     let hm = |m: u32| NaiveTime::from_hms_opt(m / 60, m % 60, 0);
     let (Some(start), Some(end)) = (hm(start), hm(end)) else {
@@ -708,12 +710,12 @@ pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
     .bind(date)
     .bind(ON_CALL_NOTE)
     .bind(start)
-    .bind(start + Duration::minutes(30))
+    .bind(start + Duration::minutes(i64::from(SLOT)))
     .fetch_one(pool)
     .await)?;
     if covered == 0 {
         let session =
-            Session::new(start, end, 20, 0).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+            Session::new(start, end, SLOT, 0).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         crate::scheduling::availability::create_exception(
             db,
             clinician,
@@ -733,3 +735,5 @@ pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
 
 /// Marks the demo's on-call sessions, so a restart reuses one that still covers now.
 const ON_CALL_NOTE: &str = "on call (demo)";
+/// Slot length of the on-call session, in minutes.
+const SLOT: u32 = 15;
