@@ -883,14 +883,17 @@ fn target_report(t: &TargetResult) -> Result<String> {
     )?;
     writeln!(
         r,
-        "| offered msg/s | s | sent | delivered msg/s | p50 ms | p99 ms | p99.9 ms | max ms | {label} CPU % | generator CPU % | bottleneck |"
+        "| offered msg/s | s | sent | delivered msg/s | p50 ms | p99 ms | p99.9 ms | max ms | {label} CPU % | generator CPU % | other CPU % | bottleneck |"
     )?;
-    writeln!(r, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")?;
+    writeln!(
+        r,
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    )?;
     for s in &t.relay {
         let h = &s.latency;
         writeln!(
             r,
-            "| {:.0} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {} |",
+            "| {:.0} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
             s.offered,
             s.secs,
             s.sent,
@@ -901,6 +904,7 @@ fn target_report(t: &TargetResult) -> Result<String> {
             ms(h.max()),
             s.cpu.target,
             s.cpu.generator,
+            s.cpu.other,
             s.cpu.bottleneck(label, node)
         )?;
     }
