@@ -15,6 +15,15 @@
 //! | TLS certificate chain, PEM | `tls_cert` | `TELEHEALTH_TLS_CERT` | | none: plain HTTP |
 //! | TLS private key, PEM | `tls_key` | `TELEHEALTH_TLS_KEY` | | none: plain HTTP |
 //! | self-signed TLS for development | `tls_self_signed` | `TELEHEALTH_TLS_SELF_SIGNED` | | `false` |
+//! | STUN servers for calls | `stun_urls` | `TELEHEALTH_STUN_URLS` | | none |
+//! | TURN servers for calls | `turn_urls` | `TELEHEALTH_TURN_URLS` | | none |
+//! | TURN shared secret (coturn `static-auth-secret`) | `turn_secret` | `TELEHEALTH_TURN_SECRET` | | none |
+//! | TURN credential lifetime, seconds | `turn_ttl_seconds` | `TELEHEALTH_TURN_TTL_SECONDS` | | 28800 |
+//! | signaling sockets per node | `signaling_max_connections` | `TELEHEALTH_SIGNALING_MAX_CONNECTIONS` | | 19500 |
+//! | signaling rooms per node | `signaling_max_rooms` | `TELEHEALTH_SIGNALING_MAX_ROOMS` | | 10000 |
+//!
+//! Lists in the environment are written as TOML arrays:
+//! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
 //!
 //! `tls_cert` and `tls_key` go together and turn on HTTPS. `tls_self_signed = true` instead makes
 //! a certificate for `localhost`, the loopback addresses and the listen address in
@@ -53,6 +62,26 @@ impl DatabaseUrl {
     }
 }
 
+/// A shared secret from the configuration: never printed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
 impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.redacted())
@@ -81,6 +110,18 @@ pub struct Settings {
     /// The key that signs visit links; created on first start when missing. Every node of one
     /// deployment must share it, or links issued by one node fail on another.
     pub visit_link_key_file: Option<PathBuf>,
+    /// STUN servers offered to call participants, e.g. `stun:stun.example.vn:3478`.
+    pub stun_urls: Vec<String>,
+    /// TURN servers offered with time-limited credentials (needs `turn_secret`).
+    pub turn_urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn `use-auth-secret` / `static-auth-secret`).
+    pub turn_secret: Option<Secret>,
+    /// How long TURN credentials stay valid: longer than the longest call.
+    pub turn_ttl_seconds: u64,
+    /// Most signaling sockets one node holds (each is an open file: keep under the process limit).
+    pub signaling_max_connections: usize,
+    /// Most call rooms one node holds.
+    pub signaling_max_rooms: usize,
 }
 
 impl Default for Settings {
@@ -98,6 +139,12 @@ impl Default for Settings {
             tls_key: None,
             tls_self_signed: false,
             visit_link_key_file: None,
+            stun_urls: Vec::new(),
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl_seconds: 8 * 3600,
+            signaling_max_connections: 19_500,
+            signaling_max_rooms: 10_000,
         }
     }
 }

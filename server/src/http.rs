@@ -91,12 +91,18 @@ pub fn routes(
         response
     });
 
+    // The signaling WebSocket checks its own join tokens: no session, no CSRF (a token is bound
+    // to one consultation, one participant and a short time).
+    let signaling = telehealth_signaling::ws::routes(state.hub.clone()).map(warp::Reply::into_response);
+
     health
         .or(ready)
         .unify()
         .or(metrics)
         .unify()
         .or(index)
+        .unify()
+        .or(signaling)
         .unify()
         .or(api::api_filter(state, router))
         .unify()

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod demo;
 pub mod domain;

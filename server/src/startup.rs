@@ -35,6 +35,8 @@ pub enum StartupError {
     /// A TLS setting names a missing or unusable file, or the settings conflict.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("turn_urls are set but turn_secret is not: TURN servers need the shared secret to issue credentials")]
+    TurnWithoutSecret,
 }
 
 /// A bound, migrated server that has not started serving yet.
@@ -133,8 +135,28 @@ impl Application {
             addr: settings.listen,
             source,
         })?;
+        if !settings.turn_urls.is_empty() && settings.turn_secret.is_none() {
+            return Err(StartupError::TurnWithoutSecret);
+        }
         let visit_secret = visit_link_key(settings)?;
         let (audit, _writer) = AuditLog::start(db.clone());
+        let join_key = telehealth_signaling::token::key_from_master(&visit_secret);
+        let recorder = crate::calls::CallRecorder::start(db.clone(), audit.clone());
+        let hub = telehealth_signaling::Hub::new(
+            telehealth_signaling::HubConfig {
+                max_connections: settings.signaling_max_connections,
+                max_rooms: settings.signaling_max_rooms,
+                ice: telehealth_signaling::ice::IceConfig {
+                    stun_urls: settings.stun_urls.clone(),
+                    turn_urls: settings.turn_urls.clone(),
+                    turn_secret: settings.turn_secret.as_ref().map(|s| s.expose().to_string()),
+                    turn_ttl_secs: settings.turn_ttl_seconds,
+                },
+                ..telehealth_signaling::HubConfig::default()
+            },
+            join_key.clone(),
+            recorder,
+        );
         let state = AppState {
             db,
             audit,
@@ -144,6 +166,8 @@ impl Application {
             visit_secret: Arc::new(visit_secret),
             secure_cookies: tls.is_some(),
             sessions: Arc::new(crate::auth::cache::SessionCache::default()),
+            hub,
+            join_key: Arc::new(join_key),
         };
         let router = Arc::new(Router::new(route_table())?);
         Ok(Application {

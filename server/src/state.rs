@@ -28,6 +28,11 @@ pub struct AppState {
     /// Cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
     pub sessions: Arc<SessionCache>,
+    /// The signaling hub of this node: rooms of the calls it serves.
+    pub hub: Arc<telehealth_signaling::Hub>,
+    /// Signs join tokens for the signaling server (derived from the visit-link key, so every node
+    /// that shares that file accepts the others' tokens).
+    pub join_key: Arc<Vec<u8>>,
 }
 
 /// The session token of a request: a Bearer header for API clients, else the session cookie.

@@ -1,11 +1,17 @@
 //! WebRTC signaling for consultation rooms: join, waiting room, admission, offer/answer/ICE
 //! relay and reconnection.
 //!
-//! This crate knows nothing about SQL: the server will give it a small interface that answers
-//! "who may join which consultation, and when". So far it holds the protocol's client messages
-//! and their parser ([`protocol`]); rooms and the WebSocket edge are the signaling issue's work.
+//! This crate knows nothing about SQL: the server issues join tokens ([`token`]) that say who may
+//! join which consultation and when, mounts [`ws::routes`], and learns about calls through a
+//! [`CallObserver`]. The protocol is written down in `PROTOCOL.md` beside this crate.
 
+pub mod hub;
+pub mod ice;
 pub mod protocol;
+pub mod token;
+pub mod ws;
+
+pub use hub::{CallObserver, CloseReason, Hub, HubConfig, HubStats, RoomEvent};
 
 /// Version of the signaling protocol that the server speaks.
 pub const PROTOCOL_VERSION: u32 = protocol::VERSION;

@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ice::IceServer;
+use crate::token::Role;
+
 /// The protocol version this crate speaks.
 pub const VERSION: u32 = 1;
 /// Largest text frame accepted, in bytes: an SDP offer with many candidates fits easily.
@@ -143,6 +146,188 @@ pub fn parse(frame: &str) -> Result<ClientMessage, ProtocolError> {
     Ok(message)
 }
 
+/// A participant's microphone and camera, as they report it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaState {
+    pub muted: bool,
+    pub camera_off: bool,
+    pub audio_only: bool,
+}
+
+/// Whether a participant's socket is open or they are within the grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    Connected,
+    Reconnecting,
+}
+
+/// A participant as others see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Participant {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub state: Presence,
+    pub media: MediaState,
+}
+
+/// Why someone left the call (`participant-left`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeftReason {
+    Left,
+    Removed,
+    Timeout,
+}
+
+/// Why someone left the waiting room (`waiting-left`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitingLeftReason {
+    Left,
+    Denied,
+    Admitted,
+    Timeout,
+}
+
+/// Why a room was closed (`room-closed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomClosedReason {
+    Cancelled,
+    Ended,
+}
+
+/// Messages the server sends. [`ServerMessage::to_frame`] adds the version field.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    /// Admitted: at join for clinicians, at `admit` for others, or on resume.
+    Joined {
+        you: Participant,
+        session: String,
+        consultation: i64,
+        /// The others admitted to the call, reconnecting ones included.
+        participants: Vec<Participant>,
+        /// Who waits to be admitted; always empty for non-clinicians.
+        waiting: Vec<Participant>,
+        ice_servers: Vec<IceServer>,
+        resumed: bool,
+    },
+    /// A non-clinician joined and waits for a clinician to admit them.
+    Waiting {
+        you: Participant,
+        session: String,
+        consultation: i64,
+        resumed: bool,
+    },
+    ParticipantWaiting {
+        participant: Participant,
+    },
+    WaitingLeft {
+        participant: ParticipantId,
+        reason: WaitingLeftReason,
+    },
+    ParticipantJoined {
+        participant: Participant,
+    },
+    ParticipantLeft {
+        participant: ParticipantId,
+        reason: LeftReason,
+    },
+    ParticipantReconnecting {
+        participant: ParticipantId,
+    },
+    ParticipantReconnected {
+        participant: ParticipantId,
+    },
+    Denied,
+    Removed,
+    Offer {
+        from: ParticipantId,
+        sdp: String,
+    },
+    Answer {
+        from: ParticipantId,
+        sdp: String,
+    },
+    IceCandidate {
+        from: ParticipantId,
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_m_line_index: Option<u16>,
+    },
+    EndOfCandidates {
+        from: ParticipantId,
+    },
+    IceRestart {
+        from: ParticipantId,
+    },
+    Chat {
+        from: ParticipantId,
+        text: String,
+        /// RFC 3339, UTC, milliseconds.
+        at: String,
+    },
+    MediaState {
+        from: ParticipantId,
+        muted: bool,
+        camera_off: bool,
+        audio_only: bool,
+    },
+    RoomClosed {
+        reason: RoomClosedReason,
+    },
+    Pong {
+        nonce: u64,
+    },
+    Error {
+        code: String,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// The text frame: `{"v":1,"type":...}`.
+    pub fn to_frame(&self) -> String {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            v: u32,
+            #[serde(flatten)]
+            message: &'a ServerMessage,
+        }
+        // Strings, integers, booleans and enums only: serialising to JSON cannot fail.
+        serde_json::to_string(&Envelope {
+            v: VERSION,
+            message: self,
+        })
+        .expect("server messages serialise")
+    }
+
+    /// An `error` message with a stable code.
+    pub fn error(code: &str, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a frame from the server (for clients and the load generator). Unknown fields are
+/// ignored so that clients keep working when the server adds some.
+pub fn parse_server(frame: &str) -> Result<ServerMessage, ProtocolError> {
+    let value: serde_json::Value =
+        serde_json::from_str(frame).map_err(|e| ProtocolError::NotJson(e.to_string()))?;
+    match value.get("v").map(serde_json::Value::as_u64) {
+        None => return Err(ProtocolError::NoVersion),
+        Some(Some(n)) if n == u64::from(VERSION) => {}
+        Some(Some(n)) => return Err(ProtocolError::Version(n)),
+        Some(None) => return Err(ProtocolError::Invalid("\"v\" must be a number".into())),
+    }
+    serde_json::from_value(value).map_err(|e| ProtocolError::Invalid(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +442,44 @@ mod tests {
             "a".repeat(MAX_FRAME_BYTES)
         );
         assert_eq!(parse(&huge), Err(ProtocolError::TooLarge));
+    }
+
+    /// The examples in PROTOCOL.md are what the code sends and accepts, and cover every type.
+    #[test]
+    fn the_documented_examples_parse() {
+        let doc = include_str!("../PROTOCOL.md");
+        let (client_part, server_part) = doc
+            .split_once("## Examples: server → client")
+            .expect("the server examples heading");
+        let client_part = client_part
+            .split_once("## Examples: client → server")
+            .expect("the client examples heading")
+            .1;
+        let json_lines = |part: &str| -> Vec<String> {
+            let block = part
+                .split_once("```json\n")
+                .and_then(|(_, rest)| rest.split_once("```"))
+                .expect("a json block")
+                .0;
+            block.lines().map(str::to_owned).collect()
+        };
+        let type_of = |line: &str| -> String {
+            let value: serde_json::Value = serde_json::from_str(line).expect("JSON");
+            value["type"].as_str().expect("a type").to_owned()
+        };
+        let mut client_types = std::collections::BTreeSet::new();
+        for line in json_lines(client_part) {
+            parse(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            client_types.insert(type_of(&line));
+        }
+        let mut server_types = std::collections::BTreeSet::new();
+        for line in json_lines(server_part) {
+            let message = parse_server(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(message.to_frame(), line, "the server writes it exactly so");
+            server_types.insert(type_of(&line));
+        }
+        assert_eq!(client_types.len(), 13, "{client_types:?}");
+        assert_eq!(server_types.len(), 20, "{server_types:?}");
     }
 
     /// Arbitrary bytes and mutations of valid frames never panic: every outcome is a message or

@@ -368,6 +368,14 @@ fn rows(w: &World) -> Vec<Row> {
             Some(json!({})),
             "RNANANARNR",
         ),
+        // Outside the call's window, so an allowed caller meets 409 too_early.
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/join-token",
+            format!("/api/v1/consultations/{k}/join-token"),
+            Some(json!({})),
+            "RNRNANAANA",
+        ),
         // Changes the consultation's status, which no later row's access depends on.
         row(
             "POST",

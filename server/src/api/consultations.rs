@@ -149,6 +149,8 @@ struct ConsultationDetail {
     #[serde(flatten)]
     consultation: Consultation,
     events: Vec<Event>,
+    /// Its video calls, as the signaling server recorded them.
+    calls: Vec<crate::calls::Call>,
 }
 
 /// GET /api/v1/consultations/{id}
@@ -156,9 +158,11 @@ pub async fn get(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     let (_, consultation, _) = consultation_access(&ctx, id).await?;
     let events = booking::events(&ctx.state.db, id).await?;
+    let calls = crate::calls::calls_of(&ctx.state.db, id.0).await?;
     ok(&ConsultationDetail {
         consultation,
         events,
+        calls,
     })
 }
 
@@ -220,7 +224,12 @@ pub async fn cancel(ctx: Ctx) -> ApiResult {
     let reason = BoundedText::parse(&body.reason, MAX_REASON, true)
         .map_err(|e| ApiError::invalid_field("reason", e))?;
     let p = manage(&ctx, id).await?;
-    ok(&booking::cancel(&ctx.state.db, &p, id, &reason).await?)
+    let cancelled = booking::cancel(&ctx.state.db, &p, id, &reason).await?;
+    // Whoever waits in its room learns at once, and nobody can join it again.
+    ctx.state
+        .hub
+        .close_room(id.0, telehealth_signaling::CloseReason::Cancelled);
+    ok(&cancelled)
 }
 
 #[derive(Deserialize)]

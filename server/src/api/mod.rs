@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod availability;
+pub mod calls;
 pub mod consultations;
 pub mod directory;
 pub mod error;
@@ -145,6 +146,7 @@ pub fn route_table() -> Vec<Route> {
         route!(POST "/api/v1/consultations/{id}/complete" => consultations::complete),
         route!(POST "/api/v1/consultations/{id}/no-show" => consultations::no_show),
         route!(POST "/api/v1/consultations/{id}/visit-link" => auth::issue_visit_link),
+        route!(POST "/api/v1/consultations/{id}/join-token" => calls::join_token),
     ]
 }
 

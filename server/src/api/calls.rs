@@ -1,0 +1,158 @@
+//! Joining a consultation's video call: join tokens for the signaling server.
+//!
+//! The API decides who may join (the consultation's patient and clinicians, and guests a
+//! clinician invites); the signaling server only checks the token's signature, window and expiry,
+//! so a join storm costs no database round trip.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use telehealth_signaling::token::{self, JoinClaims, Role as CallRole};
+
+use super::auth::consultation_access;
+use super::{ApiError, ApiResult, Ctx, created};
+use crate::auth::policy;
+use crate::domain::ids::ConsultationId;
+use crate::domain::text::BoundedText;
+use crate::domain::time;
+use crate::scheduling::directory;
+
+/// How early before its start a consultation's room opens.
+pub const OPENS_BEFORE_MINUTES: i64 = 15;
+/// How long after its end the room stays open (overruns, reconnections).
+pub const CLOSES_AFTER_MINUTES: i64 = 30;
+/// A participant's token is short-lived: fetch a fresh one to join again later.
+pub const TOKEN_MINUTES: i64 = 10;
+/// Longest name a clinician may give a guest (family member, interpreter).
+pub const MAX_GUEST_NAME: usize = 100;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct JoinTokenBody {
+    /// Invite someone without an account (a family member, an interpreter): clinicians only.
+    #[serde(default)]
+    guest_name: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JoinToken {
+    token: String,
+    participant: String,
+    role: CallRole,
+    consultation: ConsultationId,
+    expires_at: DateTime<Utc>,
+    opens_at: DateTime<Utc>,
+    closes_at: DateTime<Utc>,
+    /// The signaling WebSocket, on this server.
+    url: &'static str,
+}
+
+fn too(code: &'static str, message: String, opens: DateTime<Utc>, closes: DateTime<Utc>) -> ApiError {
+    ApiError::conflict(code, message).with_details(serde_json::json!({
+        "opens_at": opens,
+        "closes_at": closes,
+    }))
+}
+
+/// POST /api/v1/consultations/{id}/join-token
+pub async fn join_token(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    let body: JoinTokenBody = if ctx.body.is_empty() {
+        JoinTokenBody::default()
+    } else {
+        ctx.json()?
+    };
+    let guest_name = match &body.guest_name {
+        None => None,
+        Some(name) => Some(
+            BoundedText::parse(name, MAX_GUEST_NAME, true)
+                .map_err(|e| ApiError::invalid_field("guest_name", e))?,
+        ),
+    };
+    let (p, c, _) = consultation_access(&ctx, id).await?;
+    let me_clinician = p.as_clinician().filter(|me| {
+        p.only_consultation.is_none()
+            && (*me == c.clinician_id || c.referring_clinician_id == Some(*me))
+    });
+    let me_patient = p.as_patient().filter(|me| *me == c.patient_id);
+    let (participant, name, role) = match (&guest_name, me_clinician, me_patient) {
+        (Some(guest), Some(_), _) => {
+            let mut random = [0u8; 8];
+            getrandom::fill(&mut random).map_err(|_| ApiError::internal())?;
+            let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+            (format!("g{suffix}"), guest.as_str().to_string(), CallRole::Guest)
+        }
+        (Some(_), None, _) => {
+            return Err(policy::forbidden(
+                "invite guests to this call (clinicians of the consultation do)",
+            ));
+        }
+        (None, Some(me), _) => {
+            let clinician = directory::get_clinician(&ctx.state.db, me).await?;
+            (format!("c{me}"), clinician.full_name, CallRole::Clinician)
+        }
+        (None, None, Some(me)) => {
+            let patient = directory::get_patient(&ctx.state.db, me).await?;
+            (format!("p{me}"), patient.full_name, CallRole::Patient)
+        }
+        (None, None, None) => {
+            return Err(policy::forbidden(
+                "join this call (only its patient and clinicians join; schedulers see the calendar)",
+            ));
+        }
+    };
+    let opens = c.start_at - Duration::minutes(OPENS_BEFORE_MINUTES);
+    let closes = c.end_at + Duration::minutes(CLOSES_AFTER_MINUTES);
+    if !matches!(c.status.as_str(), "booked" | "in_progress") {
+        return Err(ApiError::conflict(
+            "not_joinable",
+            format!(
+                "only a booked or running consultation has a call; this one is {}",
+                c.status
+            ),
+        ));
+    }
+    let now = time::now();
+    if now < opens {
+        return Err(too(
+            "too_early",
+            format!("the call opens {OPENS_BEFORE_MINUTES} minutes before the consultation"),
+            opens,
+            closes,
+        ));
+    }
+    if now > closes {
+        return Err(too(
+            "too_late",
+            format!("the call closed {CLOSES_AFTER_MINUTES} minutes after the consultation"),
+            opens,
+            closes,
+        ));
+    }
+    // A guest's token is handed on by the clinician, so it lasts the window; everyone else asks
+    // again when they rejoin.
+    let expires = if role == CallRole::Guest {
+        closes
+    } else {
+        (now + Duration::minutes(TOKEN_MINUTES)).min(closes)
+    };
+    let claims = JoinClaims {
+        consultation: id.0,
+        participant: participant.clone(),
+        name,
+        role,
+        opens_at: opens.timestamp(),
+        closes_at: closes.timestamp(),
+        expires_at: expires.timestamp(),
+    };
+    let token = token::issue(&ctx.state.join_key, &claims);
+    created(&JoinToken {
+        token,
+        participant,
+        role,
+        consultation: id,
+        expires_at: expires,
+        opens_at: opens,
+        closes_at: closes,
+        url: "/signaling",
+    })
+}

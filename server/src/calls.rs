@@ -1,0 +1,263 @@
+//! Video calls: what the signaling server tells the platform, written to the database and the
+//! audit trail.
+//!
+//! The signaling crate knows nothing about SQL; it reports through [`CallObserver`]. Its callbacks
+//! must not block a room, so call starts and ends go to one writer task (in order: an end is
+//! never written before its start), and audit events are appended from their own tasks so that
+//! the audit log's group commit can batch them during a join storm.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use telehealth_signaling::{CallObserver, RoomEvent};
+use tokio::sync::mpsc;
+
+use crate::audit::{self, AuditLog};
+use crate::domain::ids::PatientId;
+use crate::on_db;
+use crate::storage::{BeginWrite, Db};
+
+/// How many call starts and ends may wait for the writer before new ones are dropped (and logged):
+/// far more than a node's rooms.
+const QUEUE: usize = 65_536;
+/// Consultation → patient lookups kept for audit events; cleared when full.
+const PATIENT_CACHE: usize = 50_000;
+
+enum CallChange {
+    Started {
+        consultation: i64,
+        at: DateTime<Utc>,
+    },
+    Ended {
+        consultation: i64,
+        started: DateTime<Utc>,
+        ended: DateTime<Utc>,
+    },
+}
+
+/// The platform's [`CallObserver`].
+pub struct CallRecorder {
+    changes: mpsc::Sender<CallChange>,
+    db: Db,
+    audit: AuditLog,
+    patients: Arc<Mutex<HashMap<i64, Option<PatientId>>>>,
+}
+
+impl CallRecorder {
+    /// Starts the writer task; it ends when the recorder is dropped.
+    pub fn start(db: Db, audit: AuditLog) -> Arc<CallRecorder> {
+        let (tx, mut rx) = mpsc::channel::<CallChange>(QUEUE);
+        let writer_db = db.clone();
+        tokio::spawn(async move {
+            while let Some(change) = rx.recv().await {
+                let result = match change {
+                    CallChange::Started { consultation, at } => {
+                        record_start(&writer_db, consultation, at).await
+                    }
+                    CallChange::Ended {
+                        consultation,
+                        started,
+                        ended,
+                    } => record_end(&writer_db, consultation, started, ended).await,
+                };
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "recording a call change failed");
+                }
+            }
+        });
+        Arc::new(CallRecorder {
+            changes: tx,
+            db,
+            audit,
+            patients: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    fn send(&self, change: CallChange) {
+        if self.changes.try_send(change).is_err() {
+            tracing::warn!("call change queue full or closed; a call start or end was not recorded");
+        }
+    }
+}
+
+impl CallObserver for CallRecorder {
+    fn call_started(&self, consultation: i64, at: DateTime<Utc>) {
+        self.send(CallChange::Started { consultation, at });
+    }
+
+    fn call_ended(&self, consultation: i64, started: DateTime<Utc>, ended: DateTime<Utc>) {
+        self.send(CallChange::Ended {
+            consultation,
+            started,
+            ended,
+        });
+    }
+
+    fn room_event(&self, event: RoomEvent) {
+        let db = self.db.clone();
+        let audit = self.audit.clone();
+        let patients = self.patients.clone();
+        tokio::spawn(async move {
+            let patient_id = if event.consultation > 0 {
+                patient_of(&db, &patients, event.consultation).await
+            } else {
+                None
+            };
+            let outcome = if event.allowed {
+                audit::Outcome::Allowed
+            } else {
+                audit::Outcome::Denied
+            };
+            // `signaling admit p7 (code)`: the participant acted upon and the refusal's code.
+            let mut action = format!("signaling {}", event.action);
+            if let Some(subject) = &event.subject {
+                action.push(' ');
+                action.push_str(subject);
+            }
+            if let Some(code) = event.code {
+                action.push_str(&format!(" ({code})"));
+            }
+            let record = audit::Event {
+                actor_account_id: None,
+                // Participant ids (`c12`, `p7`, `g…`) name the clinician, patient or guest whose
+                // join token was used; the token was issued to a signed-in account, audited then.
+                actor: event.actor.clone().unwrap_or_else(|| "anonymous".into()),
+                actor_role: event
+                    .actor_role
+                    .map(|r| format!("{r:?}").to_lowercase())
+                    .unwrap_or_else(|| "none".into()),
+                action,
+                record_type: "consultation".into(),
+                record_id: (event.consultation > 0).then(|| event.consultation.to_string()),
+                patient_id,
+                client_addr: None,
+                outcome,
+            };
+            if let Err(err) = audit.record(record).await {
+                tracing::warn!(error = %err, "a signaling audit event was not recorded");
+            }
+        });
+    }
+}
+
+/// The patient of a consultation, for audit events (cached: a room's events repeat it).
+async fn patient_of(
+    db: &Db,
+    cache: &Mutex<HashMap<i64, Option<PatientId>>>,
+    consultation: i64,
+) -> Option<PatientId> {
+    if let Ok(map) = cache.lock()
+        && let Some(found) = map.get(&consultation)
+    {
+        return *found;
+    }
+    let found: Option<PatientId> = on_db!(db, pool => {
+        sqlx::query_scalar::<_, PatientId>("SELECT patient_id FROM consultations WHERE id = $1")
+            .bind(consultation)
+            .fetch_optional(pool)
+            .await
+    })
+    .ok()
+    .flatten();
+    if let Ok(mut map) = cache.lock() {
+        if map.len() >= PATIENT_CACHE {
+            map.clear();
+        }
+        map.insert(consultation, found);
+    }
+    found
+}
+
+/// The first clinician joined: the consultation is in progress, and a call begins.
+async fn record_start(db: &Db, consultation: i64, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    on_db!(db, pool => {
+        async {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE consultations SET status = 'in_progress', started_at = COALESCE(started_at, $2),
+                        updated_at = $2, version = version + 1
+                 WHERE id = $1 AND status = 'booked'",
+            )
+            .bind(consultation)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            // Rooms of consultations that no longer exist (or never did) record nothing.
+            sqlx::query(
+                "INSERT INTO calls (consultation_id, started_at)
+                 SELECT id, $2 FROM consultations WHERE id = $1",
+            )
+            .bind(consultation)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
+                 SELECT id, $2, 'signaling', 'call_started', '' FROM consultations WHERE id = $1",
+            )
+            .bind(consultation)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
+        .await
+    })
+}
+
+/// The last participant left: the call's end and duration.
+async fn record_end(
+    db: &Db,
+    consultation: i64,
+    started: DateTime<Utc>,
+    ended: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let seconds = (ended - started).num_seconds().max(0);
+    on_db!(db, pool => {
+        async {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE calls SET ended_at = $2, duration_seconds = $3
+                 WHERE consultation_id = $1 AND ended_at IS NULL",
+            )
+            .bind(consultation)
+            .bind(ended)
+            .bind(seconds)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
+                 SELECT id, $2, 'signaling', 'call_ended', $3 FROM consultations WHERE id = $1",
+            )
+            .bind(consultation)
+            .bind(ended)
+            .bind(format!("duration {seconds} s"))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
+        .await
+    })
+}
+
+/// One call of a consultation.
+#[derive(Clone, Debug, serde::Serialize, sqlx::FromRow)]
+pub struct Call {
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<i64>,
+}
+
+/// The calls of a consultation, oldest first.
+pub async fn calls_of(db: &Db, consultation: i64) -> Result<Vec<Call>, sqlx::Error> {
+    on_db!(db, pool => {
+        sqlx::query_as::<_, Call>(
+            "SELECT started_at, ended_at, duration_seconds FROM calls
+             WHERE consultation_id = $1 ORDER BY id",
+        )
+        .bind(consultation)
+        .fetch_all(pool)
+        .await
+    })
+}
