@@ -434,6 +434,8 @@ struct TargetResult {
     idle_cpu: CpuUse,
     rss_empty: u64,
     rss_full: u64,
+    /// Lowest and highest RSS read during the idle period.
+    rss_idle_range: (u64, u64),
     rss_after: u64,
     hwm: u64,
     fds_full: usize,
@@ -530,8 +532,18 @@ async fn run_target(
     }
     let log = running.log.clone();
     let stopped = running.stop().await;
-    let (storm, fill, held, dropped_idle, held_errors, idle_cpu, rss_full, fds_full, relay) =
-        measured?;
+    let (
+        storm,
+        fill,
+        held,
+        dropped_idle,
+        held_errors,
+        idle_cpu,
+        rss_full,
+        rss_idle_range,
+        fds_full,
+        relay,
+    ) = measured?;
     closing?;
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     Ok(TargetResult {
@@ -546,6 +558,7 @@ async fn run_target(
         idle_cpu,
         rss_empty,
         rss_full,
+        rss_idle_range,
         rss_after,
         hwm,
         fds_full,
@@ -564,6 +577,7 @@ type Measured = (
     BTreeMap<String, u64>,
     CpuUse,
     u64,
+    (u64, u64),
     usize,
     Vec<RelayStep>,
 );
@@ -720,10 +734,23 @@ async fn measure(
         fill.ok, fill.failed, args.idle_secs
     ));
     let before = procfs::sample(pid, worker_pids)?;
-    tokio::time::sleep(Duration::from_secs_f64(args.idle_secs)).await;
+    // RSS once a second while idle: the reading is the last one, the range shows whether the
+    // target was still settling (a garbage collector, an allocator returning memory).
+    let idle_until = Instant::now() + Duration::from_secs_f64(args.idle_secs);
+    let mut rss_range = (u64::MAX, 0);
+    loop {
+        let (rss, _) = procfs::memory_kib(pid)?;
+        rss_range = (rss_range.0.min(rss), rss_range.1.max(rss));
+        let left = idle_until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+    }
     let after = procfs::sample(pid, worker_pids)?;
     let idle_cpu = CpuUse::between(&before, &after, tck);
     let (rss_full, _) = procfs::memory_kib(pid)?;
+    rss_range = (rss_range.0.min(rss_full), rss_range.1.max(rss_full));
     let fds_full = procfs::open_files(pid);
     let counts = all(
         workers,
@@ -775,7 +802,7 @@ async fn measure(
         }
     }
     Ok((
-        storm, fill, held, dropped, errors, idle_cpu, rss_full, fds_full, relay,
+        storm, fill, held, dropped, errors, idle_cpu, rss_full, rss_range, fds_full, relay,
     ))
 }
 
@@ -825,12 +852,15 @@ fn write_join(r: &mut String, title: &str, s: &JoinSummary, label: &str, node: b
     }
     writeln!(
         r,
-        "\nCPU: {label} {:.0}%, load generator {:.0}%, other {:.0}% (machine {:.0}%): {}.\n",
+        "\nCPU: {label} {:.0}%, load generator {:.0}%, other {:.0}% (machine {:.0}%): {}. \
+         Wake-up lateness of a 1 ms sleep: p99 {} ms, max {} ms.\n",
         s.cpu.target,
         s.cpu.generator,
         s.cpu.other,
         s.cpu.machine,
-        s.cpu.bottleneck(label, node)
+        s.cpu.bottleneck(label, node),
+        ms(s.cpu.wake_p99_us),
+        ms(s.cpu.wake_max_us)
     )?;
     if !s.failures.is_empty() {
         writeln!(r, "Failures: {:?}\n", s.failures)?;
@@ -859,8 +889,9 @@ fn target_report(t: &TargetResult) -> Result<String> {
     writeln!(
         r,
         "**Held**: {} of {} participants connected after {:.0} s idle ({} dropped{}); the target \
-         had {} open files. RSS {:.1} MiB before any connection, {:.1} MiB with all idle: \
-         **{:.2} KiB per idle participant**. Idle CPU: {label} {:.1}%, generator {:.1}%.\n",
+         had {} open files. RSS {:.1} MiB before any connection, {:.1} MiB with all idle \
+         ({:.1}–{:.1} MiB over the idle period): **{:.2} KiB per idle participant**. Idle CPU: \
+         {label} {:.1}%, generator {:.1}%.\n",
         t.held,
         t.participants,
         t.idle_cpu.wall,
@@ -873,6 +904,8 @@ fn target_report(t: &TargetResult) -> Result<String> {
         t.fds_full,
         t.rss_empty as f64 / 1024.0,
         t.rss_full as f64 / 1024.0,
+        t.rss_idle_range.0 as f64 / 1024.0,
+        t.rss_idle_range.1 as f64 / 1024.0,
         t.per_participant() / 1024.0,
         t.idle_cpu.target,
         t.idle_cpu.generator
@@ -893,7 +926,7 @@ fn target_report(t: &TargetResult) -> Result<String> {
         let h = &s.latency;
         writeln!(
             r,
-            "| {:.0} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
+            "| {:.0} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} / {} | {} |",
             s.offered,
             s.secs,
             s.sent,
@@ -905,6 +938,8 @@ fn target_report(t: &TargetResult) -> Result<String> {
             s.cpu.target,
             s.cpu.generator,
             s.cpu.other,
+            ms(s.cpu.wake_p99_us),
+            ms(s.cpu.wake_max_us),
             s.cpu.bottleneck(label, node)
         )?;
     }
@@ -1006,6 +1041,12 @@ fn comparison(a: &TargetResult, b: &TargetResult) -> Result<String> {
             &msf,
         );
         row("relay: target CPU %", x.cpu.target, y.cpu.target, &int);
+        row(
+            "relay: machine's wake-up lateness p99 ms",
+            x.cpu.wake_p99_us as f64,
+            y.cpu.wake_p99_us as f64,
+            &msf,
+        );
     }
     if let (Some(x), Some(y)) = (a.max_delivered(), b.max_delivered()) {
         row(
@@ -1115,6 +1156,7 @@ async fn run_all(args: Args, nofile: Result<u64, String>) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/ws-relay"));
     let tck = procfs::clock_ticks();
+    procfs::start_wakeup_probe()?;
     println!(
         "# Signaling benchmark\n\n{} cores; open-file limit per process {}; {} rooms ({} \
          participants); storm {} rooms in {} s; fill at {}/s; relay {}/s for {} s, then {:?}/s \

@@ -1,9 +1,50 @@
 //! CPU time and memory of the target and of the generator's processes, from `/proc`.
 
 use std::str::FromStr;
-use std::time::Instant;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
 
 use crate::Result;
+use crate::wire::new_histogram;
+
+/// How late a thread that asks to sleep 1 ms wakes up, in microseconds, since the probe started:
+/// the machine's scheduling delay, which every process of the run (target and generator) suffers
+/// too. On a shared machine it explains latency that neither the target nor the generator caused.
+static LATENESS: OnceLock<Mutex<Histogram<u64>>> = OnceLock::new();
+
+/// Starts the wake-up probe: one thread of this process sleeping 1 ms at a time.
+pub fn start_wakeup_probe() -> Result<()> {
+    if LATENESS.set(Mutex::new(new_histogram()?)).is_err() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("wakeup-probe".into())
+        .spawn(|| {
+            loop {
+                let asked = Duration::from_millis(1);
+                let t = Instant::now();
+                std::thread::sleep(asked);
+                let late = t.elapsed().saturating_sub(asked);
+                if let Some(h) = LATENESS.get() {
+                    let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+                    h.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .saturating_record(us.max(1));
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn lateness_snapshot() -> Option<Histogram<u64>> {
+    LATENESS.get().map(|h| {
+        h.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    })
+}
 
 /// utime + stime of a process (all its threads), in clock ticks; 0 once it has gone.
 fn process_ticks(pid: &str) -> u64 {
@@ -53,9 +94,10 @@ pub fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct CpuSample {
     at: Instant,
+    lateness: Option<Histogram<u64>>,
     target: u64,
     generator: u64,
     machine_busy: u64,
@@ -72,6 +114,7 @@ pub fn sample(target: u32, workers: &[u32]) -> Result<CpuSample> {
     let (machine_busy, machine_total) = machine_ticks()?;
     Ok(CpuSample {
         at: Instant::now(),
+        lateness: lateness_snapshot(),
         target: process_ticks(&target.to_string()),
         generator,
         machine_busy,
@@ -89,6 +132,9 @@ pub struct CpuUse {
     pub other: f64,
     pub machine: f64,
     pub cores: f64,
+    /// Wake-up lateness of a 1 ms sleep during the interval (see [`start_wakeup_probe`]), µs.
+    pub wake_p99_us: u64,
+    pub wake_max_us: u64,
 }
 
 impl CpuUse {
@@ -107,6 +153,17 @@ impl CpuUse {
         } else {
             0.0
         };
+        let (wake_p99_us, wake_max_us) = match (&a.lateness, &b.lateness) {
+            (Some(ha), Some(hb)) => {
+                let mut d = hb.clone();
+                if d.subtract(ha).is_ok() && !d.is_empty() {
+                    (d.value_at_quantile(0.99), d.max())
+                } else {
+                    (0, 0)
+                }
+            }
+            _ => (0, 0),
+        };
         CpuUse {
             wall,
             target,
@@ -114,6 +171,8 @@ impl CpuUse {
             other: (machine - target - generator).max(0.0),
             machine,
             cores,
+            wake_p99_us,
+            wake_max_us,
         }
     }
 
