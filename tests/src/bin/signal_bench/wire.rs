@@ -112,6 +112,8 @@ pub struct RelayReport {
     pub error_samples: Vec<String>,
     /// Sockets that closed during the phase.
     pub dropped: u64,
+    /// Start of the phase → the last relay message received, microseconds (0: none arrived).
+    pub span_us: u64,
 }
 
 /// A histogram as `(value, count)` pairs: enough to merge workers' histograms exactly at the

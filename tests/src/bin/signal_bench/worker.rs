@@ -37,6 +37,8 @@ struct Shared {
     relay: Mutex<Histogram<u64>>,
     sent: AtomicU64,
     received: AtomicU64,
+    /// When the last relay message arrived (`now_us`).
+    last_received: AtomicU64,
     connected: AtomicU64,
     dropped: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
@@ -109,6 +111,7 @@ pub async fn run() -> Result<()> {
                     relay: Mutex::new(new_histogram()?),
                     sent: AtomicU64::new(0),
                     received: AtomicU64::new(0),
+                    last_received: AtomicU64::new(0),
                     connected: AtomicU64::new(0),
                     dropped: AtomicU64::new(0),
                     errors: Mutex::new(BTreeMap::new()),
@@ -588,9 +591,10 @@ async fn in_room(ctx: &Ctx, mut ws: Ws, peer: String, mut rx: mpsc::UnboundedRec
                 Some(Ok(Message::Text(t))) => {
                     let t = t.as_str();
                     if let Some(ts) = relay_timestamp(t) {
-                        let latency = shared.now_us().saturating_sub(ts);
-                        lock(&shared.relay).saturating_record(latency.max(1));
+                        let now = shared.now_us();
+                        lock(&shared.relay).saturating_record(now.saturating_sub(ts).max(1));
                         shared.received.fetch_add(1, Ordering::Relaxed);
+                        shared.last_received.fetch_max(now, Ordering::Relaxed);
                     } else if t.contains(r#""type":"error""#) {
                         let code = serde_json::from_str::<Value>(t)
                             .ok()
@@ -641,6 +645,8 @@ async fn relay(
         (rate * secs).round() as u64
     };
     tokio::time::sleep_until(start.into()).await;
+    let start_us = shared.now_us();
+    shared.last_received.store(0, Ordering::Relaxed);
     // Round robin over the participants: each sends rate / participants messages per second,
     // far below the server's per-participant rate limit, and both sides of every room talk.
     let mut scheduled: u64 = 0;
@@ -668,6 +674,10 @@ async fn relay(
         errors: lock(&shared.errors).clone(),
         error_samples: lock(&shared.error_samples).clone(),
         dropped: shared.dropped.load(Ordering::Relaxed) - dropped_before,
+        span_us: shared
+            .last_received
+            .load(Ordering::Relaxed)
+            .saturating_sub(start_us),
     })
 }
 
