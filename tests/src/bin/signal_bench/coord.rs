@@ -117,8 +117,6 @@ struct Running {
     log: PathBuf,
     /// Holds the data directory (and logs) until the run ends.
     _dir: tempfile::TempDir,
-    /// The relay's stdout, kept open so that it never writes into a closed pipe.
-    _stdout: Option<ChildStdout>,
 }
 
 async fn start_telehealth(bin: &Path) -> Result<Running> {
@@ -181,7 +179,6 @@ async fn start_telehealth(bin: &Path) -> Result<Running> {
         key: Some(telehealth_signaling::token::key_from_master(&master)),
         log,
         _dir: dir,
-        _stdout: None,
     })
 }
 
@@ -231,6 +228,16 @@ async fn start_node(node: &str, relay_dir: &Path) -> Result<Running> {
     if !line.starts_with("listening") {
         return Err(format!("unexpected relay output: {line}").into());
     }
+    // Anything the relay prints later (NODE_OPTIONS=--trace-gc, warnings) goes to its log: a
+    // full pipe would block it, as Node writes to pipes synchronously.
+    let mut rest = lines.into_inner();
+    let mut sink = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .await?;
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut rest, &mut sink).await;
+    });
     Ok(Running {
         child,
         pid,
@@ -239,7 +246,6 @@ async fn start_node(node: &str, relay_dir: &Path) -> Result<Running> {
         key: None,
         log,
         _dir: dir,
-        _stdout: Some(lines.into_inner().into_inner()),
     })
 }
 
