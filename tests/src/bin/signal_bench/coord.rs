@@ -221,13 +221,22 @@ async fn start_node(node: &str, relay_dir: &Path) -> Result<Running> {
     let pid = child.id().ok_or("relay exited at once")?;
     let stdout = child.stdout.take().ok_or("no relay stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-        .await
-        .map_err(|_| "the relay did not say it listens within 10 s")??
-        .ok_or_else(|| format!("the relay exited; log:\n{}", log_tail(&log, 20)))?;
-    if !line.starts_with("listening") {
-        return Err(format!("unexpected relay output: {line}").into());
-    }
+    // The first line that says so; anything before it (runtime warnings) is passed over.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match lines.next_line().await? {
+                Some(line) if line.starts_with("listening") => return Ok(()),
+                Some(_) => {}
+                None => {
+                    return Err::<(), crate::BoxError>(
+                        format!("the relay exited; log:\n{}", log_tail(&log, 20)).into(),
+                    );
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|_| "the relay did not say it listens within 10 s")??;
     // Anything the relay prints later (NODE_OPTIONS=--trace-gc, warnings) goes to its log: a
     // full pipe would block it, as Node writes to pipes synchronously.
     let mut rest = lines.into_inner();
