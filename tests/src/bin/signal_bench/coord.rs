@@ -935,11 +935,12 @@ fn target_report(t: &TargetResult) -> Result<String> {
     )?;
     writeln!(
         r,
-        "**Relay** (ICE candidates to the peer, every participant in turn):\n"
+        "**Relay** (ICE candidates to the peer, every participant in turn; delivered = received ÷ \
+         the longer of the phase and the time to the last arrival):\n"
     )?;
     writeln!(
         r,
-        "| offered msg/s | s | sent | delivered msg/s | p50 ms | p99 ms | p99.9 ms | max ms | {label} CPU % | generator CPU % | other CPU % | bottleneck |"
+        "| offered msg/s | s | sent | received | delivered msg/s | p50 ms | p99 ms | p99.9 ms | max ms | {label} CPU % | generator CPU % | other CPU % | bottleneck |"
     )?;
     writeln!(
         r,
@@ -949,10 +950,11 @@ fn target_report(t: &TargetResult) -> Result<String> {
         let h = &s.latency;
         writeln!(
             r,
-            "| {:.0} | {:.0} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} / {} | {} |",
+            "| {:.0} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} / {} | {} |",
             s.offered,
             s.secs,
             s.sent,
+            s.received,
             s.delivered_rate(),
             ms(h.value_at_quantile(0.5)),
             ms(h.value_at_quantile(0.99)),
