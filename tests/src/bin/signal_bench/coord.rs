@@ -64,6 +64,10 @@ pub struct Args {
     /// (delivers less than 90% of what was sent in the step).
     #[arg(long, value_delimiter = ',', default_values_t = [20_000.0, 40_000.0, 80_000.0])]
     max_rates: Vec<f64>,
+    /// Seconds of the warm-up before the relay phases, in which every participant sends one
+    /// message (0: none).
+    #[arg(long, default_value_t = 2.0)]
+    warmup_secs: f64,
     /// Seconds of each --max-rates step.
     #[arg(long, default_value_t = 5.0)]
     max_secs: f64,
@@ -413,6 +417,9 @@ impl JoinSummary {
 }
 
 struct RelayStep {
+    /// Every participant's first relay message, before the measured steps: the first frame on
+    /// a socket that has been idle costs buffers and page faults on every process.
+    warmup: bool,
     offered: f64,
     secs: f64,
     scheduled: u64,
@@ -476,12 +483,13 @@ impl TargetResult {
     }
 
     fn steady(&self) -> Option<&RelayStep> {
-        self.relay.first()
+        self.relay.iter().find(|s| !s.warmup)
     }
 
     fn max_delivered(&self) -> Option<&RelayStep> {
         self.relay
             .iter()
+            .filter(|s| !s.warmup)
             .max_by(|a, b| a.delivered_rate().total_cmp(&b.delivered_rate()))
     }
 }
@@ -675,6 +683,7 @@ async fn relay_phase(
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
     let after = procfs::sample(pid, worker_pids)?;
     let mut step = RelayStep {
+        warmup: false,
         offered: rate,
         secs,
         scheduled: 0,
@@ -805,6 +814,23 @@ async fn measure(
         rss_full as f64 / 1024.0
     ));
     let mut relay = Vec::new();
+    if args.warmup_secs > 0.0 {
+        progress(&format!(
+            "{label}: warm-up, every participant sends one relay message"
+        ));
+        let mut step = relay_phase(
+            workers,
+            worker_pids,
+            pid,
+            tck,
+            &held_per_worker,
+            held as f64 / args.warmup_secs,
+            args.warmup_secs,
+        )
+        .await?;
+        step.warmup = true;
+        relay.push(step);
+    }
     let rates = std::iter::once((args.relay_rate, args.relay_secs))
         .chain(args.max_rates.iter().map(|&r| (r, args.max_secs)));
     for (rate, secs) in rates {
@@ -818,7 +844,7 @@ async fn measure(
             ms(step.latency.value_at_quantile(0.99))
         ));
         let kept_up = step.kept_up();
-        let first = relay.is_empty();
+        let first = relay.iter().all(|s| s.warmup);
         relay.push(step);
         if !kept_up && !first {
             break;
@@ -950,7 +976,8 @@ fn target_report(t: &TargetResult) -> Result<String> {
         let h = &s.latency;
         writeln!(
             r,
-            "| {:.0} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} / {} | {} |",
+            "| {}{:.0} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {} / {} | {} |",
+            if s.warmup { "warm-up " } else { "" },
             s.offered,
             s.secs,
             s.sent,

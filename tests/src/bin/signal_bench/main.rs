@@ -16,9 +16,10 @@
 //! 1. join storm: `--storm-rooms` rooms (two participants each) start within `--storm-secs`;
 //! 2. fill: the rest of `--rooms` rooms join at `--fill-rate` participants per second, then all
 //!    stay idle for `--idle-secs`; the target's RSS is read before any connection and now;
-//! 3. relay: every participant sends ICE candidates to its peer, `--relay-rate` messages per
-//!    second in all for `--relay-secs`, then the `--max-rates` steps for `--max-secs` each
-//!    until the target no longer keeps up.
+//! 3. relay: every participant sends ICE candidates to its peer. A warm-up first
+//!    (`--warmup-secs`: every participant sends one, reported apart), then `--relay-rate`
+//!    messages per second in all for `--relay-secs`, then the `--max-rates` steps for
+//!    `--max-secs` each until the target no longer keeps up.
 //!
 //! Against the server the generator speaks the protocol: join tokens minted with the key of the
 //! data directory the bench created (synthetic consultations 10,000,000 + room, participants
