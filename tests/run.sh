@@ -139,4 +139,22 @@ print(json.load(urllib.request.urlopen(req))["token"])' "http://127.0.0.1:$ST_PO
 kill $ST_PID 2>/dev/null || true
 rm -rf "$ST_DIR"
 
+# --- the web client in a real browser -------------------------------------------------------
+# Headless Chromium (Debian's package) driven by playwright-core from npm; screenshots of each
+# journey go to target/e2e-artifacts/.
+say "browser end-to-end tests (headless Chromium)"
+if [ ! -x /usr/lib/chromium/chromium ] && ! have chromium; then
+  say "installing Debian chromium"
+  have apt-get || { echo "no chromium and no apt-get to install it" >&2; exit 1; }
+  as_root apt-get update -q || true
+  apt_install chromium
+fi
+if ! have npm; then
+  say "installing Node.js and npm"
+  as_root apt-get update -q || true
+  apt_install nodejs npm
+fi
+cargo build -q -p telehealth-server
+( cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && node run.mjs )
+
 say "all tests passed"

@@ -76,7 +76,9 @@ impl CallRecorder {
 
     fn send(&self, change: CallChange) {
         if self.changes.try_send(change).is_err() {
-            tracing::warn!("call change queue full or closed; a call start or end was not recorded");
+            tracing::warn!(
+                "call change queue full or closed; a call start or end was not recorded"
+            );
         }
     }
 }

@@ -37,7 +37,6 @@ use crate::state::AppState;
 pub struct ClientAddr(pub SocketAddr);
 
 const REQUEST_ID: &str = "x-request-id";
-const WEB_INDEX: &str = include_str!("../../web-client/index.html");
 
 /// Every route the server answers.
 pub fn routes(
@@ -82,29 +81,22 @@ pub fn routes(
         response
     });
 
-    let index = warp::path::end().and(warp::get()).map(|| {
-        let mut response = warp::Reply::into_response(warp::reply::html(WEB_INDEX));
-        response.headers_mut().insert(
-            warp::http::header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        );
-        response
-    });
-
     // The signaling WebSocket checks its own join tokens: no session, no CSRF (a token is bound
     // to one consultation, one participant and a short time).
-    let signaling = telehealth_signaling::ws::routes(state.hub.clone()).map(warp::Reply::into_response);
+    let signaling =
+        telehealth_signaling::ws::routes(state.hub.clone()).map(warp::Reply::into_response);
 
     health
         .or(ready)
         .unify()
         .or(metrics)
         .unify()
-        .or(index)
-        .unify()
         .or(signaling)
         .unify()
         .or(api::api_filter(state, router))
+        .unify()
+        // Last: it answers every GET outside the server's own prefixes (the client's routes).
+        .or(crate::web_client::filter())
         .unify()
         .recover(render_rejection)
         .unify()

@@ -227,9 +227,23 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 db.close().await;
                 return Ok(());
             }
+            let on_call = seed::on_call_now(&db).await?;
             let app = Application::with_db(&settings, db).await?;
             let stop = startup::shutdown_signal();
             print_summary(&summary, Some(app.base_url()));
+            if let Some(c) = on_call {
+                println!();
+                println!(
+                    "bacsi is on call {} {}–{} ({}): sign in as tramyte, book a slot with them for benhnhan,",
+                    c.date,
+                    c.start.format("%H:%M"),
+                    c.end.format("%H:%M"),
+                    c.zone
+                );
+                println!(
+                    "then join the call as bacsi and as benhnhan (it opens 15 minutes before the slot)."
+                );
+            }
             app.run_until_stopped(stop).await;
             Ok(())
         }
@@ -253,7 +267,7 @@ fn print_summary(s: &seed::DemoSummary, base: Option<String>) {
     println!("Serving on {base}  (Ctrl-C to stop)");
     println!();
     println!("Try (API calls need a session: sign in as shown below):");
-    println!("  {base}/                                  the web client (placeholder for now)");
+    println!("  {base}/                                  the web client (sign in as below)");
     println!("  {base}/api/v1/openapi.json               the whole API");
     println!("  {base}/api/v1/facilities?kind=hub_hospital");
     if let Some((id, name)) = &s.example_hub {

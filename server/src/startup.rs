@@ -35,7 +35,9 @@ pub enum StartupError {
     /// A TLS setting names a missing or unusable file, or the settings conflict.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("turn_urls are set but turn_secret is not: TURN servers need the shared secret to issue credentials")]
+    #[error(
+        "turn_urls are set but turn_secret is not: TURN servers need the shared secret to issue credentials"
+    )]
     TurnWithoutSecret,
 }
 
@@ -149,7 +151,10 @@ impl Application {
                 ice: telehealth_signaling::ice::IceConfig {
                     stun_urls: settings.stun_urls.clone(),
                     turn_urls: settings.turn_urls.clone(),
-                    turn_secret: settings.turn_secret.as_ref().map(|s| s.expose().to_string()),
+                    turn_secret: settings
+                        .turn_secret
+                        .as_ref()
+                        .map(|s| s.expose().to_string()),
                     turn_ttl_secs: settings.turn_ttl_seconds,
                 },
                 ..telehealth_signaling::HubConfig::default()

@@ -306,12 +306,18 @@ struct Effects {
     grace: Option<(i64, ParticipantId, u64)>,
 }
 
+/// Cancelled consultations remembered before old entries are pruned.
+const CLOSED_PRUNE_AT: usize = 10_000;
+
 /// The rooms of this node.
 pub struct Hub {
     config: HubConfig,
     token_key: Vec<u8>,
     observer: Arc<dyn CallObserver>,
     rooms: Mutex<HashMap<i64, Room>>,
+    /// Consultations whose room was closed because they were cancelled, and when: tokens issued
+    /// before the cancellation are still signed and in their window, so they are refused here.
+    closed: Mutex<HashMap<i64, DateTime<Utc>>>,
     connections: AtomicUsize,
     participants: AtomicUsize,
     waiting: AtomicUsize,
@@ -360,6 +366,7 @@ impl Hub {
             token_key,
             observer,
             rooms: Mutex::new(HashMap::new()),
+            closed: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
             participants: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
@@ -378,6 +385,16 @@ impl Hub {
     /// cancelled/rescheduled). A running call ends (`call_ended`).
     pub fn close_room(&self, consultation: i64, reason: CloseReason) {
         let mut effects = Effects::default();
+        if reason == CloseReason::Cancelled {
+            let now = Utc::now();
+            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            // A token lives at most as long as its consultation's window (hours): a day of
+            // memory is enough, and pruning keeps the map small.
+            if closed.len() >= CLOSED_PRUNE_AT {
+                closed.retain(|_, at| now - *at < chrono::Duration::hours(24));
+            }
+            closed.insert(consultation, now);
+        }
         {
             let mut rooms = self.lock_rooms();
             let Some(room) = rooms.remove(&consultation) else {
@@ -514,6 +531,18 @@ impl Hub {
         now: DateTime<Utc>,
         effects: &mut Effects,
     ) -> Result<Seat, Refusal> {
+        if self
+            .closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&claims.consultation)
+        {
+            return Err(Refusal::closes(
+                "room_closed",
+                "this consultation was cancelled; its call is closed".to_string(),
+                1008,
+            ));
+        }
         let mut rooms = self.lock_rooms();
         if !rooms.contains_key(&claims.consultation) && rooms.len() >= self.config.max_rooms {
             return Err(Refusal::closes(

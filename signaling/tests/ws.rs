@@ -643,6 +643,13 @@ async fn close_room_tells_everyone_and_ends_the_call() {
         .await;
     assert_eq!(server.hub.stats().rooms, 0);
     server.hub.close_room(15, CloseReason::Ended); // nothing left: a no-op
+    // A token issued before the cancellation is still signed and in its window: refused.
+    let mut late = server.connect().await;
+    late.send(json!({"type": "join", "token": server.token(15, "p1")}))
+        .await;
+    late.expect_error("room_closed").await;
+    late.expect_closed(1008).await;
+    assert_eq!(server.hub.stats().rooms, 0);
 }
 
 #[tokio::test]

@@ -390,6 +390,10 @@ impl TestApp {
         self.send(self.http.post(self.url(path)).json(&body)).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send(self.http.put(self.url(path)).json(&body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(self.http.delete(self.url(path))).await
     }
@@ -576,6 +580,41 @@ impl Cast {
             "urgency": "soon",
             "start": start.to_rfc3339(),
         })
+    }
+}
+
+impl Cast {
+    /// A consultation whose call window is open now: an extra session for the specialist today
+    /// starting at the next five-minute mark, and a booking of its first slot.
+    pub async fn book_now(&self, app: &TestApp) -> i64 {
+        use chrono::Timelike;
+        // Local time in Vietnam; the session must not cross midnight, so near it use tomorrow
+        // 00:00 (still within the 15 minutes before the start when the window opens).
+        let local = Utc::now() + chrono::Duration::hours(7);
+        let minutes = local.hour() * 60 + local.minute();
+        let next = (minutes / 5 + 1) * 5;
+        let (date, start_minutes) = if next + 60 >= 24 * 60 {
+            ((local + chrono::Duration::days(1)).date_naive(), 0)
+        } else {
+            (local.date_naive(), next)
+        };
+        let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
+        app.post(
+            &format!(
+                "/api/v1/clinicians/{}/availability/exceptions",
+                self.specialist
+            ),
+            json!({"date": date, "kind": "extra", "start_time": hhmm(start_minutes),
+                   "end_time": hhmm(start_minutes + 60), "slot_minutes": 20, "buffer_minutes": 0}),
+        )
+        .await
+        .expect(201);
+        let slots = app.free_slots(self.specialist, date, date).await;
+        let first = *slots.first().expect("a free slot in the extra session");
+        app.post("/api/v1/consultations", self.booking(first))
+            .await
+            .expect(201)
+            .id()
     }
 }
 

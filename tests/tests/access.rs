@@ -220,6 +220,13 @@ fn rows(w: &World) -> Vec<Row> {
         ),
         row(
             "GET",
+            "/api/v1/clinicians/{id}/signing-key",
+            format!("/api/v1/clinicians/{}/signing-key", c.specialist),
+            None,
+            "RAAAAAAAAA",
+        ),
+        row(
+            "GET",
             "/api/v1/clinicians/{id}/availability/rules",
             format!("/api/v1/clinicians/{}/availability/rules", c.specialist),
             None,
@@ -376,6 +383,58 @@ fn rows(w: &World) -> Vec<Row> {
             Some(json!({})),
             "RNRNANAANA",
         ),
+        // Notes: the specialist's save creates version 1, so later saves over version 0 (and the
+        // signature of version 99) meet a 409; the note stays a draft, so addenda and the summary
+        // meet a 409 too.
+        row(
+            "PUT",
+            "/api/v1/consultations/{id}/note",
+            format!("/api/v1/consultations/{k}/note"),
+            Some(json!({"version": 0, "content": {"assessment": "access test"}})),
+            "RNRNANARNR",
+        ),
+        row(
+            "GET",
+            "/api/v1/consultations/{id}/note",
+            format!("/api/v1/consultations/{k}/note"),
+            None,
+            "RNRNANAANA",
+        ),
+        row(
+            "GET",
+            "/api/v1/consultations/{id}/note/history",
+            format!("/api/v1/consultations/{k}/note/history"),
+            None,
+            "RNRNANARNR",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/note/sign",
+            format!("/api/v1/consultations/{k}/note/sign"),
+            Some(json!({"version": 99})),
+            "RNRNANRRNR",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/note/addenda",
+            format!("/api/v1/consultations/{k}/note/addenda"),
+            Some(json!({"text": "access test"})),
+            "RNRNANARNR",
+        ),
+        row(
+            "GET",
+            "/api/v1/consultations/{id}/summary",
+            format!("/api/v1/consultations/{k}/summary"),
+            None,
+            "RNRNANAANA",
+        ),
+        row(
+            "GET",
+            "/api/v1/patients/{id}/timeline",
+            format!("/api/v1/patients/{}/timeline", c.patient),
+            None,
+            "RNRNANAANR",
+        ),
         // Changes the consultation's status, which no later row's access depends on.
         row(
             "POST",
@@ -531,6 +590,7 @@ both_engines!(every_route_against_every_role, |app: TestApp| async move {
             let req = match row.method {
                 "GET" => caller.http.get(url),
                 "POST" => caller.http.post(url),
+                "PUT" => caller.http.put(url),
                 "DELETE" => caller.http.delete(url),
                 other => panic!("no method {other}"),
             };

@@ -45,10 +45,10 @@ both_engines!(
             metrics.text
         );
         assert!(metrics.text.contains("route=\"/api/v1/specialties\""));
-        // The web client placeholder is served.
+        // The web client is served; unknown files are 404 (its routes: tests/tests/web_client.rs).
         let page = app.get("/").await.expect(200);
         assert!(page.text.contains("<html"));
-        let r = app.get("/no/such/page").await;
+        let r = app.get("/no/such/file.js").await;
         assert_eq!((r.status, r.error_code()), (404, "not_found"));
     }
 );

@@ -46,7 +46,12 @@ struct JoinToken {
     url: &'static str,
 }
 
-fn too(code: &'static str, message: String, opens: DateTime<Utc>, closes: DateTime<Utc>) -> ApiError {
+fn too(
+    code: &'static str,
+    message: String,
+    opens: DateTime<Utc>,
+    closes: DateTime<Utc>,
+) -> ApiError {
     ApiError::conflict(code, message).with_details(serde_json::json!({
         "opens_at": opens,
         "closes_at": closes,
@@ -79,7 +84,11 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
             let mut random = [0u8; 8];
             getrandom::fill(&mut random).map_err(|_| ApiError::internal())?;
             let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            (format!("g{suffix}"), guest.as_str().to_string(), CallRole::Guest)
+            (
+                format!("g{suffix}"),
+                guest.as_str().to_string(),
+                CallRole::Guest,
+            )
         }
         (Some(_), None, _) => {
             return Err(policy::forbidden(

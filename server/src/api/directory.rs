@@ -411,6 +411,11 @@ pub async fn list_patients(ctx: Ctx) -> ApiResult {
 /// GET /api/v1/patients/{id}
 pub async fn get_patient(ctx: Ctx) -> ApiResult {
     let id: PatientId = ctx.param("id")?;
+    ok(&patient_access(&ctx, id).await?)
+}
+
+/// Patient `id`, when the caller may read the record (otherwise a 404 recorded as a denial).
+pub async fn patient_access(ctx: &Ctx, id: PatientId) -> Result<directory::Patient, ApiError> {
     ctx.audit_patient(id);
     let caller = ctx.user()?;
     let patient = match directory::get_patient(&ctx.state.db, id).await {
@@ -439,5 +444,5 @@ pub async fn get_patient(ctx: Ctx) -> ApiResult {
     if !policy::can_read_patient(caller, &facts) {
         return Err(ctx.hidden("patient"));
     }
-    ok(&patient)
+    Ok(patient)
 }

@@ -11,6 +11,7 @@ pub mod calls;
 pub mod consultations;
 pub mod directory;
 pub mod error;
+pub mod notes;
 pub mod openapi;
 pub mod schedule;
 
@@ -49,6 +50,8 @@ pub struct Ctx {
     query: String,
     body: Bytes,
     pub client_addr: Option<String>,
+    /// The client's `Accept-Language`, bounded, for the few responses written in words.
+    pub accept_language: Option<String>,
     note: Arc<std::sync::Mutex<AuditNote>>,
 }
 
@@ -147,6 +150,14 @@ pub fn route_table() -> Vec<Route> {
         route!(POST "/api/v1/consultations/{id}/no-show" => consultations::no_show),
         route!(POST "/api/v1/consultations/{id}/visit-link" => auth::issue_visit_link),
         route!(POST "/api/v1/consultations/{id}/join-token" => calls::join_token),
+        route!(GET "/api/v1/consultations/{id}/note" => notes::get),
+        route!(PUT "/api/v1/consultations/{id}/note" => notes::save_draft),
+        route!(POST "/api/v1/consultations/{id}/note/sign" => notes::sign),
+        route!(POST "/api/v1/consultations/{id}/note/addenda" => notes::add_addendum),
+        route!(GET "/api/v1/consultations/{id}/note/history" => notes::history),
+        route!(GET "/api/v1/consultations/{id}/summary" => notes::summary),
+        route!(GET "/api/v1/patients/{id}/timeline" => notes::timeline),
+        route!(directory GET "/api/v1/clinicians/{id}/signing-key" => notes::signing_key),
     ]
 }
 
@@ -352,6 +363,10 @@ where
                             query,
                             body,
                             client_addr: client_addr.clone(),
+                            accept_language: headers
+                                .get(warp::http::header::ACCEPT_LANGUAGE)
+                                .and_then(|v| v.to_str().ok())
+                                .map(|v| v.chars().take(200).collect()),
                             note: note.clone(),
                         };
                         (route.handler)(ctx).await

@@ -85,6 +85,31 @@ pub fn can_run_consultation(
     can_manage_consultation(p, c, clinician_facility)
 }
 
+/// May `p` write the draft of `c`'s encounter note, read its drafts and history, and add signed
+/// addenda? The consultation's clinicians (consulted and referring), from a full session.
+pub fn can_write_note(p: &Principal, c: &Consultation) -> bool {
+    p.only_consultation.is_none() && takes_part(p, c)
+}
+
+/// May `p` sign `c`'s note? Only the consulted clinician, who is responsible for it; the
+/// referring clinician contributes to the draft and signs addenda of their own.
+pub fn can_sign_note(p: &Principal, c: &Consultation) -> bool {
+    p.only_consultation.is_none() && p.as_clinician() == Some(c.clinician_id)
+}
+
+/// May `p` read the signed note of `c`? Its clinicians and its patient (also from a visit link).
+/// Schedulers see the booking, not the clinical record.
+pub fn can_read_signed_note(p: &Principal, c: &Consultation) -> bool {
+    takes_part(p, c) && p.only_consultation.is_none() || is_own(p, c)
+}
+
+/// May `p`, who may read the patient record (checked first), read the patient's timeline of
+/// consultations and signed notes? The patient (not from a visit link, which reaches one
+/// consultation) and clinicians allowed to see the patient.
+pub fn can_read_timeline(p: &Principal, patient: PatientId) -> bool {
+    p.only_consultation.is_none() && (p.as_patient() == Some(patient) || p.as_clinician().is_some())
+}
+
 /// May `p` book a consultation with `clinician` (at `clinician_facility`), referred by `referring`?
 pub fn can_book(
     p: &Principal,

@@ -658,3 +658,78 @@ async fn summary(db: &Db, created: bool) -> Result<DemoSummary, sqlx::Error> {
         example_specialist,
     })
 }
+
+/// The demo specialist's on-call session: an extra session starting at the next five-minute mark
+/// today, so that a person trying the demo (or the browser tests) can book a teleconsultation
+/// whose call opens at once.
+#[derive(Clone, Debug)]
+pub struct OnCall {
+    pub date: chrono::NaiveDate,
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub zone: &'static str,
+}
+
+/// Adds the demo specialist's on-call session for now, unless one already covers it. Called each
+/// time `demo` serves (not when it only seeds): the demo's "now" moves.
+pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
+    use crate::domain::availability::Exception;
+    use chrono::Timelike;
+    let found = on_db!(db, pool => sqlx::query_as::<_, (ClinicianId, String)>(
+        "SELECT c.id, f.time_zone FROM accounts a
+         JOIN clinicians c ON c.id = a.clinician_id JOIN facilities f ON f.id = c.facility_id
+         WHERE a.username = 'bacsi'",
+    )
+    .fetch_optional(pool)
+    .await)?;
+    let Some((clinician, zone_name)) = found else {
+        return Ok(None);
+    };
+    let zone = Zone::parse(&zone_name).unwrap_or_default();
+    let local = zone.to_local(time::now());
+    let minutes = local.hour() * 60 + local.minute();
+    let next = (minutes / 5 + 1) * 5;
+    // Two hours, within the day: near midnight the session starts at 00:00 tomorrow.
+    let (date, start, end) = if next + 30 > 24 * 60 - 5 {
+        (local.date() + Duration::days(1), 0, 120)
+    } else {
+        (local.date(), next, (next + 120).min(24 * 60 - 5))
+    };
+    let hm = |m: u32| NaiveTime::from_hms_opt(m / 60, m % 60, 0);
+    let (Some(start), Some(end)) = (hm(start), hm(end)) else {
+        return Ok(None);
+    };
+    let covered = on_db!(db, pool => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM availability_exceptions
+         WHERE clinician_id = $1 AND on_date = $2 AND kind = 'extra' AND note = $3
+           AND start_time <= $4 AND end_time >= $5",
+    )
+    .bind(clinician)
+    .bind(date)
+    .bind(ON_CALL_NOTE)
+    .bind(start)
+    .bind(start + Duration::minutes(30))
+    .fetch_one(pool)
+    .await)?;
+    if covered == 0 {
+        let session =
+            Session::new(start, end, 20, 0).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        crate::scheduling::availability::create_exception(
+            db,
+            clinician,
+            &Exception::Extra { date, session },
+            ON_CALL_NOTE,
+        )
+        .await
+        .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+    }
+    Ok(Some(OnCall {
+        date,
+        start,
+        end,
+        zone: zone.name(),
+    }))
+}
+
+/// Marks the demo's on-call sessions, so a restart reuses one that still covers now.
+const ON_CALL_NOTE: &str = "on call (demo)";

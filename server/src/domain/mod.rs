@@ -6,5 +6,6 @@
 pub mod availability;
 pub mod consultation;
 pub mod ids;
+pub mod note;
 pub mod text;
 pub mod time;

@@ -1,0 +1,724 @@
+//! Encounter note endpoints: the note of a consultation (draft, sign, addenda, history), the
+//! printable summary, and a patient's timeline.
+//!
+//! Who sees what: the consultation's clinicians (consulted and referring) read everything,
+//! drafts and history included, and write the draft and addenda; only the consulted clinician
+//! signs. The patient reads the signed note and its addenda in plain words (Vietnamese or
+//! English), never a draft. Schedulers see the booking but not the note (403); anyone who may
+//! not see the consultation gets 404. Addenda are signed the moment they are posted: a
+//! correction is one act, so it has no draft of its own.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use warp::http::{HeaderValue, StatusCode, header};
+
+use super::auth::consultation_access;
+use super::directory::{NoQuery, page, patient_access};
+use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
+use crate::auth::Principal;
+use crate::auth::policy;
+use crate::domain::consultation::Status;
+use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
+use crate::domain::note::{
+    Diagnosis, FollowUp, IcdCode, MAX_DIAGNOSES, MAX_DIAGNOSIS_TEXT, MAX_FOLLOW_UP_NOTE,
+    MAX_SECTION, NoteContent,
+};
+use crate::domain::text::BoundedText;
+use crate::notes::{self, Entry, NoteRow, Revision};
+use crate::scheduling::booking::Consultation;
+use crate::scheduling::directory;
+
+mod summary;
+
+/// The language of words written for people (labels, the summary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Vi,
+    En,
+}
+
+impl Lang {
+    /// `?lang=` when given, else the first of `vi`/`en` in `Accept-Language` by preference,
+    /// else Vietnamese (the platform's first language).
+    fn choose(ctx: &Ctx, query: Option<&str>) -> Result<Lang, ApiError> {
+        match query {
+            Some("vi") => return Ok(Lang::Vi),
+            Some("en") => return Ok(Lang::En),
+            Some(_) => return Err(ApiError::invalid_field("lang", "must be vi or en")),
+            None => {}
+        }
+        let mut best: Option<(f32, Lang)> = None;
+        for part in ctx.accept_language.as_deref().unwrap_or("").split(',') {
+            let mut pieces = part.split(';');
+            let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+            let primary = tag.split('-').next().unwrap_or("");
+            let lang = match primary {
+                "vi" => Lang::Vi,
+                "en" => Lang::En,
+                _ => continue,
+            };
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if q > 0.0 && best.is_none_or(|(b, _)| q > b) {
+                best = Some((q, lang));
+            }
+        }
+        Ok(best.map(|(_, l)| l).unwrap_or(Lang::Vi))
+    }
+
+    fn pick(self, vi: &'static str, en: &'static str) -> &'static str {
+        match self {
+            Lang::Vi => vi,
+            Lang::En => en,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiagnosisBody {
+    code: String,
+    text: String,
+}
+
+/// A draft's content as sent: every field may be left out or empty.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContentBody {
+    #[serde(default)]
+    subjective: Option<String>,
+    #[serde(default)]
+    objective: Option<String>,
+    #[serde(default)]
+    assessment: Option<String>,
+    #[serde(default)]
+    plan: Option<String>,
+    #[serde(default)]
+    diagnoses: Vec<DiagnosisBody>,
+    #[serde(default)]
+    advice: Option<String>,
+    #[serde(default)]
+    follow_up: Option<String>,
+    #[serde(default)]
+    follow_up_note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DraftBody {
+    /// The version the client last read (0 when there is no note yet).
+    version: i32,
+    content: ContentBody,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    version: i32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddendumBody {
+    text: String,
+}
+
+/// An optional multi-line section: absent or blank is `None`, anything else bounded.
+fn section(v: &mut Validator, field: &str, raw: Option<String>, max: usize) -> Option<String> {
+    let raw = raw?;
+    if raw.trim().is_empty() {
+        return None;
+    }
+    v.check(field, BoundedText::parse(&raw, max, true))
+        .map(BoundedText::into_string)
+}
+
+fn parse_content(v: &mut Validator, body: ContentBody) -> NoteContent {
+    if body.diagnoses.len() > MAX_DIAGNOSES {
+        v.fail(
+            "diagnoses",
+            format!(
+                "at most {MAX_DIAGNOSES} diagnoses (got {})",
+                body.diagnoses.len()
+            ),
+        );
+    }
+    let mut diagnoses = Vec::new();
+    for (i, d) in body.diagnoses.into_iter().take(MAX_DIAGNOSES).enumerate() {
+        let code = v.check(&format!("diagnoses[{i}].code"), IcdCode::parse(&d.code));
+        let text = v.check(
+            &format!("diagnoses[{i}].text"),
+            BoundedText::parse(&d.text, MAX_DIAGNOSIS_TEXT, false),
+        );
+        if let (Some(code), Some(text)) = (code, text) {
+            diagnoses.push(Diagnosis {
+                code,
+                text: text.into_string(),
+            });
+        }
+    }
+    let follow_up = match body.follow_up.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(f) => {
+            let parsed = FollowUp::parse(f);
+            if parsed.is_none() {
+                v.fail(
+                    "follow_up",
+                    "must be none, teleconsultation, in_person_referral or urgent_transfer",
+                );
+            }
+            parsed
+        }
+    };
+    NoteContent {
+        subjective: section(v, "subjective", body.subjective, MAX_SECTION),
+        objective: section(v, "objective", body.objective, MAX_SECTION),
+        assessment: section(v, "assessment", body.assessment, MAX_SECTION),
+        plan: section(v, "plan", body.plan, MAX_SECTION),
+        diagnoses,
+        advice: section(v, "advice", body.advice, MAX_SECTION),
+        follow_up,
+        follow_up_note: section(v, "follow_up_note", body.follow_up_note, MAX_FOLLOW_UP_NOTE),
+    }
+}
+
+fn check_version(v: &mut Validator, version: i32) {
+    if version < 0 {
+        v.fail(
+            "version",
+            "must be 0 (no note yet) or the version last read",
+        );
+    }
+}
+
+/// Every note request is recorded against the note, with the consultation's id.
+fn audit_note(ctx: &Ctx) {
+    ctx.audit(|n| n.record_type = Some("encounter_note".to_string()));
+}
+
+/// Drafts and signatures belong to consultations that happen (or happened).
+fn check_open(c: &Consultation) -> Result<(), ApiError> {
+    let open = matches!(
+        Status::parse(&c.status),
+        Some(Status::Booked | Status::InProgress | Status::Completed)
+    );
+    if open {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "consultation_not_open",
+            format!(
+                "a note is written for a booked, in-progress or completed consultation; this one is {}",
+                c.status
+            ),
+        ))
+    }
+}
+
+/// The note as the consultation's clinicians see it.
+#[derive(Serialize)]
+struct ClinicianNote {
+    consultation_id: ConsultationId,
+    patient_id: PatientId,
+    /// `none` (nothing saved yet), `draft` or `signed`.
+    status: &'static str,
+    /// The draft version to send with the next save or the signature (0: nothing saved yet).
+    version: i32,
+    /// The latest draft, while the note is a draft.
+    draft: Option<Revision>,
+    /// The signed note and its addenda, in order.
+    entries: Vec<Entry>,
+    created_at: Option<DateTime<Utc>>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+fn status_label(note: Option<&NoteRow>) -> &'static str {
+    match note.map(|n| n.status.as_str()) {
+        None => "none",
+        Some(notes::SIGNED) => "signed",
+        Some(_) => "draft",
+    }
+}
+
+async fn clinician_view(
+    ctx: &Ctx,
+    c: &Consultation,
+    note: Option<NoteRow>,
+) -> Result<ClinicianNote, ApiError> {
+    let status = status_label(note.as_ref());
+    let Some(note) = note else {
+        return Ok(ClinicianNote {
+            consultation_id: c.id,
+            patient_id: c.patient_id,
+            status,
+            version: 0,
+            draft: None,
+            entries: Vec::new(),
+            created_at: None,
+            updated_at: None,
+        });
+    };
+    let draft = if note.status == notes::DRAFT {
+        Some(notes::revision(&ctx.state.db, note.id, note.version).await?)
+    } else {
+        None
+    };
+    Ok(ClinicianNote {
+        consultation_id: c.id,
+        patient_id: c.patient_id,
+        status,
+        version: note.version,
+        draft,
+        entries: notes::entries(&ctx.state.db, &[note.id]).await?,
+        created_at: Some(note.created_at),
+        updated_at: Some(note.updated_at),
+    })
+}
+
+/// One part of the note in plain words.
+#[derive(Serialize)]
+pub struct PlainSection {
+    pub key: &'static str,
+    pub label: &'static str,
+    pub text: String,
+}
+
+#[derive(Serialize)]
+pub struct PlainAddendum {
+    pub label: &'static str,
+    pub text: String,
+    pub signed_by: String,
+    pub signed_at: DateTime<Utc>,
+}
+
+/// The note as its patient sees it: signed content only, in plain words.
+#[derive(Serialize)]
+pub struct PatientNote {
+    pub consultation_id: ConsultationId,
+    /// `signed`, or `pending` while the doctor has not signed it yet.
+    pub status: &'static str,
+    pub lang: Lang,
+    pub title: &'static str,
+    pub signed_by: Option<String>,
+    pub signed_at: Option<DateTime<Utc>>,
+    pub sections: Vec<PlainSection>,
+    pub addenda: Vec<PlainAddendum>,
+}
+
+/// Plain-language labels, per section and language.
+fn plain_label(key: &str, lang: Lang) -> &'static str {
+    match key {
+        "subjective" => lang.pick("Điều bạn kể với bác sĩ", "What you told the doctor"),
+        "objective" => lang.pick("Điều bác sĩ thấy khi khám", "What the doctor found"),
+        "assessment" => lang.pick("Bác sĩ nhận định", "What the doctor thinks is going on"),
+        "diagnoses" => lang.pick("Chẩn đoán", "Diagnosis"),
+        "plan" => lang.pick("Kế hoạch điều trị", "The treatment plan"),
+        "advice" => lang.pick("Lời khuyên", "Advice"),
+        "follow_up" => lang.pick("Bước tiếp theo", "What happens next"),
+        "addendum" => lang.pick("Bổ sung, đính chính", "Later addition or correction"),
+        _ => "",
+    }
+}
+
+fn plain_follow_up(f: FollowUp, lang: Lang) -> &'static str {
+    match f {
+        FollowUp::None => lang.pick("Không cần khám lại.", "No further visit is needed."),
+        FollowUp::Teleconsultation => lang.pick(
+            "Sẽ hẹn thêm một buổi khám từ xa.",
+            "Another video consultation will be arranged.",
+        ),
+        FollowUp::InPersonReferral => lang.pick(
+            "Bạn sẽ được chuyển lên bệnh viện để khám trực tiếp.",
+            "You will be referred to the hospital to be seen in person.",
+        ),
+        FollowUp::UrgentTransfer => lang.pick(
+            "Bạn cần được chuyển viện ngay.",
+            "You need to be transferred to hospital urgently.",
+        ),
+    }
+}
+
+/// The sections of a signed content, in reading order, with `label` naming each.
+pub fn sections(
+    content: &NoteContent,
+    label: impl Fn(&str) -> &'static str,
+    follow_up: impl Fn(FollowUp) -> &'static str,
+) -> Vec<PlainSection> {
+    let mut out = Vec::new();
+    let mut add = |key: &'static str, text: Option<String>| {
+        if let Some(text) = text.filter(|t| !t.is_empty()) {
+            out.push(PlainSection {
+                key,
+                label: label(key),
+                text,
+            });
+        }
+    };
+    add("subjective", content.subjective.clone());
+    add("objective", content.objective.clone());
+    add("assessment", content.assessment.clone());
+    add(
+        "diagnoses",
+        Some(
+            content
+                .diagnoses
+                .iter()
+                .map(|d| format!("{} ({})", d.text, d.code.as_str()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+    );
+    add("plan", content.plan.clone());
+    add("advice", content.advice.clone());
+    add(
+        "follow_up",
+        content.follow_up.map(|f| {
+            let mut text = follow_up(f).to_string();
+            if let Some(note) = &content.follow_up_note {
+                text.push('\n');
+                text.push_str(note);
+            }
+            text
+        }),
+    );
+    out
+}
+
+/// The content of a signed note entry.
+pub fn entry_content(entry: &Entry) -> Result<NoteContent, ApiError> {
+    serde_json::from_value(entry.content.clone())
+        .map_err(|e| ApiError::from(notes::NotesError::Corrupt(e)))
+}
+
+/// The text of an addendum entry.
+pub fn addendum_text(entry: &Entry) -> String {
+    entry.content["text"].as_str().unwrap_or("").to_string()
+}
+
+fn patient_view(
+    consultation: ConsultationId,
+    entries: &[Entry],
+    lang: Lang,
+) -> Result<PatientNote, ApiError> {
+    let title = lang.pick("Kết quả buổi khám", "Your consultation");
+    let Some(original) = entries.iter().find(|e| e.kind == "note") else {
+        return Ok(PatientNote {
+            consultation_id: consultation,
+            status: "pending",
+            lang,
+            title,
+            signed_by: None,
+            signed_at: None,
+            sections: Vec::new(),
+            addenda: Vec::new(),
+        });
+    };
+    let content = entry_content(original)?;
+    Ok(PatientNote {
+        consultation_id: consultation,
+        status: "signed",
+        lang,
+        title,
+        signed_by: Some(original.signer_name.clone()),
+        signed_at: Some(original.signed_at),
+        sections: sections(
+            &content,
+            |k| plain_label(k, lang),
+            |f| plain_follow_up(f, lang),
+        ),
+        addenda: entries
+            .iter()
+            .filter(|e| e.kind == "addendum")
+            .map(|e| PlainAddendum {
+                label: plain_label("addendum", lang),
+                text: addendum_text(e),
+                signed_by: e.signer_name.clone(),
+                signed_at: e.signed_at,
+            })
+            .collect(),
+    })
+}
+
+/// The caller's clinician id, which [`policy::can_write_note`] has made sure of.
+fn me(p: &Principal) -> Result<ClinicianId, ApiError> {
+    p.as_clinician().ok_or_else(ApiError::internal)
+}
+
+/// GET /api/v1/consultations/{id}/note
+pub async fn get(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    audit_note(&ctx);
+    let q: LangQuery = ctx.query()?;
+    let lang = Lang::choose(&ctx, q.lang.as_deref())?;
+    let (p, c, _) = consultation_access(&ctx, id).await?;
+    if policy::can_write_note(&p, &c) {
+        let note = notes::find(&ctx.state.db, id).await?;
+        return ok(&clinician_view(&ctx, &c, note).await?);
+    }
+    if !policy::can_read_signed_note(&p, &c) {
+        return Err(policy::forbidden(
+            "read clinical notes (they are for the consultation's clinicians and its patient)",
+        ));
+    }
+    let entries = match notes::find(&ctx.state.db, id).await? {
+        Some(n) if n.status == notes::SIGNED => notes::entries(&ctx.state.db, &[n.id]).await?,
+        _ => Vec::new(),
+    };
+    ok(&patient_view(id, &entries, lang)?)
+}
+
+/// PUT /api/v1/consultations/{id}/note
+pub async fn save_draft(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    audit_note(&ctx);
+    let body: DraftBody = ctx.json()?;
+    let mut v = Validator::default();
+    check_version(&mut v, body.version);
+    let content = parse_content(&mut v, body.content);
+    v.finish()?;
+    let (p, c, _) = consultation_access(&ctx, id).await?;
+    if !policy::can_write_note(&p, &c) {
+        return Err(policy::forbidden(
+            "write this consultation's note (its clinicians write it)",
+        ));
+    }
+    check_open(&c)?;
+    let note = notes::save_draft(&ctx.state.db, &c, me(&p)?, body.version, &content).await?;
+    ok(&clinician_view(&ctx, &c, Some(note)).await?)
+}
+
+/// POST /api/v1/consultations/{id}/note/sign
+pub async fn sign(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    audit_note(&ctx);
+    let body: SignBody = ctx.json()?;
+    let mut v = Validator::default();
+    check_version(&mut v, body.version);
+    v.finish()?;
+    let (p, c, _) = consultation_access(&ctx, id).await?;
+    if !policy::can_sign_note(&p, &c) {
+        return Err(policy::forbidden(
+            "sign this note: only the consulted clinician signs it (others add signed addenda once it is signed)",
+        ));
+    }
+    check_open(&c)?;
+    let signer = me(&p)?;
+    let key = notes::signing_key(&ctx.state.visit_secret, signer)?;
+    let (note, _) = notes::sign(&ctx.state.db, &c, signer, &key, body.version).await?;
+    ok(&clinician_view(&ctx, &c, Some(note)).await?)
+}
+
+/// POST /api/v1/consultations/{id}/note/addenda
+pub async fn add_addendum(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    audit_note(&ctx);
+    let body: AddendumBody = ctx.json()?;
+    let text = BoundedText::parse(&body.text, MAX_SECTION, true)
+        .map_err(|e| ApiError::invalid_field("text", e))?;
+    let (p, c, _) = consultation_access(&ctx, id).await?;
+    if !policy::can_write_note(&p, &c) {
+        return Err(policy::forbidden(
+            "amend this consultation's note (its clinicians amend it)",
+        ));
+    }
+    let signer = me(&p)?;
+    let key = notes::signing_key(&ctx.state.visit_secret, signer)?;
+    let entry = notes::add_addendum(&ctx.state.db, &c, signer, &key, &text).await?;
+    created(&entry)
+}
+
+#[derive(Serialize)]
+struct History {
+    consultation_id: ConsultationId,
+    status: &'static str,
+    /// Every saved draft, oldest first.
+    revisions: Vec<Revision>,
+    /// The signed note and its addenda, in order.
+    entries: Vec<Entry>,
+}
+
+/// GET /api/v1/consultations/{id}/note/history
+pub async fn history(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    audit_note(&ctx);
+    let _: NoQuery = ctx.query()?;
+    let (p, c, _) = consultation_access(&ctx, id).await?;
+    if !policy::can_write_note(&p, &c) {
+        return Err(policy::forbidden(
+            "read the draft history of this note (its clinicians only)",
+        ));
+    }
+    let note = notes::find(&ctx.state.db, id).await?;
+    let status = status_label(note.as_ref());
+    let (revisions, entries) = match note {
+        Some(n) => (
+            notes::revisions(&ctx.state.db, n.id).await?,
+            notes::entries(&ctx.state.db, &[n.id]).await?,
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    ok(&History {
+        consultation_id: id,
+        status,
+        revisions,
+        entries,
+    })
+}
+
+/// GET /api/v1/consultations/{id}/summary
+pub async fn summary(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    audit_note(&ctx);
+    let q: LangQuery = ctx.query()?;
+    let lang = Lang::choose(&ctx, q.lang.as_deref())?;
+    let (p, c, _) = consultation_access(&ctx, id).await?;
+    let audience = if policy::can_write_note(&p, &c) {
+        summary::Audience::Clinician
+    } else if policy::can_read_signed_note(&p, &c) {
+        summary::Audience::Patient
+    } else {
+        return Err(policy::forbidden(
+            "print clinical notes (they are for the consultation's clinicians and its patient)",
+        ));
+    };
+    let note = notes::find(&ctx.state.db, id)
+        .await?
+        .filter(|n| n.status == notes::SIGNED)
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "note_not_signed",
+                "the summary prints the signed note, and this consultation's note is not signed yet",
+            )
+        })?;
+    let entries = notes::entries(&ctx.state.db, &[note.id]).await?;
+    let db = &ctx.state.db;
+    let patient = directory::get_patient(db, c.patient_id).await?;
+    let clinician = directory::get_clinician(db, c.clinician_id).await?;
+    let referring = match c.referring_clinician_id {
+        Some(r) => Some(directory::get_clinician(db, r).await?),
+        None => None,
+    };
+    let html = summary::render(&summary::Summary {
+        lang,
+        audience,
+        consultation: &c,
+        patient: &patient,
+        clinician: &clinician,
+        referring: referring.as_ref(),
+        entries: &entries,
+    })?;
+    let mut response = warp::Reply::into_response(warp::reply::html(html));
+    *response.status_mut() = StatusCode::OK;
+    let csp = HeaderValue::from_str(&summary::content_security_policy())
+        .map_err(|_| ApiError::internal())?;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, csp);
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimelineQuery {
+    lang: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// One consultation on a clinician's timeline.
+#[derive(Serialize)]
+struct ClinicianTimelineItem {
+    #[serde(flatten)]
+    consultation: notes::TimelineRow,
+    /// The signed note and its addenda (drafts are read from the consultation's note).
+    entries: Vec<Entry>,
+}
+
+/// One consultation on the patient's own timeline.
+#[derive(Serialize)]
+struct PatientTimelineItem {
+    #[serde(flatten)]
+    consultation: notes::TimelineRow,
+    note: PatientNote,
+}
+
+/// GET /api/v1/patients/{id}/timeline
+pub async fn timeline(ctx: Ctx) -> ApiResult {
+    let id: PatientId = ctx.param("id")?;
+    let q: TimelineQuery = ctx.query()?;
+    let lang = Lang::choose(&ctx, q.lang.as_deref())?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    patient_access(&ctx, id).await?;
+    let p = ctx.user()?;
+    if !policy::can_read_timeline(p, id) {
+        return Err(policy::forbidden(
+            "read this patient's clinical timeline (clinicians who may see the patient, and the patient)",
+        ));
+    }
+    let rows = notes::timeline(&ctx.state.db, id, limit, offset).await?;
+    let signed: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.note_status == notes::SIGNED)
+        .filter_map(|r| r.note_id)
+        .collect();
+    let mut entries = notes::entries(&ctx.state.db, &signed).await?;
+    let mut take = |note_id: Option<i64>| -> Vec<Entry> {
+        let Some(note_id) = note_id else {
+            return Vec::new();
+        };
+        let (mine, rest): (Vec<Entry>, Vec<Entry>) =
+            entries.drain(..).partition(|e| e.note_id == note_id);
+        entries = rest;
+        mine
+    };
+    if p.as_clinician().is_some() {
+        let items: Vec<ClinicianTimelineItem> = rows
+            .into_iter()
+            .map(|r| ClinicianTimelineItem {
+                entries: take(r.note_id),
+                consultation: r,
+            })
+            .collect();
+        ok(&items)
+    } else {
+        let mut items = Vec::with_capacity(rows.len());
+        for r in rows {
+            let note = patient_view(r.consultation_id, &take(r.note_id), lang)?;
+            items.push(PatientTimelineItem {
+                consultation: r,
+                note,
+            });
+        }
+        ok(&items)
+    }
+}
+
+#[derive(Serialize)]
+struct SigningKeyView {
+    clinician_id: ClinicianId,
+    algorithm: &'static str,
+    /// Base64 (standard, padded) of the 32-byte Ed25519 public key.
+    public_key: String,
+}
+
+/// GET /api/v1/clinicians/{id}/signing-key
+pub async fn signing_key(ctx: Ctx) -> ApiResult {
+    let id: ClinicianId = ctx.param("id")?;
+    let _: NoQuery = ctx.query()?;
+    directory::facility_of_clinician(&ctx.state.db, id).await?;
+    let key = notes::signing_key(&ctx.state.visit_secret, id)?;
+    ok(&SigningKeyView {
+        clinician_id: id,
+        algorithm: "Ed25519",
+        public_key: notes::public_key(&key),
+    })
+}

@@ -1,0 +1,664 @@
+//! Encounter notes: drafts with their history, signing, addenda, and a patient's timeline.
+//!
+//! One note per consultation. Drafts are versioned: every save is a new `note_revisions` row and
+//! bumps the note's `version`, guarded by the version the client last saw, so of two authors
+//! saving over the same version exactly one wins and the other learns the current version (409).
+//! Signing turns the draft at a given version into a signed entry: a canonical JSON document (see
+//! [`crate::domain::note`]) naming the consultation, patient, signer and time, stored with its
+//! SHA-256. Corrections are addenda, further signed entries that name the entry they amend and
+//! its hash. Database triggers refuse any change to signed entries and revisions on both engines,
+//! and any change to a note once signed.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, SecondsFormat, Utc};
+use ed25519_dalek::{Signer as _, SigningKey};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+
+use crate::api::{ApiError, FieldError};
+use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
+use crate::domain::note::{self, DOCUMENT_FORMAT, NoteContent};
+use crate::domain::text::BoundedText;
+use crate::domain::time;
+use crate::on_db;
+use crate::scheduling::booking::Consultation;
+use crate::storage::{BeginWrite, Db, is_unique_violation};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotesError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        /// The note's draft version now, so the client can reload and retry.
+        current_version: i32,
+    },
+    #[error("invalid note")]
+    Invalid(Vec<(&'static str, String)>),
+    /// A stored document that does not parse: a bug or tampering, never the client's doing.
+    #[error("stored note data is unreadable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("the signing key cannot be derived")]
+    NoKey,
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+impl From<NotesError> for ApiError {
+    fn from(err: NotesError) -> Self {
+        match err {
+            NotesError::NotFound(what) => ApiError::not_found(what),
+            NotesError::Conflict {
+                code,
+                message,
+                current_version,
+            } => ApiError::conflict(code, message)
+                .with_details(serde_json::json!({ "current_version": current_version })),
+            NotesError::Invalid(fields) => ApiError::invalid_fields(
+                fields
+                    .into_iter()
+                    .map(|(field, message)| FieldError {
+                        field: field.to_string(),
+                        message,
+                    })
+                    .collect(),
+            ),
+            NotesError::Corrupt(e) => {
+                tracing::error!(error = %e, "unreadable note data");
+                ApiError::internal()
+            }
+            NotesError::NoKey => {
+                tracing::error!("note signing key cannot be derived");
+                ApiError::internal()
+            }
+            NotesError::Storage(e) => e.into(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, NotesError>;
+
+/// The status of a consultation's note.
+pub const DRAFT: &str = "draft";
+pub const SIGNED: &str = "signed";
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct NoteRow {
+    pub id: i64,
+    pub consultation_id: ConsultationId,
+    pub patient_id: PatientId,
+    pub status: String,
+    pub version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const NOTE_COLUMNS: &str =
+    "id, consultation_id, patient_id, status, version, created_at, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct RevisionRow {
+    version: i32,
+    content: String,
+    author_clinician_id: ClinicianId,
+    saved_at: DateTime<Utc>,
+}
+
+/// One saved draft.
+#[derive(Clone, Debug, Serialize)]
+pub struct Revision {
+    pub version: i32,
+    pub author_clinician_id: ClinicianId,
+    pub saved_at: DateTime<Utc>,
+    pub content: NoteContent,
+}
+
+impl TryFrom<RevisionRow> for Revision {
+    type Error = NotesError;
+    fn try_from(r: RevisionRow) -> Result<Revision> {
+        Ok(Revision {
+            version: r.version,
+            author_clinician_id: r.author_clinician_id,
+            saved_at: r.saved_at,
+            content: serde_json::from_str(&r.content)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: i64,
+    note_id: i64,
+    seq: i32,
+    kind: String,
+    amends: Option<i64>,
+    document: String,
+    content_hash: String,
+    signer_clinician_id: ClinicianId,
+    signed_at: DateTime<Utc>,
+    signature: Option<String>,
+    public_key: Option<String>,
+}
+
+const ENTRY_COLUMNS: &str = "id, note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key";
+
+/// A signed entry: the note (`kind` = `note`, `seq` 1) or an addendum.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub seq: i32,
+    pub kind: String,
+    /// The entry an addendum amends.
+    pub amends: Option<i64>,
+    pub signer_clinician_id: ClinicianId,
+    pub signer_name: String,
+    pub signed_at: DateTime<Utc>,
+    /// What was signed: the note's content, or `{"text"}` for an addendum.
+    pub content: serde_json::Value,
+    /// The exact signed bytes (canonical JSON), for verification outside the platform.
+    pub document: String,
+    /// Lowercase hex SHA-256 of `document`.
+    pub content_hash: String,
+    /// Base64 Ed25519 signature of `document` by the signer's key (absent only on entries signed
+    /// before signatures existed).
+    pub signature: Option<String>,
+    /// Base64 Ed25519 public key of the signer that verifies `signature`.
+    pub public_key: Option<String>,
+    #[serde(skip)]
+    pub note_id: i64,
+}
+
+impl TryFrom<EntryRow> for Entry {
+    type Error = NotesError;
+    fn try_from(r: EntryRow) -> Result<Entry> {
+        let mut doc: serde_json::Value = serde_json::from_str(&r.document)?;
+        let signer_name = doc["signer"]["name"].as_str().unwrap_or("").to_string();
+        let content = doc
+            .get_mut("content")
+            .map(serde_json::Value::take)
+            .unwrap_or_default();
+        Ok(Entry {
+            id: r.id,
+            seq: r.seq,
+            kind: r.kind,
+            amends: r.amends,
+            signer_clinician_id: r.signer_clinician_id,
+            signer_name,
+            signed_at: r.signed_at,
+            content,
+            document: r.document,
+            content_hash: r.content_hash,
+            signature: r.signature,
+            public_key: r.public_key,
+            note_id: r.note_id,
+        })
+    }
+}
+
+/// What a signature covers. Field order does not matter: the canonical form sorts keys.
+#[derive(Serialize)]
+struct SignedDocument<'a, C: Serialize> {
+    format: &'static str,
+    kind: &'static str,
+    consultation_id: ConsultationId,
+    patient_id: PatientId,
+    seq: i32,
+    /// For an addendum: the entry it amends, by position and hash.
+    amends: Option<Amends<'a>>,
+    signer: Signer<'a>,
+    /// RFC 3339 in UTC, whole seconds.
+    signed_at: String,
+    content: &'a C,
+}
+
+#[derive(Serialize)]
+struct Amends<'a> {
+    seq: i32,
+    content_hash: &'a str,
+}
+
+#[derive(Serialize)]
+struct Signer<'a> {
+    clinician_id: ClinicianId,
+    name: &'a str,
+    title: &'a str,
+}
+
+/// An addendum's signed content.
+#[derive(Serialize)]
+struct AddendumContent<'a> {
+    text: &'a str,
+}
+
+/// A clinician's Ed25519 key, derived from the server's secret: HMAC-SHA256 of a label naming
+/// the clinician is the key's seed. Nothing per clinician is stored, every node of a deployment
+/// (sharing the secret) derives the same key, and each entry stores the public key it was signed
+/// with, so it stays verifiable if the secret is ever rotated.
+pub fn signing_key(secret: &[u8], clinician: ClinicianId) -> Result<SigningKey> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| NotesError::NoKey)?;
+    mac.update(format!("telehealth/note-signing-key/v1/clinician/{clinician}").as_bytes());
+    let seed: [u8; 32] = mac.finalize().into_bytes().into();
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The base64 (standard, padded) public key of `key`.
+pub fn public_key(key: &SigningKey) -> String {
+    STANDARD.encode(key.verifying_key().to_bytes())
+}
+
+fn sign_document(key: &SigningKey, document: &str) -> String {
+    STANDARD.encode(key.sign(document.as_bytes()).to_bytes())
+}
+
+fn conflict(code: &'static str, message: impl Into<String>, current_version: i32) -> NotesError {
+    NotesError::Conflict {
+        code,
+        message: message.into(),
+        current_version,
+    }
+}
+
+fn signed_conflict(version: i32) -> NotesError {
+    conflict(
+        "note_signed",
+        "this note is signed and can no longer change; add an addendum to correct it",
+        version,
+    )
+}
+
+/// The note of `consultation`, if one has been started.
+pub async fn find(db: &Db, consultation: ConsultationId) -> Result<Option<NoteRow>> {
+    Ok(on_db!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new("SELECT ");
+        q.push(NOTE_COLUMNS)
+            .push(" FROM encounter_notes WHERE consultation_id = ")
+            .push_bind(consultation);
+        q.build_query_as::<NoteRow>().fetch_optional(pool).await
+    })?)
+}
+
+/// The draft saved as `version` of note `note_id`.
+pub async fn revision(db: &Db, note_id: i64, version: i32) -> Result<Revision> {
+    let row = on_db!(db, pool => sqlx::query_as::<_, RevisionRow>(
+        "SELECT version, content, author_clinician_id, saved_at FROM note_revisions
+         WHERE note_id = $1 AND version = $2",
+    )
+    .bind(note_id)
+    .bind(version)
+    .fetch_optional(pool)
+    .await)?;
+    row.ok_or(NotesError::NotFound("note revision"))?.try_into()
+}
+
+/// Every saved draft of note `note_id`, oldest first.
+pub async fn revisions(db: &Db, note_id: i64) -> Result<Vec<Revision>> {
+    let rows = on_db!(db, pool => sqlx::query_as::<_, RevisionRow>(
+        "SELECT version, content, author_clinician_id, saved_at FROM note_revisions
+         WHERE note_id = $1 ORDER BY version",
+    )
+    .bind(note_id)
+    .fetch_all(pool)
+    .await)?;
+    rows.into_iter().map(Revision::try_from).collect()
+}
+
+/// The signed entries of the notes `note_ids`, each note's in order (the note, then addenda).
+pub async fn entries(db: &Db, note_ids: &[i64]) -> Result<Vec<Entry>> {
+    if note_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = on_db!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new("SELECT ");
+        q.push(ENTRY_COLUMNS).push(" FROM note_entries WHERE note_id IN (");
+        let mut sep = q.separated(", ");
+        for id in note_ids {
+            sep.push_bind(*id);
+        }
+        q.push(") ORDER BY note_id, seq");
+        q.build_query_as::<EntryRow>().fetch_all(pool).await
+    })?;
+    rows.into_iter().map(Entry::try_from).collect()
+}
+
+/// Explains why a guarded write touched nothing.
+async fn refusal(db: &Db, consultation: ConsultationId, expected: i32) -> NotesError {
+    match find(db, consultation).await {
+        Err(e) => e,
+        Ok(None) => conflict(
+            "version_conflict",
+            "this consultation has no note yet: save the first draft with version 0",
+            0,
+        ),
+        Ok(Some(n)) if n.status == SIGNED => signed_conflict(n.version),
+        Ok(Some(n)) => conflict(
+            "version_conflict",
+            format!(
+                "the draft has changed since version {expected}: it is now at version {v}; \
+                 reload it, merge your changes and save again with version {v}",
+                v = n.version
+            ),
+            n.version,
+        ),
+    }
+}
+
+/// Saves `content` as the next draft of `c`'s note, if the note is still at version `expected`
+/// (0: no note yet).
+pub async fn save_draft(
+    db: &Db,
+    c: &Consultation,
+    author: ClinicianId,
+    expected: i32,
+    content: &NoteContent,
+) -> Result<NoteRow> {
+    let json = serde_json::to_string(content)?;
+    let now = time::now();
+    let saved = on_db!(db, pool => {
+        async {
+            let mut tx = pool.begin_write().await?;
+            let note = if expected == 0 {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO encounter_notes (consultation_id, patient_id, status, version, created_at, updated_at) VALUES (",
+                );
+                q.push_bind(c.id).push(", ").push_bind(c.patient_id);
+                q.push(", 'draft', 1, ").push_bind(now).push(", ").push_bind(now);
+                q.push(") RETURNING ").push(NOTE_COLUMNS);
+                match q.build_query_as::<NoteRow>().fetch_one(&mut *tx).await {
+                    Ok(n) => n,
+                    Err(e) if is_unique_violation(&e) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE encounter_notes SET version = version + 1, updated_at = ",
+                );
+                q.push_bind(now);
+                q.push(" WHERE consultation_id = ").push_bind(c.id);
+                q.push(" AND version = ").push_bind(expected);
+                q.push(" AND status = 'draft' RETURNING ").push(NOTE_COLUMNS);
+                match q.build_query_as::<NoteRow>().fetch_optional(&mut *tx).await? {
+                    Some(n) => n,
+                    None => return Ok(None),
+                }
+            };
+            let inserted = sqlx::query(
+                "INSERT INTO note_revisions (note_id, version, content, author_clinician_id, saved_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(note.id)
+            .bind(note.version)
+            .bind(&json)
+            .bind(author)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some(note))
+        }
+        .await
+    })?;
+    match saved {
+        Some(n) => Ok(n),
+        None => Err(refusal(db, c.id, expected).await),
+    }
+}
+
+/// The name and title a signature carries.
+async fn signer_of(db: &Db, clinician: ClinicianId) -> Result<(String, String)> {
+    let row = on_db!(db, pool => sqlx::query_as::<_, (String, String)>(
+        "SELECT full_name, title FROM clinicians WHERE id = $1",
+    )
+    .bind(clinician)
+    .fetch_optional(pool)
+    .await)?;
+    row.ok_or(NotesError::NotFound("clinician"))
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Signs the draft of `c`'s note at `expected`, which must be its current version.
+pub async fn sign(
+    db: &Db,
+    c: &Consultation,
+    signer: ClinicianId,
+    key: &SigningKey,
+    expected: i32,
+) -> Result<(NoteRow, Entry)> {
+    let Some(note) = find(db, c.id).await? else {
+        return Err(conflict(
+            "no_draft",
+            "this consultation has no draft to sign: save one first",
+            0,
+        ));
+    };
+    if note.status == SIGNED {
+        return Err(signed_conflict(note.version));
+    }
+    if note.version != expected {
+        return Err(refusal(db, c.id, expected).await);
+    }
+    // Revisions never change, so the content read here is the content of `expected` for good;
+    // the guarded update below makes sure `expected` is still the latest when it is signed.
+    let draft = revision(db, note.id, expected).await?;
+    let missing = draft
+        .content
+        .ready_to_sign(c.referring_clinician_id.is_some());
+    if !missing.is_empty() {
+        return Err(NotesError::Invalid(
+            missing
+                .into_iter()
+                .map(|(f, m)| (f, m.to_string()))
+                .collect(),
+        ));
+    }
+    let (name, title) = signer_of(db, signer).await?;
+    let now = time::now();
+    let document = note::canonical_json(&SignedDocument {
+        format: DOCUMENT_FORMAT,
+        kind: "note",
+        consultation_id: c.id,
+        patient_id: c.patient_id,
+        seq: 1,
+        amends: None,
+        signer: Signer {
+            clinician_id: signer,
+            name: &name,
+            title: &title,
+        },
+        signed_at: rfc3339(now),
+        content: &draft.content,
+    })?;
+    let hash = note::sha256_hex(document.as_bytes());
+    let signature = sign_document(key, &document);
+    let public_key = public_key(key);
+    let signed = on_db!(db, pool => {
+        async {
+            let mut tx = pool.begin_write().await?;
+            let mut q = sqlx::QueryBuilder::new("UPDATE encounter_notes SET status = 'signed', updated_at = ");
+            q.push_bind(now);
+            q.push(" WHERE id = ").push_bind(note.id);
+            q.push(" AND version = ").push_bind(expected);
+            q.push(" AND status = 'draft' RETURNING ").push(NOTE_COLUMNS);
+            let Some(row) = q.build_query_as::<NoteRow>().fetch_optional(&mut *tx).await? else {
+                return Ok(None);
+            };
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key) VALUES (",
+            );
+            q.push_bind(note.id).push(", 1, 'note', NULL, ");
+            q.push_bind(&document).push(", ").push_bind(&hash).push(", ");
+            q.push_bind(signer).push(", ").push_bind(now).push(", ");
+            q.push_bind(&signature).push(", ").push_bind(&public_key);
+            q.push(") RETURNING ").push(ENTRY_COLUMNS);
+            let entry = q.build_query_as::<EntryRow>().fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some((row, entry)))
+        }
+        .await
+    })?;
+    match signed {
+        Some((row, entry)) => Ok((row, entry.try_into()?)),
+        None => Err(refusal(db, c.id, expected).await),
+    }
+}
+
+/// Adds a signed addendum by `signer` to `c`'s signed note, amending the note's first entry.
+pub async fn add_addendum(
+    db: &Db,
+    c: &Consultation,
+    signer: ClinicianId,
+    key: &SigningKey,
+    text: &BoundedText,
+) -> Result<Entry> {
+    let note = match find(db, c.id).await? {
+        Some(n) if n.status == SIGNED => n,
+        other => {
+            return Err(conflict(
+                "note_not_signed",
+                "only a signed note takes addenda; while it is a draft, edit the draft instead",
+                other.map(|n| n.version).unwrap_or(0),
+            ));
+        }
+    };
+    let (name, title) = signer_of(db, signer).await?;
+    // Two addenda at once may both pick the same next position; the unique (note_id, seq) lets
+    // one in and the other tries again with the next one.
+    for _ in 0..5 {
+        let existing = entries(db, &[note.id]).await?;
+        let Some(original) = existing.iter().find(|e| e.seq == 1) else {
+            return Err(NotesError::NotFound("signed note"));
+        };
+        let seq = existing.iter().map(|e| e.seq).max().unwrap_or(1) + 1;
+        let now = time::now();
+        let document = note::canonical_json(&SignedDocument {
+            format: DOCUMENT_FORMAT,
+            kind: "addendum",
+            consultation_id: c.id,
+            patient_id: c.patient_id,
+            seq,
+            amends: Some(Amends {
+                seq: original.seq,
+                content_hash: &original.content_hash,
+            }),
+            signer: Signer {
+                clinician_id: signer,
+                name: &name,
+                title: &title,
+            },
+            signed_at: rfc3339(now),
+            content: &AddendumContent {
+                text: text.as_str(),
+            },
+        })?;
+        let hash = note::sha256_hex(document.as_bytes());
+        let signature = sign_document(key, &document);
+        let public_key = public_key(key);
+        let inserted = on_db!(db, pool => {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key) VALUES (",
+            );
+            q.push_bind(note.id).push(", ").push_bind(seq).push(", 'addendum', ");
+            q.push_bind(original.id).push(", ");
+            q.push_bind(&document).push(", ").push_bind(&hash).push(", ");
+            q.push_bind(signer).push(", ").push_bind(now).push(", ");
+            q.push_bind(&signature).push(", ").push_bind(&public_key);
+            q.push(") RETURNING ").push(ENTRY_COLUMNS);
+            q.build_query_as::<EntryRow>().fetch_one(pool).await
+        });
+        match inserted {
+            Ok(row) => return row.try_into(),
+            Err(e) if is_unique_violation(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(conflict(
+        "busy",
+        "too many addenda are being added at once; try again",
+        note.version,
+    ))
+}
+
+/// One consultation of a patient's timeline, with its note's status.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct TimelineRow {
+    pub consultation_id: ConsultationId,
+    pub kind: String,
+    pub status: String,
+    pub start_at: DateTime<Utc>,
+    pub reason: String,
+    pub clinician_id: ClinicianId,
+    pub clinician_name: String,
+    pub referring_clinician_id: Option<ClinicianId>,
+    #[serde(skip)]
+    pub note_id: Option<i64>,
+    /// `none`, `draft` or `signed`.
+    pub note_status: String,
+}
+
+/// A patient's consultations (but holds that never became bookings), newest first.
+pub async fn timeline(
+    db: &Db,
+    patient: PatientId,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<TimelineRow>> {
+    Ok(on_db!(db, pool => sqlx::query_as::<_, TimelineRow>(
+        "SELECT c.id AS consultation_id, c.kind, c.status, c.start_at, c.reason, c.clinician_id,
+                cl.full_name AS clinician_name, c.referring_clinician_id, n.id AS note_id,
+                COALESCE(n.status, 'none') AS note_status
+         FROM consultations c
+         JOIN clinicians cl ON cl.id = c.clinician_id
+         LEFT JOIN encounter_notes n ON n.consultation_id = c.id
+         WHERE c.patient_id = $1 AND c.status NOT IN ('held', 'expired')
+         ORDER BY c.start_at DESC, c.id DESC
+         LIMIT $2 OFFSET $3",
+    )
+    .bind(patient)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use ed25519_dalek::Verifier;
+
+    use super::*;
+
+    #[test]
+    fn each_clinician_has_one_stable_key() {
+        let secret = b"a secret of the deployment";
+        let a = signing_key(secret, ClinicianId(1)).expect("key");
+        let again = signing_key(secret, ClinicianId(1)).expect("key");
+        let b = signing_key(secret, ClinicianId(2)).expect("key");
+        assert_eq!(public_key(&a), public_key(&again));
+        assert_ne!(public_key(&a), public_key(&b));
+        let other_secret = signing_key(b"another deployment", ClinicianId(1)).expect("key");
+        assert_ne!(public_key(&a), public_key(&other_secret));
+
+        let signature = a.sign(b"{\"seq\":1}");
+        assert!(a.verifying_key().verify(b"{\"seq\":1}", &signature).is_ok());
+        assert!(
+            b.verifying_key()
+                .verify(b"{\"seq\":1}", &signature)
+                .is_err()
+        );
+        assert!(
+            a.verifying_key()
+                .verify(b"{\"seq\":2}", &signature)
+                .is_err()
+        );
+    }
+}

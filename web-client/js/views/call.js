@@ -1,0 +1,213 @@
+// The call page: a device check (preview, microphone level, device choice, a clear message when
+// permission is refused or there is no camera), then the waiting room or the call itself
+// (remote video, self view, mute, camera off, audio only, a quality indicator, chat), the admit
+// list for clinicians, the SOAP note beside the video for the specialist, and "reconnecting"
+// while the network is away.
+
+import { h, mount, field, select, toast } from '../dom.js';
+import { t, fmtTime } from '../i18n.js';
+import { get } from '../api.js';
+import { navigate } from '../router.js';
+import * as s from '../session.js';
+import { acquire, listDevices, meter, stopStream } from '../call/devices.js';
+import { Room } from '../call/room.js';
+import { getNote, saveNote, signNote, isSigned, SECTIONS } from '../notes.js';
+import { errorBox, zoneOf, errorText } from './common.js';
+
+const POOR_SAMPLES = 3;
+
+export async function callView(main, { id }) {
+  let c;
+  try { c = await get(`/consultations/${encodeURIComponent(id)}`); } catch (e) { mount(main, h('h1', {}, t('call.title')), errorBox(e)); return undefined; }
+  const zone = await zoneOf(c);
+  let stream = null;
+  let stopMeter = () => {};
+  let room = null;
+  let qualityTimer = null;
+  const cleanup = () => { clearInterval(qualityTimer); stopMeter(); if (room) room.leave(); stopStream(stream); };
+
+  // --- device check ------------------------------------------------------------------------
+  const preview = h('video', { autoplay: true, muted: true, playsinline: true, class: 'preview', 'aria-label': t('device.preview') });
+  const level = h('meter', { min: 0, max: 1, value: 0, 'aria-label': t('device.mic_level') });
+  const problem = h('p', { class: 'error', role: 'alert' });
+  const micSel = select({ name: 'mic' }, []);
+  const camSel = select({ name: 'camera' }, []);
+  const joinBtn = h('button', { type: 'button', class: 'primary', disabled: true, onclick: () => startCall() }, t('device.join'));
+
+  async function check() {
+    stopMeter();
+    stopStream(stream);
+    const r = await acquire({ audioId: micSel.value || undefined, videoId: camSel.value || undefined });
+    stream = r.stream;
+    problem.textContent = r.problem ? t(`device.${r.problem}`) : '';
+    preview.srcObject = stream;
+    preview.hidden = !stream || !stream.getVideoTracks().length;
+    stopMeter = meter(stream, (v) => { level.value = v; });
+    joinBtn.disabled = !stream && r.problem === 'insecure';
+    if (stream) {
+      try {
+        const d = await listDevices();
+        const fill = (sel, devs, cur, key) => mount(sel, devs.map((x, i) => h('option', { value: x.deviceId, selected: x.deviceId === cur }, x.label || t(key, { n: i + 1 }))));
+        fill(micSel, d.audio, stream.getAudioTracks()[0] && stream.getAudioTracks()[0].getSettings().deviceId, 'device.mic_n');
+        fill(camSel, d.video, stream.getVideoTracks()[0] && stream.getVideoTracks()[0].getSettings().deviceId, 'device.camera_n');
+      } catch { /* device names are a convenience */ }
+    }
+    // Without camera and microphone one can still join to chat and listen.
+    joinBtn.disabled = false;
+  }
+  micSel.addEventListener('change', check);
+  camSel.addEventListener('change', check);
+
+  mount(main, h('h1', {}, t('device.title')),
+    h('p', { class: 'lead' }, t('device.lead', { time: fmtTime(c.start_at, zone) })),
+    h('section', { class: 'card device' }, preview, field(t('device.mic_level'), level), field(t('device.microphone'), micSel), field(t('device.camera'), camSel), problem,
+      h('div', { class: 'row' }, joinBtn, h('a', { href: `/consultations/${c.id}`, 'data-nav': true, class: 'button' }, t('common.back')))));
+  await check();
+
+  // --- the call ----------------------------------------------------------------------------
+  async function startCall() {
+    stopMeter();
+    const clinician = s.isClinician();
+    const banner = h('p', { class: 'banner', role: 'status', hidden: true });
+    const offer = h('div', { class: 'banner warn', role: 'alert', hidden: true },
+      h('span', {}, t('call.poor_offer')), ' ',
+      h('button', { type: 'button', onclick: () => { setAudioOnly(true); offer.hidden = true; } }, t('call.switch_audio')));
+    const stage = h('div', { class: 'stage' });
+    const self = h('video', { autoplay: true, muted: true, playsinline: true, class: 'self', 'aria-label': t('call.self_view') });
+    self.srcObject = stream;
+    const qualityEl = h('span', { class: 'quality q-unknown', role: 'status', 'data-quality': 'unknown' }, t('quality.unknown'));
+    const waitingList = h('ul', { class: 'list admit' });
+    const waitingBox = h('section', { class: 'card', hidden: true, 'aria-labelledby': 'wait-h' }, h('h2', { id: 'wait-h' }, t('call.waiting_list')), waitingList);
+    const chatLog = h('ol', { class: 'chat-log', 'aria-live': 'polite' });
+    const chatIn = h('input', { name: 'chat', maxlength: 2000, autocomplete: 'off' });
+    const toggle = (key, on) => h('button', { type: 'button', 'aria-pressed': String(!!on), 'data-control': key }, t(`call.${key}`));
+    const muteBtn = toggle('mute');
+    const camBtn = toggle('camera_off');
+    const audioBtn = toggle('audio_only');
+    const leaveBtn = h('button', { type: 'button', class: 'danger', onclick: () => { cleanup(); navigate(`/consultations/${c.id}`); } }, t('call.leave'));
+    const lobby = h('section', { class: 'card waiting-room', role: 'status' }, h('h2', {}, t('call.waiting_title')), h('p', {}, t('call.waiting_text')));
+    const callBox = h('div', { class: 'call', hidden: true },
+      h('div', { class: 'videos' }, stage, self),
+      h('div', { class: 'controls', role: 'toolbar', 'aria-label': t('call.controls') }, muteBtn, camBtn, audioBtn, qualityEl, leaveBtn));
+    const chatBox = h('section', { class: 'card chat', 'aria-labelledby': 'chat-h', hidden: true }, h('h2', { id: 'chat-h' }, t('call.chat')), chatLog,
+      h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); const v = chatIn.value.trim(); if (v) { room.chat(v); chatIn.value = ''; } } },
+        field(t('call.message'), chatIn), h('button', { type: 'submit' }, t('call.send'))));
+    const side = h('aside', { class: 'side' }, waitingBox, chatBox);
+    if (clinician && c.clinician_id === (s.session.me && s.session.me.clinician_id)) side.append(notesPanel(c));
+    mount(main, h('h1', {}, t('call.title')), banner, offer, lobby, h('div', { class: 'call-layout' }, callBox, side));
+
+    room = new Room(c.id, stream);
+    window.__call = room;
+    const names = new Map();
+    const tiles = new Map();
+    const tile = (pid) => {
+      if (!tiles.has(pid)) {
+        const v = h('video', { autoplay: true, playsinline: true, 'data-participant': pid });
+        const label = h('span', { class: 'label' }, names.get(pid) || pid);
+        const state = h('span', { class: 'state' });
+        const el = h('figure', { class: 'tile' }, v, h('figcaption', {}, label, ' ', state));
+        tiles.set(pid, { el, v, label, state });
+        stage.append(el);
+      }
+      return tiles.get(pid);
+    };
+    const setAudioOnly = (on) => { room.setAudioOnly(on); audioBtn.setAttribute('aria-pressed', String(on)); };
+    muteBtn.onclick = () => { const on = muteBtn.getAttribute('aria-pressed') !== 'true'; room.setMuted(on); muteBtn.setAttribute('aria-pressed', String(on)); };
+    camBtn.onclick = () => { const on = camBtn.getAttribute('aria-pressed') !== 'true'; room.setCameraOff(on); camBtn.setAttribute('aria-pressed', String(on)); };
+    audioBtn.onclick = () => setAudioOnly(audioBtn.getAttribute('aria-pressed') !== 'true');
+
+    room.addEventListener('reconnecting', () => { banner.hidden = false; banner.textContent = t('call.reconnecting'); banner.dataset.state = 'reconnecting'; });
+    room.addEventListener('waiting', () => { banner.hidden = true; lobby.hidden = false; });
+    room.addEventListener('joined', (e) => {
+      banner.hidden = true;
+      banner.dataset.state = 'connected';
+      lobby.hidden = true;
+      callBox.hidden = false;
+      chatBox.hidden = false;
+      if (clinician) waitingBox.hidden = false;
+      if (e.detail.resumed) toast(t('call.resumed'));
+    });
+    room.addEventListener('participant', (e) => { names.set(e.detail.id, e.detail.name); tile(e.detail.id).label.textContent = e.detail.name; });
+    room.addEventListener('remote-stream', (e) => { const tl = tile(e.detail.id); if (tl.v.srcObject !== e.detail.stream) tl.v.srcObject = e.detail.stream; });
+    room.addEventListener('peer-state', (e) => { const tl = tiles.get(e.detail.id); if (tl) tl.state.textContent = e.detail.state === 'reconnecting' ? t('call.peer_reconnecting') : ''; });
+    room.addEventListener('left', (e) => { const tl = tiles.get(e.detail.participant); if (tl) { tl.el.remove(); tiles.delete(e.detail.participant); } });
+    room.addEventListener('media-state', (e) => {
+      const tl = tiles.get(e.detail.from);
+      if (tl) tl.state.textContent = [e.detail.muted && t('call.muted'), e.detail.camera_off && t('call.camera_is_off'), e.detail.audio_only && t('call.audio_only_on')].filter(Boolean).join(' · ');
+    });
+    room.addEventListener('waiting-add', (e) => {
+      const p = e.detail;
+      if (waitingList.querySelector(`[data-waiting="${CSS.escape(p.id)}"]`)) return;
+      waitingList.append(h('li', { class: 'item', 'data-waiting': p.id }, h('span', {}, p.name),
+        h('span', { class: 'row' },
+          h('button', { type: 'button', class: 'primary', 'data-admit': p.id, onclick: () => room.admit(p.id) }, t('call.admit')),
+          h('button', { type: 'button', onclick: () => room.deny(p.id) }, t('call.deny')))));
+      toast(t('call.someone_waiting', { name: p.name }));
+    });
+    room.addEventListener('waiting-remove', (e) => { const li = waitingList.querySelector(`[data-waiting="${CSS.escape(e.detail.participant)}"]`); if (li) li.remove(); });
+    room.addEventListener('chat', (e) => {
+      const m = e.detail;
+      const who = m.from === room.you ? t('call.you') : (names.get(m.from) || m.from);
+      chatLog.append(h('li', {}, h('time', {}, fmtTime(m.at, zone)), ' ', h('strong', {}, who), ': ', h('span', { class: 'text' }, m.text)));
+      chatLog.scrollTop = chatLog.scrollHeight;
+    });
+    const end = (text) => { cleanup(); mount(main, h('h1', {}, t('call.ended')), h('p', { role: 'status' }, text), h('a', { href: `/consultations/${c.id}`, 'data-nav': true, class: 'button' }, t('common.details'))); };
+    room.addEventListener('ended', (e) => end(t(`call.end_${e.detail.why}`)));
+    room.addEventListener('fatal', (e) => end(t(`call.fatal_${e.detail.code}`) === `call.fatal_${e.detail.code}` ? errorText(e.detail) : t(`call.fatal_${e.detail.code}`)));
+
+    // Quality: the worst peer decides; poor for a few samples in a row offers audio only.
+    let poor = 0;
+    qualityTimer = setInterval(async () => {
+      if (!room.peers.size) return;
+      const q = await room.quality();
+      const worst = q.reduce((a, b) => (b.loss > a.loss || (b.rtt || 0) > (a.rtt || 0) ? b : a), q[0]);
+      const lvl = worst.loss > 0.08 || (worst.rtt || 0) > 0.6 ? 'poor' : worst.loss > 0.02 || (worst.rtt || 0) > 0.3 ? 'fair' : 'good';
+      qualityEl.className = `quality q-${lvl}`;
+      qualityEl.dataset.quality = lvl;
+      qualityEl.textContent = `${t(`quality.${lvl}`)}${worst.rtt !== null ? ` · ${Math.round(worst.rtt * 1000)} ms` : ''}`;
+      poor = lvl === 'poor' ? poor + 1 : 0;
+      if (poor >= POOR_SAMPLES && !room.audioOnly) offer.hidden = false;
+    }, 2000);
+
+    await room.connect();
+  }
+
+  return cleanup;
+}
+
+/** The SOAP note beside the video: save drafts (with the version read last), then sign. */
+function notesPanel(c) {
+  let note = null;
+  const inputs = Object.fromEntries(SECTIONS.map((k) => [k, h('textarea', { name: k, rows: 3, maxlength: 10000 })]));
+  const status = h('p', { class: 'hint', role: 'status' });
+  const err = h('p', { class: 'error', role: 'alert' });
+  const saveBtn = h('button', { type: 'submit' }, t('note.save'));
+  const signBtn = h('button', { type: 'button', class: 'primary', onclick: () => sign() }, t('note.sign'));
+  const lock = () => { for (const el of Object.values(inputs)) el.readOnly = true; saveBtn.disabled = true; signBtn.disabled = true; };
+  const show = () => {
+    status.textContent = note ? (isSigned(note) ? t('note.signed') : t('note.draft_saved')) : t('note.not_saved');
+    if (isSigned(note)) lock();
+  };
+  const soap = () => Object.fromEntries(SECTIONS.map((k) => [k, inputs[k].value]));
+  async function save() {
+    err.textContent = '';
+    try { note = await saveNote(c.id, soap(), note ? note.version : null); show(); return true; } catch (x) {
+      err.textContent = x.status === 409 ? t('note.conflict') : errorText(x);
+      return false;
+    }
+  }
+  async function sign() {
+    if (!(await save())) return;
+    try { note = await signNote(c.id, note.version); show(); toast(t('note.signed')); } catch (x) { err.textContent = errorText(x); }
+  }
+  (async () => {
+    try {
+      note = await getNote(c.id);
+      if (note) for (const k of SECTIONS) inputs[k].value = note[k] || '';
+      show();
+    } catch (x) { err.textContent = errorText(x); }
+  })();
+  return h('section', { class: 'card notes', 'aria-labelledby': 'notes-h' },
+    h('h2', { id: 'notes-h' }, t('note.title')),
+    h('form', { onsubmit: (e) => { e.preventDefault(); save(); } }, SECTIONS.map((k) => field(t(`note.${k}`), inputs[k])), status, err, h('div', { class: 'row' }, saveBtn, signBtn)));
+}

@@ -1,0 +1,43 @@
+// Pieces shared by the screens: status labels, error messages, names of people and places.
+
+import { h } from '../dom.js';
+import { t } from '../i18n.js';
+import { cached } from '../api.js';
+
+export function errorText(e) {
+  if (!e) return t('error.generic');
+  if (e.code === 'offline') return t('error.offline');
+  if (e.status === 409 && e.code === 'slot_taken') return t('error.slot_taken');
+  if (e.status === 403) return t('error.forbidden');
+  if (e.status === 404) return t('error.not_found');
+  if (e.status === 422 || e.status === 400) return `${t('error.invalid')} ${e.message || ''}`.trim();
+  if (e.status === 503) return t('error.unavailable');
+  return t('error.generic');
+}
+
+export const statusBadge = (status) => h('span', { class: `badge st-${status}` }, t(`status.${status}`));
+export const urgencyBadge = (u) => h('span', { class: `badge urg-${u}` }, t(`urgency.${u}`));
+
+export async function clinician(id) {
+  try { return await cached(`/clinicians/${id}`); } catch { return null; }
+}
+export async function patientName(id) {
+  try { return (await cached(`/patients/${id}`)).full_name; } catch { return `#${id}`; }
+}
+export async function facility(id) {
+  try { return await cached(`/facilities/${id}`); } catch { return null; }
+}
+
+/** The zone a consultation's times are shown in: its clinician's facility's. */
+export async function zoneOf(consultation) {
+  const c = await clinician(consultation.clinician_id);
+  return (c && c.time_zone) || 'Asia/Ho_Chi_Minh';
+}
+
+export const loading = () => h('p', { class: 'loading', role: 'status' }, t('common.loading'));
+export const errorBox = (e) => h('p', { class: 'error', role: 'alert' }, errorText(e));
+
+/** Specialty name in the interface language. */
+export function specialtyName(sp, lang) {
+  return lang === 'vi' ? sp.name_vi : sp.name_en;
+}

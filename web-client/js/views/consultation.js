@@ -1,0 +1,113 @@
+// One consultation: when, who, why, its history; joining the call; for schedulers and clinicians
+// cancelling or moving it with a reason and issuing the patient's visit link; for everyone
+// taking part, the signed note (the visit summary, or the specialist's advice).
+
+import { h, mount, field, toast } from '../dom.js';
+import { t, tOr, fmtTime, fmtDate, fmtDateTime } from '../i18n.js';
+import { get, post, query } from '../api.js';
+import { navigate } from '../router.js';
+import * as s from '../session.js';
+import { getNote, isSigned, SECTIONS } from '../notes.js';
+import { joinWindow } from './home.js';
+import { statusBadge, urgencyBadge, patientName, clinician, facility, zoneOf, loading, errorBox, errorText } from './common.js';
+
+export async function consultationView(main, { id }) {
+  main.append(loading());
+  let c;
+  try { c = await get(`/consultations/${encodeURIComponent(id)}`); } catch (e) { mount(main, h('h1', {}, t('consultation.title')), errorBox(e)); return; }
+  const zone = await zoneOf(c);
+  const [pname, doc, referrer, centre] = await Promise.all([
+    patientName(c.patient_id), clinician(c.clinician_id),
+    c.referring_clinician_id ? clinician(c.referring_clinician_id) : null,
+    c.requesting_facility_id ? facility(c.requesting_facility_id) : null,
+  ]);
+  const w = joinWindow(c);
+  const live = c.status === 'booked' || c.status === 'in_progress' || c.status === 'held';
+  const dl = (pairs) => h('dl', { class: 'facts' }, pairs.filter(([, v]) => v).flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+
+  mount(main,
+    h('h1', {}, t('consultation.title')),
+    h('section', { class: 'card' },
+      dl([
+        [t('consultation.when'), `${fmtDateTime(c.start_at, zone)}–${fmtTime(c.end_at, zone)}`],
+        [t('consultation.patient'), pname],
+        [t('consultation.specialist'), doc && `${doc.title} ${doc.full_name} · ${doc.facility_name}`],
+        [t('consultation.referrer'), referrer && `${referrer.title} ${referrer.full_name}${centre ? ` · ${centre.name}` : ''}`],
+        [t('consultation.reason'), c.reason],
+        [t('consultation.status'), h('span', {}, statusBadge(c.status), ' ', urgencyBadge(c.urgency))],
+        [t('consultation.cancel_reason'), c.cancel_reason],
+      ]),
+      w.open ? h('p', {}, h('a', { href: `/call/${c.id}`, 'data-nav': true, class: 'button primary', 'data-join': c.id }, t('visit.join'))) : null));
+
+  const noteBox = h('section', { class: 'card', 'aria-labelledby': 'note-h' }, h('h2', { id: 'note-h' }, s.isPatient() ? t('note.summary') : t('note.title')), loading());
+  main.append(noteBox);
+  showNote(noteBox, c.id, zone);
+
+  if (!s.isPatient() && live) main.append(manage(c, zone));
+  if (!s.isPatient() && (c.status === 'booked')) main.append(visitLink(c));
+  main.append(h('section', { class: 'card' }, h('h2', {}, t('consultation.history')),
+    h('ol', { class: 'history' }, c.events.map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), e.detail ? ` — ${e.detail}` : '')))));
+}
+
+async function showNote(box, id, zone) {
+  const heading = box.querySelector('h2');
+  try {
+    const note = await getNote(id);
+    if (!note || (!isSigned(note) && s.isPatient())) { mount(box, heading, h('p', { class: 'empty' }, t('note.none'))); return; }
+    mount(box, heading,
+      h('p', { class: 'hint' }, isSigned(note) ? t('note.signed_on', { when: fmtDateTime(note.signed_at, zone) }) : t('note.draft')),
+      h('dl', { class: 'note' }, SECTIONS.flatMap((k) => [h('dt', {}, t(`note.${k}`)), h('dd', { 'data-section': k }, note[k] || '—')])));
+  } catch (e) {
+    mount(box, heading, e.status === 404 ? h('p', { class: 'empty' }, t('note.none')) : errorBox(e));
+  }
+}
+
+function manage(c, zone) {
+  const box = h('section', { class: 'card', 'aria-labelledby': 'manage-h' }, h('h2', { id: 'manage-h' }, t('manage.title')));
+  const err = h('p', { class: 'error', role: 'alert' });
+  const reason = h('textarea', { name: 'reason', rows: 2, maxlength: 1000, required: true });
+  const slots = h('div', { class: 'results' });
+  let chosen = null;
+  const moveBtn = h('button', { type: 'button', disabled: true, onclick: () => act('reschedule') }, t('manage.reschedule'));
+  async function act(kind) {
+    err.textContent = '';
+    if (!reason.value.trim()) { err.textContent = t('manage.reason_needed'); reason.focus(); return; }
+    try {
+      if (kind === 'cancel') await post(`/consultations/${c.id}/cancel`, { reason: reason.value.trim() });
+      else await post(`/consultations/${c.id}/reschedule`, { start: chosen, reason: reason.value.trim() });
+      toast(kind === 'cancel' ? t('manage.cancelled') : t('manage.moved'));
+      navigate(`/consultations/${c.id}`, true);
+    } catch (x) { err.textContent = errorText(x); }
+  }
+  const find = h('button', {
+    type: 'button',
+    onclick: async () => {
+      mount(slots, loading());
+      try {
+        const r = await get(`/slots${query({ clinician_id: c.clinician_id, limit: 24 })}`);
+        mount(slots, h('fieldset', {}, h('legend', {}, t('manage.pick_slot')),
+          r.slots.length ? r.slots.map((sl) => h('label', { class: 'choice' },
+            h('input', { type: 'radio', name: 'newslot', value: sl.start, onchange: () => { chosen = sl.start; moveBtn.disabled = false; } }),
+            ` ${fmtDate(sl.start, zone)} ${fmtTime(sl.start, zone)}`)) : h('p', { class: 'empty' }, t('book.no_slots'))));
+      } catch (x) { mount(slots, errorBox(x)); }
+    },
+  }, t('manage.find_slots'));
+  box.append(field(t('manage.reason'), reason, t('manage.reason_hint')), h('div', { class: 'row' },
+    h('button', { type: 'button', class: 'danger', onclick: () => act('cancel') }, t('manage.cancel')), find), slots, moveBtn, err);
+  return box;
+}
+
+function visitLink(c) {
+  const out = h('p', { class: 'linkout' });
+  return h('section', { class: 'card' }, h('h2', {}, t('link.title')), h('p', { class: 'hint' }, t('link.hint')),
+    h('button', {
+      type: 'button',
+      onclick: async () => {
+        try {
+          const l = await post(`/consultations/${c.id}/visit-link`);
+          const url = `${location.origin}${l.path}`;
+          mount(out, h('input', { readonly: true, value: url, 'aria-label': t('link.title'), 'data-visit-link': true, onfocus: (e) => e.target.select() }));
+        } catch (x) { mount(out, errorBox(x)); }
+      },
+    }, t('link.issue')), out);
+}

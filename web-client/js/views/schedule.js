@@ -1,0 +1,209 @@
+// The hospital scheduler's screens: the day/week calendar, each clinician's weekly availability
+// and dated exceptions, and utilisation per clinician as a chart.
+
+import { h, mount, field, select, svg, toast } from '../dom.js';
+import { t, fmtTime, fmtDate, localDate } from '../i18n.js';
+import { get, post, del, query, cached } from '../api.js';
+import * as s from '../session.js';
+import { loading, errorBox, errorText, statusBadge } from './common.js';
+
+const tabs = (active) => h('nav', { class: 'tabs', 'aria-label': t('schedule.tabs') }, [
+  ['/schedule', 'nav.calendar'], ['/schedule/availability', 'nav.availability'], ['/schedule/utilisation', 'nav.utilisation'],
+].map(([href, key]) => h('a', { href, 'data-nav': true, 'aria-current': href === active ? 'page' : null }, t(key))));
+
+/** The hospital whose schedule is shown: the scheduler's own, or (network schedulers) a chosen hub. */
+async function facilityPicker(onChange) {
+  const own = s.schedulerFacility();
+  if (own) return { id: own, picker: null, facility: await cached(`/facilities/${own}`) };
+  const hubs = await cached('/facilities?kind=hub_hospital');
+  const saved = Number(localStorage.getItem('telehealth.hub')) || (hubs[0] && hubs[0].id);
+  const sel = select({ onchange: (e) => { localStorage.setItem('telehealth.hub', e.target.value); onChange(); } }, hubs.map((f) => [f.id, f.name]), saved);
+  return { id: saved, picker: field(t('schedule.hospital'), sel), facility: hubs.find((f) => f.id === saved) };
+}
+
+async function guard(main, active, body) {
+  if (!s.isScheduler()) { mount(main, h('h1', {}, t('nav.calendar')), errorBox({ status: 403 })); return; }
+  main.replaceChildren(loading());
+  try { await body(); } catch (e) { mount(main, tabs(active), errorBox(e)); }
+}
+
+export async function calendarView(main) {
+  await guard(main, '/schedule', async () => {
+    const { id, picker, facility } = await facilityPicker(() => calendarView(main));
+    const zone = facility.time_zone;
+    const dateIn = h('input', { type: 'date', value: sessionStorage.getItem('telehealth.day') || localDate(new Date(), zone) });
+    const viewSel = select({}, [['day', t('schedule.day')], ['week', t('schedule.week')]], sessionStorage.getItem('telehealth.view') || 'day');
+    const out = h('div', { 'aria-live': 'polite' });
+    async function load() {
+      sessionStorage.setItem('telehealth.day', dateIn.value);
+      sessionStorage.setItem('telehealth.view', viewSel.value);
+      mount(out, loading());
+      try {
+        const cal = await get(`/facilities/${id}/calendar${query({ date: dateIn.value, view: viewSel.value })}`);
+        mount(out, cal.clinicians.map((c) => h('section', { class: 'card clinician', 'data-clinician': c.clinician_id },
+          h('h2', {}, c.full_name),
+          c.days.map((d) => h('div', { class: 'caldays' },
+            viewSel.value === 'week' ? h('h3', {}, fmtDate(`${d.date}T12:00:00Z`, 'UTC')) : null,
+            d.entries.length ? h('ol', { class: 'entries' }, d.entries.map((e) => h('li', { class: `entry st-${e.state}` },
+              h('time', {}, fmtTime(e.start, cal.time_zone)),
+              e.booking ? h('a', { href: `/consultations/${e.booking.id}`, 'data-nav': true }, e.booking.patient_name) : h('span', {}, t('schedule.free')),
+              e.booking ? statusBadge(e.state) : null))) : h('p', { class: 'empty' }, t('schedule.no_sessions')))))));
+      } catch (x) { mount(out, errorBox(x)); }
+    }
+    mount(main, tabs('/schedule'), h('h1', {}, t('schedule.calendar_title')), h('p', { class: 'lead' }, facility.name),
+      h('form', { class: 'card row', onsubmit: (e) => { e.preventDefault(); load(); } }, picker, field(t('schedule.date'), dateIn), field(t('schedule.view'), viewSel),
+        h('button', { type: 'submit', class: 'primary' }, t('schedule.show'))), out);
+    await load();
+  });
+}
+
+const WEEKDAYS = [1, 2, 3, 4, 5, 6, 7];
+
+export async function availabilityView(main) {
+  await guard(main, '/schedule/availability', async () => {
+    const { id, picker } = await facilityPicker(() => availabilityView(main));
+    const clinicians = await get(`/clinicians${query({ facility_id: id })}`);
+    const saved = Number(sessionStorage.getItem('telehealth.clinician'));
+    const docSel = select({ name: 'clinician' }, clinicians.map((c) => [c.id, `${c.title} ${c.full_name}`]), clinicians.some((c) => c.id === saved) ? saved : clinicians[0] && clinicians[0].id);
+    const out = h('div');
+    async function load() {
+      sessionStorage.setItem('telehealth.clinician', docSel.value);
+      const cid = docSel.value;
+      mount(out, loading());
+      try {
+        const doc = clinicians.find((c) => String(c.id) === cid);
+        const today = localDate(new Date(), doc.time_zone);
+        const [rules, exceptions] = await Promise.all([get(`/clinicians/${cid}/availability/rules`), get(`/clinicians/${cid}/availability/exceptions${query({ from: today })}`)]);
+        mount(out, rulesCard(cid, rules, load), exceptionsCard(cid, exceptions, today, load));
+      } catch (x) { mount(out, errorBox(x)); }
+    }
+    docSel.addEventListener('change', load);
+    mount(main, tabs('/schedule/availability'), h('h1', {}, t('avail.title')), h('div', { class: 'card row' }, picker, field(t('avail.clinician'), docSel)), out);
+    await load();
+  });
+}
+
+const hm = (x) => (x ? x.slice(0, 5) : '');
+const weekday = (n) => t(`weekday.${n}`);
+
+function rulesCard(cid, rules, reload) {
+  const err = h('p', { class: 'error', role: 'alert' });
+  const f = {
+    weekday: select({ name: 'weekday' }, WEEKDAYS.map((d) => [d, weekday(d)]), 1),
+    start: h('input', { type: 'time', name: 'start', step: 300, value: '08:00', required: true }),
+    end: h('input', { type: 'time', name: 'end', step: 300, value: '11:00', required: true }),
+    slot: h('input', { type: 'number', name: 'slot', min: 5, max: 240, step: 5, value: 30, required: true }),
+    buffer: h('input', { type: 'number', name: 'buffer', min: 0, max: 120, step: 5, value: 0 }),
+  };
+  const sorted = [...rules].sort((a, b) => a.weekday - b.weekday || a.start_time.localeCompare(b.start_time));
+  return h('section', { class: 'card', 'aria-labelledby': 'rules-h' },
+    h('h2', { id: 'rules-h' }, t('avail.weekly')),
+    sorted.length ? h('table', {}, h('thead', {}, h('tr', {}, [t('avail.weekday'), t('avail.hours'), t('avail.slot'), ''].map((x) => h('th', { scope: 'col' }, x)))),
+      h('tbody', {}, sorted.map((r) => h('tr', { 'data-rule': r.id },
+        h('td', {}, weekday(r.weekday)), h('td', {}, `${hm(r.start_time)}–${hm(r.end_time)}`), h('td', {}, t('avail.minutes', { n: r.slot_minutes })),
+        h('td', {}, h('button', {
+          type: 'button', class: 'link danger', 'aria-label': t('avail.delete_rule', { day: weekday(r.weekday), hours: `${hm(r.start_time)}–${hm(r.end_time)}` }),
+          onclick: async () => { try { await del(`/clinicians/${cid}/availability/rules/${r.id}`); toast(t('avail.deleted')); reload(); } catch (x) { err.textContent = errorText(x); } },
+        }, t('common.delete'))))))) : h('p', { class: 'empty' }, t('avail.no_rules')),
+    h('form', {
+      class: 'row', 'aria-label': t('avail.add_rule'),
+      onsubmit: async (e) => {
+        e.preventDefault();
+        err.textContent = '';
+        try {
+          await post(`/clinicians/${cid}/availability/rules`, { weekday: Number(f.weekday.value), start_time: f.start.value, end_time: f.end.value, slot_minutes: Number(f.slot.value), buffer_minutes: Number(f.buffer.value || 0) });
+          toast(t('avail.added'));
+          reload();
+        } catch (x) { err.textContent = errorText(x); }
+      },
+    }, field(t('avail.weekday'), f.weekday), field(t('avail.start'), f.start), field(t('avail.end'), f.end), field(t('avail.slot'), f.slot), field(t('avail.buffer'), f.buffer),
+    h('button', { type: 'submit', class: 'primary' }, t('avail.add_rule'))), err);
+}
+
+function exceptionsCard(cid, exceptions, today, reload) {
+  const err = h('p', { class: 'error', role: 'alert' });
+  const f = {
+    date: h('input', { type: 'date', name: 'date', value: today, required: true }),
+    kind: select({ name: 'kind' }, [['leave', t('avail.leave')], ['extra', t('avail.extra')]], 'leave'),
+    start: h('input', { type: 'time', name: 'start', step: 300 }),
+    end: h('input', { type: 'time', name: 'end', step: 300 }),
+    slot: h('input', { type: 'number', name: 'slot', min: 5, max: 240, step: 5, value: 30 }),
+    note: h('input', { name: 'note', maxlength: 200 }),
+  };
+  return h('section', { class: 'card', 'aria-labelledby': 'exc-h' },
+    h('h2', { id: 'exc-h' }, t('avail.exceptions')),
+    exceptions.length ? h('ul', { class: 'list' }, exceptions.map((x) => h('li', { class: 'item', 'data-exception': x.id },
+      h('span', {}, `${fmtDate(`${x.on_date}T12:00:00Z`, 'UTC')} · ${t(`avail.${x.kind}`)} · ${x.start_time ? `${hm(x.start_time)}–${hm(x.end_time)}` : t('avail.whole_day')}${x.note ? ` · ${x.note}` : ''}`),
+      h('button', {
+        type: 'button', class: 'link danger',
+        onclick: async () => { try { await del(`/clinicians/${cid}/availability/exceptions/${x.id}`); toast(t('avail.deleted')); reload(); } catch (y) { err.textContent = errorText(y); } },
+      }, t('common.delete'))))) : h('p', { class: 'empty' }, t('avail.no_exceptions')),
+    h('form', {
+      class: 'row', 'aria-label': t('avail.add_exception'),
+      onsubmit: async (e) => {
+        e.preventDefault();
+        err.textContent = '';
+        const body = { date: f.date.value, kind: f.kind.value };
+        if (f.start.value) body.start_time = f.start.value;
+        if (f.end.value) body.end_time = f.end.value;
+        if (f.kind.value === 'extra') body.slot_minutes = Number(f.slot.value);
+        if (f.note.value.trim()) body.note = f.note.value.trim();
+        try { await post(`/clinicians/${cid}/availability/exceptions`, body); toast(t('avail.added')); reload(); } catch (x) { err.textContent = errorText(x); }
+      },
+    }, field(t('avail.date'), f.date), field(t('avail.kind'), f.kind), field(t('avail.start'), f.start, t('avail.leave_hint')), field(t('avail.end'), f.end), field(t('avail.slot'), f.slot), field(t('avail.note'), f.note),
+    h('button', { type: 'submit', class: 'primary' }, t('avail.add_exception'))), err);
+}
+
+export async function utilisationView(main) {
+  await guard(main, '/schedule/utilisation', async () => {
+    const { id, picker, facility } = await facilityPicker(() => utilisationView(main));
+    const today = localDate(new Date(), facility.time_zone);
+    const fromIn = h('input', { type: 'date', value: today });
+    const toIn = h('input', { type: 'date', value: localDate(new Date(Date.now() + 6 * 86400000), facility.time_zone) });
+    const out = h('div', { 'aria-live': 'polite' });
+    async function load() {
+      mount(out, loading());
+      try {
+        const u = await get(`/facilities/${id}/utilisation${query({ from: fromIn.value, to: toIn.value })}`);
+        mount(out, chart(u.clinicians), table(u.clinicians));
+      } catch (x) { mount(out, errorBox(x)); }
+    }
+    mount(main, tabs('/schedule/utilisation'), h('h1', {}, t('util.title')), h('p', { class: 'lead' }, facility.name),
+      h('form', { class: 'card row', onsubmit: (e) => { e.preventDefault(); load(); } }, picker, field(t('util.from'), fromIn), field(t('util.to'), toIn),
+        h('button', { type: 'submit', class: 'primary' }, t('schedule.show'))), out);
+    await load();
+  });
+}
+
+/** Horizontal bars, booked share of offered time per clinician; the table below says the same in text. */
+function chart(rows) {
+  const barH = 22;
+  const gap = 8;
+  const labelW = 150;
+  const width = 480;
+  const plotW = width - labelW - 50;
+  const height = rows.length * (barH + gap) + 24;
+  const pct = (r) => Math.max(0, Math.min(1, r.utilisation || 0));
+  return h('figure', { class: 'card chart' },
+    svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-labelledby': 'util-cap', class: 'bars' },
+      [0, 0.5, 1].map((x) => svg('g', {},
+        svg('line', { x1: labelW + x * plotW, x2: labelW + x * plotW, y1: 0, y2: height - 18, class: 'grid' }),
+        svg('text', { x: labelW + x * plotW, y: height - 4, 'text-anchor': 'middle', class: 'axis' }, `${x * 100}%`))),
+      rows.map((r, i) => {
+        const y = i * (barH + gap);
+        return svg('g', { 'data-clinician': r.clinician_id },
+          svg('text', { x: labelW - 6, y: y + barH / 2 + 4, 'text-anchor': 'end', class: 'label' }, r.full_name.length > 22 ? `${r.full_name.slice(0, 21)}…` : r.full_name),
+          svg('rect', { x: labelW, y, width: plotW, height: barH, class: 'track' }),
+          svg('rect', { x: labelW, y, width: Math.round(pct(r) * plotW), height: barH, class: pct(r) > 0.85 ? 'bar hot' : 'bar' }),
+          svg('text', { x: labelW + plotW + 4, y: y + barH / 2 + 4, class: 'value' }, `${Math.round(pct(r) * 100)}%`));
+      })),
+    h('figcaption', { id: 'util-cap' }, t('util.caption')));
+}
+
+function table(rows) {
+  return h('table', { class: 'card' },
+    h('thead', {}, h('tr', {}, [t('util.clinician'), t('util.offered'), t('util.booked'), t('util.completed'), t('util.no_show'), t('util.cancelled'), t('util.share')].map((x) => h('th', { scope: 'col' }, x)))),
+    h('tbody', {}, rows.map((r) => h('tr', {},
+      h('th', { scope: 'row' }, r.full_name), h('td', {}, t('avail.minutes', { n: r.offered_minutes })), h('td', {}, t('avail.minutes', { n: r.booked_minutes })),
+      h('td', {}, r.completed), h('td', {}, r.no_show), h('td', {}, r.cancelled), h('td', {}, `${Math.round((r.utilisation || 0) * 100)}%`)))));
+}

@@ -1,0 +1,59 @@
+// Sign-in with a user name and password, and the visit link a patient opens (/visit#<token>).
+
+import { h, field, mount } from '../dom.js';
+import { t } from '../i18n.js';
+import { navigate } from '../router.js';
+import { drawBar } from '../bar.js';
+import * as s from '../session.js';
+import { errorText } from './common.js';
+
+export function signinView(main) {
+  const user = h('input', { name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
+  const pass = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+  const err = h('p', { class: 'error', role: 'alert' });
+  const btn = h('button', { type: 'submit', class: 'primary' }, t('signin.submit'));
+  const form = h('form', {
+    class: 'card narrow',
+    onsubmit: async (e) => {
+      e.preventDefault();
+      btn.disabled = true;
+      err.textContent = '';
+      try {
+        await s.signIn(user.value.trim(), pass.value);
+        drawBar();
+        navigate('/', true);
+      } catch (x) {
+        err.textContent = x.status === 401 ? t('signin.wrong') : errorText(x);
+        pass.select();
+      } finally {
+        btn.disabled = false;
+      }
+    },
+  },
+  h('h1', {}, t('signin.title')),
+  h('p', { class: 'lead' }, t('signin.lead')),
+  field(t('signin.username'), user),
+  field(t('signin.password'), pass),
+  err, btn,
+  h('p', { class: 'hint' }, t('signin.visit_hint')));
+  mount(main, form);
+  user.focus();
+}
+
+export async function visitView(main) {
+  const token = location.hash.slice(1);
+  // The token must not stay in the address bar or the history once used.
+  history.replaceState(null, '', '/visit');
+  const status = h('p', { role: 'status' }, t('visit.opening'));
+  mount(main, h('section', { class: 'card narrow' }, h('h1', {}, t('visit.title')), status));
+  if (!token) { status.textContent = t('visit.no_token'); return; }
+  try {
+    await s.signInWithVisitLink(token);
+    drawBar();
+    navigate('/', true);
+  } catch (x) {
+    status.className = 'error';
+    status.textContent = x.status === 401 ? t('visit.invalid') : errorText(x);
+    main.querySelector('section').append(h('a', { href: '/signin', 'data-nav': true }, t('visit.signin_instead')));
+  }
+}
