@@ -1,0 +1,224 @@
+//! CPU time and memory of the target and of the generator's processes, from `/proc`.
+
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::Result;
+use crate::wire::new_histogram;
+
+/// How late a thread that asks to sleep 1 ms wakes up, in microseconds, since the probe started:
+/// the machine's scheduling delay, which every process of the run (target and generator) suffers
+/// too. On a shared machine it explains latency that neither the target nor the generator caused.
+static LATENESS: OnceLock<Mutex<Histogram<u64>>> = OnceLock::new();
+
+/// Starts the wake-up probe: one thread of this process sleeping 1 ms at a time.
+pub fn start_wakeup_probe() -> Result<()> {
+    if LATENESS.set(Mutex::new(new_histogram()?)).is_err() {
+        return Ok(());
+    }
+    std::thread::Builder::new()
+        .name("wakeup-probe".into())
+        .spawn(|| {
+            loop {
+                let asked = Duration::from_millis(1);
+                let t = Instant::now();
+                std::thread::sleep(asked);
+                let late = t.elapsed().saturating_sub(asked);
+                if let Some(h) = LATENESS.get() {
+                    let us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+                    h.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .saturating_record(us.max(1));
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn lateness_snapshot() -> Option<Histogram<u64>> {
+    LATENESS.get().map(|h| {
+        h.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    })
+}
+
+/// utime + stime of a process (all its threads), in clock ticks; 0 once it has gone.
+fn process_ticks(pid: &str) -> u64 {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command name (field 2) may contain spaces and parentheses: fields after it are counted
+    // from the last ')'. utime is field 14, so index 11 of what follows.
+    let Some((_, rest)) = text.rsplit_once(')') else {
+        return 0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    get(11) + get(12)
+}
+
+/// Busy and total ticks of the whole machine, from the first line of `/proc/stat`.
+fn machine_ticks() -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat")?;
+    let line = text.lines().next().ok_or("empty /proc/stat")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(u64::from_str)
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already inside user).
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    let idle = get(3) + get(4);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+    Ok((busy, busy + idle))
+}
+
+/// Clock ticks per second of `/proc` times; `getconf` avoids a libc dependency for one number.
+pub fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+#[derive(Clone)]
+pub struct CpuSample {
+    at: Instant,
+    lateness: Option<Histogram<u64>>,
+    target: u64,
+    generator: u64,
+    machine_busy: u64,
+    machine_total: u64,
+}
+
+/// The target's ticks, and the generator's: this coordinator and its workers.
+pub fn sample(target: u32, workers: &[u32]) -> Result<CpuSample> {
+    let generator = process_ticks("self")
+        + workers
+            .iter()
+            .map(|p| process_ticks(&p.to_string()))
+            .sum::<u64>();
+    let (machine_busy, machine_total) = machine_ticks()?;
+    Ok(CpuSample {
+        at: Instant::now(),
+        lateness: lateness_snapshot(),
+        target: process_ticks(&target.to_string()),
+        generator,
+        machine_busy,
+        machine_total,
+    })
+}
+
+/// CPU use between two samples, in percent of one core (200% = both cores of this machine).
+#[derive(Clone, Copy, Default)]
+pub struct CpuUse {
+    pub wall: f64,
+    pub target: f64,
+    pub generator: f64,
+    /// Everything else on the machine: other developers' builds, databases, ...
+    pub other: f64,
+    pub machine: f64,
+    pub cores: f64,
+    /// Wake-up lateness of a 1 ms sleep during the interval (see [`start_wakeup_probe`]), µs.
+    pub wake_p99_us: u64,
+    pub wake_max_us: u64,
+}
+
+impl CpuUse {
+    pub fn between(a: &CpuSample, b: &CpuSample, tck: f64) -> CpuUse {
+        let wall = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+        let pct = |ticks: u64| ticks as f64 / tck / wall * 100.0;
+        let target = pct(b.target.saturating_sub(a.target));
+        let generator = pct(b.generator.saturating_sub(a.generator));
+        let busy = b.machine_busy.saturating_sub(a.machine_busy) as f64;
+        let total = b.machine_total.saturating_sub(a.machine_total) as f64;
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0);
+        let machine = if total > 0.0 {
+            busy / total * cores * 100.0
+        } else {
+            0.0
+        };
+        let (wake_p99_us, wake_max_us) = match (&a.lateness, &b.lateness) {
+            (Some(ha), Some(hb)) => {
+                let mut d = hb.clone();
+                if d.subtract(ha).is_ok() && !d.is_empty() {
+                    (d.value_at_quantile(0.99), d.max())
+                } else {
+                    (0, 0)
+                }
+            }
+            _ => (0, 0),
+        };
+        CpuUse {
+            wall,
+            target,
+            generator,
+            other: (machine - target - generator).max(0.0),
+            machine,
+            cores,
+            wake_p99_us,
+            wake_max_us,
+        }
+    }
+
+    /// Which process limited the phase. When the machine's cores were (nearly) all busy, the
+    /// largest consumer; when the target kept about one core busy and runs on one thread (Node),
+    /// the target; otherwise nobody was short of CPU.
+    pub fn bottleneck(&self, target_label: &str, single_threaded_target: bool) -> String {
+        let capacity = self.cores * 100.0;
+        let mut users = [
+            (target_label, self.target),
+            ("load generator", self.generator),
+            ("other processes", self.other),
+        ];
+        users.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (top, pct) = users[0];
+        if self.machine >= 0.85 * capacity {
+            format!("CPU-saturated: {top} used most ({pct:.0}%)")
+        } else if single_threaded_target && self.target >= 85.0 {
+            format!("{target_label} (one thread, {:.0}%)", self.target)
+        } else {
+            format!(
+                "none CPU-bound (machine {:.0}% of {capacity:.0}%)",
+                self.machine
+            )
+        }
+    }
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
+pub fn memory_kib(pid: u32) -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))?;
+        Ok(line
+            .split_whitespace()
+            .nth(1)
+            .ok_or("malformed status line")?
+            .parse()?)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Open file descriptors of a process (sockets included).
+pub fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
