@@ -9,11 +9,6 @@ use telehealth::demo::seed::{self, DemoSize};
 use telehealth::startup::{self, Application};
 use telehealth::telemetry;
 
-/// mimalloc instead of the system allocator: each of a node's (up to 19,500) signaling sockets
-/// holds many small allocations, and mimalloc's size classes carry no per-object header, so an
-/// idle participant costs less memory (measured by `signal_bench`; figures in the README).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Telehealth consultation platform: scheduling, video rooms, waiting room and clinical notes.
 ///
