@@ -9,7 +9,6 @@ use telehealth::demo::seed::{self, DemoSize};
 use telehealth::startup::{self, Application};
 use telehealth::telemetry;
 
-
 /// Telehealth consultation platform: scheduling, video rooms, waiting room and clinical notes.
 ///
 /// Settings come from defaults, then the --config file (TOML), then environment variables
