@@ -549,3 +549,32 @@ async fn tls_shutdown_drains_promptly() {
         .expect("client connection ends");
     assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
 }
+
+/// The platform's own signaling route answers over TLS (`wss://`): rural networks that open only
+/// 443 reach calls through the same port as the web client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn signaling_speaks_over_tls() {
+    let (app, dir) = spawn_tls().await;
+    let stream = tls_connect(app.addr(), &cert_path(dir.path()), "localhost", HTTP11).await;
+    let (mut socket, response) =
+        tokio_tungstenite::client_async("wss://localhost/signaling", stream)
+            .await
+            .expect("WebSocket handshake over TLS at /signaling");
+    assert_eq!(response.status(), 101);
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            r#"{"v":1,"type":"join","token":"j1.not.valid"}"#,
+        ))
+        .await
+        .expect("send");
+    let answer = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("an answer in time")
+        .expect("a message")
+        .expect("a good message");
+    let answer: serde_json::Value =
+        serde_json::from_str(answer.into_text().expect("text").as_str()).expect("JSON");
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["code"], "token_invalid", "{answer}");
+    app.finish().await;
+}
