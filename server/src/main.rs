@@ -234,14 +234,20 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             if let Some(c) = on_call {
                 println!();
                 println!(
-                    "bacsi is on call {} {}–{} ({}): sign in as tramyte, book a slot with them for benhnhan,",
+                    "bacsi is on call {} {}–{} ({}); their first free slot: {}.",
                     c.date,
                     c.start.format("%H:%M"),
                     c.end.format("%H:%M"),
-                    c.zone
+                    c.zone,
+                    c.first_free
+                        .map(|t| t.format("%H:%M").to_string())
+                        .unwrap_or_else(|| "none left today".into())
                 );
                 println!(
-                    "then join the call as bacsi and as benhnhan (it opens 15 minutes before the slot)."
+                    "Sign in as tramyte and book it with bacsi for benhnhan; then join the call as bacsi"
+                );
+                println!(
+                    "and as benhnhan (it opens 15 minutes before the slot; dieuphoi can free earlier ones)."
                 );
             }
             app.run_until_stopped(stop).await;

@@ -668,6 +668,9 @@ pub struct OnCall {
     pub start: NaiveTime,
     pub end: NaiveTime,
     pub zone: &'static str,
+    /// The specialist's first free slot from now (local time): their clinic's bookings may fill
+    /// the start of the session.
+    pub first_free: Option<chrono::NaiveDateTime>,
 }
 
 /// Adds the demo specialist's on-call session for now, unless one already covers it. Called each
@@ -725,11 +728,26 @@ pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
         .await
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     }
+    let free = crate::scheduling::calendar::search_slots(
+        db,
+        &crate::scheduling::calendar::SlotQuery {
+            specialty: None,
+            clinician_id: Some(clinician),
+            facility_id: None,
+            province: None,
+            from: date,
+            to: date,
+            limit: 1,
+        },
+    )
+    .await
+    .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
     Ok(Some(OnCall {
         date,
         start,
         end,
         zone: zone.name(),
+        first_free: free.slots.first().map(|s| s.local_start),
     }))
 }
 
