@@ -14,6 +14,7 @@ use telehealth_signaling::{CallObserver, RoomEvent};
 use tokio::sync::mpsc;
 
 use crate::audit::{self, AuditLog};
+use crate::auth::AccountId;
 use crate::domain::ids::PatientId;
 use crate::on_db;
 use crate::storage::{BeginWrite, Db};
@@ -42,7 +43,11 @@ pub struct CallRecorder {
     db: Db,
     audit: AuditLog,
     patients: Arc<Mutex<HashMap<i64, Option<PatientId>>>>,
+    accounts: Arc<AccountCache>,
 }
+
+/// Participant id → its account (id and user name), when it has one.
+type AccountCache = Mutex<HashMap<String, Option<(AccountId, String)>>>;
 
 impl CallRecorder {
     /// Starts the writer task; it ends when the recorder is dropped.
@@ -71,6 +76,7 @@ impl CallRecorder {
             db,
             audit,
             patients: Arc::new(Mutex::new(HashMap::new())),
+            accounts: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -100,11 +106,16 @@ impl CallObserver for CallRecorder {
         let db = self.db.clone();
         let audit = self.audit.clone();
         let patients = self.patients.clone();
+        let accounts = self.accounts.clone();
         tokio::spawn(async move {
             let patient_id = if event.consultation > 0 {
                 patient_of(&db, &patients, event.consultation).await
             } else {
                 None
+            };
+            let account = match &event.actor {
+                Some(participant) => account_of(&db, &accounts, participant).await,
+                None => None,
             };
             let outcome = if event.allowed {
                 audit::Outcome::Allowed
@@ -120,11 +131,22 @@ impl CallObserver for CallRecorder {
             if let Some(code) = event.code {
                 action.push_str(&format!(" ({code})"));
             }
+            // The participant id (`c12`, `p7`, `g…`) stays in the action; the actor is the
+            // account of that clinician or patient when there is one (a guest has none: the
+            // clinician who invited them is on the event that issued the guest's token).
+            if let Some(participant) = &event.actor {
+                action.push_str(&format!(" as {participant}"));
+            }
+            let (actor_account_id, actor) = match account {
+                Some((id, username)) => (Some(id), username),
+                None => (
+                    None,
+                    event.actor.clone().unwrap_or_else(|| "anonymous".into()),
+                ),
+            };
             let record = audit::Event {
-                actor_account_id: None,
-                // Participant ids (`c12`, `p7`, `g…`) name the clinician, patient or guest whose
-                // join token was used; the token was issued to a signed-in account, audited then.
-                actor: event.actor.clone().unwrap_or_else(|| "anonymous".into()),
+                actor_account_id,
+                actor,
                 actor_role: event
                     .actor_role
                     .map(|r| format!("{r:?}").to_lowercase())
@@ -141,6 +163,48 @@ impl CallObserver for CallRecorder {
             }
         });
     }
+}
+
+/// The account of a participant (`c12`: clinician 12, `p7`: patient 7), cached like
+/// [`patient_of`]. Guests (`g…`) and people without an account have none.
+async fn account_of(
+    db: &Db,
+    cache: &AccountCache,
+    participant: &str,
+) -> Option<(AccountId, String)> {
+    if let Ok(map) = cache.lock()
+        && let Some(found) = map.get(participant)
+    {
+        return found.clone();
+    }
+    let (query, id): (&'static str, i64) = if let Some(n) = participant.strip_prefix('c') {
+        (
+            "SELECT id, username FROM accounts WHERE clinician_id = $1",
+            n.parse().ok()?,
+        )
+    } else if let Some(n) = participant.strip_prefix('p') {
+        (
+            "SELECT id, username FROM accounts WHERE patient_id = $1",
+            n.parse().ok()?,
+        )
+    } else {
+        return None;
+    };
+    let found: Option<(AccountId, String)> = on_db!(db, pool => {
+        sqlx::query_as::<_, (AccountId, String)>(query)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+    })
+    .ok()
+    .flatten();
+    if let Ok(mut map) = cache.lock() {
+        if map.len() >= PATIENT_CACHE {
+            map.clear();
+        }
+        map.insert(participant.to_string(), found.clone());
+    }
+    found
 }
 
 /// The patient of a consultation, for audit events (cached: a room's events repeat it).

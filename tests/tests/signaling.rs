@@ -335,8 +335,23 @@ both_engines!(
                     .filter(|a| a.starts_with("signaling "))
                     .collect();
                 let has = |prefix: &str| actions.iter().any(|a| a.starts_with(prefix));
-                (has("signaling join") && has("signaling wait") && has("signaling admit"))
-                    .then_some(actions)
+                // Each event names the account behind the participant.
+                let by = |prefix: &str, actor: &str| {
+                    r.body.as_array().is_some_and(|events| {
+                        events.iter().any(|e| {
+                            e["action"].as_str().is_some_and(|a| a.starts_with(prefix))
+                                && e["actor"] == actor
+                                && e["actor_account_id"].is_i64()
+                        })
+                    })
+                };
+                (has("signaling join")
+                    && has("signaling wait")
+                    && has("signaling admit")
+                    && by("signaling join", "bacsi")
+                    && by("signaling wait", "benhnhan")
+                    && by("signaling admit", "bacsi"))
+                .then_some(actions)
             }
         })
         .await;
