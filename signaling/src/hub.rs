@@ -306,6 +306,15 @@ struct Effects {
     grace: Option<(i64, ParticipantId, u64)>,
 }
 
+impl Effects {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.started.is_none()
+            && self.ended.is_none()
+            && self.grace.is_none()
+    }
+}
+
 /// Cancelled consultations remembered before old entries are pruned.
 const CLOSED_PRUNE_AT: usize = 10_000;
 
@@ -694,7 +703,11 @@ impl Hub {
     ) -> Result<After, Refusal> {
         let mut effects = Effects::default();
         let result = self.handle_locked(seat, message, &mut effects);
-        self.apply(effects);
+        // Relayed messages (the bulk of the traffic) change no counts and report nothing: skip
+        // the gauge updates for them. Every message that moves a count also reports an event.
+        if !effects.is_empty() {
+            self.apply(effects);
+        }
         result
     }
 
