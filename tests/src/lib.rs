@@ -5,6 +5,8 @@
 //! `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped again by
 //! [`TestApp::finish`]. A PostgreSQL that cannot be reached fails the test: it is never skipped.
 
+pub mod bench_support;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -36,7 +36,6 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -48,6 +47,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sqlx::Connection;
+use telehealth_tests::bench_support::{clock_ticks, free_port, log_tail, machine_ticks};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -131,34 +131,6 @@ fn proc_ticks(stat_path: &str) -> Result<[u64; 4]> {
             .parse()?;
     }
     Ok(out)
-}
-
-/// Busy and total ticks of the whole machine, from the first line of `/proc/stat`.
-fn machine_ticks() -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/stat")?;
-    let line = text.lines().next().ok_or("empty /proc/stat")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(u64::from_str)
-        .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal (guest time is already inside user).
-    let get = |i: usize| v.get(i).copied().unwrap_or(0);
-    let idle = get(3) + get(4);
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
-    Ok((busy, busy + idle))
-}
-
-/// Clock ticks per second of `/proc` times; `getconf` avoids a libc dependency for one number.
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 #[derive(Clone, Copy)]
@@ -384,29 +356,12 @@ const COUNT_OVERLAPS: &str = "SELECT COUNT(*) FROM consultations a JOIN consulta
 
 // ---- the server process -----------------------------------------------------------------------
 
-fn log_tail(path: &Path, lines: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("(cannot read {}: {e})", path.display()),
-    }
-}
-
 struct Server {
     child: tokio::process::Child,
     pid: u32,
     base: String,
     log: PathBuf,
     ready_after: Duration,
-}
-
-fn free_port() -> Result<u16> {
-    // Bound and released at once; the server binds it a moment later. A race with another
-    // process taking the port is possible but shows up as a start-up failure, not wrong numbers.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 async fn start_server(

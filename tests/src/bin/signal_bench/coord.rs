@@ -13,6 +13,8 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
+use telehealth_tests::bench_support::{clock_ticks, free_port, log_tail};
+
 use crate::procfs::{self, CpuUse};
 use crate::wire::{Command, Event, JoinReport, Mode, RelayReport, new_histogram};
 use crate::{Result, instant_at, unix_us};
@@ -91,23 +93,6 @@ fn progress(msg: &str) {
 
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
-}
-
-fn free_port() -> Result<u16> {
-    // Bound and released at once; the target binds it a moment later. A race with another
-    // process taking the port shows up as a start-up failure, not wrong numbers.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-fn log_tail(path: &Path, lines: usize) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("(cannot read {}: {e})", path.display()),
-    }
 }
 
 // ---- targets ----------------------------------------------------------------------------------
@@ -1213,7 +1198,7 @@ async fn run_all(args: Args, nofile: Result<u64, String>) -> Result<ExitCode> {
         .relay_dir
         .clone()
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/ws-relay"));
-    let tck = procfs::clock_ticks();
+    let tck = clock_ticks();
     procfs::start_wakeup_probe()?;
     println!(
         "# Signaling benchmark\n\n{} cores; open-file limit per process {}; {} rooms ({} \

@@ -1,10 +1,10 @@
 //! CPU time and memory of the target and of the generator's processes, from `/proc`.
 
-use std::str::FromStr;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use telehealth_tests::bench_support::machine_ticks;
 
 use crate::Result;
 use crate::wire::new_histogram;
@@ -64,34 +64,6 @@ fn process_ticks(pid: &str) -> u64 {
             .unwrap_or(0)
     };
     get(11) + get(12)
-}
-
-/// Busy and total ticks of the whole machine, from the first line of `/proc/stat`.
-fn machine_ticks() -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/stat")?;
-    let line = text.lines().next().ok_or("empty /proc/stat")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(u64::from_str)
-        .collect::<Result<_, _>>()?;
-    // user nice system idle iowait irq softirq steal (guest time is already inside user).
-    let get = |i: usize| v.get(i).copied().unwrap_or(0);
-    let idle = get(3) + get(4);
-    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
-    Ok((busy, busy + idle))
-}
-
-/// Clock ticks per second of `/proc` times; `getconf` avoids a libc dependency for one number.
-pub fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
 }
 
 #[derive(Clone)]
