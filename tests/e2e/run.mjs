@@ -41,10 +41,6 @@ async function test(name, fn) {
     console.log(`FAILED  ${name}\n        ${String(e && e.stack || e).split('\n').slice(0, 6).join('\n        ')}`);
   }
 }
-function pending(name, why) {
-  results.push({ name, status: 'pending' });
-  console.log(`pending ${name}: ${why}`);
-}
 
 // --- the server --------------------------------------------------------------------------------
 const dataDir = mkdtempSync(join(tmpdir(), 'th-e2e-'));
@@ -568,6 +564,5 @@ try {
 const failed = results.filter((r) => r.status === 'failed').length;
 if (failed) console.log(`\n--- server (${serverEnded ? `had ended: exit code ${server.exitCode}, signal ${server.signalCode}` : 'still running'}) log tail ---\n${serverLog.slice(-4000)}`);
 const passed = results.filter((r) => r.status === 'passed').length;
-const pend = results.filter((r) => r.status === 'pending').length;
-console.log(`\n${passed} passed, ${failed} failed, ${pend} pending; screenshots in ${ART}`);
+console.log(`\n${passed} passed, ${failed} failed; screenshots in ${ART}`);
 process.exit(failed ? 1 : 0);
