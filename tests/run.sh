@@ -154,6 +154,16 @@ if ! have npm; then
   as_root apt-get update -q || true
   apt_install nodejs npm
 fi
+# playwright-core needs Node.js 20 or newer; Debian 12's own package is 18. Then take Node 20
+# from the npm registry (the `node` package) into target/, and put it first on the PATH.
+node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
+if [ "$(node_major)" -lt 20 ]; then
+  if [ ! -x target/node20/node_modules/.bin/node ]; then
+    say "Node.js $(node --version 2>/dev/null || echo '(none)') is older than 20: installing node@20 from npm into target/node20"
+    npm install --prefix target/node20 --no-audit --no-fund --loglevel=error node@20
+  fi
+  export PATH="$PWD/target/node20/node_modules/.bin:$PATH"
+fi
 cargo build -q -p telehealth-server
 ( cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && node run.mjs )
 
