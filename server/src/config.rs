@@ -122,6 +122,11 @@ pub struct Settings {
     pub signaling_max_connections: usize,
     /// Most call rooms one node holds.
     pub signaling_max_rooms: usize,
+    /// Serve `/metrics` on this address only (plain HTTP, for a scraper on a private network
+    /// or loopback), and not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Serve `/metrics` only to requests with `Authorization: Bearer <metrics_token>`.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -145,6 +150,8 @@ impl Default for Settings {
             turn_ttl_seconds: 8 * 3600,
             signaling_max_connections: 19_500,
             signaling_max_rooms: 10_000,
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }

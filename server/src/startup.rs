@@ -203,6 +203,11 @@ impl Application {
         self.addr
     }
 
+    /// Where `/metrics` is served, when it has an address of its own (`metrics_listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
     pub fn db(&self) -> &Db {
         &self.state.db
     }

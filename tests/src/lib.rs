@@ -133,6 +133,7 @@ impl TestDatabase {
 
 struct Inner {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     db: Db,
     database: TestDatabase,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -211,6 +212,7 @@ impl TestApp {
         let tls = settings.tls_self_signed || settings.tls_cert.is_some();
         let app = Application::build(&settings).await.expect("server starts");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let db = app.db().clone();
         telehealth::auth::accounts::create_account(
             &db,
@@ -241,6 +243,7 @@ impl TestApp {
         let app = TestApp {
             inner: std::sync::Arc::new(Inner {
                 addr,
+                metrics_addr,
                 db,
                 database,
                 stop: std::sync::Mutex::new(Some(stop_tx)),
@@ -321,6 +324,11 @@ impl TestApp {
 
     pub fn addr(&self) -> SocketAddr {
         self.inner.addr
+    }
+
+    /// The address of `/metrics`, when the settings gave it one of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.inner.metrics_addr
     }
 
     pub fn url(&self, path: &str) -> String {

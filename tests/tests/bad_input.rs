@@ -401,3 +401,134 @@ both_engines!(
         assert_eq!((r.status, r.error_code()), (400, "invalid_json"));
     }
 );
+
+/// Every bidirectional control character: embeddings and overrides (U+202A–U+202E) and
+/// isolates (U+2066–U+2069).
+const BIDI_CONTROLS: [char; 9] = [
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
+    '\u{2068}', '\u{2069}',
+];
+
+/// The reply refuses exactly `field`, saying why.
+#[track_caller]
+fn refuses_bidi(r: &telehealth_tests::Reply, field: &str) {
+    assert_eq!((r.status, r.error_code()), (422, "validation_failed"), "{field}: {}", r.text);
+    let fields = r.body["error"]["details"]["fields"].as_array().expect("fields");
+    assert!(
+        fields.iter().any(|f| f["field"] == field
+            && f["message"].as_str().unwrap_or("").contains("bidirectional")),
+        "{field}: {}",
+        r.text
+    );
+}
+
+both_engines!(
+    bidirectional_controls_are_refused_in_names_and_clinical_text,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
+            .await;
+        let day = next_weekday(5);
+        let slots = app.free_slots(cast.specialist, day, day).await;
+        let k = app
+            .post("/api/v1/consultations", cast.booking(slots[0]))
+            .await
+            .expect(201)
+            .id();
+        let spec = app
+            .as_new_user("spec", &[("clinician", None)], None, Some(cast.specialist))
+            .await;
+        let before = app.snapshot().await;
+        for c in BIDI_CONTROLS {
+            // "Lò Thị Mai" shown, with the order of what follows reversed.
+            let spoof = format!("Lò Thị {c}iaM");
+            let r = app
+                .post(
+                    "/api/v1/patients",
+                    json!({"full_name": spoof, "date_of_birth": "1988-04-02", "sex": "female"}),
+                )
+                .await;
+            refuses_bidi(&r, "full_name");
+            let r = app
+                .post(
+                    "/api/v1/clinicians",
+                    json!({"facility_id": cast.hub, "full_name": spoof, "specialties": ["cardiology"]}),
+                )
+                .await;
+            refuses_bidi(&r, "full_name");
+            let r = app
+                .post(
+                    "/api/v1/facilities",
+                    json!({"code": "CC-9", "name": spoof, "kind": "care_centre", "level": "commune",
+                           "province": "Lào Cai", "time_zone": "Asia/Ho_Chi_Minh"}),
+                )
+                .await;
+            refuses_bidi(&r, "name");
+            let r = app
+                .post(
+                    "/api/v1/accounts",
+                    json!({"username": "mai", "display_name": spoof,
+                           "password": telehealth_tests::PASSWORD, "roles": []}),
+                )
+                .await;
+            refuses_bidi(&r, "display_name");
+            let mut booking = cast.booking(slots[1]);
+            booking["reason"] = json!(format!("Đau ngực {c}5 ngày"));
+            let r = app.post("/api/v1/consultations", booking).await;
+            refuses_bidi(&r, "reason");
+            let r = app
+                .post(
+                    &format!("/api/v1/consultations/{k}/cancel"),
+                    json!({"reason": format!("nhầm {c}lịch")}),
+                )
+                .await;
+            refuses_bidi(&r, "reason");
+            let r = app
+                .post(
+                    &format!("/api/v1/consultations/{k}/reschedule"),
+                    json!({"start": slots[3].to_rfc3339(), "reason": format!("đổi {c}giờ")}),
+                )
+                .await;
+            refuses_bidi(&r, "reason");
+            let r = app
+                .post(
+                    &format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist),
+                    json!({"date": day, "kind": "leave", "note": format!("nghỉ {c}phép")}),
+                )
+                .await;
+            refuses_bidi(&r, "note");
+            // Clinical text: every section of the note and each diagnosis.
+            let r = spec
+                .put(
+                    &format!("/api/v1/consultations/{k}/note"),
+                    json!({"version": 0, "content": {
+                        "assessment": format!("Tăng huyết áp {c}độ 2"),
+                        "diagnoses": [{"code": "I10", "text": format!("Tăng {c}huyết áp")}],
+                    }}),
+                )
+                .await;
+            refuses_bidi(&r, "assessment");
+            refuses_bidi(&r, "diagnoses[0].text");
+            let r = spec
+                .post(
+                    &format!("/api/v1/consultations/{k}/join-token"),
+                    json!({"guest_name": format!("Con gái {c}bệnh nhân")}),
+                )
+                .await;
+            refuses_bidi(&r, "guest_name");
+        }
+        assert_eq!(app.snapshot().await, before, "a refused request wrote something");
+        let note = spec
+            .get(&format!("/api/v1/consultations/{k}/note"))
+            .await
+            .expect(200);
+        assert_eq!(note.body["status"], "none", "{}", note.text);
+        // Right-to-left text itself is fine, and so are the direction marks it may need.
+        app.post(
+            "/api/v1/patients",
+            json!({"full_name": "Mai \u{200F}مريم\u{200F} Lò", "date_of_birth": "1988-04-02", "sex": "female"}),
+        )
+        .await
+        .expect(201);
+    }
+);

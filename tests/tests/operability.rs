@@ -1,7 +1,8 @@
 //! What an operator relies on: health and readiness, metrics, request ids, the OpenAPI document,
-//! the demo seeding, and the command line.
+//! the demo seeding, the command line, and files that only the server's own user can read.
 
 use serde_json::json;
+use telehealth::config::Secret;
 use telehealth::demo::seed::{self, DemoSize};
 use telehealth_tests::{Engine, TestApp, both_engines};
 
@@ -36,15 +37,7 @@ both_engines!(
             )
             .await;
         assert_ne!(r.headers["x-request-id"], "a b\"c");
-        // Metrics count API requests by route template.
-        app.get("/api/v1/specialties").await.expect(200);
-        let metrics = app.get("/metrics").await.expect(200);
-        assert!(
-            metrics.text.contains("http_api_requests_total"),
-            "{}",
-            metrics.text
-        );
-        assert!(metrics.text.contains("route=\"/api/v1/specialties\""));
+        // Metrics need their token or address: see metrics_are_served_only_with_their_token.
         // The web client is served; unknown files are 404 (its routes: tests/tests/web_client.rs).
         let page = app.get("/").await.expect(200);
         assert!(page.text.contains("<html"));
@@ -162,4 +155,127 @@ async fn demo_seed_is_idempotent_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_seed_is_idempotent_on_postgres() {
     demo_twice(Engine::Postgres).await;
+}
+
+const METRICS_TOKEN: &str = "scrape-3f9c2a7d41b8e650";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_only_with_their_token() {
+    let app = TestApp::spawn_with(Engine::Sqlite, |s| {
+        s.metrics_token = Some(Secret::new(METRICS_TOKEN));
+    })
+    .await;
+    app.get("/api/v1/specialties").await.expect(200);
+    // No token, a wrong one, and a signed-in administrator's session are all refused.
+    let scrape = |token: Option<&str>| {
+        let req = app.http.get(app.url("/metrics"));
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    };
+    let root_session = app.token.clone().expect("root is signed in");
+    for token in [None, Some("scrape-wrong"), Some(root_session.as_str())] {
+        let r = app.send_any(scrape(token)).await;
+        assert_eq!((r.status, r.error_code()), (401, "metrics_token_required"), "{token:?}");
+        assert!(!r.text.contains("http_api_requests"), "{}", r.text);
+        assert!(r.headers.contains_key("www-authenticate"));
+    }
+    // Metrics count API requests by route template.
+    let r = app.send_any(scrape(Some(METRICS_TOKEN))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("http_api_requests_total"), "{}", r.text);
+    assert!(r.text.contains("route=\"/api/v1/specialties\""));
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_have_an_address_of_their_own() {
+    let app = TestApp::spawn_with(Engine::Sqlite, |s| {
+        s.metrics_listen = Some("127.0.0.1:0".parse().expect("literal address"));
+    })
+    .await;
+    app.get("/api/v1/specialties").await.expect(200);
+    // Not on the public port, not even for an administrator.
+    let r = app.get("/metrics").await;
+    assert_eq!((r.status, r.error_code()), (404, "not_found"));
+    assert!(!r.text.contains("http_api_requests"));
+    let metrics = app.metrics_addr().expect("a metrics address");
+    let r = app
+        .send_any(app.http.get(format!("http://{metrics}/metrics")))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.text.contains("http_api_requests_total"), "{}", r.text);
+    // That address serves nothing else.
+    let r = app
+        .send_any(app.http.get(format!("http://{metrics}/api/v1/specialties")))
+        .await;
+    assert_eq!(r.status, 404);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_off_until_configured() {
+    let app = TestApp::spawn(Engine::Sqlite).await;
+    app.get("/api/v1/specialties").await.expect(200);
+    for r in [app.get("/metrics").await, app.anonymous().get("/metrics").await] {
+        assert_eq!((r.status, r.error_code()), (404, "not_found"));
+        assert!(!r.text.contains("http_api_requests"));
+        // The operator is told how to turn them on.
+        assert!(r.text.contains("metrics_token"), "{}", r.text);
+    }
+    app.finish().await;
+}
+
+/// Starts the server on a data directory that does not exist yet (with a self-signed
+/// certificate, and on SQLite the embedded database there) and checks that the directory and
+/// every secret or health-data file in it are its owner's only, under the usual umask 022.
+#[cfg(unix)]
+async fn fresh_data_directory_is_private(engine: Engine) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut data_dir = std::path::PathBuf::new();
+    let app = TestApp::spawn_with(engine, |s| {
+        s.data_dir = s.data_dir.join("fresh");
+        data_dir = s.data_dir.clone();
+        if engine == Engine::Sqlite {
+            s.database_url = None;
+        }
+        s.tls_self_signed = true;
+    })
+    .await;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&data_dir), 0o700, "the data directory");
+    assert_eq!(mode(&data_dir.join("tls")), 0o700, "the TLS directory");
+    let mut private = vec![
+        data_dir.join("visit-link.key"),
+        data_dir.join("tls").join("key.pem"),
+    ];
+    if engine == Engine::Sqlite {
+        // The pool is open and migrations have written: the WAL and its index exist.
+        for name in ["telehealth.db", "telehealth.db-wal", "telehealth.db-shm"] {
+            private.push(data_dir.join(name));
+        }
+    }
+    for file in private {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+    app.finish().await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_data_directory_is_private_on_sqlite() {
+    fresh_data_directory_is_private(Engine::Sqlite).await;
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_data_directory_is_private_on_postgres() {
+    fresh_data_directory_is_private(Engine::Postgres).await;
 }

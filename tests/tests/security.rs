@@ -462,3 +462,254 @@ both_engines!(
         assert!(why.contains("altered"), "{why}");
     }
 );
+
+both_engines!(
+    weak_and_common_passwords_are_refused_with_advice,
+    |app: TestApp| async move {
+        // Too short (ASVS V2.1.1: at least 12), then long enough but common, repeated, a
+        // keyboard row, or built from the person's own name (context words).
+        let refused = [
+            ("aaaaaaaaaa", "at least 12 characters"),
+            ("password12", "at least 12 characters"),
+            ("aaaaaaaaaaaa", "too easy to guess"),
+            ("password1234", "too easy to guess"),
+            ("qwertyuiop12", "too easy to guess"),
+            ("Password123!", "too easy to guess"),
+            ("hoangthimai1990", "too easy to guess"),
+        ];
+        for (i, (password, says)) in refused.iter().enumerate() {
+            let username = format!("hoangthimai{i}");
+            let r = app
+                .post(
+                    "/api/v1/accounts",
+                    json!({"username": username, "display_name": "Hoàng Thị Mai",
+                           "password": password, "roles": [{"role": "administrator"}]}),
+                )
+                .await
+                .expect(422);
+            assert_eq!(r.error_code(), "validation_failed");
+            assert_eq!(
+                r.body["error"]["details"]["fields"][0]["field"], "password",
+                "{password}: {}",
+                r.text
+            );
+            let message = r.body["error"]["message"].as_str().unwrap_or("");
+            assert!(message.contains(says), "{password}: {message}");
+            // The message says what to do instead.
+            assert!(message.contains("words"), "{password}: {message}");
+            // Nothing was created: the account cannot sign in.
+            let login = app
+                .anonymous()
+                .post(
+                    "/api/v1/auth/login",
+                    json!({"username": username, "password": password}),
+                )
+                .await;
+            assert_eq!(login.status, 401, "{password} created an account");
+        }
+        // A passphrase of uncommon words is accepted.
+        app.post(
+            "/api/v1/accounts",
+            json!({"username": "hoangthimai", "display_name": "Hoàng Thị Mai",
+                   "password": "lantern orbit velvet ferry", "roles": [{"role": "administrator"}]}),
+        )
+        .await
+        .expect(201);
+        app.login("hoangthimai", "lantern orbit velvet ferry").await;
+    }
+);
+
+both_engines!(
+    cross_site_checks_compare_scheme_host_and_port,
+    |app: TestApp| async move {
+        let login = app
+            .anonymous()
+            .post(
+                "/api/v1/auth/login",
+                json!({"username": "root", "password": PASSWORD}),
+            )
+            .await
+            .expect(200);
+        let cookie = login.headers["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .split(';')
+            .next()
+            .expect("name=value")
+            .to_string();
+        let port = app.addr().port();
+        let mut n = 0;
+        let mut post = |origin: &str, host: Option<&str>| {
+            n += 1;
+            let mut req = app
+                .http
+                .post(app.url("/api/v1/specialties"))
+                .header("cookie", &cookie)
+                .header("origin", origin)
+                .json(&json!({"code": format!("s{n}"), "name_en": "S", "name_vi": "S"}));
+            if let Some(h) = host {
+                req = req.header("host", h);
+            }
+            req
+        };
+        let anon = app.anonymous();
+        // The server speaks plain HTTP: an https page of the same host and port is another
+        // origin, as are another port, another host, and the opaque origin "null".
+        for origin in [
+            format!("https://127.0.0.1:{port}"),
+            format!("http://127.0.0.1:{}", port.wrapping_add(1)),
+            format!("http://localhost:{port}"),
+            format!("http://127.0.0.1:{port}.evil.example"),
+            format!("http://127.0.0.1:{port}@evil.example"),
+            "null".to_string(),
+            "127.0.0.1".to_string(),
+        ] {
+            let r = anon.send(post(&origin, None)).await;
+            assert_eq!(
+                (r.status, r.error_code()),
+                (403, "cross_site_request"),
+                "{origin}"
+            );
+        }
+        assert_eq!(app.count("specialties").await, 0);
+        // The page's own origin passes; a default port may be written or left out, and host
+        // names compare without regard to case.
+        anon.send(post(&format!("http://127.0.0.1:{port}"), None))
+            .await
+            .expect(201);
+        anon.send(post("http://clinic.example", Some("clinic.example:80")))
+            .await
+            .expect(201);
+        anon.send(post("http://Clinic.Example:80", Some("clinic.example")))
+            .await
+            .expect(201);
+        let r = anon
+            .send(post("https://clinic.example", Some("clinic.example:443")))
+            .await;
+        assert_eq!((r.status, r.error_code()), (403, "cross_site_request"));
+        assert_eq!(app.count("specialties").await, 3);
+    }
+);
+
+/// The consultation as `who` sees it, with the checks that apply to everyone who is not staff
+/// of the clinician's hospital: no staff user names and no staff-written reasons in the events.
+async fn assert_no_staff_details(who: &TestApp, k: i64, reason: &str) {
+    let r = who
+        .get(&format!("/api/v1/consultations/{k}"))
+        .await
+        .expect(200);
+    let events = r.body["events"].as_array().expect("events");
+    assert!(events.iter().any(|e| e["action"] == "reschedule"), "{}", r.text);
+    for e in events {
+        assert!(e.get("actor").is_none(), "an actor is shown: {e}");
+        assert!(e.get("detail").is_none(), "a detail is shown: {e}");
+    }
+    assert!(!r.text.contains(reason), "{}", r.text);
+    assert!(!r.text.contains("\"root\""), "{}", r.text);
+}
+
+both_engines!(
+    patients_see_no_staff_names_reasons_or_leave_notes,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
+            .await;
+        let day = next_weekday(4);
+        let slots = app.free_slots(cast.specialist, day, day).await;
+        let k = app
+            .post("/api/v1/consultations", cast.booking(slots[0]))
+            .await
+            .expect(201)
+            .id();
+        let moved = "BS Hùng nghỉ ốm; chuyển sang giờ sau";
+        app.post(
+            &format!("/api/v1/consultations/{k}/reschedule"),
+            json!({"start": slots[2].to_rfc3339(), "reason": moved}),
+        )
+        .await
+        .expect(200);
+        let cancelled = app
+            .post("/api/v1/consultations", cast.booking(slots[4]))
+            .await
+            .expect(201)
+            .id();
+        let why_cancelled = "Bác sĩ bận hội chẩn cấp cứu; trạm y tế sẽ gọi để hẹn lại";
+        app.post(
+            &format!("/api/v1/consultations/{cancelled}/cancel"),
+            json!({"reason": why_cancelled}),
+        )
+        .await
+        .expect(200);
+        let leave = "phẫu thuật cá nhân";
+        app.post(
+            &format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist),
+            json!({"date": day + chrono::Duration::days(7), "kind": "leave", "note": leave}),
+        )
+        .await
+        .expect(201);
+
+        let patient = app
+            .as_new_user("pat", &[("patient", None)], Some(cast.patient), None)
+            .await;
+        let link = app
+            .post(&format!("/api/v1/consultations/{k}/visit-link"), json!({}))
+            .await
+            .expect(201);
+        let visit = app
+            .anonymous()
+            .post("/api/v1/auth/visit", json!({"token": link.body["token"]}))
+            .await
+            .expect(200);
+        let visit = app.as_token(visit.body["token"].as_str().expect("token"));
+        // The referring clinician takes part, but works at the care centre, not the hospital.
+        let rural = app
+            .as_new_user("rural", &[("clinician", None)], None, Some(cast.rural))
+            .await;
+        for who in [&patient, &visit, &rural] {
+            assert_no_staff_details(who, k, moved).await;
+        }
+        // The patient learns that and why the visit was cancelled, from the consultation itself.
+        let r = patient
+            .get(&format!("/api/v1/consultations/{cancelled}"))
+            .await
+            .expect(200);
+        assert_eq!(r.body["status"], "cancelled");
+        assert_eq!(r.body["cancel_reason"], why_cancelled);
+        assert!(r.body["events"].as_array().expect("events").iter().all(|e| e.get("actor").is_none()));
+
+        // Leave notes: the dates are public (they shape the free slots), the note is not.
+        let exceptions = format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist);
+        for who in [&patient, &rural] {
+            let r = who.get(&exceptions).await.expect(200);
+            let list = r.body.as_array().expect("exceptions");
+            assert_eq!(list.len(), 1, "{}", r.text);
+            assert_eq!(list[0]["kind"], "leave");
+            assert!(list[0].get("note").is_none(), "{}", r.text);
+            assert!(!r.text.contains(leave));
+        }
+
+        // Staff of the clinician's hospital see all of it: the specialist, a hub scheduler,
+        // and the network scheduler.
+        let spec = app
+            .as_new_user("spec", &[("clinician", None)], None, Some(cast.specialist))
+            .await;
+        let hub_scheduler = app
+            .as_new_user("hubsched", &[("scheduler", Some(cast.hub))], None, None)
+            .await;
+        for who in [&spec, &hub_scheduler, &app] {
+            let r = who
+                .get(&format!("/api/v1/consultations/{k}"))
+                .await
+                .expect(200);
+            let events = r.body["events"].as_array().expect("events");
+            let rescheduled = events
+                .iter()
+                .find(|e| e["action"] == "reschedule")
+                .expect("a reschedule event");
+            assert_eq!(rescheduled["actor"], "root");
+            assert_eq!(rescheduled["detail"], moved);
+            let r = who.get(&exceptions).await.expect(200);
+            assert_eq!(r.body[0]["note"], leave);
+        }
+    }
+);

@@ -578,3 +578,99 @@ async fn signaling_speaks_over_tls() {
     assert_eq!(answer["code"], "token_invalid", "{answer}");
     app.finish().await;
 }
+
+/// One request over HTTP/2 (as browsers speak to the server), with `headers` and an optional
+/// JSON body: the server sees the authority only in the `:authority` pseudo-header.
+async fn h2_request(
+    app: &TestApp,
+    ca: &Path,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: serde_json::Value,
+) -> http::Response<Bytes> {
+    let stream = tls_connect(app.addr(), ca, "localhost", &[b"h2"]).await;
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .expect("http/2 client handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(format!("https://localhost:{}{path}", app.addr().port()))
+        .header(http::header::CONTENT_TYPE, "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .expect("request builds");
+    let response = sender.send_request(request).await.expect("response");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body is read").to_bytes();
+    http::Response::from_parts(parts, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn over_https_only_the_https_origin_passes_the_cross_site_check() {
+    let (app, dir) = spawn_tls().await;
+    let ca = cert_path(dir.path());
+    let login = h2_request(
+        &app,
+        &ca,
+        http::Method::POST,
+        "/api/v1/auth/login",
+        &[],
+        serde_json::json!({"username": "root", "password": telehealth_tests::PASSWORD}),
+    )
+    .await;
+    assert_eq!(login.status(), 200);
+    let cookie = header(login.headers(), "set-cookie")
+        .split(';')
+        .next()
+        .expect("name=value")
+        .to_string();
+    let port = app.addr().port();
+    let specialty = |code: &str| serde_json::json!({"code": code, "name_en": "S", "name_vi": "S"});
+    // The http:// page of the same host and port is another origin (a network attacker can
+    // serve it), and so is another port.
+    for origin in [
+        format!("http://localhost:{port}"),
+        format!("https://localhost:{}", port.wrapping_add(1)),
+        "https://localhost".to_string(),
+    ] {
+        let r = h2_request(
+            &app,
+            &ca,
+            http::Method::POST,
+            "/api/v1/specialties",
+            &[("cookie", &cookie), ("origin", &origin)],
+            specialty("refused"),
+        )
+        .await;
+        assert_eq!(r.status(), 403, "{origin}");
+    }
+    // The page's own origin works over HTTP/2, where there is no Host header.
+    let own = format!("https://localhost:{port}");
+    let r = h2_request(
+        &app,
+        &ca,
+        http::Method::POST,
+        "/api/v1/specialties",
+        &[("cookie", &cookie), ("origin", &own)],
+        specialty("accepted"),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        201,
+        "{}",
+        String::from_utf8_lossy(r.body())
+    );
+    assert_eq!(app.count("specialties").await, 1);
+    app.finish().await;
+}
