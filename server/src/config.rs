@@ -21,6 +21,8 @@
 //! | TURN credential lifetime, seconds | `turn_ttl_seconds` | `TELEHEALTH_TURN_TTL_SECONDS` | | 28800 |
 //! | signaling sockets per node | `signaling_max_connections` | `TELEHEALTH_SIGNALING_MAX_CONNECTIONS` | | 19500 |
 //! | signaling rooms per node | `signaling_max_rooms` | `TELEHEALTH_SIGNALING_MAX_ROOMS` | | 10000 |
+//! | `/metrics` on an address of its own | `metrics_listen` | `TELEHEALTH_METRICS_LISTEN` | | none |
+//! | `/metrics` behind a Bearer token | `metrics_token` | `TELEHEALTH_METRICS_TOKEN` | | none |
 //!
 //! Lists in the environment are written as TOML arrays:
 //! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
@@ -29,6 +31,9 @@
 //! a certificate for `localhost`, the loopback addresses and the listen address in
 //! `<data_dir>/tls/` (kept and reused on later starts), so a development server on a LAN address
 //! gives browsers the secure context that camera and microphone need. Setting both is an error.
+//!
+//! `/metrics` is served only with `metrics_token` (16 characters or more) or on `metrics_listen`;
+//! with neither it answers 404.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -231,5 +236,28 @@ mod tests {
         assert_eq!(s.tls_cert, Some(PathBuf::from("/etc/th/cert.pem")));
         assert_eq!(s.tls_key, Some(PathBuf::from("/etc/th/key.pem")));
         assert!(!s.tls_self_signed);
+    }
+
+    #[test]
+    fn metrics_settings_from_a_file_and_never_printed() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let file = dir.path().join("telehealth.toml");
+        std::fs::write(
+            &file,
+            "metrics_listen = \"127.0.0.1:9464\"\nmetrics_token = \"scrape-0123456789abcdef\"\n",
+        )
+        .expect("config written");
+        let s = Settings::load(Some(&file), Overrides::default()).expect("settings load");
+        assert_eq!(
+            s.metrics_listen,
+            Some("127.0.0.1:9464".parse().expect("address"))
+        );
+        assert_eq!(
+            s.metrics_token.as_ref().map(Secret::expose),
+            Some("scrape-0123456789abcdef")
+        );
+        assert!(!format!("{s:?}").contains("scrape-0123"));
+        let d = Settings::default();
+        assert_eq!((d.metrics_listen, d.metrics_token), (None, None));
     }
 }

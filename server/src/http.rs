@@ -30,6 +30,7 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use crate::api::{self, ApiError, Router};
+use crate::config::Secret;
 use crate::state::AppState;
 
 /// The client's socket address, put on each request by the connection loop.
@@ -38,10 +39,101 @@ pub struct ClientAddr(pub SocketAddr);
 
 const REQUEST_ID: &str = "x-request-id";
 
+/// Who may read `/metrics` on one listener. The counts name routes and load, not people, but
+/// they tell an outsider how the service is used and when it is busy: never public.
+#[derive(Clone, Debug)]
+pub enum MetricsAccess {
+    /// Not served on this listener (404), with a word on how to turn them on.
+    Off,
+    /// Not served here because they have an address of their own (`metrics_listen`).
+    Elsewhere,
+    /// Served to requests that carry `Authorization: Bearer <token>`.
+    Token(Secret),
+    /// Served to whoever reaches this listener: the metrics address of its own.
+    Open,
+}
+
+/// GET /metrics, as `access` allows.
+fn metrics_route(
+    state: AppState,
+    access: MetricsAccess,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .map(move |authorization: Option<String>| {
+            let allowed = match &access {
+                MetricsAccess::Open => true,
+                MetricsAccess::Token(token) => authorization
+                    .as_deref()
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .is_some_and(|given| same_secret(given.trim(), token.expose())),
+                MetricsAccess::Off => {
+                    return ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        "metrics are not served: set metrics_token (then send it as a Bearer token) or metrics_listen (an address of their own)",
+                    )
+                    .into_response();
+                }
+                MetricsAccess::Elsewhere => {
+                    return ApiError::new(StatusCode::NOT_FOUND, "not_found", "nothing here")
+                        .into_response();
+                }
+            };
+            if !allowed {
+                let mut response = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "metrics_token_required",
+                    "send the metrics token (setting metrics_token) as 'Authorization: Bearer <token>'; a session token is not one",
+                )
+                .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"metrics\""),
+                );
+                return response;
+            }
+            let body = state
+                .metrics
+                .as_ref()
+                .map(|h| h.render())
+                .unwrap_or_default();
+            let mut response = warp::Reply::into_response(body);
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        })
+}
+
+/// Compares two secrets in time that does not depend on where they differ (their SHA-256
+/// digests are compared, so neither the length nor a prefix of the token leaks).
+fn same_secret(given: &str, expected: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The routes of the metrics address (`metrics_listen`): `/metrics` and nothing else.
+pub fn metrics_routes(
+    state: AppState,
+    access: MetricsAccess,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    metrics_route(state, access)
+        .recover(render_rejection)
+        .unify()
+}
+
 /// Every route the server answers.
 pub fn routes(
     state: AppState,
     router: Arc<Router>,
+    metrics: MetricsAccess,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let health = warp::path!("healthz").and(warp::get()).map(|| {
         warp::Reply::into_response(warp::reply::json(&serde_json::json!({"status": "ok"})))
@@ -66,20 +158,7 @@ pub fn routes(
         }
     });
 
-    let metrics_state = state.clone();
-    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
-        let body = metrics_state
-            .metrics
-            .as_ref()
-            .map(|h| h.render())
-            .unwrap_or_default();
-        let mut response = warp::Reply::into_response(body);
-        response.headers_mut().insert(
-            warp::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        response
-    });
+    let metrics = metrics_route(state.clone(), metrics);
 
     // The signaling WebSocket checks its own join tokens: no session, no CSRF (a token is bound
     // to one consultation, one participant and a short time).

@@ -96,6 +96,8 @@ enum AccountCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Before anything is written: every file this process makes is its user's only.
+    startup::restrict_new_files();
     let cli = Cli::parse();
     let log_format = match cli.log_format.as_deref() {
         None => None,
@@ -167,8 +169,13 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
             use telehealth::auth::{Grant, Role, accounts, password};
             let username = accounts::normalise_username(&username)
                 .ok_or("the user name must be 3 to 64 letters, digits or . _ - @")?;
+            let display_name =
+                telehealth::domain::text::BoundedText::parse(&display_name, 200, false)
+                    .map_err(|e| format!("the display name {e}"))?
+                    .into_string();
             let password = std::env::var("TELEHEALTH_NEW_PASSWORD")
                 .map_err(|_| "set TELEHEALTH_NEW_PASSWORD to the new account's password")?;
+            let password_hash = password::hash_new(&password, &[&username, &display_name])?;
             let mut grants = Vec::new();
             for r in &roles {
                 let role = Role::parse(r).ok_or_else(|| format!("unknown role {r:?}"))?;
@@ -183,7 +190,7 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 accounts::NewAccount {
                     username,
                     display_name,
-                    password_hash: Some(password::hash(&password)?),
+                    password_hash: Some(password_hash),
                     patient_id: patient_id.map(telehealth::domain::ids::PatientId),
                     clinician_id: clinician_id.map(telehealth::domain::ids::ClinicianId),
                     grants,
@@ -228,9 +235,32 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 return Ok(());
             }
             let on_call = seed::on_call_now(&db).await?;
+            // Metrics are never public; unless configured otherwise, the demo makes a token for
+            // this run and prints how to use it.
+            let mut settings = settings.clone();
+            let made_token =
+                if settings.metrics_token.is_none() && settings.metrics_listen.is_none() {
+                    let (token, _) = telehealth::auth::tokens::new_session_token()?;
+                    settings.metrics_token = Some(telehealth::config::Secret::new(token.clone()));
+                    Some(token)
+                } else {
+                    None
+                };
             let app = Application::with_db(&settings, db).await?;
             let stop = startup::shutdown_signal();
             print_summary(&summary, Some(app.base_url()));
+            let insecure = if app.is_tls() { "-k " } else { "" };
+            match (made_token, app.metrics_addr()) {
+                (Some(token), _) => println!(
+                    "\nMetrics (token made for this run): curl {insecure}-H 'Authorization: Bearer {token}' {}/metrics",
+                    app.base_url()
+                ),
+                (None, Some(addr)) => println!("\nMetrics: http://{addr}/metrics"),
+                (None, None) => println!(
+                    "\nMetrics: {}/metrics with 'Authorization: Bearer <metrics_token>'",
+                    app.base_url()
+                ),
+            }
             if let Some(c) = on_call {
                 println!();
                 println!(
@@ -289,7 +319,7 @@ fn print_summary(s: &seed::DemoSummary, base: Option<String>) {
         );
         println!("  {base}/api/v1/clinicians/{id}                  {name}");
     }
-    println!("  {base}/healthz   {base}/readyz   {base}/metrics");
+    println!("  {base}/healthz   {base}/readyz");
     if !s.accounts.is_empty() {
         println!();
         println!(

@@ -39,6 +39,10 @@ pub enum StartupError {
         "turn_urls are set but turn_secret is not: TURN servers need the shared secret to issue credentials"
     )]
     TurnWithoutSecret,
+    #[error(
+        "metrics_token must be at least 16 characters: it is the only thing between /metrics and anyone who can reach the port"
+    )]
+    MetricsTokenTooShort,
 }
 
 /// A bound, migrated server that has not started serving yet.
@@ -48,6 +52,9 @@ pub struct Application {
     state: AppState,
     router: Arc<Router>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// `/metrics` on an address of its own, when `metrics_listen` is set.
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
+    metrics_token: Option<crate::config::Secret>,
 }
 
 /// The key that signs visit links: read from its file, or created there (owner-only) on first
@@ -67,7 +74,7 @@ fn visit_link_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = crate::auth::tokens::new_secret().map_err(StartupError::Random)?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+                crate::storage::create_private_dir(dir).map_err(|e| fail(e.to_string()))?;
             }
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
@@ -140,6 +147,22 @@ impl Application {
         if !settings.turn_urls.is_empty() && settings.turn_secret.is_none() {
             return Err(StartupError::TurnWithoutSecret);
         }
+        if settings
+            .metrics_token
+            .as_ref()
+            .is_some_and(|t| t.expose().chars().count() < 16)
+        {
+            return Err(StartupError::MetricsTokenTooShort);
+        }
+        let metrics_listener = match settings.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let bind = |source| StartupError::Bind { addr, source };
+                let listener = TcpListener::bind(addr).await.map_err(bind)?;
+                let bound = listener.local_addr().map_err(bind)?;
+                Some((listener, bound))
+            }
+        };
         let visit_secret = visit_link_key(settings)?;
         let (audit, _writer) = AuditLog::start(db.clone());
         let join_key = telehealth_signaling::token::key_from_master(&visit_secret);
@@ -181,6 +204,8 @@ impl Application {
             state,
             router,
             tls,
+            metrics_listener,
+            metrics_token: settings.metrics_token.clone(),
         })
     }
 
@@ -205,7 +230,7 @@ impl Application {
 
     /// Where `/metrics` is served, when it has an address of its own (`metrics_listen`).
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        None
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     pub fn db(&self) -> &Db {
@@ -216,13 +241,35 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let sweeper = tokio::spawn(sweep_holds(self.state.db.clone(), stop_rx));
-        let routes = http::routes(self.state.clone(), self.router.clone());
+        let token_access = self.metrics_token.clone().map(http::MetricsAccess::Token);
+        // The metrics address has its own little server, stopped after the main one drains.
+        let (main_access, metrics_server) = match self.metrics_listener {
+            None => (token_access.unwrap_or(http::MetricsAccess::Off), None),
+            Some((listener, _)) => {
+                let access = token_access.unwrap_or(http::MetricsAccess::Open);
+                let routes = http::metrics_routes(self.state.clone(), access);
+                let mut stop = stop_tx.subscribe();
+                let server = tokio::spawn(http::serve(
+                    listener,
+                    routes,
+                    http::ServeOptions::default(),
+                    async move {
+                        let _ = stop.changed().await;
+                    },
+                ));
+                (http::MetricsAccess::Elsewhere, Some(server))
+            }
+        };
+        let routes = http::routes(self.state.clone(), self.router.clone(), main_access);
         let options = http::ServeOptions {
             tls: self.tls.clone(),
             ..http::ServeOptions::default()
         };
         http::serve(self.listener, routes, options, shutdown).await;
         let _ = stop_tx.send(true);
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         let _ = sweeper.await;
         self.state.db.close().await;
     }
@@ -244,6 +291,18 @@ async fn sweep_holds(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
             }
             _ = stop.changed() => break,
         }
+    }
+}
+
+/// Sets the process umask to 077, so files and folders the process creates (the database, its
+/// WAL and shared-memory files, keys, certificates, logs a library might write) are readable by
+/// the server's own user only. The places that create the data directory and the database file
+/// also set their modes themselves, so the library is safe without this too.
+pub fn restrict_new_files() {
+    #[cfg(unix)]
+    {
+        use nix::sys::stat::{Mode, umask};
+        umask(Mode::S_IRWXG | Mode::S_IRWXO);
     }
 }
 

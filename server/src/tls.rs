@@ -234,7 +234,8 @@ pub fn self_signed(dir: &Path, listen: IpAddr) -> Result<Arc<ServerConfig>, TlsE
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
 
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Write {
+    // Inside the data directory, which this may be the first to create: owner-only, like it.
+    crate::storage::create_private_dir(dir).map_err(|source| TlsError::Write {
         path: dir.to_path_buf(),
         source,
     })?;

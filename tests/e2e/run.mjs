@@ -16,7 +16,7 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = process.env.TELEHEALTH_BIN || join(ROOT, 'target', 'debug', 'telehealth');
 const ART = join(ROOT, 'target', 'e2e-artifacts');
 const CHROMIUM = process.env.CHROMIUM || ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find(existsSync);
-const PASSWORD = 'telehealth-demo';
+const PASSWORD = 'rice-terrace-demo';
 // Words that are the same in both languages.
 const SAME_IN_BOTH = new Set(['Camera', 'Camera {n}']);
 

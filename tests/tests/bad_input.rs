@@ -405,18 +405,28 @@ both_engines!(
 /// Every bidirectional control character: embeddings and overrides (U+202A–U+202E) and
 /// isolates (U+2066–U+2069).
 const BIDI_CONTROLS: [char; 9] = [
-    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}',
-    '\u{2068}', '\u{2069}',
+    '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}',
 ];
 
 /// The reply refuses exactly `field`, saying why.
 #[track_caller]
 fn refuses_bidi(r: &telehealth_tests::Reply, field: &str) {
-    assert_eq!((r.status, r.error_code()), (422, "validation_failed"), "{field}: {}", r.text);
-    let fields = r.body["error"]["details"]["fields"].as_array().expect("fields");
+    assert_eq!(
+        (r.status, r.error_code()),
+        (422, "validation_failed"),
+        "{field}: {}",
+        r.text
+    );
+    let fields = r.body["error"]["details"]["fields"]
+        .as_array()
+        .expect("fields");
     assert!(
         fields.iter().any(|f| f["field"] == field
-            && f["message"].as_str().unwrap_or("").contains("bidirectional")),
+            && f["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("bidirectional")),
         "{field}: {}",
         r.text
     );
@@ -492,7 +502,10 @@ both_engines!(
             refuses_bidi(&r, "reason");
             let r = app
                 .post(
-                    &format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist),
+                    &format!(
+                        "/api/v1/clinicians/{}/availability/exceptions",
+                        cast.specialist
+                    ),
                     json!({"date": day, "kind": "leave", "note": format!("nghỉ {c}phép")}),
                 )
                 .await;
@@ -517,7 +530,11 @@ both_engines!(
                 .await;
             refuses_bidi(&r, "guest_name");
         }
-        assert_eq!(app.snapshot().await, before, "a refused request wrote something");
+        assert_eq!(
+            app.snapshot().await,
+            before,
+            "a refused request wrote something"
+        );
         let note = spec
             .get(&format!("/api/v1/consultations/{k}/note"))
             .await

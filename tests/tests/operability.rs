@@ -177,7 +177,11 @@ async fn metrics_are_served_only_with_their_token() {
     let root_session = app.token.clone().expect("root is signed in");
     for token in [None, Some("scrape-wrong"), Some(root_session.as_str())] {
         let r = app.send_any(scrape(token)).await;
-        assert_eq!((r.status, r.error_code()), (401, "metrics_token_required"), "{token:?}");
+        assert_eq!(
+            (r.status, r.error_code()),
+            (401, "metrics_token_required"),
+            "{token:?}"
+        );
         assert!(!r.text.contains("http_api_requests"), "{}", r.text);
         assert!(r.headers.contains_key("www-authenticate"));
     }
@@ -218,7 +222,10 @@ async fn metrics_can_have_an_address_of_their_own() {
 async fn metrics_are_off_until_configured() {
     let app = TestApp::spawn(Engine::Sqlite).await;
     app.get("/api/v1/specialties").await.expect(200);
-    for r in [app.get("/metrics").await, app.anonymous().get("/metrics").await] {
+    for r in [
+        app.get("/metrics").await,
+        app.anonymous().get("/metrics").await,
+    ] {
         assert_eq!((r.status, r.error_code()), (404, "not_found"));
         assert!(!r.text.contains("http_api_requests"));
         // The operator is told how to turn them on.

@@ -599,7 +599,11 @@ async fn assert_no_staff_details(who: &TestApp, k: i64, reason: &str) {
         .await
         .expect(200);
     let events = r.body["events"].as_array().expect("events");
-    assert!(events.iter().any(|e| e["action"] == "reschedule"), "{}", r.text);
+    assert!(
+        events.iter().any(|e| e["action"] == "reschedule"),
+        "{}",
+        r.text
+    );
     for e in events {
         assert!(e.get("actor").is_none(), "an actor is shown: {e}");
         assert!(e.get("detail").is_none(), "a detail is shown: {e}");
@@ -642,7 +646,10 @@ both_engines!(
         .expect(200);
         let leave = "phẫu thuật cá nhân";
         app.post(
-            &format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist),
+            &format!(
+                "/api/v1/clinicians/{}/availability/exceptions",
+                cast.specialist
+            ),
             json!({"date": day + chrono::Duration::days(7), "kind": "leave", "note": leave}),
         )
         .await
@@ -675,10 +682,19 @@ both_engines!(
             .expect(200);
         assert_eq!(r.body["status"], "cancelled");
         assert_eq!(r.body["cancel_reason"], why_cancelled);
-        assert!(r.body["events"].as_array().expect("events").iter().all(|e| e.get("actor").is_none()));
+        assert!(
+            r.body["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .all(|e| e.get("actor").is_none())
+        );
 
         // Leave notes: the dates are public (they shape the free slots), the note is not.
-        let exceptions = format!("/api/v1/clinicians/{}/availability/exceptions", cast.specialist);
+        let exceptions = format!(
+            "/api/v1/clinicians/{}/availability/exceptions",
+            cast.specialist
+        );
         for who in [&patient, &rural] {
             let r = who.get(&exceptions).await.expect(200);
             let list = r.body.as_array().expect("exceptions");

@@ -665,12 +665,7 @@ async fn over_https_only_the_https_origin_passes_the_cross_site_check() {
         specialty("accepted"),
     )
     .await;
-    assert_eq!(
-        r.status(),
-        201,
-        "{}",
-        String::from_utf8_lossy(r.body())
-    );
+    assert_eq!(r.status(), 201, "{}", String::from_utf8_lossy(r.body()));
     assert_eq!(app.count("specialties").await, 1);
     app.finish().await;
 }

@@ -1,14 +1,18 @@
 //! Availability endpoints: a clinician's weekly rules and dated exceptions.
 
 use chrono::{Duration, NaiveTime};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, ApiResult, Ctx, Validator, created, no_content, ok};
 use crate::auth::policy;
 use crate::domain::availability::{Exception, IsoWeekday, Session, WeeklyRule};
 use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
+use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Date};
 use crate::scheduling::{availability, directory};
+
+/// Longest note on an exception, in characters.
+const MAX_NOTE: usize = 500;
 
 /// Refuses unless the caller schedules for `clinician`'s hospital (404 for an unknown clinician).
 async fn schedules(ctx: &Ctx, clinician: ClinicianId) -> Result<(), ApiError> {
@@ -109,10 +113,19 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
     let clinician: ClinicianId = ctx.param("id")?;
     let body: ExceptionBody = ctx.json()?;
     let mut v = Validator::default();
-    let note = body.note.as_deref().unwrap_or("").trim().to_string();
-    if note.chars().count() > 500 {
-        v.fail("note", "must be at most 500 characters");
-    }
+    // An empty note is no note; any other is bounded text like every other.
+    let note = match body
+        .note
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        None => String::new(),
+        Some(n) => v
+            .check("note", BoundedText::parse(n, MAX_NOTE, true))
+            .map(BoundedText::into_string)
+            .unwrap_or_default(),
+    };
     let exception = match body.kind.as_str() {
         "leave" => match (body.start_time, body.end_time) {
             (None, None) => Some(Exception::Leave {
@@ -186,8 +199,47 @@ pub async fn list_exceptions(ctx: Ctx) -> ApiResult {
             "must be on or after from, at most two years later",
         ));
     }
-    directory::get_clinician(&ctx.state.db, clinician).await?;
-    ok(&availability::list_exceptions(&ctx.state.db, clinician, from, to).await?)
+    let facility = directory::facility_of_clinician(&ctx.state.db, clinician).await?;
+    let rows = availability::list_exceptions(&ctx.state.db, clinician, from, to).await?;
+    if policy::can_see_staff_notes(ctx.user()?, facility) {
+        ok(&rows)
+    } else {
+        ok(&rows
+            .into_iter()
+            .map(PublicException::from)
+            .collect::<Vec<_>>())
+    }
+}
+
+/// An exception as those outside the clinician's hospital see it: the dates and hours, which
+/// shape the free slots anyone may search, without the note (a leave note often says why).
+#[derive(Serialize)]
+struct PublicException {
+    id: ExceptionId,
+    clinician_id: ClinicianId,
+    on_date: chrono::NaiveDate,
+    kind: String,
+    start_time: Option<NaiveTime>,
+    end_time: Option<NaiveTime>,
+    slot_minutes: Option<i32>,
+    buffer_minutes: Option<i32>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<availability::ExceptionRow> for PublicException {
+    fn from(r: availability::ExceptionRow) -> Self {
+        PublicException {
+            id: r.id,
+            clinician_id: r.clinician_id,
+            on_date: r.on_date,
+            kind: r.kind,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            slot_minutes: r.slot_minutes,
+            buffer_minutes: r.buffer_minutes,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// DELETE /api/v1/clinicians/{id}/availability/exceptions/{exception_id}

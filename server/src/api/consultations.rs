@@ -148,16 +148,55 @@ pub async fn list(ctx: Ctx) -> ApiResult {
 struct ConsultationDetail {
     #[serde(flatten)]
     consultation: Consultation,
-    events: Vec<Event>,
+    events: Vec<EventView>,
     /// Its video calls, as the signaling server recorded them.
     calls: Vec<crate::calls::Call>,
+}
+
+/// A life-cycle event as its reader may see it. Staff of the clinician's hospital see who did
+/// it and the reason they gave; everyone else sees what happened and when, and only the details
+/// the platform itself wrote (a call's duration). See [`policy::can_see_staff_notes`].
+#[derive(Serialize)]
+struct EventView {
+    occurred_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<String>,
+    action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl EventView {
+    fn new(e: Event, staff: bool) -> EventView {
+        if staff {
+            return EventView {
+                occurred_at: e.occurred_at,
+                actor: Some(e.actor),
+                action: e.action,
+                detail: Some(e.detail),
+            };
+        }
+        // The signaling server's own events; every other detail is a person's free text.
+        let written_by_platform = e.action.starts_with("call_") && !e.detail.is_empty();
+        EventView {
+            occurred_at: e.occurred_at,
+            actor: None,
+            detail: written_by_platform.then_some(e.detail),
+            action: e.action,
+        }
+    }
 }
 
 /// GET /api/v1/consultations/{id}
 pub async fn get(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
-    let (_, consultation, _) = consultation_access(&ctx, id).await?;
-    let events = booking::events(&ctx.state.db, id).await?;
+    let (p, consultation, facility) = consultation_access(&ctx, id).await?;
+    let staff = policy::can_see_staff_notes(&p, facility);
+    let events = booking::events(&ctx.state.db, id)
+        .await?
+        .into_iter()
+        .map(|e| EventView::new(e, staff))
+        .collect();
     let calls = crate::calls::calls_of(&ctx.state.db, id.0).await?;
     ok(&ConsultationDetail {
         consultation,

@@ -210,6 +210,9 @@ pub fn api_filter(
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        // The request's own authority: the Host header, or on HTTP/2 `:authority` (an unusable
+        // one is None, which the CSRF check refuses).
+        .and(warp::host::optional().or(warp::any().map(|| None)).unify())
         .and(warp::ext::optional::<ClientAddr>())
         .and(warp::body::stream())
         .then(
@@ -217,6 +220,7 @@ pub fn api_filter(
                   path: warp::path::FullPath,
                   query: String,
                   headers: HeaderMap,
+                  authority: Option<warp::host::Authority>,
                   addr: Option<ClientAddr>,
                   body| {
                 let state = state.clone();
@@ -225,6 +229,7 @@ pub fn api_filter(
                     method,
                     query,
                     headers,
+                    authority,
                     client_addr: addr.map(|a| a.0.ip().to_string()),
                 };
                 async move { dispatch(state, router, path.as_str(), request, body).await }
@@ -237,6 +242,7 @@ struct Incoming {
     method: Method,
     query: String,
     headers: HeaderMap,
+    authority: Option<warp::host::Authority>,
     client_addr: Option<String>,
 }
 
@@ -262,9 +268,18 @@ fn unauthenticated() -> ApiError {
     )
 }
 
-/// Refuses state-changing requests authenticated by cookie that come from another site. The
-/// cookie is SameSite=Strict and the API takes only JSON bodies, so this is the third fence.
-fn check_csrf(method: &Method, headers: &HeaderMap, principal: &Principal) -> Result<(), ApiError> {
+/// Refuses state-changing requests authenticated by cookie that come from another site: a
+/// `Sec-Fetch-Site` other than same-origin, or an `Origin` whose scheme, host or port is not the
+/// server's own (`tls`: it serves HTTPS; `authority`: the host and port the request was sent
+/// to). The cookie is SameSite=Strict and the API takes only JSON bodies, so this is the third
+/// fence.
+fn check_csrf(
+    method: &Method,
+    headers: &HeaderMap,
+    authority: Option<&warp::host::Authority>,
+    tls: bool,
+    principal: &Principal,
+) -> Result<(), ApiError> {
     if !principal.via_cookie || matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
@@ -279,17 +294,31 @@ fn check_csrf(method: &Method, headers: &HeaderMap, principal: &Principal) -> Re
     {
         return Err(cross_site);
     }
-    if let Some(origin) = header("origin") {
-        let host = header("host").unwrap_or("");
-        let origin_host = origin
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or(origin);
-        if origin_host != host {
-            return Err(cross_site);
-        }
-    }
-    Ok(())
+    let Some(origin) = header("origin") else {
+        return Ok(());
+    };
+    // The server's own origin: its scheme (https exactly when it serves TLS, so an http:// page
+    // on the same host, which a network attacker can serve, is another origin), and the host
+    // and port the request was sent to, a missing port being the scheme's default.
+    let (scheme, default_port) = if tls { ("https", 443) } else { ("http", 80) };
+    let Some(own) = authority else {
+        return Err(cross_site);
+    };
+    let own_port = own.port_u16().unwrap_or(default_port);
+    // An Origin is `scheme://host[:port]` and nothing more; "null" and anything else fail.
+    let bare = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| !rest.is_empty() && !rest.contains(['/', '?', '#', '@']));
+    let same = bare
+        && origin.parse::<warp::http::Uri>().ok().is_some_and(|uri| {
+            let (Some(their_scheme), Some(theirs)) = (uri.scheme_str(), uri.authority()) else {
+                return false;
+            };
+            their_scheme.eq_ignore_ascii_case(scheme)
+                && theirs.host().eq_ignore_ascii_case(own.host())
+                && theirs.port_u16().unwrap_or(default_port) == own_port
+        });
+    if same { Ok(()) } else { Err(cross_site) }
 }
 
 async fn dispatch<S, B>(
@@ -308,6 +337,7 @@ where
         method,
         query,
         headers,
+        authority,
         client_addr,
     } = request;
     let note = Arc::new(std::sync::Mutex::new(AuditNote::default()));
@@ -352,7 +382,14 @@ where
                         principal = state.principal_for(&headers).await?;
                         match &principal {
                             None if !route.public => return Err(unauthenticated()),
-                            Some(p) => check_csrf(&method, &headers, p)?,
+                            Some(p) => check_csrf(
+                                &method,
+                                &headers,
+                                authority.as_ref(),
+                                // Cookies are Secure exactly when the server serves TLS.
+                                state.secure_cookies,
+                                p,
+                            )?,
                             None => {}
                         }
                         let body = read_body(&method, &headers, body, state.max_body_bytes).await?;

@@ -194,3 +194,16 @@ impl Visibility {
             && !self.network
     }
 }
+
+/// May `p` see what the staff of `hospital` write for each other about its clinicians' work:
+/// who changed a booking (their user names), the reasons given for rescheduling, and clinicians'
+/// leave notes? The hospital's own clinicians and the schedulers who cover it, from a full
+/// session. Patients (also from a visit link), clinicians elsewhere (a referring clinician at a
+/// care centre too) and administrators see what happened and when, not who or why. The
+/// consultation's own `cancel_reason` is not covered: its patient needs to know why a visit
+/// will not happen, and staff write it knowing the patient reads it.
+pub fn can_see_staff_notes(p: &Principal, hospital: FacilityId) -> bool {
+    p.only_consultation.is_none()
+        && (p.schedules_for(hospital)
+            || (p.as_clinician().is_some() && p.clinician_facility_id == Some(hospital)))
+}

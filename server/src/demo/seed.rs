@@ -54,7 +54,8 @@ pub struct DemoSummary {
 }
 
 /// The password of every demo account (printed at start; never used outside a demo).
-pub const DEMO_PASSWORD: &str = "telehealth-demo";
+/// Meets the password rules (a unit test in `auth::password` checks it), like any other.
+pub const DEMO_PASSWORD: &str = "rice-terrace-demo";
 const ACCOUNTS_MARKER: &str = "demo_accounts";
 
 /// Seeds the network unless it is already there; `show_progress` draws a progress bar.

@@ -1,8 +1,10 @@
-//! Bounded, trimmed text fields: client input never reaches storage unbounded.
+//! Bounded, trimmed text fields: client input never reaches storage unbounded, and never with
+//! characters that make it display differently from what it says.
 
 use serde::Serialize;
 
-/// Text that has been trimmed and checked for length and control characters.
+/// Text that has been trimmed and checked for length, control characters and bidirectional
+/// controls.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct BoundedText(String);
@@ -15,6 +17,20 @@ pub enum TextError {
     TooLong { max: usize, got: usize },
     #[error("must not contain control characters")]
     ControlCharacters,
+    #[error(
+        "must not contain bidirectional control characters (U+202A to U+202E, U+2066 to U+2069): they make text display in another order than it was written; remove them (they often come along with copied text)"
+    )]
+    BidiControl,
+}
+
+/// The embeddings, overrides and isolates (and their terminators) of the Unicode bidirectional
+/// algorithm: each reorders everything after it up to the end of its paragraph, which is how
+/// "Trojan Source" text shows one thing and says another. The implicit marks LRM, RLM and ALM
+/// (U+200E, U+200F, U+061C) are allowed: they only attach a direction to neighbouring neutral
+/// characters, cannot reorder a span of letters, and are needed to write some mixed-direction
+/// names correctly.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 impl BoundedText {
@@ -36,6 +52,9 @@ impl BoundedText {
             .any(|c| c.is_control() && !(multiline && (c == '\n' || c == '\t')));
         if bad {
             return Err(TextError::ControlCharacters);
+        }
+        if trimmed.chars().any(is_bidi_control) {
+            return Err(TextError::BidiControl);
         }
         Ok(BoundedText(trimmed.to_string()))
     }
@@ -70,5 +89,21 @@ mod tests {
         );
         assert!(BoundedText::parse("a\nb", 10, true).is_ok());
         assert!(BoundedText::parse("a\nb", 10, false).is_err());
+    }
+
+    #[test]
+    fn bidirectional_controls_are_refused_but_marks_are_not() {
+        for c in ('\u{202A}'..='\u{202E}').chain('\u{2066}'..='\u{2069}') {
+            assert_eq!(
+                BoundedText::parse(&format!("Lò Thị {c}iaM"), 50, true),
+                Err(TextError::BidiControl),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        for mark in ['\u{200E}', '\u{200F}', '\u{061C}'] {
+            assert!(BoundedText::parse(&format!("Mai {mark}مريم"), 50, false).is_ok());
+        }
+        assert!(BoundedText::parse("\u{202E}", 50, false).is_err());
     }
 }

@@ -4,6 +4,11 @@
 //! Queries are written once in `$1` style, which both native drivers accept, and run on whichever
 //! pool the URL chose through [`on_db!`]. Table definitions differ per engine, so each has its own
 //! migrations folder.
+//!
+//! The data directory and the database files hold health data: the directory is created for its
+//! owner only (0700) and the SQLite file 0600 before SQLite first opens it, since SQLite gives
+//! its `-wal` and `-shm` files the database file's own permissions. (`main` also sets the
+//! process umask to 077, for every other file.)
 
 use std::future::Future;
 use std::path::Path;
@@ -63,6 +68,12 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot create the database file {path}: {source}")]
+    DatabaseFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -106,7 +117,16 @@ impl Db {
                 .busy_timeout(Duration::from_secs(10));
             let file = options.get_filename();
             if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
-                create_dir(parent)?;
+                create_private_dir(parent).map_err(|source| StorageError::DataDir {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+            let in_memory = url.contains(":memory:")
+                || url.contains("mode=memory")
+                || file.to_string_lossy().starts_with("file:");
+            if !in_memory {
+                create_private_file(file)?;
             }
             let pool = SqlitePoolOptions::new()
                 // An embedded file does not drop connections; skip the ping before each checkout.
@@ -201,11 +221,65 @@ impl BeginWrite for PgPool {
     }
 }
 
-fn create_dir(path: &Path) -> Result<(), StorageError> {
-    std::fs::create_dir_all(path).map_err(|source| StorageError::DataDir {
-        path: path.display().to_string(),
-        source,
-    })
+/// Creates `path` (and missing parents) readable by its owner only. A folder that is already
+/// there is left as the operator made it, with a warning when others may read it.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        warn_if_shared(path);
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        builder.mode(0o700);
+        builder.create(path)?;
+        // The mode above passes through the umask, which may take away the owner's own bits.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    #[cfg(not(unix))]
+    builder.create(path)?;
+    Ok(())
+}
+
+/// Creates an empty SQLite file at `path` for its owner only, unless one is there (SQLite takes
+/// an empty file as an empty database).
+fn create_private_file(path: &Path) -> Result<(), StorageError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            warn_if_shared(path);
+            Ok(())
+        }
+        Err(source) => Err(StorageError::DatabaseFile {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Existing folders and files are not changed behind the operator's back, but they are told.
+fn warn_if_shared(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "other users of this machine may read the health data here; chmod it to 700 (a folder) or 600 (a file)"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Hides a password in a database URL so the URL can be logged.
