@@ -324,7 +324,7 @@ fn rows(w: &World) -> Vec<Row> {
             "/api/v1/consultations",
             "/api/v1/consultations".into(),
             Some(booking),
-            "RRARARARRR",
+            "RNANANARNR",
         ),
         row(
             "GET",
@@ -442,6 +442,22 @@ fn rows(w: &World) -> Vec<Row> {
             format!("/api/v1/consultations/{k}/cancel"),
             Some(json!({"reason": "access test"})),
             "RNANANARNR",
+        ),
+        row(
+            "GET",
+            "/api/v1/break-glass",
+            "/api/v1/break-glass".into(),
+            None,
+            "RARRAAARRR",
+        ),
+        // After every row that reads the patient's records: the other specialist's grant would
+        // let it see them.
+        row(
+            "POST",
+            "/api/v1/patients/{id}/break-glass",
+            format!("/api/v1/patients/{}/break-glass", c.patient),
+            Some(json!({"reason": "access test: patient collapsed in the waiting room"})),
+            "RRRRAAARRR",
         ),
         // Last: it ends the caller's session.
         row(

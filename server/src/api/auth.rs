@@ -8,7 +8,7 @@ use super::{ApiError, ApiResult, Ctx, created, json_response, no_content, ok};
 use crate::audit::{self, AuditQuery};
 use crate::auth::accounts::{self, AccountError, NewAccount};
 use crate::auth::tokens::{self, VisitLinkError};
-use crate::auth::{AccountId, Grant, Principal, Role, password, policy};
+use crate::auth::{AccountId, Grant, Role, password, policy};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time;
 use crate::scheduling::{booking, directory};
@@ -223,15 +223,19 @@ struct VisitLink {
 /// POST /api/v1/consultations/{id}/visit-link
 pub async fn issue_visit_link(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
-    let p = ctx.user()?;
-    let c = booking::get(&ctx.state.db, id).await?;
-    ctx.audit_patient(c.patient_id);
-    let facility = clinician_facility(&ctx, c.clinician_id).await?;
-    if !policy::can_read_consultation(p, &c, facility) {
-        return Err(ctx.hidden("consultation"));
-    }
-    if !policy::can_manage_consultation(p, &c, facility) {
+    let found = super::access::consultation_access(&ctx, id).await?;
+    let (p, c) = (&found.principal, &found.consultation);
+    if !policy::can_manage_consultation(p, &found.facts()) {
         return Err(policy::forbidden("send visit links for this consultation"));
+    }
+    // A link opens the patient's visit: only someone who looks after the patient sends one.
+    if super::access::patient_facts(&ctx, c.patient_id)
+        .await
+        .is_err()
+    {
+        return Err(policy::forbidden(
+            "send visit links to this patient (you do not look after them)",
+        ));
     }
     if !matches!(c.status.as_str(), "booked" | "in_progress") {
         return Err(ApiError::conflict(
@@ -475,19 +479,4 @@ pub async fn audit(ctx: Ctx) -> ApiResult {
     )
     .await?;
     ok(&events)
-}
-
-/// For handlers that need the caller and a consultation's clinician facility together.
-pub async fn consultation_access(
-    ctx: &Ctx,
-    id: ConsultationId,
-) -> Result<(Principal, booking::Consultation, FacilityId), ApiError> {
-    let p = ctx.user()?.clone();
-    let c = booking::get(&ctx.state.db, id).await?;
-    ctx.audit_patient(c.patient_id);
-    let facility = clinician_facility(ctx, c.clinician_id).await?;
-    if !policy::can_read_consultation(&p, &c, facility) {
-        return Err(ctx.hidden("consultation"));
-    }
-    Ok((p, c, facility))
 }

@@ -4,6 +4,7 @@
 //! web client, or a Bearer header for API clients); [`crate::state::AppState::principal_for`] turns it into a
 //! [`Principal`]. The access rules live in [`policy`], so handlers ask one place.
 
+pub mod access;
 pub mod accounts;
 pub mod cache;
 pub mod password;
