@@ -11,8 +11,8 @@
 //!    model's;
 //! 2. every caller tries to book or hold every patient (and one that does not exist): a patient
 //!    they may not see answers exactly like a missing one and writes nothing; hub schedulers try
-//!    to move their hospital's consultations to another clinician; some of the new bookings are
-//!    cancelled;
+//!    to move their hospital's consultations to another clinician and to send visit links; some
+//!    of the new bookings are cancelled;
 //! 3. the reads of step 1 run again against the model updated with what step 2 really did, so a
 //!    write never grants a read the rules do not.
 //!
@@ -855,6 +855,46 @@ async fn attack(
             if r.status == 200 {
                 world.take_slot(target);
                 model.consultations[i].clinician = target;
+            }
+        }
+    }
+
+    // Visit links, which open a patient's visit, are sent only by someone who looks after them.
+    for k in callers {
+        let Some(Sched::Facilities(f)) = &k.sched else {
+            continue;
+        };
+        if k.clinician.is_some() || !world.hubs.contains(&f[0]) {
+            continue;
+        }
+        let theirs: Vec<Mc> = model
+            .consultations
+            .iter()
+            .filter(|c| model.clinician_facility[&c.clinician] == f[0])
+            .take(6)
+            .cloned()
+            .collect();
+        for c in theirs {
+            let r = k
+                .app
+                .post(
+                    &format!("/api/v1/consultations/{}/visit-link", c.id),
+                    json!({}),
+                )
+                .await;
+            checked += 1;
+            let want = if !model.sees_patient(k, c.patient) {
+                403
+            } else if matches!(c.status, St::Booked | St::InProgress) {
+                201
+            } else {
+                409
+            };
+            if r.status != want {
+                failures.push(format!(
+                    "{} sends a visit link for {} ({:?}): expected {want}, got {} {}",
+                    k.label, c.id, c.status, r.status, r.text
+                ));
             }
         }
     }

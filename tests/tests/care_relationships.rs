@@ -449,3 +449,43 @@ both_engines!(
         assert_eq!(none.body.as_array().expect("grants").len(), 0);
     }
 );
+
+both_engines!(
+    removing_a_patient_from_a_list_event_breaks_the_audit_chain,
+    |app: TestApp| async move {
+        network(&app).await;
+        app.get("/api/v1/patients?limit=500").await.expect(200);
+        assert_eq!(
+            telehealth::audit::verify(app.db())
+                .await
+                .expect("verify")
+                .first_broken,
+            None
+        );
+        // Whoever holds the database drops the append-only trigger and hides one patient from a
+        // list read: the chain no longer verifies.
+        let statements: &[&'static str] = match app.engine {
+            telehealth_tests::Engine::Sqlite => &[
+                "DROP TRIGGER audit_event_patients_no_delete",
+                "DELETE FROM audit_event_patients WHERE patient_id = (SELECT MIN(patient_id) FROM audit_event_patients)",
+            ],
+            telehealth_tests::Engine::Postgres => &[
+                "DROP TRIGGER audit_event_patients_no_change ON audit_event_patients",
+                "DELETE FROM audit_event_patients WHERE patient_id = (SELECT MIN(patient_id) FROM audit_event_patients)",
+            ],
+        };
+        for sql in statements.iter().copied() {
+            match app.db() {
+                telehealth::storage::Db::Sqlite(pool) => {
+                    sqlx::query(sql).execute(pool).await.map(|_| ())
+                }
+                telehealth::storage::Db::Postgres(pool) => {
+                    sqlx::query(sql).execute(pool).await.map(|_| ())
+                }
+            }
+            .expect("tamper");
+        }
+        let verified = telehealth::audit::verify(app.db()).await.expect("verify");
+        assert!(verified.first_broken.is_some(), "{verified:?}");
+    }
+);

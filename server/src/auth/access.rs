@@ -14,56 +14,65 @@ use crate::domain::ids::{ClinicianId, FacilityId, PatientId};
 use crate::on_db;
 use crate::storage::Db;
 
+/// One row of [`patient_facts`]'s query: the patient's home, a care link or a grant.
 #[derive(sqlx::FromRow)]
-struct LinkRow {
-    clinician_id: ClinicianId,
-    referring_clinician_id: Option<ClinicianId>,
-    clinician_facility_id: FacilityId,
+struct FactRow {
+    kind: String,
+    a: Option<i64>,
+    b: Option<i64>,
+    c: Option<i64>,
 }
 
-/// The facts about patient `id`, or `None` when there is no such patient.
+/// The facts about patient `id`, or `None` when there is no such patient. One round trip: this
+/// runs before every booking.
 pub async fn patient_facts(
     db: &Db,
     id: PatientId,
     now: DateTime<Utc>,
 ) -> Result<Option<PatientFacts>, sqlx::Error> {
-    let home: Option<Option<FacilityId>> = on_db!(db, pool => sqlx::query_scalar(
-        "SELECT home_facility_id FROM patients WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await)?;
-    let Some(home_facility_id) = home else {
-        return Ok(None);
-    };
-    let links: Vec<LinkRow> = on_db!(db, pool => sqlx::query_as(
-        // The statuses of `policy::establishes_relationship`.
-        "SELECT DISTINCT c.clinician_id, c.referring_clinician_id, cl.facility_id AS clinician_facility_id
+    let rows: Vec<FactRow> = on_db!(db, pool => sqlx::query_as(
+        // The link statuses are those of `policy::establishes_relationship`.
+        "SELECT 'home' AS kind, home_facility_id AS a, CAST(NULL AS BIGINT) AS b, CAST(NULL AS BIGINT) AS c
+         FROM patients WHERE id = $1
+         UNION ALL
+         SELECT DISTINCT 'link', c.clinician_id, c.referring_clinician_id, cl.facility_id
          FROM consultations c JOIN clinicians cl ON cl.id = c.clinician_id
-         WHERE c.patient_id = $1 AND c.status IN ('booked', 'in_progress', 'completed')",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await)?;
-    let break_glass: Vec<ClinicianId> = on_db!(db, pool => sqlx::query_scalar(
-        "SELECT DISTINCT clinician_id FROM break_glass_grants WHERE patient_id = $1 AND expires_at > $2",
+         WHERE c.patient_id = $1 AND c.status IN ('booked', 'in_progress', 'completed')
+         UNION ALL
+         SELECT DISTINCT 'glass', clinician_id, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
+         FROM break_glass_grants WHERE patient_id = $1 AND expires_at > $2",
     )
     .bind(id)
     .bind(now)
     .fetch_all(pool)
     .await)?;
-    Ok(Some(PatientFacts {
-        patient_id: id,
-        home_facility_id,
-        links: links
-            .into_iter()
-            .map(|l| CareLink {
-                clinician_id: l.clinician_id,
-                referring_clinician_id: l.referring_clinician_id,
-                clinician_facility_id: l.clinician_facility_id,
-            })
-            .collect(),
+    let mut facts: Option<PatientFacts> = None;
+    let mut links = Vec::new();
+    let mut break_glass = Vec::new();
+    for r in rows {
+        match (r.kind.as_str(), r.a, r.b, r.c) {
+            ("home", home, _, _) => {
+                facts = Some(PatientFacts {
+                    patient_id: id,
+                    home_facility_id: home.map(FacilityId),
+                    links: Vec::new(),
+                    break_glass: Vec::new(),
+                })
+            }
+            ("link", Some(clinician), referring, Some(facility)) => links.push(CareLink {
+                clinician_id: ClinicianId(clinician),
+                referring_clinician_id: referring.map(ClinicianId),
+                clinician_facility_id: FacilityId(facility),
+            }),
+            ("glass", Some(clinician), _, _) => break_glass.push(ClinicianId(clinician)),
+            // Columns are NOT NULL where the arms above need them.
+            _ => {}
+        }
+    }
+    Ok(facts.map(|f| PatientFacts {
+        links,
         break_glass,
+        ..f
     }))
 }
 
