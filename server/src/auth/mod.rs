@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod cache;
+pub mod changes;
 pub mod password;
 pub mod policy;
 pub mod tokens;
@@ -77,7 +78,7 @@ impl Role {
 }
 
 /// One role an account holds; a scheduler's `facility_id` is their hospital (`None`: the network).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Grant {
     pub role: Role,
     pub facility_id: Option<FacilityId>,
