@@ -42,6 +42,8 @@ struct World {
     rule: i64,
     exception: i64,
     spare_account: i64,
+    /// A change to the spare account, rejected: deciding it again meets 409 `change_decided`.
+    decided_change: i64,
     slot: String,
 }
 
@@ -122,6 +124,27 @@ fn rows(w: &World) -> Vec<Row> {
             "POST",
             "/api/v1/accounts/{id}/revoke-sessions",
             format!("/api/v1/accounts/{}/revoke-sessions", w.spare_account),
+            Some(json!({})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/account-changes",
+            "/api/v1/account-changes".into(),
+            None,
+            "RARRRRRRRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/account-changes/{id}/approve",
+            format!("/api/v1/account-changes/{}/approve", w.decided_change),
+            Some(json!({})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/account-changes/{id}/reject",
+            format!("/api/v1/account-changes/{}/reject", w.decided_change),
             Some(json!({})),
             "RARRRRRRRR",
         ),
@@ -513,6 +536,21 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
         .await
         .expect(201)
         .id();
+    let decided_change = app
+        .post(
+            &format!("/api/v1/accounts/{spare_account}/roles"),
+            json!({"roles": [{"role": "administrator"}]}),
+        )
+        .await
+        .expect(202)
+        .id();
+    app.second_admin()
+        .post(
+            &format!("/api/v1/account-changes/{decided_change}/reject"),
+            json!({}),
+        )
+        .await
+        .expect(200);
     let mut callers = vec![
         app.anonymous(),
         app.as_new_user("adm", &[("administrator", None)], None, None)
@@ -562,6 +600,7 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
             rule,
             exception,
             spare_account,
+            decided_change,
             slot,
         },
         callers,

@@ -123,7 +123,7 @@ both_engines!(
         app.post(
             "/api/v1/accounts",
             json!({"username": "fresh", "display_name": "fresh", "password": PASSWORD,
-               "roles": [{"role": "administrator"}]}),
+               "roles": []}),
         )
         .await
         .expect(201);

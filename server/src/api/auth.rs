@@ -4,9 +4,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use warp::http::{HeaderValue, StatusCode};
 
-use super::{ApiError, ApiResult, Ctx, created, json_response, no_content, ok};
+use super::{ApiError, ApiResult, Ctx, account_changes, created, json_response, no_content, ok};
 use crate::audit::{self, AuditQuery};
 use crate::auth::accounts::{self, AccountError, NewAccount};
+use crate::auth::changes;
 use crate::auth::tokens::{self, VisitLinkError};
 use crate::auth::{AccountId, Grant, Role, password, policy};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
@@ -308,9 +309,13 @@ struct NewAccountBody {
     roles: Vec<GrantBody>,
 }
 
-/// POST /api/v1/accounts
+/// POST /api/v1/accounts: an account that reaches nothing is created at once (201); one with a
+/// link or a privileged role is created bare and its links and roles proposed (202), to be applied
+/// when another administrator approves.
 pub async fn create_account(ctx: Ctx) -> ApiResult {
-    policy::require_admin(ctx.user()?)?;
+    let p = ctx.user()?;
+    policy::require_admin(p)?;
+    let proposer = p.account_id;
     let body: NewAccountBody = ctx.json()?;
     let username = accounts::normalise_username(&body.username).ok_or_else(|| {
         ApiError::invalid_field(
@@ -359,18 +364,32 @@ pub async fn create_account(ctx: Ctx) -> ApiResult {
             directory::get_facility(&ctx.state.db, f).await?;
         }
     }
-    let view = accounts::create_account(
-        &ctx.state.db,
-        NewAccount {
-            username,
-            display_name: display_name.into_string(),
-            password_hash,
+    let needs_approval = changes::needs_approval(
+        &changes::Standing {
+            patient_id: None,
+            clinician_id: None,
+            grants: &[],
+        },
+        &changes::Standing {
             patient_id: body.patient_id,
             clinician_id: body.clinician_id,
-            grants,
+            grants: &grants,
         },
-    )
-    .await?;
+    );
+    let new = NewAccount {
+        username,
+        display_name: display_name.into_string(),
+        password_hash,
+        patient_id: body.patient_id,
+        clinician_id: body.clinician_id,
+        grants,
+    };
+    if needs_approval {
+        let (_, change) = changes::propose_new_account(&ctx.state.db, new, proposer).await?;
+        account_changes::audit_change(&ctx, &change, "propose_account_change");
+        return account_changes::accepted(&change);
+    }
+    let view = accounts::create_account(&ctx.state.db, new).await?;
     ctx.audit(|n| n.record_id = Some(view.account.id.to_string()));
     created(&view)
 }
@@ -409,19 +428,41 @@ struct RolesBody {
     roles: Vec<GrantBody>,
 }
 
-/// POST /api/v1/accounts/{id}/roles: replaces the account's roles.
+/// POST /api/v1/accounts/{id}/roles: replaces the account's roles. Nobody changes their own
+/// (403). Taking roles away is immediate (200); a grant that reaches further is proposed (202) and
+/// applied when another administrator approves it.
 pub async fn set_roles(ctx: Ctx) -> ApiResult {
     let id: AccountId = ctx.param("id")?;
-    policy::require_admin(ctx.user()?)?;
+    let p = ctx.user()?;
+    policy::require_admin(p)?;
+    if p.account_id == id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "own_roles",
+            "no one changes their own roles; ask another administrator to propose the change",
+        ));
+    }
+    let proposer = p.account_id;
     let body: RolesBody = ctx.json()?;
     let grants = parse_grants(&body.roles)?;
-    if accounts::get_account(&ctx.state.db, id).await?.is_none() {
+    let Some(current) = accounts::get_account(&ctx.state.db, id).await? else {
         return Err(ApiError::not_found("account"));
-    }
+    };
     for g in &grants {
         if let Some(f) = g.facility_id {
             directory::get_facility(&ctx.state.db, f).await?;
         }
+    }
+    let linked = |grants| changes::Standing {
+        patient_id: current.account.patient_id,
+        clinician_id: current.account.clinician_id,
+        grants,
+    };
+    if changes::needs_approval(&linked(&current.roles), &linked(&grants)) {
+        let change =
+            changes::propose_roles(&ctx.state.db, id, &current.roles, &grants, proposer).await?;
+        account_changes::audit_change(&ctx, &change, "propose_account_change");
+        return account_changes::accepted(&change);
     }
     accounts::set_roles(&ctx.state.db, id, &grants).await?;
     ctx.state.sessions.forget_account(id);

@@ -6,6 +6,7 @@
 //! parameters, the raw query and the body, and parse what they need at this edge.
 
 pub mod access;
+pub mod account_changes;
 pub mod auth;
 pub mod availability;
 pub mod break_glass;
@@ -118,6 +119,9 @@ pub fn route_table() -> Vec<Route> {
         route!(GET "/api/v1/accounts/{id}" => auth::get_account),
         route!(POST "/api/v1/accounts/{id}/roles" => auth::set_roles),
         route!(POST "/api/v1/accounts/{id}/revoke-sessions" => auth::revoke_sessions),
+        route!(GET "/api/v1/account-changes" => account_changes::list),
+        route!(POST "/api/v1/account-changes/{id}/approve" => account_changes::approve),
+        route!(POST "/api/v1/account-changes/{id}/reject" => account_changes::reject),
         route!(GET "/api/v1/audit" => auth::audit),
         route!(directory GET "/api/v1/facilities" => directory::list_facilities),
         route!(POST "/api/v1/facilities" => directory::create_facility),
@@ -461,6 +465,7 @@ fn record_type_of(template: &str) -> &str {
         "facilities" => "facility",
         "specialties" => "specialty",
         "accounts" => "account",
+        "account-changes" => "account_change",
         "auth" => "session",
         "slots" => "slot",
         "audit" => "audit",

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod accounts;
 pub mod cache;
+pub mod changes;
 pub mod password;
 pub mod policy;
 pub mod tokens;
@@ -78,7 +79,7 @@ impl Role {
 }
 
 /// One role an account holds; a scheduler's `facility_id` is their hospital (`None`: the network).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Grant {
     pub role: Role,
     pub facility_id: Option<FacilityId>,
