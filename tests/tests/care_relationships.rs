@@ -357,6 +357,27 @@ both_engines!(
                 );
             }
         }
+        // An account list names the patients whose accounts it shows.
+        app.as_new_user("patacct", &[("patient", None)], Some(n.cast.patient), None)
+            .await;
+        app.get("/api/v1/accounts?limit=500").await.expect(200);
+        let events = app
+            .get(&format!(
+                "/api/v1/audit?patient_id={}&actor=root&limit=500",
+                n.cast.patient
+            ))
+            .await
+            .expect(200);
+        assert!(
+            events
+                .body
+                .as_array()
+                .expect("events")
+                .iter()
+                .any(|e| e["action"] == "GET /api/v1/accounts"),
+            "{}",
+            events.text
+        );
         // The patients of a list are covered by the chain.
         let verified = telehealth::audit::verify(app.db())
             .await

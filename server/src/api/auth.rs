@@ -406,7 +406,10 @@ pub async fn list_accounts(ctx: Ctx) -> ApiResult {
     policy::require_admin(ctx.user()?)?;
     let q: PageQuery = ctx.query()?;
     let (limit, offset) = super::directory::page(q.limit, q.offset)?;
-    ok(&accounts::list_accounts(&ctx.state.db, limit, offset).await?)
+    let rows = accounts::list_accounts(&ctx.state.db, limit, offset).await?;
+    // A patient's account names the patient.
+    ctx.audit_patients(rows.iter().filter_map(|a| a.account.patient_id));
+    ok(&rows)
 }
 
 /// GET /api/v1/accounts/{id}
@@ -417,7 +420,12 @@ pub async fn get_account(ctx: Ctx) -> ApiResult {
         policy::require_admin(p)?;
     }
     match accounts::get_account(&ctx.state.db, id).await? {
-        Some(v) => ok(&v),
+        Some(v) => {
+            if let Some(patient) = v.account.patient_id {
+                ctx.audit_patient(patient);
+            }
+            ok(&v)
+        }
         None => Err(ApiError::not_found("account")),
     }
 }
