@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod cache;
 pub mod password;
 pub mod policy;
+pub mod throttle;
 pub mod tokens;
 
 use serde::Serialize;
