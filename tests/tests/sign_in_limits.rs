@@ -175,7 +175,7 @@ async fn in_flight_row(app: &TestApp, username: &str, addr: &str, age_seconds: i
     .expect("insert a reservation");
 }
 
-/// Moves every recorded attempt of `username` `seconds` into the past, as if time had passed.
+/// Stamps every recorded attempt of `username` `seconds` ago, as if they had all been made then.
 async fn age_attempts(app: &TestApp, username: &str, seconds: i64) {
     let at: DateTime<Utc> = (Utc::now() - chrono::Duration::seconds(seconds)).trunc_subsecs(3);
     let sql = "UPDATE sign_in_attempts SET started_at = $1 WHERE username = $2";
@@ -400,7 +400,10 @@ both_engines!(
             .await
             .expect(401);
         }
-        // Now each attempt from a new place must wait: even the right password.
+        // Now each attempt from a new place must wait: even the right password. (The wait
+        // runs from the last attempt: stamp them all "just now" so a slow machine cannot let
+        // it pass before the next request arrives.)
+        age_attempts(&app, "doctor", 0).await;
         let elsewhere = app.from_address("127.0.1.200");
         let r = sign_in(&elsewhere, "doctor", PASSWORD).await;
         let wait = retry_after(&r);
@@ -421,6 +424,7 @@ both_engines!(
             .await
             .expect(401);
         }
+        age_attempts(&app, "no-such-doctor", 0).await;
         let ghost = sign_in(&elsewhere, "no-such-doctor", PASSWORD).await;
         retry_after(&ghost);
         assert_eq!(limit(&ghost), "account");
