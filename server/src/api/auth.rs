@@ -92,8 +92,8 @@ struct LoginBody {
 
 /// POST /api/v1/auth/login
 ///
-/// The attempt is reserved against the sign-in limits ([`throttle`]) before the password is
-/// checked, so parallel guesses are counted while they are still in flight.
+/// The attempt is reserved against the sign-in limits ([`crate::auth::throttle`]) before the
+/// password is checked, so parallel guesses are counted while they are still in flight.
 pub async fn login(ctx: Ctx) -> ApiResult {
     let body: LoginBody = ctx.json()?;
     let username = accounts::normalise_username(&body.username)
