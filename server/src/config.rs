@@ -21,6 +21,8 @@
 //! | TURN credential lifetime, seconds | `turn_ttl_seconds` | `TELEHEALTH_TURN_TTL_SECONDS` | | 28800 |
 //! | signaling sockets per node | `signaling_max_connections` | `TELEHEALTH_SIGNALING_MAX_CONNECTIONS` | | 19500 |
 //! | signaling rooms per node | `signaling_max_rooms` | `TELEHEALTH_SIGNALING_MAX_ROOMS` | | 10000 |
+//! | sign-in attempts per client address per minute, per node | `sign_in_per_address_per_minute` | `TELEHEALTH_SIGN_IN_PER_ADDRESS_PER_MINUTE` | | 1200 |
+//! | sign-in attempts per client address at once, per node | `sign_in_per_address_burst` | `TELEHEALTH_SIGN_IN_PER_ADDRESS_BURST` | | 100 |
 //!
 //! Lists in the environment are written as TOML arrays:
 //! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
@@ -122,6 +124,11 @@ pub struct Settings {
     pub signaling_max_connections: usize,
     /// Most call rooms one node holds.
     pub signaling_max_rooms: usize,
+    /// Sign-in attempts one client address may make on one node per minute, on average...
+    pub sign_in_per_address_per_minute: u32,
+    /// ...and at once: enough for a care centre's staff behind one address arriving together.
+    /// (The limits that hold across nodes live in the database; see `auth::throttle`.)
+    pub sign_in_per_address_burst: u32,
 }
 
 impl Default for Settings {
@@ -145,6 +152,8 @@ impl Default for Settings {
             turn_ttl_seconds: 8 * 3600,
             signaling_max_connections: 19_500,
             signaling_max_rooms: 10_000,
+            sign_in_per_address_per_minute: 1200,
+            sign_in_per_address_burst: 100,
         }
     }
 }

@@ -323,6 +323,21 @@ impl TestApp {
         }
     }
 
+    /// The same caller, connecting from another loopback address (all of 127.0.0.0/8 is loopback
+    /// on Linux), for rules that count client addresses.
+    pub fn from_address(&self, ip: &str) -> TestApp {
+        let ip: std::net::IpAddr = ip.parse().expect("an IP address");
+        TestApp {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(128)
+                .local_address(ip)
+                .build()
+                .expect("http client"),
+            ..self.clone()
+        }
+    }
+
     /// Creates an account with `roles` (`[("scheduler", Some(facility))]`) linked to a patient or
     /// clinician, signs it in, and returns the server as that account. Links and privileged roles
     /// go through the approval flow: proposed by this caller (202), approved by the second

@@ -8,17 +8,13 @@ use super::{ApiError, ApiResult, Ctx, account_changes, created, json_response, n
 use crate::audit::{self, AuditQuery};
 use crate::auth::accounts::{self, AccountError, NewAccount};
 use crate::auth::changes;
+use crate::auth::throttle::{Refusal, Rule};
 use crate::auth::tokens::{self, VisitLinkError};
 use crate::auth::{AccountId, Grant, Role, password, policy};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time;
 use crate::scheduling::{booking, directory};
 use crate::state::SESSION_COOKIE;
-
-/// Failed sign-ins that lock an account, and an address, for the window.
-pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
-pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
-pub const LOCKOUT_MINUTES: i64 = 15;
 
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
@@ -96,6 +92,9 @@ struct LoginBody {
 }
 
 /// POST /api/v1/auth/login
+///
+/// The attempt is reserved against the sign-in limits ([`crate::auth::throttle`]) before the
+/// password is checked, so parallel guesses are counted while they are still in flight.
 pub async fn login(ctx: Ctx) -> ApiResult {
     let body: LoginBody = ctx.json()?;
     let username = accounts::normalise_username(&body.username)
@@ -105,27 +104,18 @@ pub async fn login(ctx: Ctx) -> ApiResult {
         n.actor = Some(username.clone());
         n.record_type = Some("session".into());
     });
-    let since = time::now() - Duration::minutes(LOCKOUT_MINUTES);
-    let (by_account, by_address) =
-        audit::failed_logins(&ctx.state.db, &username, ctx.client_addr.as_deref(), since).await?;
-    if by_account >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            format!(
-                "too many failed sign-ins; wait {LOCKOUT_MINUTES} minutes and try again, or ask an administrator"
-            ),
-        ));
-    }
-    let wrong = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "the user name or password is wrong",
-        )
+    let reservation = match ctx
+        .state
+        .sign_in
+        .reserve(&ctx.state.db, &username, ctx.client_addr.as_deref())
+        .await?
+    {
+        Ok(r) => r,
+        Err(refusal) => return too_many_attempts(refusal),
     };
     let record = accounts::login_record(&ctx.state.db, &username).await?;
     let password = body.password;
+    // An unknown name costs a check against a dummy hash: it answers as slowly as a wrong password.
     let account = match record {
         Some((id, Some(hash), false)) => {
             let ok = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
@@ -138,11 +128,57 @@ pub async fn login(ctx: Ctx) -> ApiResult {
             None
         }
     };
+    metrics::counter!("auth_password_checks_total", "result" => if account.is_some() { "right" } else { "wrong" })
+        .increment(1);
+    reservation.finish(account.is_some()).await?;
     let Some(account) = account else {
-        return Err(wrong());
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the user name or password is wrong",
+        ));
     };
     ctx.audit(|n| n.record_id = Some(account.to_string()));
     start_session(&ctx, account, None, accounts::default_expiry()).await
+}
+
+/// The 429 of a refused sign-in: which limit, and when to try again, in the message, the
+/// details and a `Retry-After` header.
+fn too_many_attempts(refusal: Refusal) -> ApiResult {
+    metrics::counter!("auth_sign_in_refused_total", "limit" => refusal.rule.as_str()).increment(1);
+    let wait = refusal.retry_after_seconds;
+    let when = if wait < 120 {
+        format!("{wait} seconds")
+    } else {
+        format!("{} minutes", wait.div_ceil(60))
+    };
+    let message = match refusal.rule {
+        Rule::Pair => format!(
+            "too many failed sign-ins for this user name from your network; try again in {when}, \
+             sign in from another network, or ask an administrator to reset your password"
+        ),
+        Rule::AccountSlowdown => format!(
+            "this user name has had many failed sign-ins from several places, so sign-ins for it \
+             are slowed down; try again in {when}"
+        ),
+        Rule::AddressCeiling => format!(
+            "too many failed sign-ins from your network; try again in {when} (accounts that \
+             have signed in from this network before are not affected)"
+        ),
+        Rule::AddressRate => {
+            format!("too many sign-ins from your network at once; try again in {when}")
+        }
+    };
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+        .with_details(serde_json::json!({
+            "limit": refusal.rule.as_str(),
+            "retry_after_seconds": wait,
+        }))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(warp::http::header::RETRY_AFTER, HeaderValue::from(wait));
+    Ok(response)
 }
 
 /// POST /api/v1/auth/logout

@@ -429,25 +429,3 @@ async fn query_events(db: &Db, q: &AuditQuery) -> Result<Vec<Stored>, sqlx::Erro
         b.build_query_as::<Stored>().fetch_all(pool).await
     })
 }
-
-/// Refused logins (wrong password or unknown name) for `username`, and from `addr`, since
-/// `since`: the lockout counts these.
-pub async fn failed_logins(
-    db: &Db,
-    username: &str,
-    addr: Option<&str>,
-    since: DateTime<Utc>,
-) -> Result<(i64, i64), sqlx::Error> {
-    on_db!(db, pool => sqlx::query_as::<_, (i64, i64)>(
-        "SELECT
-           (SELECT COUNT(*) FROM audit_events
-             WHERE action = 'login' AND outcome = 'denied' AND actor = $1 AND occurred_at >= $3),
-           (SELECT COUNT(*) FROM audit_events
-             WHERE action = 'login' AND outcome = 'denied' AND client_addr = $2 AND occurred_at >= $3)",
-    )
-    .bind(username)
-    .bind(addr)
-    .bind(since)
-    .fetch_one(pool)
-    .await)
-}

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod changes;
 pub mod password;
 pub mod policy;
+pub mod throttle;
 pub mod tokens;
 
 use serde::Serialize;
