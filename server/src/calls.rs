@@ -155,6 +155,7 @@ impl CallObserver for CallRecorder {
                 record_type: "consultation".into(),
                 record_id: (event.consultation > 0).then(|| event.consultation.to_string()),
                 patient_id,
+                patients: Vec::new(),
                 client_addr: None,
                 outcome,
             };

@@ -23,6 +23,8 @@
 //! | signaling rooms per node | `signaling_max_rooms` | `TELEHEALTH_SIGNALING_MAX_ROOMS` | | 10000 |
 //! | `/metrics` on an address of its own | `metrics_listen` | `TELEHEALTH_METRICS_LISTEN` | | none |
 //! | `/metrics` behind a Bearer token | `metrics_token` | `TELEHEALTH_METRICS_TOKEN` | | none |
+//! | sign-in attempts per client address per minute, per node | `sign_in_per_address_per_minute` | `TELEHEALTH_SIGN_IN_PER_ADDRESS_PER_MINUTE` | | 1200 |
+//! | sign-in attempts per client address at once, per node | `sign_in_per_address_burst` | `TELEHEALTH_SIGN_IN_PER_ADDRESS_BURST` | | 100 |
 //!
 //! Lists in the environment are written as TOML arrays:
 //! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
@@ -132,6 +134,11 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// Serve `/metrics` only to requests with `Authorization: Bearer <metrics_token>`.
     pub metrics_token: Option<Secret>,
+    /// Sign-in attempts one client address may make on one node per minute, on average...
+    pub sign_in_per_address_per_minute: u32,
+    /// ...and at once: enough for a care centre's staff behind one address arriving together.
+    /// (The limits that hold across nodes live in the database; see `auth::throttle`.)
+    pub sign_in_per_address_burst: u32,
 }
 
 impl Default for Settings {
@@ -157,6 +164,8 @@ impl Default for Settings {
             signaling_max_rooms: 10_000,
             metrics_listen: None,
             metrics_token: None,
+            sign_in_per_address_per_minute: 1200,
+            sign_in_per_address_burst: 100,
         }
     }
 }

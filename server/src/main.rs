@@ -74,6 +74,8 @@ enum AuditCommand {
 #[derive(Subcommand)]
 enum AccountCommand {
     /// Create an account. The password is read from TELEHEALTH_NEW_PASSWORD, never from a flag.
+    /// Applied at once, without a second administrator: this is how the first administrators are
+    /// made, by whoever holds the server's shell (the API makes links and privileged roles wait).
     Create {
         #[arg(long)]
         username: String,

@@ -196,6 +196,10 @@ impl Application {
             sessions: Arc::new(crate::auth::cache::SessionCache::default()),
             hub,
             join_key: Arc::new(join_key),
+            sign_in: Arc::new(crate::auth::throttle::SignInLimits::new(
+                settings.sign_in_per_address_per_minute,
+                settings.sign_in_per_address_burst,
+            )),
         };
         let router = Arc::new(Router::new(route_table())?);
         Ok(Application {

@@ -33,6 +33,8 @@ pub struct AppState {
     /// Signs join tokens for the signaling server (derived from the visit-link key, so every node
     /// that shares that file accepts the others' tokens).
     pub join_key: Arc<Vec<u8>>,
+    /// Sign-in limits: the in-process rate per address, and the handle to the shared ones.
+    pub sign_in: Arc<crate::auth::throttle::SignInLimits>,
 }
 
 /// The session token of a request: a Bearer header for API clients, else the session cookie.

@@ -149,6 +149,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub engine: Engine,
     pub token: Option<String>,
+    /// The token of `approver`, a second administrator, who approves what `root` proposes.
+    approver: Option<String>,
 }
 
 /// The password of every account the harness creates.
@@ -236,6 +238,24 @@ impl TestApp {
         )
         .await
         .expect("root account");
+        // Privileged account changes need a second administrator; like root, made in storage, as
+        // the command line makes the first administrators.
+        telehealth::auth::accounts::create_account(
+            &db,
+            telehealth::auth::accounts::NewAccount {
+                username: "approver".into(),
+                display_name: "Test approver".into(),
+                password_hash: Some(telehealth::auth::password::hash(PASSWORD).expect("hash")),
+                patient_id: None,
+                clinician_id: None,
+                grants: vec![telehealth::auth::Grant {
+                    role: telehealth::auth::Role::Administrator,
+                    facility_id: None,
+                }],
+            },
+        )
+        .await
+        .expect("approver account");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stop_rx.await;
@@ -257,16 +277,24 @@ impl TestApp {
                 .expect("http client"),
             engine,
             token: None,
+            approver: None,
         };
         if tls {
             // The harness's client speaks plain HTTP; TLS tests bring their own client.
             return app;
         }
         let token = app.login("root", PASSWORD).await;
+        let approver = app.login("approver", PASSWORD).await;
         TestApp {
             token: Some(token),
+            approver: Some(approver),
             ..app
         }
+    }
+
+    /// The same server as `approver`, the second administrator.
+    pub fn second_admin(&self) -> TestApp {
+        self.as_token(self.approver.as_deref().expect("the approver signed in"))
     }
 
     /// Signs in and returns the session token.
@@ -298,8 +326,25 @@ impl TestApp {
         }
     }
 
+    /// The same caller, connecting from another loopback address (all of 127.0.0.0/8 is loopback
+    /// on Linux), for rules that count client addresses.
+    pub fn from_address(&self, ip: &str) -> TestApp {
+        let ip: std::net::IpAddr = ip.parse().expect("an IP address");
+        TestApp {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(128)
+                .local_address(ip)
+                .build()
+                .expect("http client"),
+            ..self.clone()
+        }
+    }
+
     /// Creates an account with `roles` (`[("scheduler", Some(facility))]`) linked to a patient or
-    /// clinician, signs it in, and returns the server as that account.
+    /// clinician, signs it in, and returns the server as that account. Links and privileged roles
+    /// go through the approval flow: proposed by this caller (202), approved by the second
+    /// administrator.
     pub async fn as_new_user(
         &self,
         username: &str,
@@ -311,13 +356,25 @@ impl TestApp {
             .iter()
             .map(|(role, facility)| json!({"role": role, "facility_id": facility}))
             .collect();
-        self.post(
-            "/api/v1/accounts",
-            json!({"username": username, "display_name": username, "password": PASSWORD,
-                   "patient_id": patient_id, "clinician_id": clinician_id, "roles": roles}),
-        )
-        .await
-        .expect(201);
+        let r = self
+            .post(
+                "/api/v1/accounts",
+                json!({"username": username, "display_name": username, "password": PASSWORD,
+                       "patient_id": patient_id, "clinician_id": clinician_id, "roles": roles}),
+            )
+            .await;
+        if r.status == 202 {
+            assert_eq!(r.body["status"], "pending", "{}", r.text);
+            self.second_admin()
+                .post(
+                    &format!("/api/v1/account-changes/{}/approve", r.id()),
+                    json!({}),
+                )
+                .await
+                .expect(200);
+        } else {
+            r.expect(201);
+        }
         let token = self.login(username, PASSWORD).await;
         self.as_token(&token)
     }

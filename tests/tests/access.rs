@@ -42,6 +42,8 @@ struct World {
     rule: i64,
     exception: i64,
     spare_account: i64,
+    /// A change to the spare account, rejected: deciding it again meets 409 `change_decided`.
+    decided_change: i64,
     slot: String,
 }
 
@@ -122,6 +124,27 @@ fn rows(w: &World) -> Vec<Row> {
             "POST",
             "/api/v1/accounts/{id}/revoke-sessions",
             format!("/api/v1/accounts/{}/revoke-sessions", w.spare_account),
+            Some(json!({})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/account-changes",
+            "/api/v1/account-changes".into(),
+            None,
+            "RARRRRRRRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/account-changes/{id}/approve",
+            format!("/api/v1/account-changes/{}/approve", w.decided_change),
+            Some(json!({})),
+            "RARRRRRRRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/account-changes/{id}/reject",
+            format!("/api/v1/account-changes/{}/reject", w.decided_change),
             Some(json!({})),
             "RARRRRRRRR",
         ),
@@ -324,7 +347,7 @@ fn rows(w: &World) -> Vec<Row> {
             "/api/v1/consultations",
             "/api/v1/consultations".into(),
             Some(booking),
-            "RRARARARRR",
+            "RNANANARNR",
         ),
         row(
             "GET",
@@ -443,6 +466,22 @@ fn rows(w: &World) -> Vec<Row> {
             Some(json!({"reason": "access test"})),
             "RNANANARNR",
         ),
+        row(
+            "GET",
+            "/api/v1/break-glass",
+            "/api/v1/break-glass".into(),
+            None,
+            "RARRAAARRR",
+        ),
+        // After every row that reads the patient's records: the other specialist's grant would
+        // let it see them.
+        row(
+            "POST",
+            "/api/v1/patients/{id}/break-glass",
+            format!("/api/v1/patients/{}/break-glass", c.patient),
+            Some(json!({"reason": "access test: patient collapsed in the waiting room"})),
+            "RRRRAAARRR",
+        ),
         // Last: it ends the caller's session.
         row(
             "POST",
@@ -497,6 +536,21 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
         .await
         .expect(201)
         .id();
+    let decided_change = app
+        .post(
+            &format!("/api/v1/accounts/{spare_account}/roles"),
+            json!({"roles": [{"role": "administrator"}]}),
+        )
+        .await
+        .expect(202)
+        .id();
+    app.second_admin()
+        .post(
+            &format!("/api/v1/account-changes/{decided_change}/reject"),
+            json!({}),
+        )
+        .await
+        .expect(200);
     let mut callers = vec![
         app.anonymous(),
         app.as_new_user("adm", &[("administrator", None)], None, None)
@@ -546,6 +600,7 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
             rule,
             exception,
             spare_account,
+            decided_change,
             slot,
         },
         callers,

@@ -4,20 +4,17 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use warp::http::{HeaderValue, StatusCode};
 
-use super::{ApiError, ApiResult, Ctx, created, json_response, no_content, ok};
+use super::{ApiError, ApiResult, Ctx, account_changes, created, json_response, no_content, ok};
 use crate::audit::{self, AuditQuery};
 use crate::auth::accounts::{self, AccountError, NewAccount};
+use crate::auth::changes;
+use crate::auth::throttle::{Refusal, Rule};
 use crate::auth::tokens::{self, VisitLinkError};
-use crate::auth::{AccountId, Grant, Principal, Role, password, policy};
+use crate::auth::{AccountId, Grant, Role, password, policy};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time;
 use crate::scheduling::{booking, directory};
 use crate::state::SESSION_COOKIE;
-
-/// Failed sign-ins that lock an account, and an address, for the window.
-pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
-pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
-pub const LOCKOUT_MINUTES: i64 = 15;
 
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
@@ -95,6 +92,9 @@ struct LoginBody {
 }
 
 /// POST /api/v1/auth/login
+///
+/// The attempt is reserved against the sign-in limits ([`crate::auth::throttle`]) before the
+/// password is checked, so parallel guesses are counted while they are still in flight.
 pub async fn login(ctx: Ctx) -> ApiResult {
     let body: LoginBody = ctx.json()?;
     let username = accounts::normalise_username(&body.username)
@@ -104,27 +104,18 @@ pub async fn login(ctx: Ctx) -> ApiResult {
         n.actor = Some(username.clone());
         n.record_type = Some("session".into());
     });
-    let since = time::now() - Duration::minutes(LOCKOUT_MINUTES);
-    let (by_account, by_address) =
-        audit::failed_logins(&ctx.state.db, &username, ctx.client_addr.as_deref(), since).await?;
-    if by_account >= MAX_FAILURES_PER_ACCOUNT || by_address >= MAX_FAILURES_PER_ADDRESS {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            format!(
-                "too many failed sign-ins; wait {LOCKOUT_MINUTES} minutes and try again, or ask an administrator"
-            ),
-        ));
-    }
-    let wrong = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "the user name or password is wrong",
-        )
+    let reservation = match ctx
+        .state
+        .sign_in
+        .reserve(&ctx.state.db, &username, ctx.client_addr.as_deref())
+        .await?
+    {
+        Ok(r) => r,
+        Err(refusal) => return too_many_attempts(refusal),
     };
     let record = accounts::login_record(&ctx.state.db, &username).await?;
     let password = body.password;
+    // An unknown name costs a check against a dummy hash: it answers as slowly as a wrong password.
     let account = match record {
         Some((id, Some(hash), false)) => {
             let ok = tokio::task::spawn_blocking(move || password::verify(&password, &hash))
@@ -137,11 +128,57 @@ pub async fn login(ctx: Ctx) -> ApiResult {
             None
         }
     };
+    metrics::counter!("auth_password_checks_total", "result" => if account.is_some() { "right" } else { "wrong" })
+        .increment(1);
+    reservation.finish(account.is_some()).await?;
     let Some(account) = account else {
-        return Err(wrong());
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the user name or password is wrong",
+        ));
     };
     ctx.audit(|n| n.record_id = Some(account.to_string()));
     start_session(&ctx, account, None, accounts::default_expiry()).await
+}
+
+/// The 429 of a refused sign-in: which limit, and when to try again, in the message, the
+/// details and a `Retry-After` header.
+fn too_many_attempts(refusal: Refusal) -> ApiResult {
+    metrics::counter!("auth_sign_in_refused_total", "limit" => refusal.rule.as_str()).increment(1);
+    let wait = refusal.retry_after_seconds;
+    let when = if wait < 120 {
+        format!("{wait} seconds")
+    } else {
+        format!("{} minutes", wait.div_ceil(60))
+    };
+    let message = match refusal.rule {
+        Rule::Pair => format!(
+            "too many failed sign-ins for this user name from your network; try again in {when}, \
+             sign in from another network, or ask an administrator to reset your password"
+        ),
+        Rule::AccountSlowdown => format!(
+            "this user name has had many failed sign-ins from several places, so sign-ins for it \
+             are slowed down; try again in {when}"
+        ),
+        Rule::AddressCeiling => format!(
+            "too many failed sign-ins from your network; try again in {when} (accounts that \
+             have signed in from this network before are not affected)"
+        ),
+        Rule::AddressRate => {
+            format!("too many sign-ins from your network at once; try again in {when}")
+        }
+    };
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+        .with_details(serde_json::json!({
+            "limit": refusal.rule.as_str(),
+            "retry_after_seconds": wait,
+        }))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(warp::http::header::RETRY_AFTER, HeaderValue::from(wait));
+    Ok(response)
 }
 
 /// POST /api/v1/auth/logout
@@ -223,15 +260,19 @@ struct VisitLink {
 /// POST /api/v1/consultations/{id}/visit-link
 pub async fn issue_visit_link(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
-    let p = ctx.user()?;
-    let c = booking::get(&ctx.state.db, id).await?;
-    ctx.audit_patient(c.patient_id);
-    let facility = clinician_facility(&ctx, c.clinician_id).await?;
-    if !policy::can_read_consultation(p, &c, facility) {
-        return Err(ctx.hidden("consultation"));
-    }
-    if !policy::can_manage_consultation(p, &c, facility) {
+    let found = super::access::consultation_access(&ctx, id).await?;
+    let (p, c) = (&found.principal, &found.consultation);
+    if !policy::can_manage_consultation(p, &found.facts()) {
         return Err(policy::forbidden("send visit links for this consultation"));
+    }
+    // A link opens the patient's visit: only someone who looks after the patient sends one.
+    if super::access::patient_facts(&ctx, c.patient_id)
+        .await
+        .is_err()
+    {
+        return Err(policy::forbidden(
+            "send visit links to this patient (you do not look after them)",
+        ));
     }
     if !matches!(c.status.as_str(), "booked" | "in_progress") {
         return Err(ApiError::conflict(
@@ -304,9 +345,13 @@ struct NewAccountBody {
     roles: Vec<GrantBody>,
 }
 
-/// POST /api/v1/accounts
+/// POST /api/v1/accounts: an account that reaches nothing is created at once (201); one with a
+/// link or a privileged role is created bare and its links and roles proposed (202), to be applied
+/// when another administrator approves.
 pub async fn create_account(ctx: Ctx) -> ApiResult {
-    policy::require_admin(ctx.user()?)?;
+    let p = ctx.user()?;
+    policy::require_admin(p)?;
+    let proposer = p.account_id;
     let body: NewAccountBody = ctx.json()?;
     let username = accounts::normalise_username(&body.username).ok_or_else(|| {
         ApiError::invalid_field(
@@ -359,18 +404,32 @@ pub async fn create_account(ctx: Ctx) -> ApiResult {
             directory::get_facility(&ctx.state.db, f).await?;
         }
     }
-    let view = accounts::create_account(
-        &ctx.state.db,
-        NewAccount {
-            username,
-            display_name: display_name.into_string(),
-            password_hash,
+    let needs_approval = changes::needs_approval(
+        &changes::Standing {
+            patient_id: None,
+            clinician_id: None,
+            grants: &[],
+        },
+        &changes::Standing {
             patient_id: body.patient_id,
             clinician_id: body.clinician_id,
-            grants,
+            grants: &grants,
         },
-    )
-    .await?;
+    );
+    let new = NewAccount {
+        username,
+        display_name: display_name.into_string(),
+        password_hash,
+        patient_id: body.patient_id,
+        clinician_id: body.clinician_id,
+        grants,
+    };
+    if needs_approval {
+        let (_, change) = changes::propose_new_account(&ctx.state.db, new, proposer).await?;
+        account_changes::audit_change(&ctx, &change, "propose_account_change");
+        return account_changes::accepted(&change);
+    }
+    let view = accounts::create_account(&ctx.state.db, new).await?;
     ctx.audit(|n| n.record_id = Some(view.account.id.to_string()));
     created(&view)
 }
@@ -387,7 +446,10 @@ pub async fn list_accounts(ctx: Ctx) -> ApiResult {
     policy::require_admin(ctx.user()?)?;
     let q: PageQuery = ctx.query()?;
     let (limit, offset) = super::directory::page(q.limit, q.offset)?;
-    ok(&accounts::list_accounts(&ctx.state.db, limit, offset).await?)
+    let rows = accounts::list_accounts(&ctx.state.db, limit, offset).await?;
+    // A patient's account names the patient.
+    ctx.audit_patients(rows.iter().filter_map(|a| a.account.patient_id));
+    ok(&rows)
 }
 
 /// GET /api/v1/accounts/{id}
@@ -398,7 +460,12 @@ pub async fn get_account(ctx: Ctx) -> ApiResult {
         policy::require_admin(p)?;
     }
     match accounts::get_account(&ctx.state.db, id).await? {
-        Some(v) => ok(&v),
+        Some(v) => {
+            if let Some(patient) = v.account.patient_id {
+                ctx.audit_patient(patient);
+            }
+            ok(&v)
+        }
         None => Err(ApiError::not_found("account")),
     }
 }
@@ -409,19 +476,41 @@ struct RolesBody {
     roles: Vec<GrantBody>,
 }
 
-/// POST /api/v1/accounts/{id}/roles: replaces the account's roles.
+/// POST /api/v1/accounts/{id}/roles: replaces the account's roles. Nobody changes their own
+/// (403). Taking roles away is immediate (200); a grant that reaches further is proposed (202) and
+/// applied when another administrator approves it.
 pub async fn set_roles(ctx: Ctx) -> ApiResult {
     let id: AccountId = ctx.param("id")?;
-    policy::require_admin(ctx.user()?)?;
+    let p = ctx.user()?;
+    policy::require_admin(p)?;
+    if p.account_id == id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "own_roles",
+            "no one changes their own roles; ask another administrator to propose the change",
+        ));
+    }
+    let proposer = p.account_id;
     let body: RolesBody = ctx.json()?;
     let grants = parse_grants(&body.roles)?;
-    if accounts::get_account(&ctx.state.db, id).await?.is_none() {
+    let Some(current) = accounts::get_account(&ctx.state.db, id).await? else {
         return Err(ApiError::not_found("account"));
-    }
+    };
     for g in &grants {
         if let Some(f) = g.facility_id {
             directory::get_facility(&ctx.state.db, f).await?;
         }
+    }
+    let linked = |grants| changes::Standing {
+        patient_id: current.account.patient_id,
+        clinician_id: current.account.clinician_id,
+        grants,
+    };
+    if changes::needs_approval(&linked(&current.roles), &linked(&grants)) {
+        let change =
+            changes::propose_roles(&ctx.state.db, id, &current.roles, &grants, proposer).await?;
+        account_changes::audit_change(&ctx, &change, "propose_account_change");
+        return account_changes::accepted(&change);
     }
     accounts::set_roles(&ctx.state.db, id, &grants).await?;
     ctx.state.sessions.forget_account(id);
@@ -479,19 +568,4 @@ pub async fn audit(ctx: Ctx) -> ApiResult {
     )
     .await?;
     ok(&events)
-}
-
-/// For handlers that need the caller and a consultation's clinician facility together.
-pub async fn consultation_access(
-    ctx: &Ctx,
-    id: ConsultationId,
-) -> Result<(Principal, booking::Consultation, FacilityId), ApiError> {
-    let p = ctx.user()?.clone();
-    let c = booking::get(&ctx.state.db, id).await?;
-    ctx.audit_patient(c.patient_id);
-    let facility = clinician_facility(ctx, c.clinician_id).await?;
-    if !policy::can_read_consultation(&p, &c, facility) {
-        return Err(ctx.hidden("consultation"));
-    }
-    Ok((p, c, facility))
 }

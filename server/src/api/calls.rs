@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use telehealth_signaling::token::{self, JoinClaims, Role as CallRole};
 
-use super::auth::consultation_access;
+use super::access::{consultation_access, patient_facts};
 use super::{ApiError, ApiResult, Ctx, created};
 use crate::auth::policy;
 use crate::domain::ids::ConsultationId;
@@ -73,7 +73,8 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
                 .map_err(|e| ApiError::invalid_field("guest_name", e))?,
         ),
     };
-    let (p, c, _) = consultation_access(&ctx, id).await?;
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (found.principal, found.consultation);
     let me_clinician = p.as_clinician().filter(|me| {
         p.only_consultation.is_none()
             && (*me == c.clinician_id || c.referring_clinician_id == Some(*me))
@@ -81,6 +82,12 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
     let me_patient = p.as_patient().filter(|me| *me == c.patient_id);
     let (participant, name, role) = match (&guest_name, me_clinician, me_patient) {
         (Some(guest), Some(_), _) => {
+            // Bringing someone else into a patient's visit needs a care relationship of one's own.
+            if patient_facts(&ctx, c.patient_id).await.is_err() {
+                return Err(policy::forbidden(
+                    "invite guests to this patient's call (you do not look after them)",
+                ));
+            }
             let mut random = [0u8; 8];
             getrandom::fill(&mut random).map_err(|_| ApiError::internal())?;
             let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();

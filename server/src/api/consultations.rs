@@ -3,10 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{clinician_facility, consultation_access};
+use super::access::{consultation_access, patient_facts};
+use super::auth::clinician_facility;
 use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
 use crate::auth::Principal;
-use crate::auth::policy::{self, Visibility};
+use crate::auth::policy::{self, BookingRefusal, Visibility};
 use crate::domain::consultation::{Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
@@ -65,12 +66,23 @@ pub async fn create(ctx: Ctx) -> ApiResult {
         return Err(ApiError::internal());
     };
     let p = ctx.user()?;
-    ctx.audit_patient(body.patient_id);
+    // Only for a patient the caller may already see; any other answers like a missing one.
+    let (patient, _) = patient_facts(&ctx, body.patient_id).await?;
     let facility = clinician_facility(&ctx, body.clinician_id).await?;
-    if !policy::can_book(p, body.clinician_id, facility, body.referring_clinician_id) {
-        return Err(policy::forbidden(
-            "book with this clinician (schedulers book for their hospital; clinicians for consultations they take part in)",
-        ));
+    match policy::can_book(
+        p,
+        &patient,
+        body.clinician_id,
+        facility,
+        body.referring_clinician_id,
+    ) {
+        Ok(()) => {}
+        Err(BookingRefusal::PatientHidden) => return Err(ctx.hidden("patient")),
+        Err(BookingRefusal::Forbidden) => {
+            return Err(policy::forbidden(
+                "book with this clinician (schedulers book for their hospital; clinicians for consultations they take part in)",
+            ));
+        }
     }
     let c = booking::book(
         &ctx.state.db,
@@ -109,7 +121,7 @@ struct ListParams {
 /// GET /api/v1/consultations
 pub async fn list(ctx: Ctx) -> ApiResult {
     let p: ListParams = ctx.query()?;
-    let visible = Visibility::of(ctx.user()?);
+    let visible = Visibility::of(ctx.user()?, crate::domain::time::now());
     if visible.is_empty() {
         return Err(policy::forbidden("read consultations"));
     }
@@ -141,6 +153,7 @@ pub async fn list(ctx: Ctx) -> ApiResult {
         },
     )
     .await?;
+    ctx.audit_patients(rows.iter().map(|c| c.patient_id));
     ok(&rows)
 }
 
@@ -190,8 +203,9 @@ impl EventView {
 /// GET /api/v1/consultations/{id}
 pub async fn get(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
-    let (p, consultation, facility) = consultation_access(&ctx, id).await?;
-    let staff = policy::can_see_staff_notes(&p, facility);
+    let found = consultation_access(&ctx, id).await?;
+    let staff = policy::can_see_staff_notes(&found.principal, found.context.clinician_facility);
+    let consultation = found.consultation;
     let events = booking::events(&ctx.state.db, id)
         .await?
         .into_iter()
@@ -207,9 +221,9 @@ pub async fn get(ctx: Ctx) -> ApiResult {
 
 /// The caller, when they may manage (confirm, cancel, reschedule) consultation `id`.
 async fn manage(ctx: &Ctx, id: ConsultationId) -> Result<Principal, ApiError> {
-    let (p, c, facility) = consultation_access(ctx, id).await?;
-    if policy::can_manage_consultation(&p, &c, facility) {
-        Ok(p)
+    let found = consultation_access(ctx, id).await?;
+    if policy::can_manage_consultation(&found.principal, &found.facts()) {
+        Ok(found.principal)
     } else {
         Err(policy::forbidden("change this consultation"))
     }
@@ -217,9 +231,9 @@ async fn manage(ctx: &Ctx, id: ConsultationId) -> Result<Principal, ApiError> {
 
 /// The caller, when they may run (start, complete, mark no-show) consultation `id`.
 async fn run(ctx: &Ctx, id: ConsultationId) -> Result<Principal, ApiError> {
-    let (p, c, facility) = consultation_access(ctx, id).await?;
-    if policy::can_run_consultation(&p, &c, facility) {
-        Ok(p)
+    let found = consultation_access(ctx, id).await?;
+    if policy::can_run_consultation(&found.principal, &found.facts()) {
+        Ok(found.principal)
     } else {
         Err(policy::forbidden("run this consultation"))
     }
@@ -288,8 +302,14 @@ pub async fn reschedule(ctx: Ctx) -> ApiResult {
         .map_err(|e| ApiError::invalid_field("reason", e))?;
     let p = manage(&ctx, id).await?;
     if let Some(new_clinician) = body.clinician_id {
+        // Moving the patient to another clinician is a new booking for them: the caller must
+        // see the patient in their own right.
+        let current = booking::get(&ctx.state.db, id).await?;
+        let (patient, _) = patient_facts(&ctx, current.patient_id).await.map_err(|_| {
+            policy::forbidden("move this patient to another clinician (you do not look after them)")
+        })?;
         let facility = clinician_facility(&ctx, new_clinician).await?;
-        if !policy::can_book(&p, new_clinician, facility, None) {
+        if policy::can_book(&p, &patient, new_clinician, facility, None).is_err() {
             return Err(policy::forbidden("move bookings to this clinician"));
         }
     }

@@ -5,12 +5,11 @@ use serde::Deserialize;
 
 use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
 use crate::auth::Scope;
-use crate::auth::policy::{self, PatientFacts, Visibility};
+use crate::auth::policy;
 use crate::domain::consultation::{FacilityKind, FacilityLevel, Sex};
 use crate::domain::ids::{ClinicianId, DepartmentId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone};
-use crate::scheduling::booking::{self, ConsultationFilter};
 use crate::scheduling::directory::{
     self, ClinicianFilter, FacilityFilter, NewClinician, NewFacility, NewPatient, PatientFilter,
 };
@@ -405,44 +404,12 @@ pub async fn list_patients(ctx: Ctx) -> ApiResult {
         },
     )
     .await?;
+    ctx.audit_patients(rows.iter().map(|p| p.id));
     ok(&rows)
 }
 
 /// GET /api/v1/patients/{id}
 pub async fn get_patient(ctx: Ctx) -> ApiResult {
     let id: PatientId = ctx.param("id")?;
-    ok(&patient_access(&ctx, id).await?)
-}
-
-/// Patient `id`, when the caller may read the record (otherwise a 404 recorded as a denial).
-pub async fn patient_access(ctx: &Ctx, id: PatientId) -> Result<directory::Patient, ApiError> {
-    ctx.audit_patient(id);
-    let caller = ctx.user()?;
-    let patient = match directory::get_patient(&ctx.state.db, id).await {
-        Ok(p) => p,
-        Err(crate::scheduling::SchedulingError::NotFound(_)) => return Err(ctx.hidden("patient")),
-        Err(e) => return Err(e.into()),
-    };
-    let visible = Visibility::of(caller);
-    let shares_a_consultation = !visible.is_empty()
-        && !booking::list(
-            &ctx.state.db,
-            &ConsultationFilter {
-                patient_id: Some(id),
-                limit: 1,
-                visible,
-                ..Default::default()
-            },
-        )
-        .await?
-        .is_empty();
-    let facts = PatientFacts {
-        patient_id: id,
-        home_facility_id: patient.home_facility_id,
-        shares_a_consultation,
-    };
-    if !policy::can_read_patient(caller, &facts) {
-        return Err(ctx.hidden("patient"));
-    }
-    Ok(patient)
+    ok(&super::access::patient_access(&ctx, id).await?)
 }

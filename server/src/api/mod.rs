@@ -5,8 +5,11 @@
 //! documented. Handlers share one signature: they receive a [`Ctx`] holding the caller, the path
 //! parameters, the raw query and the body, and parse what they need at this edge.
 
+pub mod access;
+pub mod account_changes;
 pub mod auth;
 pub mod availability;
+pub mod break_glass;
 pub mod calls;
 pub mod consultations;
 pub mod directory;
@@ -116,6 +119,9 @@ pub fn route_table() -> Vec<Route> {
         route!(GET "/api/v1/accounts/{id}" => auth::get_account),
         route!(POST "/api/v1/accounts/{id}/roles" => auth::set_roles),
         route!(POST "/api/v1/accounts/{id}/revoke-sessions" => auth::revoke_sessions),
+        route!(GET "/api/v1/account-changes" => account_changes::list),
+        route!(POST "/api/v1/account-changes/{id}/approve" => account_changes::approve),
+        route!(POST "/api/v1/account-changes/{id}/reject" => account_changes::reject),
         route!(GET "/api/v1/audit" => auth::audit),
         route!(directory GET "/api/v1/facilities" => directory::list_facilities),
         route!(POST "/api/v1/facilities" => directory::create_facility),
@@ -138,6 +144,8 @@ pub fn route_table() -> Vec<Route> {
         route!(GET "/api/v1/patients" => directory::list_patients),
         route!(POST "/api/v1/patients" => directory::create_patient),
         route!(GET "/api/v1/patients/{id}" => directory::get_patient),
+        route!(POST "/api/v1/patients/{id}/break-glass" => break_glass::open),
+        route!(GET "/api/v1/break-glass" => break_glass::list),
         route!(directory GET "/api/v1/slots" => schedule::search_slots),
         route!(GET "/api/v1/consultations" => consultations::list),
         route!(POST "/api/v1/consultations" => consultations::create),
@@ -256,6 +264,11 @@ pub struct AuditNote {
     pub record_type: Option<String>,
     pub record_id: Option<String>,
     pub patient_id: Option<PatientId>,
+    /// Every patient a list or calendar returned.
+    pub patients: std::collections::BTreeSet<PatientId>,
+    /// Set when the access rested on an exception to the care-relationship rules
+    /// (`break_glass`): it is named in the event's action so reviews find it.
+    pub access_reason: Option<&'static str>,
     /// The handler hid a record the caller may not see (answered 404).
     pub denied: bool,
 }
@@ -430,6 +443,19 @@ where
         } else {
             audit::Outcome::Failed
         };
+        let mut patients = n.patients;
+        patients.extend(n.patient_id);
+        // One patient goes in the event's own column; several (a list) in its patient rows.
+        let (patient_id, patients) = if patients.len() == 1 {
+            (patients.into_iter().next(), Vec::new())
+        } else {
+            (None, patients.into_iter().collect())
+        };
+        let action = n.action.unwrap_or_else(|| format!("{method} {template}"));
+        let action = match n.access_reason {
+            Some(reason) => format!("{action} ({reason})"),
+            None => action,
+        };
         let event = audit::Event {
             actor_account_id: principal.as_ref().map(|p| p.account_id),
             actor: n
@@ -440,12 +466,13 @@ where
                 .as_ref()
                 .map(Principal::roles_label)
                 .unwrap_or_else(|| "none".to_string()),
-            action: n.action.unwrap_or_else(|| format!("{method} {template}")),
+            action,
             record_type: n
                 .record_type
                 .unwrap_or_else(|| record_type_of(template).to_string()),
             record_id: n.record_id,
-            patient_id: n.patient_id,
+            patient_id,
+            patients,
             client_addr,
             outcome,
         };
@@ -475,9 +502,11 @@ fn record_type_of(template: &str) -> &str {
         "facilities" => "facility",
         "specialties" => "specialty",
         "accounts" => "account",
+        "account-changes" => "account_change",
         "auth" => "session",
         "slots" => "slot",
         "audit" => "audit",
+        "break-glass" => "break_glass",
         other => other,
     }
 }
@@ -561,6 +590,11 @@ impl Ctx {
     /// Notes the patient whose data this request touches.
     pub fn audit_patient(&self, patient: PatientId) {
         self.audit(|n| n.patient_id = Some(patient));
+    }
+
+    /// Notes every patient a list returned.
+    pub fn audit_patients(&self, patients: impl IntoIterator<Item = PatientId>) {
+        self.audit(|n| n.patients.extend(patients));
     }
 
     /// A 404 for a record the caller may not see, recorded as a denial.

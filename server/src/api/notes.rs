@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use warp::http::{HeaderValue, StatusCode, header};
 
-use super::auth::consultation_access;
-use super::directory::{NoQuery, page, patient_access};
+use super::access::{consultation_access, patient_access};
+use super::directory::{NoQuery, page};
 use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
 use crate::auth::Principal;
 use crate::auth::policy;
@@ -459,15 +459,24 @@ pub async fn get(ctx: Ctx) -> ApiResult {
     audit_note(&ctx);
     let q: LangQuery = ctx.query()?;
     let lang = Lang::choose(&ctx, q.lang.as_deref())?;
-    let (p, c, _) = consultation_access(&ctx, id).await?;
-    if policy::can_write_note(&p, &c) {
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (&found.principal, &found.consultation);
+    if policy::can_write_note(p, c) {
         let note = notes::find(&ctx.state.db, id).await?;
-        return ok(&clinician_view(&ctx, &c, note).await?);
+        return ok(&clinician_view(&ctx, c, note).await?);
     }
-    if !policy::can_read_signed_note(&p, &c) {
+    if !policy::can_read_signed_note(p, &found.facts()) {
         return Err(policy::forbidden(
             "read clinical notes (they are for the consultation's clinicians and its patient)",
         ));
+    }
+    if p.as_clinician().is_some() && p.only_consultation.is_none() {
+        // The patient's care centre, or a clinician who broke the glass: the signed record, never
+        // a draft.
+        let note = notes::find(&ctx.state.db, id)
+            .await?
+            .filter(|n| n.status == notes::SIGNED);
+        return ok(&clinician_view(&ctx, c, note).await?);
     }
     let entries = match notes::find(&ctx.state.db, id).await? {
         Some(n) if n.status == notes::SIGNED => notes::entries(&ctx.state.db, &[n.id]).await?,
@@ -485,7 +494,8 @@ pub async fn save_draft(ctx: Ctx) -> ApiResult {
     check_version(&mut v, body.version);
     let content = parse_content(&mut v, body.content);
     v.finish()?;
-    let (p, c, _) = consultation_access(&ctx, id).await?;
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (found.principal, found.consultation);
     if !policy::can_write_note(&p, &c) {
         return Err(policy::forbidden(
             "write this consultation's note (its clinicians write it)",
@@ -504,7 +514,8 @@ pub async fn sign(ctx: Ctx) -> ApiResult {
     let mut v = Validator::default();
     check_version(&mut v, body.version);
     v.finish()?;
-    let (p, c, _) = consultation_access(&ctx, id).await?;
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (found.principal, found.consultation);
     if !policy::can_sign_note(&p, &c) {
         return Err(policy::forbidden(
             "sign this note: only the consulted clinician signs it (others add signed addenda once it is signed)",
@@ -524,7 +535,8 @@ pub async fn add_addendum(ctx: Ctx) -> ApiResult {
     let body: AddendumBody = ctx.json()?;
     let text = BoundedText::parse(&body.text, MAX_SECTION, true)
         .map_err(|e| ApiError::invalid_field("text", e))?;
-    let (p, c, _) = consultation_access(&ctx, id).await?;
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (found.principal, found.consultation);
     if !policy::can_write_note(&p, &c) {
         return Err(policy::forbidden(
             "amend this consultation's note (its clinicians amend it)",
@@ -551,7 +563,8 @@ pub async fn history(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     audit_note(&ctx);
     let _: NoQuery = ctx.query()?;
-    let (p, c, _) = consultation_access(&ctx, id).await?;
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (found.principal, found.consultation);
     if !policy::can_write_note(&p, &c) {
         return Err(policy::forbidden(
             "read the draft history of this note (its clinicians only)",
@@ -580,11 +593,16 @@ pub async fn summary(ctx: Ctx) -> ApiResult {
     audit_note(&ctx);
     let q: LangQuery = ctx.query()?;
     let lang = Lang::choose(&ctx, q.lang.as_deref())?;
-    let (p, c, _) = consultation_access(&ctx, id).await?;
-    let audience = if policy::can_write_note(&p, &c) {
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (&found.principal, found.consultation.clone());
+    let audience = if policy::can_write_note(p, &c) {
         summary::Audience::Clinician
-    } else if policy::can_read_signed_note(&p, &c) {
-        summary::Audience::Patient
+    } else if policy::can_read_signed_note(p, &found.facts()) {
+        if p.as_clinician().is_some() && p.only_consultation.is_none() {
+            summary::Audience::Clinician
+        } else {
+            summary::Audience::Patient
+        }
     } else {
         return Err(policy::forbidden(
             "print clinical notes (they are for the consultation's clinicians and its patient)",
@@ -664,7 +682,8 @@ pub async fn timeline(ctx: Ctx) -> ApiResult {
             "read this patient's clinical timeline (clinicians who may see the patient, and the patient)",
         ));
     }
-    let rows = notes::timeline(&ctx.state.db, id, limit, offset).await?;
+    let visible = policy::Visibility::clinical_of(p, crate::domain::time::now());
+    let rows = notes::timeline(&ctx.state.db, id, &visible, limit, offset).await?;
     let signed: Vec<i64> = rows
         .iter()
         .filter(|r| r.note_status == notes::SIGNED)

@@ -93,7 +93,9 @@ pub async fn calendar(ctx: Ctx) -> ApiResult {
     let (from, to) = date_range(p.date, None, days, days)?;
     crate::scheduling::directory::get_facility(&ctx.state.db, id).await?;
     policy::require_scheduler_for(ctx.user()?, id)?;
-    ok(&calendar::facility_calendar(&ctx.state.db, id, from, to).await?)
+    let calendar = calendar::facility_calendar(&ctx.state.db, id, from, to).await?;
+    ctx.audit_patients(calendar.patients());
+    ok(&calendar)
 }
 
 #[derive(Deserialize)]

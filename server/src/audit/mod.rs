@@ -61,6 +61,8 @@ pub struct Event {
     pub record_id: Option<String>,
     /// The patient whose data this touched, when there is one.
     pub patient_id: Option<PatientId>,
+    /// The patients it touched when there were several (a list): `patient_id` is then `None`.
+    pub patients: Vec<PatientId>,
     pub client_addr: Option<String>,
     pub outcome: Outcome,
 }
@@ -77,6 +79,10 @@ pub struct Stored {
     pub record_type: String,
     pub record_id: Option<String>,
     pub patient_id: Option<PatientId>,
+    /// The patients of a list read, from `audit_event_patients`.
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patients: Vec<PatientId>,
     pub client_addr: Option<String>,
     pub outcome: String,
     pub prev_hash: String,
@@ -84,7 +90,8 @@ pub struct Stored {
 }
 
 /// The hash of an event: its fields, separated by a byte that cannot occur in them, and the
-/// previous hash.
+/// previous hash. The patients of a list read are covered too, as one more field that events
+/// without them do not have (so events written before that field existed verify unchanged).
 fn chain_hash(prev: &str, seq: i64, at: DateTime<Utc>, e: &StoredFields<'_>) -> String {
     let mut h = Sha256::new();
     let opt = |v: Option<String>| v.unwrap_or_default();
@@ -105,6 +112,11 @@ fn chain_hash(prev: &str, seq: i64, at: DateTime<Utc>, e: &StoredFields<'_>) -> 
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
+    if !e.patients.is_empty() {
+        let list: Vec<String> = e.patients.iter().map(|p| p.to_string()).collect();
+        h.update(format!("patients={}", list.join(",")).as_bytes());
+        h.update([0x1f]);
+    }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -117,6 +129,8 @@ struct StoredFields<'a> {
     record_type: &'a str,
     record_id: Option<&'a str>,
     patient_id: Option<PatientId>,
+    /// Sorted ascending.
+    patients: &'a [PatientId],
     client_addr: Option<&'a str>,
     outcome: &'a str,
 }
@@ -131,6 +145,7 @@ impl<'a> From<&'a Event> for StoredFields<'a> {
             record_type: &e.record_type,
             record_id: e.record_id.as_deref(),
             patient_id: e.patient_id,
+            patients: &e.patients,
             client_addr: e.client_addr.as_deref(),
             outcome: e.outcome.as_str(),
         }
@@ -147,6 +162,7 @@ impl<'a> From<&'a Stored> for StoredFields<'a> {
             record_type: &e.record_type,
             record_id: e.record_id.as_deref(),
             patient_id: e.patient_id,
+            patients: &e.patients,
             client_addr: e.client_addr.as_deref(),
             outcome: &e.outcome,
         }
@@ -263,6 +279,20 @@ async fn append(db: &Db, events: &[&Event]) -> Result<(), sqlx::Error> {
                     .push_bind(hash.as_str());
             });
             q.build().execute(&mut *tx).await?;
+            let listed: Vec<(i64, PatientId)> = rows
+                .iter()
+                .flat_map(|(seq, _, _, e)| e.patients.iter().map(move |p| (*seq, *p)))
+                .collect();
+            // Bind-parameter limits (SQLite: 32766) bound one statement's rows.
+            for chunk in listed.chunks(10_000) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO audit_event_patients (seq, patient_id) ",
+                );
+                q.push_values(chunk, |mut v, (seq, patient)| {
+                    v.push_bind(*seq).push_bind(*patient);
+                });
+                q.build().execute(&mut *tx).await?;
+            }
             tx.commit().await
         }
         .await
@@ -295,6 +325,8 @@ pub async fn verify(db: &Db) -> Result<Verification, sqlx::Error> {
         if page.is_empty() {
             break;
         }
+        let mut page = page;
+        attach_patients(db, &mut page).await?;
         for e in &page {
             count += 1;
             let broken = if e.seq != expected_seq {
@@ -335,8 +367,42 @@ pub struct AuditQuery {
     pub offset: i64,
 }
 
-/// Events matching `q`, newest first.
+/// Fills in the patients of list reads among `events` (at most a page: 5,000).
+async fn attach_patients(db: &Db, events: &mut [Stored]) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(i64, PatientId)> = on_db!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT seq, patient_id FROM audit_event_patients WHERE seq IN (",
+        );
+        let mut sep = q.separated(", ");
+        for e in events.iter() {
+            sep.push_bind(e.seq);
+        }
+        q.push(") ORDER BY seq, patient_id");
+        q.build_query_as::<(i64, PatientId)>().fetch_all(pool).await
+    })?;
+    for e in events.iter_mut() {
+        e.patients.clear();
+    }
+    for (seq, patient) in rows {
+        if let Some(e) = events.iter_mut().find(|e| e.seq == seq) {
+            e.patients.push(patient);
+        }
+    }
+    Ok(())
+}
+
+/// Events matching `q`, newest first. A patient filter finds the events that name the patient
+/// and the list reads that returned them.
 pub async fn query(db: &Db, q: &AuditQuery) -> Result<Vec<Stored>, sqlx::Error> {
+    let mut events = query_events(db, q).await?;
+    attach_patients(db, &mut events).await?;
+    Ok(events)
+}
+
+async fn query_events(db: &Db, q: &AuditQuery) -> Result<Vec<Stored>, sqlx::Error> {
     on_db!(db, pool => {
         let mut b = sqlx::QueryBuilder::new(
             "SELECT seq, occurred_at, actor_account_id, actor, actor_role, action, record_type, record_id,
@@ -344,7 +410,10 @@ pub async fn query(db: &Db, q: &AuditQuery) -> Result<Vec<Stored>, sqlx::Error> 
              FROM audit_events WHERE 1 = 1",
         );
         if let Some(p) = q.patient_id {
-            b.push(" AND patient_id = ").push_bind(p);
+            b.push(" AND (patient_id = ").push_bind(p);
+            b.push(" OR seq IN (SELECT ap.seq FROM audit_event_patients ap WHERE ap.patient_id = ")
+                .push_bind(p)
+                .push("))");
         }
         if let Some(a) = &q.actor {
             b.push(" AND actor = ").push_bind(a.clone());
@@ -359,26 +428,4 @@ pub async fn query(db: &Db, q: &AuditQuery) -> Result<Vec<Stored>, sqlx::Error> 
         b.push(" OFFSET ").push_bind(q.offset);
         b.build_query_as::<Stored>().fetch_all(pool).await
     })
-}
-
-/// Refused logins (wrong password or unknown name) for `username`, and from `addr`, since
-/// `since`: the lockout counts these.
-pub async fn failed_logins(
-    db: &Db,
-    username: &str,
-    addr: Option<&str>,
-    since: DateTime<Utc>,
-) -> Result<(i64, i64), sqlx::Error> {
-    on_db!(db, pool => sqlx::query_as::<_, (i64, i64)>(
-        "SELECT
-           (SELECT COUNT(*) FROM audit_events
-             WHERE action = 'login' AND outcome = 'denied' AND actor = $1 AND occurred_at >= $3),
-           (SELECT COUNT(*) FROM audit_events
-             WHERE action = 'login' AND outcome = 'denied' AND client_addr = $2 AND occurred_at >= $3)",
-    )
-    .bind(username)
-    .bind(addr)
-    .bind(since)
-    .fetch_one(pool)
-    .await)
 }

@@ -4,10 +4,13 @@
 //! web client, or a Bearer header for API clients); [`crate::state::AppState::principal_for`] turns it into a
 //! [`Principal`]. The access rules live in [`policy`], so handlers ask one place.
 
+pub mod access;
 pub mod accounts;
 pub mod cache;
+pub mod changes;
 pub mod password;
 pub mod policy;
+pub mod throttle;
 pub mod tokens;
 
 use serde::Serialize;
@@ -77,7 +80,7 @@ impl Role {
 }
 
 /// One role an account holds; a scheduler's `facility_id` is their hospital (`None`: the network).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Grant {
     pub role: Role,
     pub facility_id: Option<FacilityId>,

@@ -38,3 +38,7 @@ id_type!(PatientId);
 id_type!(ConsultationId);
 id_type!(RuleId);
 id_type!(ExceptionId);
+id_type!(
+    /// A proposed change to an account that waits for a second administrator.
+    AccountChangeId
+);

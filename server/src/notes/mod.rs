@@ -18,6 +18,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::api::{ApiError, FieldError};
+use crate::auth::policy::Visibility;
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::note::{self, DOCUMENT_FORMAT, NoteContent};
 use crate::domain::text::BoundedText;
@@ -610,25 +611,27 @@ pub struct TimelineRow {
 pub async fn timeline(
     db: &Db,
     patient: PatientId,
+    visible: &Visibility,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<TimelineRow>> {
-    Ok(on_db!(db, pool => sqlx::query_as::<_, TimelineRow>(
-        "SELECT c.id AS consultation_id, c.kind, c.status, c.start_at, c.reason, c.clinician_id,
-                cl.full_name AS clinician_name, c.referring_clinician_id, n.id AS note_id,
-                COALESCE(n.status, 'none') AS note_status
-         FROM consultations c
-         JOIN clinicians cl ON cl.id = c.clinician_id
-         LEFT JOIN encounter_notes n ON n.consultation_id = c.id
-         WHERE c.patient_id = $1 AND c.status NOT IN ('held', 'expired')
-         ORDER BY c.start_at DESC, c.id DESC
-         LIMIT $2 OFFSET $3",
-    )
-    .bind(patient)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(pool)
-    .await)?)
+    Ok(on_db!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT c.id AS consultation_id, c.kind, c.status, c.start_at, c.reason, c.clinician_id,
+                    cl.full_name AS clinician_name, c.referring_clinician_id, n.id AS note_id,
+                    COALESCE(n.status, 'none') AS note_status
+             FROM consultations c
+             JOIN clinicians cl ON cl.id = c.clinician_id
+             LEFT JOIN encounter_notes n ON n.consultation_id = c.id
+             WHERE c.status NOT IN ('held', 'expired') AND c.patient_id = ",
+        );
+        q.push_bind(patient);
+        // Only what the caller may read on its own (`GET /consultations/{id}/note`).
+        visible.push_sql(&mut q);
+        q.push(" ORDER BY c.start_at DESC, c.id DESC LIMIT ").push_bind(limit);
+        q.push(" OFFSET ").push_bind(offset);
+        q.build_query_as::<TimelineRow>().fetch_all(pool).await
+    })?)
 }
 
 #[cfg(test)]

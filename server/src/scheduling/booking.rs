@@ -524,31 +524,8 @@ pub struct ConsultationFilter {
 pub async fn list(db: &Db, f: &ConsultationFilter) -> Result<Vec<Consultation>> {
     let rows = on_db!(db, pool => {
         let mut q = sqlx::QueryBuilder::new("SELECT ");
-        q.push(CONSULTATION_COLUMNS).push(" FROM consultations WHERE (1 = 0");
-        let v = &f.visible;
-        if let Some(patient) = v.patient {
-            q.push(" OR (patient_id = ").push_bind(patient);
-            if let Some(only) = v.only_consultation {
-                q.push(" AND id = ").push_bind(only);
-            }
-            q.push(")");
-        }
-        if let Some(me) = v.clinician {
-            q.push(" OR clinician_id = ").push_bind(me);
-            q.push(" OR referring_clinician_id = ").push_bind(me);
-        }
-        if let Some(facilities) = v.facilities.as_ref().filter(|f| !f.is_empty()) {
-            q.push(" OR clinician_id IN (SELECT id FROM clinicians WHERE facility_id IN (");
-            let mut sep = q.separated(", ");
-            for f in facilities {
-                sep.push_bind(*f);
-            }
-            q.push("))");
-        }
-        if v.network {
-            q.push(" OR 1 = 1");
-        }
-        q.push(")");
+        q.push(CONSULTATION_COLUMNS).push(" FROM consultations c WHERE 1 = 1");
+        f.visible.push_sql(&mut q);
         if let Some(v) = f.clinician_id {
             q.push(" AND clinician_id = ").push_bind(v);
         }

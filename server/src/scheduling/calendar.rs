@@ -309,6 +309,17 @@ pub struct FacilityCalendar {
     pub clinicians: Vec<ClinicianCalendar>,
 }
 
+impl FacilityCalendar {
+    /// Every patient the calendar names, for the audit trail.
+    pub fn patients(&self) -> impl Iterator<Item = PatientId> + '_ {
+        self.clinicians
+            .iter()
+            .flat_map(|c| c.days.iter())
+            .flat_map(|d| d.entries.iter())
+            .filter_map(|e| e.booking.as_ref().map(|b| b.patient_id))
+    }
+}
+
 async fn facility_clinicians(db: &Db, facility: FacilityId) -> Result<Vec<Clinician>> {
     directory::list_clinicians(
         db,

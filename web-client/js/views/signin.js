@@ -7,6 +7,12 @@ import { drawBar } from '../bar.js';
 import * as s from '../session.js';
 import { errorText } from './common.js';
 
+/** A refused sign-in says when to try again (the server's `retry_after_seconds`). */
+function tooMany(x) {
+  const wait = Number((x.details && x.details.retry_after_seconds) || 60);
+  return wait < 120 ? t('signin.too_many_seconds', { n: wait }) : t('signin.too_many_minutes', { n: Math.ceil(wait / 60) });
+}
+
 export function signinView(main) {
   const user = h('input', { name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
   const pass = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
@@ -23,7 +29,7 @@ export function signinView(main) {
         drawBar();
         navigate('/', true);
       } catch (x) {
-        err.textContent = x.status === 401 ? t('signin.wrong') : errorText(x);
+        err.textContent = x.status === 401 ? t('signin.wrong') : x.status === 429 ? tooMany(x) : errorText(x);
         pass.select();
       } finally {
         btn.disabled = false;
