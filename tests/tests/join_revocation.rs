@@ -427,7 +427,11 @@ both_engines!(
         until(&mut sick, "waiting").await;
         let me = format!("p{}", cast.patient);
         until(&mut doctor, "participant-waiting").await;
-        send(&mut doctor, json!({"v": 1, "type": "admit", "participant": me})).await;
+        send(
+            &mut doctor,
+            json!({"v": 1, "type": "admit", "participant": me}),
+        )
+        .await;
         until(&mut sick, "joined").await;
         send(
             &mut doctor,
