@@ -63,6 +63,11 @@ fn too(
 /// POST /api/v1/consultations/{id}/join-token
 pub async fn join_token(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
+    // Read before the consultation itself: a change committed in between then leaves this token
+    // with an older version, refused at join, rather than a current version on stale facts.
+    let access = crate::calls::access_version(&ctx.state.db, id.0)
+        .await?
+        .unwrap_or_default();
     let body: JoinTokenBody = if ctx.body.is_empty() {
         JoinTokenBody::default()
     } else {
@@ -75,11 +80,6 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
                 .map_err(|e| ApiError::invalid_field("guest_name", e))?,
         ),
     };
-    // Read before the consultation itself: a change committed in between then leaves this token
-    // with an older version, refused at join, rather than a current version on stale facts.
-    let access = crate::calls::access_version(&ctx.state.db, id.0)
-        .await?
-        .unwrap_or_default();
     let (p, c, _) = consultation_access(&ctx, id).await?;
     let me_clinician = p.as_clinician().filter(|me| {
         p.only_consultation.is_none()
