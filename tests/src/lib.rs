@@ -212,6 +212,7 @@ impl TestApp {
         adjust(&mut settings);
         let tls = settings.tls_self_signed || settings.tls_cert.is_some();
         let app = Application::build(&settings).await.expect("server starts");
+        let addr = app.local_addr();
         let db = app.db().clone();
         telehealth::auth::accounts::create_account(
             &db,
@@ -235,13 +236,20 @@ impl TestApp {
         )
         .await
         .expect("root account");
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stop_rx.await;
+        }));
         let app = TestApp {
-            inner: Self::run(
-                app,
-                std::sync::Arc::new(database),
+            inner: std::sync::Arc::new(Inner {
+                addr,
+                db,
+                database: std::sync::Arc::new(database),
                 settings,
-                std::sync::Arc::new(data_dir),
-            ),
+                stop: std::sync::Mutex::new(Some(stop_tx)),
+                _data_dir: std::sync::Arc::new(data_dir),
+                server: std::sync::Mutex::new(Some(server)),
+            }),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(128)
@@ -258,60 +266,6 @@ impl TestApp {
         TestApp {
             token: Some(token),
             ..app
-        }
-    }
-
-    fn run(
-        app: Application,
-        database: std::sync::Arc<TestDatabase>,
-        settings: Settings,
-        data_dir: std::sync::Arc<tempfile::TempDir>,
-    ) -> std::sync::Arc<Inner> {
-        let addr = app.local_addr();
-        let db = app.db().clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
-            let _ = stop_rx.await;
-        }));
-        std::sync::Arc::new(Inner {
-            addr,
-            db,
-            database,
-            settings,
-            stop: std::sync::Mutex::new(Some(stop_tx)),
-            _data_dir: data_dir,
-            server: std::sync::Mutex::new(Some(server)),
-        })
-    }
-
-    /// Restarts the server: stops it and starts a new one on the same database and data folder,
-    /// so nothing kept in memory survives. The returned app talks to the new server (on a new
-    /// port) as the same caller; others signed in before move over with [`TestApp::as_token`]
-    /// (sessions live in the database). Finish the returned app, not only this one.
-    pub async fn restart(&self) -> TestApp {
-        self.stop_server().await;
-        let app = Application::build(&self.inner.settings)
-            .await
-            .expect("server restarts");
-        TestApp {
-            inner: Self::run(
-                app,
-                self.inner.database.clone(),
-                self.inner.settings.clone(),
-                self.inner._data_dir.clone(),
-            ),
-            ..self.clone()
-        }
-    }
-
-    async fn stop_server(&self) {
-        let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
-        if let Some(stop) = stop {
-            let _ = stop.send(());
-        }
-        let server = self.inner.server.lock().ok().and_then(|mut s| s.take());
-        if let Some(server) = server {
-            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
         }
     }
 
@@ -387,8 +341,50 @@ impl TestApp {
 
     /// Stops the server gracefully and removes its database.
     pub async fn finish(&self) {
-        self.stop_server().await;
+        let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        let server = self.inner.server.lock().ok().and_then(|mut s| s.take());
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
         self.inner.database.drop_database().await;
+    }
+
+    /// Restarts the server: stops it and starts a new one on the same database and data folder,
+    /// so nothing kept in memory survives. The returned app talks to the new server (on a new
+    /// port) as the same caller; others signed in before move over with [`TestApp::as_token`]
+    /// (sessions live in the database). Finish the returned app, not only this one.
+    pub async fn restart(&self) -> TestApp {
+        let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        let server = self.inner.server.lock().ok().and_then(|mut s| s.take());
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+        let app = Application::build(&self.inner.settings)
+            .await
+            .expect("server restarts");
+        let (addr, db) = (app.local_addr(), app.db().clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stop_rx.await;
+        }));
+        TestApp {
+            inner: std::sync::Arc::new(Inner {
+                addr,
+                db,
+                database: self.inner.database.clone(),
+                settings: self.inner.settings.clone(),
+                stop: std::sync::Mutex::new(Some(stop_tx)),
+                _data_dir: self.inner._data_dir.clone(),
+                server: std::sync::Mutex::new(Some(server)),
+            }),
+            ..self.clone()
+        }
     }
 
     /// Removes the database while the server keeps running, to test how it copes.
