@@ -1,7 +1,9 @@
 //! Video calls: what the signaling server tells the platform, written to the database and the
-//! audit trail.
+//! audit trail, and what the platform tells it at each join.
 //!
-//! The signaling crate knows nothing about SQL; it reports through [`CallObserver`]. Its callbacks
+//! The signaling crate knows nothing about SQL; it asks through [`Admission`] whether a join
+//! token still admits (one indexed lookup per join, so a revocation holds on every node sharing
+//! the database and after restarts), and reports through [`CallObserver`]. Its callbacks
 //! must not block a room, so call starts and ends go to one writer task (in order: an end is
 //! never written before its start), and audit events are appended from their own tasks so that
 //! the audit log's group commit can batch them during a join storm.
@@ -9,8 +11,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
-use telehealth_signaling::{CallObserver, RoomEvent};
+use chrono::{DateTime, Duration, Utc};
+use telehealth_signaling::admission::BoxFuture;
+use telehealth_signaling::{
+    Admission, CallObserver, RoomAccess, RoomEvent, RoomState, Unavailable,
+};
 use tokio::sync::mpsc;
 
 use crate::audit::{self, AuditLog};
@@ -166,6 +171,155 @@ impl CallObserver for CallRecorder {
     }
 }
 
+/// A consultation's join window: from [`crate::api::calls::OPENS_BEFORE_MINUTES`] before its
+/// start to [`crate::api::calls::CLOSES_AFTER_MINUTES`] after its end.
+pub fn join_window(start: DateTime<Utc>, end: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        start - Duration::minutes(crate::api::calls::OPENS_BEFORE_MINUTES),
+        end + Duration::minutes(crate::api::calls::CLOSES_AFTER_MINUTES),
+    )
+}
+
+/// The consultation's current access version (see the `access_version` migration), or None when
+/// there is no such consultation.
+pub async fn access_version(db: &Db, consultation: i64) -> Result<Option<i64>, sqlx::Error> {
+    on_db!(db, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT access_version FROM consultations WHERE id = $1")
+            .bind(consultation)
+            .fetch_optional(pool)
+            .await
+    })
+}
+
+/// What one admission lookup reads.
+type AccessRow = (
+    String,
+    i64,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    i64,
+    Option<i64>,
+    i64,
+    Option<DateTime<Utc>>,
+);
+
+/// Whether `participant` (`c12`, `p7`, `g…`) is one of the consultation's people: its consulted or
+/// referring clinician, its patient, or a guest (guests have no record of their own: their
+/// invitation lasts as long as the access version it was issued at).
+fn listed(participant: &str, clinician: i64, referring: Option<i64>, patient: i64) -> bool {
+    let id = |prefix: char| {
+        participant
+            .strip_prefix(prefix)
+            .and_then(|n| n.parse::<i64>().ok())
+    };
+    if participant.starts_with('g') {
+        true
+    } else if let Some(c) = id('c') {
+        c == clinician || referring == Some(c)
+    } else if let Some(p) = id('p') {
+        p == patient
+    } else {
+        false
+    }
+}
+
+impl Admission for CallRecorder {
+    fn check<'a>(
+        &'a self,
+        consultation: i64,
+        participant: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RoomAccess>, Unavailable>> {
+        Box::pin(async move {
+            let row: Option<AccessRow> = on_db!(&self.db, pool => {
+                sqlx::query_as::<_, AccessRow>(
+                    "SELECT c.status, c.access_version, c.start_at, c.end_at, c.clinician_id,
+                            c.referring_clinician_id, c.patient_id, r.revoked_at
+                     FROM consultations c
+                     LEFT JOIN call_revocations r
+                       ON r.consultation_id = c.id AND r.participant = $2
+                     WHERE c.id = $1",
+                )
+                .bind(consultation)
+                .bind(participant)
+                .fetch_optional(pool)
+                .await
+            })
+            .map_err(|e| Unavailable(e.to_string()))?;
+            Ok(row.map(
+                |(status, version, start, end, clinician, referring, patient, revoked_at)| {
+                    let (opens, closes) = join_window(start, end);
+                    RoomAccess {
+                        state: match status.as_str() {
+                            "booked" | "in_progress" => RoomState::Open,
+                            "cancelled" => RoomState::Cancelled,
+                            _ => RoomState::Ended,
+                        },
+                        version,
+                        opens_at: opens.timestamp(),
+                        closes_at: closes.timestamp(),
+                        listed: listed(participant, clinician, referring, patient),
+                        revoked_at: revoked_at.map(|at| at.timestamp()),
+                    }
+                },
+            ))
+        })
+    }
+
+    fn revoked(&self, consultation: i64, participant: &str, at: DateTime<Utc>) {
+        let db = self.db.clone();
+        let participant = participant.to_owned();
+        tokio::spawn(async move {
+            // Two revocations of one participant may be written out of order: keep the later.
+            let written = on_db!(&db, pool => {
+                sqlx::query(
+                    "INSERT INTO call_revocations (consultation_id, participant, revoked_at)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (consultation_id, participant) DO UPDATE SET revoked_at =
+                       CASE WHEN excluded.revoked_at > call_revocations.revoked_at
+                            THEN excluded.revoked_at ELSE call_revocations.revoked_at END",
+                )
+                .bind(consultation)
+                .bind(&participant)
+                .bind(at)
+                .execute(pool)
+                .await
+                .map(|_| ())
+            });
+            if let Err(err) = written {
+                // This node still refuses the participant from memory; other nodes and a
+                // restarted one would not.
+                tracing::warn!(error = %err, consultation, "a call denial or removal was not kept");
+            }
+        });
+    }
+}
+
+/// After a reschedule, the room follows the consultation at once on this node: whoever is no
+/// longer one of its people (the old clinician, after a move to another) is removed with
+/// `access-revoked`, and if the new window does not contain now the room closes
+/// (`room-closed`, `rescheduled`). Other nodes refuse the old tokens at the next join, from the
+/// access version.
+pub fn after_reschedule(
+    hub: &telehealth_signaling::Hub,
+    c: &crate::scheduling::booking::Consultation,
+    now: DateTime<Utc>,
+) {
+    let (clinician, referring, patient) = (
+        c.clinician_id.0,
+        c.referring_clinician_id.map(|r| r.0),
+        c.patient_id.0,
+    );
+    hub.revoke_participants(
+        c.id.0,
+        |participant, _| listed(participant, clinician, referring, patient),
+        telehealth_signaling::protocol::RevokeReason::Reassigned,
+    );
+    let (opens, closes) = join_window(c.start_at, c.end_at);
+    if now < opens || now >= closes {
+        hub.close_room(c.id.0, telehealth_signaling::CloseReason::Rescheduled);
+    }
+}
+
 /// The account of a participant (`c12`: clinician 12, `p7`: patient 7), cached like
 /// [`patient_of`]. Guests (`g…`) and people without an account have none.
 async fn account_of(
@@ -250,10 +404,11 @@ async fn record_start(db: &Db, consultation: i64, at: DateTime<Utc>) -> Result<(
             .bind(at)
             .execute(&mut *tx)
             .await?;
-            // Rooms of consultations that no longer exist (or never did) record nothing.
+            // Rooms of consultations that no longer exist, never did, or cannot be joined
+            // (cancelled, over) record nothing.
             sqlx::query(
                 "INSERT INTO calls (consultation_id, started_at)
-                 SELECT id, $2 FROM consultations WHERE id = $1",
+                 SELECT id, $2 FROM consultations WHERE id = $1 AND status = 'in_progress'",
             )
             .bind(consultation)
             .bind(at)
@@ -261,7 +416,8 @@ async fn record_start(db: &Db, consultation: i64, at: DateTime<Utc>) -> Result<(
             .await?;
             sqlx::query(
                 "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
-                 SELECT id, $2, 'signaling', 'call_started', '' FROM consultations WHERE id = $1",
+                 SELECT id, $2, 'signaling', 'call_started', '' FROM consultations
+                 WHERE id = $1 AND status = 'in_progress'",
             )
             .bind(consultation)
             .bind(at)
@@ -327,4 +483,21 @@ pub async fn calls_of(db: &Db, consultation: i64) -> Result<Vec<Call>, sqlx::Err
         .fetch_all(pool)
         .await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listed;
+
+    #[test]
+    fn a_participant_is_listed_only_while_the_consultation_names_them() {
+        // Consulted clinician 12, referring clinician 30, patient 7.
+        let of = |p: &str| listed(p, 12, Some(30), 7);
+        assert!(of("c12") && of("c30") && of("p7"));
+        // The clinician it was moved away from, another patient, garbage.
+        assert!(!of("c13") && !of("p8") && !of("x12") && !of("c") && !of("cxyz"));
+        // Guests have no record of their own: the access version decides for them.
+        assert!(of("g3f9a"));
+        assert!(!listed("c30", 12, None, 7));
+    }
 }

@@ -183,6 +183,7 @@ impl Application {
                 ..telehealth_signaling::HubConfig::default()
             },
             join_key.clone(),
+            recorder.clone(),
             recorder,
         );
         let state = AppState {

@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
+use telehealth_signaling::admission::BoxFuture;
 use telehealth_signaling::token::{self, JoinClaims, Role};
-use telehealth_signaling::{CallObserver, Hub, HubConfig, RoomEvent};
+use telehealth_signaling::{
+    Admission, CallObserver, Hub, HubConfig, RoomAccess, RoomEvent, RoomState, Unavailable,
+};
 use tokio::io::AsyncBufReadExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -19,6 +22,29 @@ impl CallObserver for Quiet {
     fn call_started(&self, _: i64, _: DateTime<Utc>) {}
     fn call_ended(&self, _: i64, _: DateTime<Utc>, _: DateTime<Utc>) {}
     fn room_event(&self, _: RoomEvent) {}
+}
+
+/// Every consultation open, at access version 1: this example measures memory, not admission.
+struct Open;
+impl Admission for Open {
+    fn check<'a>(
+        &'a self,
+        _: i64,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RoomAccess>, Unavailable>> {
+        let now = Utc::now().timestamp();
+        Box::pin(async move {
+            Ok(Some(RoomAccess {
+                state: RoomState::Open,
+                version: 1,
+                opens_at: now - 3600,
+                closes_at: now + 3600,
+                listed: true,
+                revoked_at: None,
+            }))
+        })
+    }
+    fn revoked(&self, _: i64, _: &str, _: DateTime<Utc>) {}
 }
 
 const MASTER: &[u8] = b"idle memory example";
@@ -47,6 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         token::key_from_master(MASTER),
         Arc::new(Quiet),
+        Arc::new(Open),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -119,6 +146,8 @@ async fn clients(n: usize, addr: &str) -> Result<(), Box<dyn std::error::Error>>
                 opens_at: now - 60,
                 closes_at: now + 3600,
                 expires_at: now + 600,
+                access: 1,
+                issued_at: now,
             },
         );
         let (mut ws, _) =

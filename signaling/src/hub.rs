@@ -17,10 +17,11 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::admission::{self, Admission, Refused};
 use crate::ice::IceConfig;
 use crate::protocol::{
-    ClientMessage, LeftReason, MediaState, Participant, ParticipantId, Presence, RoomClosedReason,
-    ServerMessage, WaitingLeftReason,
+    ClientMessage, LeftReason, MediaState, Participant, ParticipantId, Presence, RevokeReason,
+    RoomClosedReason, ServerMessage, WaitingLeftReason,
 };
 use crate::token::{self, JoinClaims, Role};
 
@@ -84,7 +85,8 @@ pub struct RoomEvent {
     pub actor_role: Option<Role>,
     /// The participant acted upon (admit/deny/remove), if another.
     pub subject: Option<String>,
-    /// `join`, `wait`, `admit`, `deny`, `remove`, `leave`, `timeout`, `join_refused`.
+    /// `join`, `wait`, `admit`, `deny`, `remove`, `leave`, `timeout`, `revoked` (the platform
+    /// took the actor's access away), `join_refused`.
     pub action: &'static str,
     pub allowed: bool,
     /// The refusal's protocol code, when refused.
@@ -96,6 +98,8 @@ pub struct RoomEvent {
 pub enum CloseReason {
     Cancelled,
     Ended,
+    /// Moved to a time whose join window does not contain now.
+    Rescheduled,
 }
 
 /// A snapshot of this node's load.
@@ -304,6 +308,8 @@ struct Effects {
     ended: Option<(i64, DateTime<Utc>, DateTime<Utc>)>,
     /// (consultation, participant, epoch) whose grace period starts now.
     grace: Option<(i64, ParticipantId, u64)>,
+    /// Denials and removals for the platform to keep.
+    revocations: Vec<(i64, ParticipantId, DateTime<Utc>)>,
 }
 
 impl Effects {
@@ -312,21 +318,43 @@ impl Effects {
             && self.started.is_none()
             && self.ended.is_none()
             && self.grace.is_none()
+            && self.revocations.is_empty()
     }
 }
 
-/// Cancelled consultations remembered before old entries are pruned.
+/// Cancelled consultations (and consultations with revoked participants) remembered before old
+/// entries are pruned.
 const CLOSED_PRUNE_AT: usize = 10_000;
+
+/// A token lives at most as long as its consultation's window (hours): a day of memory is
+/// enough for what this node refuses on its own.
+fn remembered(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    now - at < chrono::Duration::hours(24)
+}
+
+/// Participants of one consultation whose tokens this node refuses: denied, removed or revoked,
+/// with the moment (unix seconds) until which their tokens were issued before it.
+struct Revoked {
+    last: DateTime<Utc>,
+    participants: HashMap<ParticipantId, i64>,
+}
 
 /// The rooms of this node.
 pub struct Hub {
     config: HubConfig,
     token_key: Vec<u8>,
     observer: Arc<dyn CallObserver>,
+    /// Asked once per join whether the token still admits (the platform's records).
+    admission: Arc<dyn Admission>,
     rooms: Mutex<HashMap<i64, Room>>,
-    /// Consultations whose room was closed because they were cancelled, and when: tokens issued
-    /// before the cancellation are still signed and in their window, so they are refused here.
+    /// Consultations whose room was closed because they were cancelled, and when. The platform
+    /// refuses their tokens too; this node's memory also covers a join whose check ran just
+    /// before the cancellation was committed. Locked only while `rooms` is held.
     closed: Mutex<HashMap<i64, DateTime<Utc>>>,
+    /// Denials, removals and revocations made on this node, refused at once: the platform keeps
+    /// denials and removals too, but its write may land a moment later. Locked only while
+    /// `rooms` is held.
+    revoked: Mutex<HashMap<i64, Revoked>>,
     connections: AtomicUsize,
     participants: AtomicUsize,
     waiting: AtomicUsize,
@@ -369,13 +397,20 @@ fn new_session() -> String {
 }
 
 impl Hub {
-    pub fn new(config: HubConfig, token_key: Vec<u8>, observer: Arc<dyn CallObserver>) -> Arc<Hub> {
+    pub fn new(
+        config: HubConfig,
+        token_key: Vec<u8>,
+        observer: Arc<dyn CallObserver>,
+        admission: Arc<dyn Admission>,
+    ) -> Arc<Hub> {
         let hub = Arc::new(Hub {
             config,
             token_key,
             observer,
+            admission,
             rooms: Mutex::new(HashMap::new()),
             closed: Mutex::new(HashMap::new()),
+            revoked: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
             participants: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
@@ -391,21 +426,20 @@ impl Hub {
     }
 
     /// Sends `room-closed` to everyone in that room and closes their sockets (consultation
-    /// cancelled/rescheduled). A running call ends (`call_ended`).
+    /// cancelled, or moved to a time whose window does not contain now). A running call ends
+    /// (`call_ended`).
     pub fn close_room(&self, consultation: i64, reason: CloseReason) {
         let mut effects = Effects::default();
-        if reason == CloseReason::Cancelled {
-            let now = Utc::now();
-            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
-            // A token lives at most as long as its consultation's window (hours): a day of
-            // memory is enough, and pruning keeps the map small.
-            if closed.len() >= CLOSED_PRUNE_AT {
-                closed.retain(|_, at| now - *at < chrono::Duration::hours(24));
-            }
-            closed.insert(consultation, now);
-        }
         {
             let mut rooms = self.lock_rooms();
+            if reason == CloseReason::Cancelled {
+                let now = Utc::now();
+                let mut closed = self.lock_closed();
+                if closed.len() >= CLOSED_PRUNE_AT {
+                    closed.retain(|_, at| remembered(*at, now));
+                }
+                closed.insert(consultation, now);
+            }
             let Some(room) = rooms.remove(&consultation) else {
                 return;
             };
@@ -413,6 +447,7 @@ impl Hub {
             let reason = match reason {
                 CloseReason::Cancelled => RoomClosedReason::Cancelled,
                 CloseReason::Ended => RoomClosedReason::Ended,
+                CloseReason::Rescheduled => RoomClosedReason::Rescheduled,
             };
             room.broadcast(&ServerMessage::RoomClosed { reason }, |_| true);
             for member in &room.members {
@@ -429,6 +464,85 @@ impl Hub {
             }
         }
         self.apply(effects);
+    }
+
+    /// The platform changed who may join `consultation` (it was moved to another clinician):
+    /// everyone present for whom `still_allowed(participant, role)` is false gets
+    /// `access-revoked` and is closed, the others see them leave, and this node refuses their
+    /// tokens issued until now at once (the platform's records refuse them on every node).
+    /// Returns how many were removed.
+    pub fn revoke_participants(
+        &self,
+        consultation: i64,
+        still_allowed: impl Fn(&str, Role) -> bool,
+        reason: RevokeReason,
+    ) -> usize {
+        let mut effects = Effects::default();
+        let mut removed = 0;
+        {
+            let mut rooms = self.lock_rooms();
+            let Some(room) = rooms.get_mut(&consultation) else {
+                return 0;
+            };
+            let now = Utc::now();
+            while let Some(index) = room
+                .members
+                .iter()
+                .position(|m| !still_allowed(&m.id, m.role))
+            {
+                let gone = self.take_member(room, index);
+                self.mark_revoked(consultation, &gone.id, now);
+                if let Some(conn) = &gone.conn {
+                    conn.outbox.push(Utf8Bytes::from(
+                        ServerMessage::AccessRevoked { reason }.to_frame(),
+                    ));
+                    conn.outbox.close(1000, "access revoked");
+                }
+                announce_departure(room, &gone, LeftReason::Revoked, WaitingLeftReason::Revoked);
+                effects.events.push(RoomEvent {
+                    consultation,
+                    actor: Some(gone.id.clone()),
+                    actor_role: Some(gone.role),
+                    subject: None,
+                    action: "revoked",
+                    allowed: true,
+                    code: None,
+                });
+                removed += 1;
+            }
+            if removed > 0 {
+                self.after_departure(&mut rooms, consultation, &mut effects);
+            }
+        }
+        self.apply(effects);
+        removed
+    }
+
+    /// Refuses `participant`'s tokens of `consultation` issued until `at` on this node. Called
+    /// with `rooms` held, so that a join seated after it sees it.
+    fn mark_revoked(&self, consultation: i64, participant: &str, at: DateTime<Utc>) {
+        let mut revoked = self.lock_revoked();
+        if revoked.len() >= CLOSED_PRUNE_AT {
+            revoked.retain(|_, r| remembered(r.last, at));
+        }
+        let entry = revoked.entry(consultation).or_insert_with(|| Revoked {
+            last: at,
+            participants: HashMap::new(),
+        });
+        entry.last = at;
+        entry
+            .participants
+            .insert(participant.to_owned(), at.timestamp());
+    }
+
+    fn lock_closed(&self) -> MutexGuard<'_, HashMap<i64, DateTime<Utc>>> {
+        // Plain inserts and lookups: a poisoned lock holds a usable map.
+        self.closed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_revoked(&self) -> MutexGuard<'_, HashMap<i64, Revoked>> {
+        // Plain inserts and lookups: a poisoned lock holds a usable map.
+        self.revoked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn stats(&self) -> HubStats {
@@ -485,12 +599,16 @@ impl Hub {
         if let Some((consultation, started, ended)) = effects.ended {
             self.observer.call_ended(consultation, started, ended);
         }
+        for (consultation, participant, at) in effects.revocations {
+            self.admission.revoked(consultation, &participant, at);
+        }
         self.publish_gauges();
     }
 
-    /// Verifies the token and seats the participant: admitted (clinicians, or anyone resuming
-    /// an admitted place) or waiting. `joined`/`waiting` goes through `outbox`.
-    pub(crate) fn join(
+    /// Verifies the token, asks the platform whether it still admits, and seats the
+    /// participant: admitted (clinicians, or anyone resuming an admitted place) or waiting.
+    /// `joined`/`waiting` goes through `outbox`.
+    pub(crate) async fn join(
         self: &Arc<Self>,
         token_text: &str,
         outbox: &Arc<Outbox>,
@@ -515,8 +633,28 @@ impl Hub {
                 return Err(Refusal::closes(error.code(), error.to_string(), 1008));
             }
         };
+        // One lookup per join, none per message. A failed lookup refuses: a join is never let
+        // through unchecked.
+        let verdict = match self
+            .admission
+            .check(claims.consultation, &claims.participant)
+            .await
+        {
+            Ok(access) => admission::judge(&claims, access.as_ref(), Utc::now().timestamp()),
+            Err(error) => {
+                tracing::warn!(%error, "signaling: the admission check failed");
+                Err(Refused::Unavailable)
+            }
+        };
         let mut effects = Effects::default();
-        let result = self.seat(&claims, outbox, conn_id, now, &mut effects);
+        let result = match verdict {
+            Ok(()) => self.seat(&claims, outbox, conn_id, Utc::now(), &mut effects),
+            Err(refused) => Err(Refusal::closes(
+                refused.code(),
+                refused.message(),
+                refused.close_code(),
+            )),
+        };
         if let Err(refusal) = &result {
             effects.events.push(RoomEvent {
                 consultation: claims.consultation,
@@ -540,19 +678,28 @@ impl Hub {
         now: DateTime<Utc>,
         effects: &mut Effects,
     ) -> Result<Seat, Refusal> {
-        if self
-            .closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&claims.consultation)
+        let mut rooms = self.lock_rooms();
+        // Checked with `rooms` held: a cancellation or revocation made on this node while the
+        // platform was being asked is seen here.
+        let refused = if self.lock_closed().contains_key(&claims.consultation) {
+            Some(Refused::Cancelled)
+        } else if self
+            .lock_revoked()
+            .get(&claims.consultation)
+            .and_then(|r| r.participants.get(claims.participant.as_str()))
+            .is_some_and(|at| claims.issued_at <= *at)
         {
+            Some(Refused::DeniedOrRemoved)
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
             return Err(Refusal::closes(
-                "room_closed",
-                "this consultation was cancelled; its call is closed".to_string(),
-                1008,
+                refused.code(),
+                refused.message(),
+                refused.close_code(),
             ));
         }
-        let mut rooms = self.lock_rooms();
         if !rooms.contains_key(&claims.consultation) && rooms.len() >= self.config.max_rooms {
             return Err(Refusal::closes(
                 "server_busy",
@@ -813,6 +960,11 @@ impl Hub {
                     };
                     effects.events.push(event("deny", &participant, None));
                     let target = self.take_member(room, target);
+                    let at = Utc::now();
+                    self.mark_revoked(seat.consultation, &participant, at);
+                    effects
+                        .revocations
+                        .push((seat.consultation, participant.clone(), at));
                     if let Some(conn) = &target.conn {
                         conn.outbox
                             .push(Utf8Bytes::from(ServerMessage::Denied.to_frame()));
@@ -841,6 +993,11 @@ impl Hub {
                     };
                     effects.events.push(event("remove", &participant, None));
                     let target = self.take_member(room, target);
+                    let at = Utc::now();
+                    self.mark_revoked(seat.consultation, &participant, at);
+                    effects
+                        .revocations
+                        .push((seat.consultation, participant.clone(), at));
                     if let Some(conn) = &target.conn {
                         conn.outbox
                             .push(Utf8Bytes::from(ServerMessage::Removed.to_frame()));

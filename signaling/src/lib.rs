@@ -2,15 +2,18 @@
 //! relay and reconnection.
 //!
 //! This crate knows nothing about SQL: the server issues join tokens ([`token`]) that say who may
-//! join which consultation and when, mounts [`ws::routes`], and learns about calls through a
+//! join which consultation and when, answers at each join whether the consultation still admits
+//! the token ([`Admission`]), mounts [`ws::routes`], and learns about calls through a
 //! [`CallObserver`]. The protocol is written down in `PROTOCOL.md` beside this crate.
 
+pub mod admission;
 pub mod hub;
 pub mod ice;
 pub mod protocol;
 pub mod token;
 pub mod ws;
 
+pub use admission::{Admission, RoomAccess, RoomState, Unavailable};
 pub use hub::{CallObserver, CloseReason, Hub, HubConfig, HubStats, RoomEvent};
 
 /// Version of the signaling protocol that the server speaks.

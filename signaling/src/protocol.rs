@@ -179,6 +179,8 @@ pub enum LeftReason {
     Left,
     Removed,
     Timeout,
+    /// The platform revoked their access (the consultation moved to another clinician).
+    Revoked,
 }
 
 /// Why someone left the waiting room (`waiting-left`).
@@ -189,6 +191,8 @@ pub enum WaitingLeftReason {
     Denied,
     Admitted,
     Timeout,
+    /// The platform revoked their access.
+    Revoked,
 }
 
 /// Why a room was closed (`room-closed`).
@@ -197,6 +201,16 @@ pub enum WaitingLeftReason {
 pub enum RoomClosedReason {
     Cancelled,
     Ended,
+    /// Moved to a time whose join window does not contain now.
+    Rescheduled,
+}
+
+/// Why the platform took a participant's access away (`access-revoked`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevokeReason {
+    /// The consultation was moved to another clinician.
+    Reassigned,
 }
 
 /// Messages the server sends. [`ServerMessage::to_frame`] adds the version field.
@@ -244,6 +258,10 @@ pub enum ServerMessage {
     },
     Denied,
     Removed,
+    /// The platform took this participant's access away; the server then closes (1000).
+    AccessRevoked {
+        reason: RevokeReason,
+    },
     Offer {
         from: ParticipantId,
         sdp: String,
@@ -479,7 +497,7 @@ mod tests {
             server_types.insert(type_of(&line));
         }
         assert_eq!(client_types.len(), 13, "{client_types:?}");
-        assert_eq!(server_types.len(), 20, "{server_types:?}");
+        assert_eq!(server_types.len(), 21, "{server_types:?}");
     }
 
     /// Arbitrary bytes and mutations of valid frames never panic: every outcome is a message or

@@ -1,5 +1,8 @@
-//! Join tokens: what the API hands a participant so that the signaling edge can admit them
-//! without asking the database. `j1.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>`.
+//! Join tokens: what the API hands a participant so that the signaling edge knows who they are
+//! and when they may join. `j1.<base64url(JSON claims)>.<base64url(HMAC-SHA256)>`.
+//!
+//! The signature, window and expiry are checked here, offline; whether the consultation still
+//! admits the bearer is asked of the platform once per join ([`crate::admission`]).
 //!
 //! The key is derived from the server's visit-link key ([`key_from_master`]) so that a
 //! deployment has one secret to share between nodes, while a join token can never be replayed
@@ -43,6 +46,15 @@ pub struct JoinClaims {
     pub closes_at: i64,
     /// The token's own expiry, never after `closes_at`.
     pub expires_at: i64,
+    /// The consultation's access version when the token was issued: joining refuses it once the
+    /// consultation's people or joinability changed (see [`crate::admission`]). Tokens from before
+    /// this field existed read as 0, which no consultation has, so they are refused.
+    #[serde(default)]
+    pub access: i64,
+    /// When the token was issued: a denial or removal refuses the participant's tokens issued
+    /// until then.
+    #[serde(default)]
+    pub issued_at: i64,
 }
 
 /// Why a token was refused.
@@ -151,6 +163,8 @@ mod tests {
             opens_at: 1_000,
             closes_at: 5_000,
             expires_at: 2_000,
+            access: 1,
+            issued_at: 1_000,
         }
     }
 

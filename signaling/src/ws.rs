@@ -402,7 +402,7 @@ impl Connection {
                         .await;
                 }
                 let started = Instant::now();
-                match self.hub.join(&token, &self.outbox, self.slot.id) {
+                match self.hub.join(&token, &self.outbox, self.slot.id).await {
                     Ok(seat) => {
                         metrics::histogram!("signaling_join_seconds")
                             .record(started.elapsed().as_secs_f64());

@@ -252,6 +252,8 @@ async fn bad_tokens_are_refused_and_close() {
             opens_at: now - 60,
             closes_at: now + 3600,
             expires_at: now + 600,
+            access: common::FIRST_ACCESS,
+            issued_at: now,
         },
     );
     let cases = [

@@ -135,9 +135,11 @@ struct Inner {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     db: Db,
-    database: TestDatabase,
+    /// Shared with the servers [`TestApp::restart`] starts on the same database and data folder.
+    database: std::sync::Arc<TestDatabase>,
+    settings: Settings,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
-    _data_dir: tempfile::TempDir,
+    _data_dir: std::sync::Arc<tempfile::TempDir>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -265,9 +267,10 @@ impl TestApp {
                 addr,
                 metrics_addr,
                 db,
-                database,
+                database: std::sync::Arc::new(database),
+                settings,
                 stop: std::sync::Mutex::new(Some(stop_tx)),
-                _data_dir: data_dir,
+                _data_dir: std::sync::Arc::new(data_dir),
                 server: std::sync::Mutex::new(Some(server)),
             }),
             http: reqwest::Client::builder()
@@ -412,6 +415,41 @@ impl TestApp {
             let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
         }
         self.inner.database.drop_database().await;
+    }
+
+    /// Restarts the server: stops it and starts a new one on the same database and data folder,
+    /// so nothing kept in memory survives. The returned app talks to the new server (on a new
+    /// port) as the same caller; others signed in before move over with [`TestApp::as_token`]
+    /// (sessions live in the database). Finish the returned app, not only this one.
+    pub async fn restart(&self) -> TestApp {
+        let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        let server = self.inner.server.lock().ok().and_then(|mut s| s.take());
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+        let app = Application::build(&self.inner.settings)
+            .await
+            .expect("server restarts");
+        let (addr, db) = (app.local_addr(), app.db().clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stop_rx.await;
+        }));
+        TestApp {
+            inner: std::sync::Arc::new(Inner {
+                addr,
+                db,
+                database: self.inner.database.clone(),
+                settings: self.inner.settings.clone(),
+                stop: std::sync::Mutex::new(Some(stop_tx)),
+                _data_dir: self.inner._data_dir.clone(),
+                server: std::sync::Mutex::new(Some(server)),
+            }),
+            ..self.clone()
+        }
     }
 
     /// Removes the database while the server keeps running, to test how it copes.

@@ -1,8 +1,10 @@
 //! Joining a consultation's video call: join tokens for the signaling server.
 //!
 //! The API decides who may join (the consultation's patient and clinicians, and guests a
-//! clinician invites); the signaling server only checks the token's signature, window and expiry,
-//! so a join storm costs no database round trip.
+//! clinician invites). The token carries the consultation's access version; at each join the
+//! signaling server checks the token's signature, window and expiry, then asks the platform once
+//! whether that version and the participant still stand (`crate::calls`), so a reassignment,
+//! cancellation, denial or removal revokes older tokens at once.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -61,6 +63,11 @@ fn too(
 /// POST /api/v1/consultations/{id}/join-token
 pub async fn join_token(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
+    // Read before the consultation itself: a change committed in between then leaves this token
+    // with an older version, refused at join, rather than a current version on stale facts.
+    let access = crate::calls::access_version(&ctx.state.db, id.0)
+        .await?
+        .unwrap_or_default();
     let body: JoinTokenBody = if ctx.body.is_empty() {
         JoinTokenBody::default()
     } else {
@@ -116,8 +123,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
             ));
         }
     };
-    let opens = c.start_at - Duration::minutes(OPENS_BEFORE_MINUTES);
-    let closes = c.end_at + Duration::minutes(CLOSES_AFTER_MINUTES);
+    let (opens, closes) = crate::calls::join_window(c.start_at, c.end_at);
     if !matches!(c.status.as_str(), "booked" | "in_progress") {
         return Err(ApiError::conflict(
             "not_joinable",
@@ -159,6 +165,8 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
         opens_at: opens.timestamp(),
         closes_at: closes.timestamp(),
         expires_at: expires.timestamp(),
+        access,
+        issued_at: now.timestamp(),
     };
     let token = token::issue(&ctx.state.join_key, &claims);
     created(&JoinToken {

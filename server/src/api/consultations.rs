@@ -322,6 +322,8 @@ pub async fn reschedule(ctx: Ctx) -> ApiResult {
         &reason,
     )
     .await?;
+    // Join tokens follow the consultation: who lost access leaves its room now.
+    crate::calls::after_reschedule(&ctx.state.hub, &c, crate::domain::time::now());
     ok(&c)
 }
 

@@ -613,6 +613,13 @@ async fn transition(
                 }
                 Transition::NoShow | Transition::Reschedule => {}
             }
+            // Its call can no longer be joined: every join token issued so far is revoked.
+            if matches!(
+                transition,
+                Transition::Cancel | Transition::Complete | Transition::NoShow
+            ) {
+                q.push(", access_version = access_version + 1");
+            }
             q.push(" WHERE id = ").push_bind(id);
             q.push(" AND status IN (");
             let mut from = q.separated(", ");
@@ -766,6 +773,11 @@ async fn move_booking(
             let mut tx = pool.begin_write().await?;
             let mut q = sqlx::QueryBuilder::new("UPDATE consultations SET clinician_id = ");
             q.push_bind(clinician_id);
+            // Another clinician: every join token issued so far is revoked (the old clinician's
+            // for good; the others ask for a new one). A move in time only keeps them: joining
+            // checks the consultation's current window anyway.
+            q.push(", access_version = access_version + CASE WHEN clinician_id = ");
+            q.push_bind(clinician_id).push(" THEN 0 ELSE 1 END");
             q.push(", start_at = ").push_bind(slot.start);
             q.push(", end_at = ").push_bind(slot.end);
             q.push(", updated_at = ").push_bind(now);

@@ -1,8 +1,10 @@
 //! A real signaling server on 127.0.0.1:0 and real WebSocket clients, plus an observer that
-//! records what the hub reports.
+//! records what the hub reports and an admission that answers from memory what the platform
+//! answers from its database.
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,10 +12,13 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use telehealth_signaling::admission::BoxFuture;
 use telehealth_signaling::protocol::{ServerMessage, parse_server};
 use telehealth_signaling::token::{self, JoinClaims, Role};
 use telehealth_signaling::ws::routes;
-use telehealth_signaling::{CallObserver, Hub, HubConfig, RoomEvent};
+use telehealth_signaling::{
+    Admission, CallObserver, Hub, HubConfig, RoomAccess, RoomEvent, RoomState, Unavailable,
+};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
@@ -89,11 +94,94 @@ impl Recorder {
     }
 }
 
+/// The access version every consultation starts with, in [`MemoryAdmission`] as in the platform.
+pub const FIRST_ACCESS: i64 = 1;
+
+/// The platform's records, kept in memory: every consultation is open at [`FIRST_ACCESS`] with a
+/// wide window unless a test says otherwise; denials and removals the hub reports are kept and
+/// answered, as the platform keeps them in its database.
+#[derive(Default)]
+pub struct MemoryAdmission {
+    pub rooms: Mutex<HashMap<i64, RoomAccess>>,
+    pub revoked: Mutex<HashMap<(i64, String), i64>>,
+    /// When set, every check fails (the database is down).
+    pub down: std::sync::atomic::AtomicBool,
+    /// When set, denials and removals the hub reports are not kept (the write is still on its
+    /// way), so only the hub's own memory refuses them.
+    pub forget: std::sync::atomic::AtomicBool,
+    pub checks: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryAdmission {
+    pub fn open() -> RoomAccess {
+        let now = Utc::now().timestamp();
+        RoomAccess {
+            state: RoomState::Open,
+            version: FIRST_ACCESS,
+            opens_at: now - 3600,
+            closes_at: now + 3600,
+            listed: true,
+            revoked_at: None,
+        }
+    }
+
+    /// Changes what the platform says about `consultation`.
+    pub fn set(&self, consultation: i64, change: impl FnOnce(&mut RoomAccess)) {
+        let mut rooms = self.rooms.lock().expect("lock");
+        change(rooms.entry(consultation).or_insert_with(Self::open));
+    }
+
+    pub fn revocations(&self) -> usize {
+        self.revoked.lock().expect("lock").len()
+    }
+}
+
+impl Admission for MemoryAdmission {
+    fn check<'a>(
+        &'a self,
+        consultation: i64,
+        participant: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RoomAccess>, Unavailable>> {
+        Box::pin(async move {
+            self.checks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(Unavailable("the test said so".into()));
+            }
+            let mut access = self
+                .rooms
+                .lock()
+                .expect("lock")
+                .get(&consultation)
+                .cloned()
+                .unwrap_or_else(Self::open);
+            access.revoked_at = self
+                .revoked
+                .lock()
+                .expect("lock")
+                .get(&(consultation, participant.to_string()))
+                .copied();
+            Ok(Some(access))
+        })
+    }
+
+    fn revoked(&self, consultation: i64, participant: &str, at: DateTime<Utc>) {
+        if self.forget.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        self.revoked
+            .lock()
+            .expect("lock")
+            .insert((consultation, participant.to_string()), at.timestamp());
+    }
+}
+
 pub struct Server {
     pub addr: SocketAddr,
     pub hub: Arc<Hub>,
     pub key: Vec<u8>,
     pub observer: Arc<Recorder>,
+    pub admission: Arc<MemoryAdmission>,
 }
 
 /// Test timings: long enough not to fire by accident on a loaded machine.
@@ -106,9 +194,15 @@ pub fn config() -> HubConfig {
 }
 
 pub async fn start(config: HubConfig) -> Server {
+    start_with(config, Arc::new(MemoryAdmission::default())).await
+}
+
+/// A server asking `admission`: two servers sharing one are two nodes (or one node before and
+/// after a restart) sharing a database.
+pub async fn start_with(config: HubConfig, admission: Arc<MemoryAdmission>) -> Server {
     let key = token::key_from_master(b"test master key");
     let observer = Arc::new(Recorder::default());
-    let hub = Hub::new(config, key.clone(), observer.clone());
+    let hub = Hub::new(config, key.clone(), observer.clone(), admission.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -119,6 +213,7 @@ pub async fn start(config: HubConfig) -> Server {
         hub,
         key,
         observer,
+        admission,
     }
 }
 
@@ -145,18 +240,22 @@ impl Server {
         closes_at: i64,
         expires_at: i64,
     ) -> String {
-        token::issue(
-            &self.key,
-            &JoinClaims {
-                consultation,
-                participant: participant.into(),
-                name: format!("Name of {participant}"),
-                role: role_of(participant),
-                opens_at,
-                closes_at,
-                expires_at,
-            },
-        )
+        self.token_of(JoinClaims {
+            consultation,
+            participant: participant.into(),
+            name: format!("Name of {participant}"),
+            role: role_of(participant),
+            opens_at,
+            closes_at,
+            expires_at,
+            access: FIRST_ACCESS,
+            issued_at: Utc::now().timestamp(),
+        })
+    }
+
+    /// A token with exactly these claims.
+    pub fn token_of(&self, claims: JoinClaims) -> String {
+        token::issue(&self.key, &claims)
     }
 
     pub async fn connect(&self) -> Client {

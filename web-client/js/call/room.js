@@ -127,12 +127,14 @@ export class Room extends EventTarget {
       case 'ice-restart': { const p = this.peers.get(m.from); if (p) p.pc.restartIce(); break; }
       case 'chat': this.emit('chat', m); break;
       case 'media-state': this.emit('media-state', m); break;
-      case 'denied': case 'removed': case 'room-closed':
+      case 'denied': case 'removed': case 'room-closed': case 'access-revoked':
         this.closed = true;
-        this.emit('ended', { why: m.type === 'room-closed' ? `closed_${m.reason}` : m.type });
+        this.emit('ended', { why: m.type === 'room-closed' ? `closed_${m.reason}` : m.type === 'access-revoked' ? `revoked_${m.reason}` : m.type });
         break;
       case 'error':
-        if (m.code === 'token_expired') break; // the socket closes; the retry fetches a fresh token
+        // The socket closes; the retry fetches a fresh token, which the API refuses if the
+        // consultation no longer includes us (then the call ends there).
+        if (m.code === 'token_expired' || m.code === 'token_revoked') break;
         if (['token_invalid', 'too_early', 'too_late', 'room_closed', 'room_full', 'replaced'].includes(m.code)) {
           this.closed = true;
           this.emit('fatal', m);

@@ -108,7 +108,7 @@ struct Running {
     _dir: tempfile::TempDir,
 }
 
-async fn start_telehealth(bin: &Path) -> Result<Running> {
+async fn start_telehealth(bin: &Path, rooms: u32) -> Result<Running> {
     let dir = tempfile::Builder::new()
         .prefix("th-signal-bench-")
         .tempdir()?;
@@ -156,6 +156,7 @@ async fn start_telehealth(bin: &Path) -> Result<Running> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    seed_consultations(&dir.path().join("telehealth.db"), rooms).await?;
     // The bench owns this data directory, so it may mint join tokens with its key, as the API
     // does for booked consultations.
     let master = std::fs::read(dir.path().join("visit-link.key"))
@@ -169,6 +170,51 @@ async fn start_telehealth(bin: &Path) -> Result<Running> {
         log,
         _dir: dir,
     })
+}
+
+/// Every join asks the database whether its consultation still admits the token, so the rooms'
+/// consultations must exist: consultation 10,000,000 + n, booked from now for three hours, with
+/// clinician n and patient n (9,500 simultaneous consultations cannot be booked through the API
+/// with the demo's 48 specialists). Written straight into the server's SQLite file, which the
+/// bench created.
+async fn seed_consultations(db_file: &Path, rooms: u32) -> Result<()> {
+    use sqlx::Connection;
+    let mut db =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}", db_file.display())).await?;
+    let now = Utc::now();
+    let mut tx = db.begin().await?;
+    sqlx::query(
+        "INSERT INTO facilities (id, code, name, kind, level, province, address, time_zone, created_at)
+         VALUES (1, 'BENCH-HUB', 'Bench hub', 'hub_hospital', 'central', 'Hà Nội', '-',
+                 'Asia/Ho_Chi_Minh', $1)",
+    )
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    let rows = [
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
+         INSERT INTO clinicians (id, facility_id, full_name, title, created_at)
+         SELECT i, 1, 'Bench clinician ' || i, 'BS', $2 FROM n",
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
+         INSERT INTO patients (id, full_name, date_of_birth, sex, created_at)
+         SELECT i, 'Bench patient ' || i, '1980-01-01', 'unknown', $2 FROM n",
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1)
+         INSERT INTO consultations (id, kind, status, clinician_id, patient_id, reason, urgency,
+                                    start_at, end_at, created_at, updated_at)
+         SELECT 10000000 + i, 'video_visit', 'booked', i, i, 'bench', 'routine', $2, $3, $2, $2
+         FROM n",
+    ];
+    for sql in rows {
+        sqlx::query(sql)
+            .bind(i64::from(rooms))
+            .bind(now)
+            .bind(now + chrono::Duration::hours(3))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    db.close().await?;
+    Ok(())
 }
 
 async fn start_node(node: &str, relay_dir: &Path) -> Result<Running> {
@@ -501,7 +547,7 @@ async fn run_target(
         .max(1);
     progress(&format!("{label}: starting"));
     let running = match target {
-        Target::Telehealth => start_telehealth(server_bin).await?,
+        Target::Telehealth => start_telehealth(server_bin, args.rooms).await?,
         Target::Node => start_node(&args.node, relay_dir).await?,
     };
     let pid = running.pid;

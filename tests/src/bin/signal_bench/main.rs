@@ -25,9 +25,9 @@
 //!    `--max-secs` each until the target no longer keeps up.
 //!
 //! Against the server the generator speaks the protocol: join tokens minted with the key of the
-//! data directory the bench created (synthetic consultations 10,000,000 + room, participants
-//! `c<room>` as clinician and `p<room>` as patient), the patient waits and the clinician admits
-//! them. Against the relay ("plain" mode): `{"type":"join","room":..}` and the same candidates.
+//! data directory the bench created (synthetic consultations 10,000,000 + room, seeded into its
+//! database because every join looks its consultation up, participants `c<room>` as clinician
+//! and `p<room>` as patient), the patient waits and the clinician admits them. Against the relay ("plain" mode): `{"type":"join","room":..}` and the same candidates.
 //! CPU time of the target and of the generator is sampled per phase (both share 2 cores), and
 //! the report says which was the bottleneck. It prints a markdown report and exits non-zero if a
 //! target could not be measured.

@@ -405,6 +405,9 @@ fn join_message(ctx: &Ctx, room: u32, participant: &str, role: Role) -> Result<S
         opens_at: now - 15 * 60,
         closes_at: now + 3 * 3600,
         expires_at: now + 10 * 60,
+        // The access version a consultation starts at (the coordinator seeded them).
+        access: 1,
+        issued_at: now,
     };
     Ok(
         serde_json::json!({"v": 1, "type": "join", "token": token::issue(key, &claims)})
