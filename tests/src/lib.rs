@@ -434,6 +434,7 @@ impl TestApp {
             .await
             .expect("server restarts");
         let (addr, db) = (app.local_addr(), app.db().clone());
+        let metrics_addr = app.metrics_addr();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stop_rx.await;
@@ -441,6 +442,7 @@ impl TestApp {
         TestApp {
             inner: std::sync::Arc::new(Inner {
                 addr,
+                metrics_addr,
                 db,
                 database: self.inner.database.clone(),
                 settings: self.inner.settings.clone(),
