@@ -489,7 +489,7 @@ both_engines!(
                 .post(
                     "/api/v1/accounts",
                     json!({"username": username, "display_name": "Hoàng Thị Mai",
-                           "password": password, "roles": [{"role": "administrator"}]}),
+                           "password": password, "roles": []}),
                 )
                 .await
                 .expect(422);
@@ -517,7 +517,7 @@ both_engines!(
         app.post(
             "/api/v1/accounts",
             json!({"username": "hoangthimai", "display_name": "Hoàng Thị Mai",
-                   "password": "lantern orbit velvet ferry", "roles": [{"role": "administrator"}]}),
+                   "password": "lantern orbit velvet ferry", "roles": []}),
         )
         .await
         .expect(201);
