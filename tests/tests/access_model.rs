@@ -6,9 +6,10 @@
 //! schedulers of a hub, of a care centre and of the network, a clinician who also schedules for
 //! another hub, patients with and without accounts, a visit-link session, consultations in every
 //! status with signed notes, a live and an expired break-the-glass grant — then:
-//! 1. every caller reads every patient, timeline, consultation, note and the consultation list,
-//!    and each answer (status, and the exact set of ids a list or timeline returns) must be the
-//!    model's;
+//! 1. every caller reads every patient, timeline, consultation, note, note history, summary,
+//!    hub calendar and the consultation list, and asks for a join token and a guest's invitation
+//!    to every consultation; each answer (status, and the exact set of ids a list or timeline
+//!    returns) must be the model's;
 //! 2. every caller tries to book or hold every patient (and one that does not exist): a patient
 //!    they may not see answers exactly like a missing one and writes nothing; hub schedulers try
 //!    to move their hospital's consultations to another clinician and to send visit links; some
@@ -86,6 +87,8 @@ struct Mc {
     clinician: i64,
     referring: Option<i64>,
     status: St,
+    /// Its encounter note is signed.
+    signed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -486,7 +489,8 @@ async fn build(app: &TestApp, rng: &mut Rng, round: u64) -> (World, Model, Vec<C
             Some(s) => *s,
             None => STATUSES[rng.below(STATUSES.len())],
         };
-        if rng.chance(60) {
+        let signed = rng.chance(60);
+        if signed {
             let spec = &spec_accounts[&clinician];
             let path = format!("/api/v1/consultations/{id}/note");
             spec.put(
@@ -506,6 +510,7 @@ async fn build(app: &TestApp, rng: &mut Rng, round: u64) -> (World, Model, Vec<C
             clinician,
             referring,
             status,
+            signed,
         });
     }
 
@@ -668,6 +673,101 @@ async fn check_reads(
                 r.status,
                 &r.text,
             );
+            let writes = model.takes_part(k, c) && k.only.is_none();
+            let r = k
+                .app
+                .get(&format!("/api/v1/consultations/{}/note/history", c.id))
+                .await;
+            let want = match (reads, writes) {
+                (false, _) => 404,
+                (true, false) => 403,
+                (true, true) => 200,
+            };
+            t.expect(
+                &k.label,
+                format!("GET /consultations/{}/note/history", c.id),
+                want,
+                r.status,
+                &r.text,
+            );
+            let r = k
+                .app
+                .get(&format!("/api/v1/consultations/{}/summary", c.id))
+                .await;
+            let want = match (reads, model.reads_note(k, c), c.signed) {
+                (false, _, _) => 404,
+                (true, false, _) => 403,
+                (true, true, true) => 200,
+                (true, true, false) => 409,
+            };
+            t.expect(
+                &k.label,
+                format!("GET /consultations/{}/summary", c.id),
+                want,
+                r.status,
+                &r.text,
+            );
+            // Every consultation starts tomorrow or later, or is not joinable: one who may join
+            // meets a 409, one who may not a 403.
+            let joins = writes || model.own(k, c);
+            let r = k
+                .app
+                .post(
+                    &format!("/api/v1/consultations/{}/join-token", c.id),
+                    json!({}),
+                )
+                .await;
+            let want = match (reads, joins) {
+                (false, _) => 404,
+                (true, false) => 403,
+                (true, true) => 409,
+            };
+            t.expect(
+                &k.label,
+                format!("POST /consultations/{}/join-token", c.id),
+                want,
+                r.status,
+                &r.text,
+            );
+            // Inviting a guest: a clinician of the consultation who looks after the patient.
+            let r = k
+                .app
+                .post(
+                    &format!("/api/v1/consultations/{}/join-token", c.id),
+                    json!({"guest_name": "Người phiên dịch"}),
+                )
+                .await;
+            let want = match (reads, writes && model.sees_patient(k, c.patient)) {
+                (false, _) => 404,
+                (true, false) => 403,
+                (true, true) => 409,
+            };
+            t.expect(
+                &k.label,
+                format!("POST /consultations/{}/join-token (guest)", c.id),
+                want,
+                r.status,
+                &r.text,
+            );
+        }
+
+        for &hub in &world.hubs {
+            let r = k
+                .app
+                .get(&format!("/api/v1/facilities/{hub}/calendar"))
+                .await;
+            let want = if model.schedules_for(k, hub) {
+                200
+            } else {
+                403
+            };
+            t.expect(
+                &k.label,
+                format!("GET /facilities/{hub}/calendar"),
+                want,
+                r.status,
+                &r.text,
+            );
         }
 
         let r = k.app.get("/api/v1/consultations?limit=500").await;
@@ -798,6 +898,7 @@ async fn attack(
                     clinician,
                     referring,
                     status: if hold { St::Held } else { St::Booked },
+                    signed: false,
                 });
             } else if after != before {
                 failures.push(format!(
