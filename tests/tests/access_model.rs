@@ -25,26 +25,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use telehealth::storage::Db;
-use telehealth_tests::{Engine, TestApp, this_week};
-
-/// splitmix64: a seeded generator, so a failing round can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+use telehealth_tests::{Engine, SplitMix as Rng, TestApp, this_week};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum St {

@@ -47,6 +47,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sqlx::Connection;
+use telehealth_tests::SplitMix;
 use telehealth_tests::bench_support::{clock_ticks, free_port, log_tail, machine_ticks};
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -668,30 +669,6 @@ where
 
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
-}
-
-/// A reproducible shuffle without a random-number crate: SplitMix64.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i + 1);
-            v.swap(i, j);
-        }
-    }
 }
 
 // ---- one engine -------------------------------------------------------------------------------
