@@ -406,6 +406,21 @@ both_engines!(
         assert_eq!(grant.body["patient_id"], n.cast.patient);
         er.get(&record).await.expect(200);
         er.get(&format!("{record}/timeline")).await.expect(200);
+        let booked = app
+            .post(
+                "/api/v1/consultations",
+                n.cast.booking(
+                    chrono::DateTime::parse_from_rfc3339(&slot(&app, n.cast.specialist, 0).await)
+                        .expect("time")
+                        .into(),
+                ),
+            )
+            .await
+            .expect(201)
+            .id();
+        er.get(&format!("/api/v1/consultations/{booked}"))
+            .await
+            .expect(200);
         // Every read under the grant is marked in the audit trail.
         let events = app
             .get(&format!(
@@ -414,16 +429,19 @@ both_engines!(
             ))
             .await
             .expect(200);
-        assert!(
-            events
-                .body
-                .as_array()
-                .expect("events")
-                .iter()
-                .any(|e| e["action"] == "GET /api/v1/patients/{id} (break_glass)"),
-            "{}",
-            events.text
-        );
+        let actions: Vec<&str> = events
+            .body
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        for marked in [
+            "GET /api/v1/patients/{id} (break_glass)",
+            "GET /api/v1/consultations/{id} (break_glass)",
+        ] {
+            assert!(actions.contains(&marked), "{marked} not in {actions:?}");
+        }
         // A clinician who already sees the patient is told no grant is needed.
         let rural = app
             .as_new_user("rural", &[("clinician", None)], None, Some(n.cast.rural))

@@ -58,26 +58,44 @@ pub async fn consultation_access(
     if !policy::can_read_consultation(&found.principal, &found.facts()) {
         return Err(ctx.hidden("consultation"));
     }
+    // A read that rests on a break-the-glass grant alone is marked for review.
+    let without_grant = ConsultationFacts {
+        caller_broke_glass: false,
+        ..found.facts()
+    };
+    if found.context.grants > 0 && !policy::can_read_consultation(&found.principal, &without_grant)
+    {
+        ctx.audit(|n| n.access_reason = Some(Reason::BreakGlass.as_str()));
+    }
     Ok(found)
 }
 
-/// The facts of patient `id` and why the caller may see them; a patient the caller may not see
-/// is the same 404 as one that does not exist.
-pub async fn patient_facts(ctx: &Ctx, id: PatientId) -> Result<(PatientFacts, Reason), ApiError> {
+/// The facts of patient `id` and why the caller may see them, or `None` when they may not (or
+/// there is no such patient). Storage failures stay errors, so a refusal is never a hidden 503.
+pub async fn may_see_patient(
+    ctx: &Ctx,
+    id: PatientId,
+) -> Result<Option<(PatientFacts, Reason)>, ApiError> {
     ctx.audit_patient(id);
     let caller = ctx.user()?;
     let Some(facts) = access::patient_facts(&ctx.state.db, id, time::now()).await? else {
-        return Err(ctx.hidden("patient"));
+        return Ok(None);
     };
-    match policy::patient_access(caller, &facts) {
-        Some(reason) => {
-            if reason == Reason::BreakGlass {
-                ctx.audit(|n| n.access_reason = Some(reason.as_str()));
-            }
-            Ok((facts, reason))
-        }
-        None => Err(ctx.hidden("patient")),
+    let Some(reason) = policy::patient_access(caller, &facts) else {
+        return Ok(None);
+    };
+    if reason == Reason::BreakGlass {
+        ctx.audit(|n| n.access_reason = Some(reason.as_str()));
     }
+    Ok(Some((facts, reason)))
+}
+
+/// [`may_see_patient`], with a patient the caller may not see answered by the same 404 as one
+/// that does not exist.
+pub async fn patient_facts(ctx: &Ctx, id: PatientId) -> Result<(PatientFacts, Reason), ApiError> {
+    may_see_patient(ctx, id)
+        .await?
+        .ok_or_else(|| ctx.hidden("patient"))
 }
 
 /// Patient `id`, when the caller may read the record.

@@ -266,9 +266,9 @@ pub async fn issue_visit_link(ctx: Ctx) -> ApiResult {
         return Err(policy::forbidden("send visit links for this consultation"));
     }
     // A link opens the patient's visit: only someone who looks after the patient sends one.
-    if super::access::patient_facts(&ctx, c.patient_id)
-        .await
-        .is_err()
+    if super::access::may_see_patient(&ctx, c.patient_id)
+        .await?
+        .is_none()
     {
         return Err(policy::forbidden(
             "send visit links to this patient (you do not look after them)",

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use telehealth_signaling::token::{self, JoinClaims, Role as CallRole};
 
-use super::access::{consultation_access, patient_facts};
+use super::access::{consultation_access, may_see_patient};
 use super::{ApiError, ApiResult, Ctx, created};
 use crate::auth::policy;
 use crate::domain::ids::ConsultationId;
@@ -90,7 +90,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
     let (participant, name, role) = match (&guest_name, me_clinician, me_patient) {
         (Some(guest), Some(_), _) => {
             // Bringing someone else into a patient's visit needs a care relationship of one's own.
-            if patient_facts(&ctx, c.patient_id).await.is_err() {
+            if may_see_patient(&ctx, c.patient_id).await?.is_none() {
                 return Err(policy::forbidden(
                     "invite guests to this patient's call (you do not look after them)",
                 ));

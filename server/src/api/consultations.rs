@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::access::{consultation_access, patient_facts};
+use super::access::{ConsultationAccess, consultation_access, may_see_patient, patient_facts};
 use super::auth::clinician_facility;
 use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
 use crate::auth::Principal;
@@ -219,11 +219,11 @@ pub async fn get(ctx: Ctx) -> ApiResult {
     })
 }
 
-/// The caller, when they may manage (confirm, cancel, reschedule) consultation `id`.
-async fn manage(ctx: &Ctx, id: ConsultationId) -> Result<Principal, ApiError> {
+/// Consultation `id` and its caller, when they may manage (confirm, cancel, reschedule) it.
+async fn manage(ctx: &Ctx, id: ConsultationId) -> Result<ConsultationAccess, ApiError> {
     let found = consultation_access(ctx, id).await?;
     if policy::can_manage_consultation(&found.principal, &found.facts()) {
-        Ok(found.principal)
+        Ok(found)
     } else {
         Err(policy::forbidden("change this consultation"))
     }
@@ -260,7 +260,7 @@ fn no_body(ctx: &Ctx) -> Result<(), ApiError> {
 pub async fn confirm(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
-    let p = manage(&ctx, id).await?;
+    let p = manage(&ctx, id).await?.principal;
     ok(&booking::confirm(&ctx.state.db, &p, id).await?)
 }
 
@@ -276,7 +276,7 @@ pub async fn cancel(ctx: Ctx) -> ApiResult {
     let body: ReasonBody = ctx.json()?;
     let reason = BoundedText::parse(&body.reason, MAX_REASON, true)
         .map_err(|e| ApiError::invalid_field("reason", e))?;
-    let p = manage(&ctx, id).await?;
+    let p = manage(&ctx, id).await?.principal;
     let cancelled = booking::cancel(&ctx.state.db, &p, id, &reason).await?;
     // Whoever waits in its room learns at once, and nobody can join it again.
     ctx.state
@@ -300,28 +300,23 @@ pub async fn reschedule(ctx: Ctx) -> ApiResult {
     let body: RescheduleBody = ctx.json()?;
     let reason = BoundedText::parse(&body.reason, MAX_REASON, true)
         .map_err(|e| ApiError::invalid_field("reason", e))?;
-    let p = manage(&ctx, id).await?;
+    let found = manage(&ctx, id).await?;
+    let p = &found.principal;
     if let Some(new_clinician) = body.clinician_id {
         // Moving the patient to another clinician is a new booking for them: the caller must
         // see the patient in their own right.
-        let current = booking::get(&ctx.state.db, id).await?;
-        let (patient, _) = patient_facts(&ctx, current.patient_id).await.map_err(|_| {
-            policy::forbidden("move this patient to another clinician (you do not look after them)")
-        })?;
+        let Some((patient, _)) = may_see_patient(&ctx, found.consultation.patient_id).await? else {
+            return Err(policy::forbidden(
+                "move this patient to another clinician (you do not look after them)",
+            ));
+        };
         let facility = clinician_facility(&ctx, new_clinician).await?;
-        if policy::can_book(&p, &patient, new_clinician, facility, None).is_err() {
+        if policy::can_book(p, &patient, new_clinician, facility, None).is_err() {
             return Err(policy::forbidden("move bookings to this clinician"));
         }
     }
-    let c = booking::reschedule(
-        &ctx.state.db,
-        &p,
-        id,
-        body.clinician_id,
-        body.start,
-        &reason,
-    )
-    .await?;
+    let c =
+        booking::reschedule(&ctx.state.db, p, id, body.clinician_id, body.start, &reason).await?;
     // Join tokens follow the consultation: who lost access leaves its room now.
     crate::calls::after_reschedule(&ctx.state.hub, &c, crate::domain::time::now());
     ok(&c)
