@@ -31,6 +31,7 @@ use warp::reply::Response;
 
 use crate::api::{self, ApiError, Router};
 use crate::config::Secret;
+use crate::domain::code::ErrorCode;
 use crate::state::AppState;
 
 /// The client's socket address, put on each request by the connection loop.
@@ -71,20 +72,20 @@ fn metrics_route(
                 MetricsAccess::Off => {
                     return ApiError::new(
                         StatusCode::NOT_FOUND,
-                        "not_found",
+                        ErrorCode::NotFound,
                         "metrics are not served: set metrics_token (then send it as a Bearer token) or metrics_listen (an address of their own)",
                     )
                     .into_response();
                 }
                 MetricsAccess::Elsewhere => {
-                    return ApiError::new(StatusCode::NOT_FOUND, "not_found", "nothing here")
+                    return ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "nothing here")
                         .into_response();
                 }
             };
             if !allowed {
                 let mut response = ApiError::new(
                     StatusCode::UNAUTHORIZED,
-                    "metrics_token_required",
+                    ErrorCode::MetricsTokenRequired,
                     "send the metrics token (setting metrics_token) as 'Authorization: Bearer <token>'; a session token is not one",
                 )
                 .into_response();
@@ -150,7 +151,7 @@ pub fn routes(
                 )),
                 _ => ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "not_ready",
+                    ErrorCode::NotReady,
                     "the database is unreachable",
                 )
                 .into_response(),
@@ -184,16 +185,16 @@ pub fn routes(
 /// Renders rejections from the non-API routes in the API's error shape.
 async fn render_rejection(rejection: warp::Rejection) -> Result<Response, Infallible> {
     let error = if rejection.is_not_found() {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", "nothing here")
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "nothing here")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             "this method is not allowed here",
         )
     } else {
         tracing::warn!(?rejection, "unhandled rejection");
-        ApiError::bad_request("bad_request", "the request could not be understood")
+        ApiError::bad_request(ErrorCode::BadRequest, "the request could not be understood")
     };
     Ok(error.into_response())
 }
@@ -465,7 +466,7 @@ where
         let answer = if head_len(&req) > MAX_HEAD_BYTES {
             futures::future::Either::Right(futures::future::ready(Ok(ApiError::new(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
+                ErrorCode::HeadersTooLarge,
                 "the request headers are too large",
             )
             .into_response())))

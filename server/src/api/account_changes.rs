@@ -10,6 +10,7 @@ use crate::auth::changes::{self, Change, ChangeError, Filter, Status};
 use crate::auth::{AccountId, policy};
 use crate::domain::ids::AccountChangeId;
 use crate::domain::text::BoundedText;
+use crate::domain::code::ErrorCode;
 
 /// Longest rejection reason.
 const MAX_REASON: usize = 500;
@@ -19,25 +20,25 @@ impl From<ChangeError> for ApiError {
         match e {
             ChangeError::NotFound => ApiError::not_found("account change"),
             ChangeError::Refused(m) => {
-                ApiError::new(StatusCode::FORBIDDEN, "needs_another_administrator", m)
+                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::NeedsAnotherAdministrator, m)
             }
             ChangeError::NotPending(Status::Expired) => ApiError::conflict(
-                "change_expired",
+                ErrorCode::ChangeExpired,
                 format!(
                     "this change lapsed unapproved after {} days; propose it again",
                     changes::PENDING_DAYS
                 ),
             ),
             ChangeError::NotPending(s) => ApiError::conflict(
-                "change_decided",
+                ErrorCode::ChangeDecided,
                 format!("this change is {} already", s.as_str()),
             ),
-            e @ ChangeError::Stale(_) => ApiError::conflict("change_stale", e.to_string()),
-            ChangeError::AlreadyLinked(m) => ApiError::conflict("already_linked", m),
-            e @ ChangeError::Pending(id) => ApiError::conflict("change_pending", e.to_string())
+            e @ ChangeError::Stale(_) => ApiError::conflict(ErrorCode::ChangeStale, e.to_string()),
+            ChangeError::AlreadyLinked(m) => ApiError::conflict(ErrorCode::AlreadyLinked, m),
+            e @ ChangeError::Pending(id) => ApiError::conflict(ErrorCode::ChangePending, e.to_string())
                 .with_details(serde_json::json!({ "change_id": id })),
             e @ ChangeError::ProposerGone => {
-                ApiError::conflict("proposer_not_administrator", e.to_string())
+                ApiError::conflict(ErrorCode::ProposerNotAdministrator, e.to_string())
             }
             ChangeError::Account(e) => e.into(),
             ChangeError::Corrupt(m) => {
@@ -136,7 +137,7 @@ fn no_fields(ctx: &Ctx) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_request(
-            "invalid_json",
+            ErrorCode::InvalidJson,
             "approving takes no fields; send an empty body or {}",
         ))
     }

@@ -14,16 +14,17 @@ use crate::auth::{AccountId, Grant, Role, password, policy};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time;
 use crate::scheduling::{booking, directory};
+use crate::domain::code::ErrorCode;
 use crate::state::SESSION_COOKIE;
 
 impl From<AccountError> for ApiError {
     fn from(e: AccountError) -> Self {
         match e {
             AccountError::Duplicate(u) => ApiError::conflict(
-                "duplicate_username",
+                ErrorCode::DuplicateUsername,
                 format!("the user name {u:?} is taken"),
             ),
-            AccountError::Invalid(m) => ApiError::unprocessable("validation_failed", m),
+            AccountError::Invalid(m) => ApiError::unprocessable(ErrorCode::ValidationFailed, m),
             AccountError::Random(e) => {
                 tracing::error!(error = %e, "no randomness");
                 ApiError::internal()
@@ -134,7 +135,7 @@ pub async fn login(ctx: Ctx) -> ApiResult {
     let Some(account) = account else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
+            ErrorCode::InvalidCredentials,
             "the user name or password is wrong",
         ));
     };
@@ -169,7 +170,7 @@ fn too_many_attempts(refusal: Refusal) -> ApiResult {
             format!("too many sign-ins from your network at once; try again in {when}")
         }
     };
-    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyAttempts, message)
         .with_details(serde_json::json!({
             "limit": refusal.rule.as_str(),
             "retry_after_seconds": wait,
@@ -216,7 +217,7 @@ pub async fn visit(ctx: Ctx) -> ApiResult {
     let refuse = |why: &str| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_visit_link",
+            ErrorCode::InvalidVisitLink,
             format!("{why}; ask the clinic for a new link"),
         )
     };
@@ -276,7 +277,7 @@ pub async fn issue_visit_link(ctx: Ctx) -> ApiResult {
     }
     if !matches!(c.status.as_str(), "booked" | "in_progress") {
         return Err(ApiError::conflict(
-            "invalid_transition",
+            ErrorCode::InvalidTransition,
             format!(
                 "a visit link needs a booked consultation; this one is {}",
                 c.status
@@ -382,7 +383,7 @@ pub async fn create_account(ctx: Ctx) -> ApiResult {
             .is_some()
         {
             return Err(ApiError::conflict(
-                "already_linked",
+                ErrorCode::AlreadyLinked,
                 "this patient already has an account",
             ));
         }
@@ -394,7 +395,7 @@ pub async fn create_account(ctx: Ctx) -> ApiResult {
             .is_some()
         {
             return Err(ApiError::conflict(
-                "already_linked",
+                ErrorCode::AlreadyLinked,
                 "this clinician already has an account",
             ));
         }
@@ -486,7 +487,7 @@ pub async fn set_roles(ctx: Ctx) -> ApiResult {
     if p.account_id == id {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "own_roles",
+            ErrorCode::OwnRoles,
             "no one changes their own roles; ask another administrator to propose the change",
         ));
     }

@@ -12,6 +12,7 @@ use crate::auth::{Role, policy};
 use crate::domain::ids::{ClinicianId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time;
+use crate::domain::code::ErrorCode;
 
 /// A reason short enough to read in a review, long enough to say something.
 pub const MIN_REASON: usize = 10;
@@ -48,7 +49,7 @@ pub async fn open(ctx: Ctx) -> ApiResult {
     };
     if let Some(reason) = policy::patient_access(p, &facts) {
         return Err(ApiError::conflict(
-            "not_needed",
+            ErrorCode::NotNeeded,
             format!(
                 "you may already see this patient ({}); no emergency access is needed",
                 reason.as_str()

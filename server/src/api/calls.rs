@@ -17,6 +17,7 @@ use crate::domain::ids::ConsultationId;
 use crate::domain::text::BoundedText;
 use crate::domain::time;
 use crate::scheduling::directory;
+use crate::domain::code::ErrorCode;
 
 /// How early before its start a consultation's room opens.
 pub const OPENS_BEFORE_MINUTES: i64 = 15;
@@ -49,7 +50,7 @@ struct JoinToken {
 }
 
 fn too(
-    code: &'static str,
+    code: ErrorCode,
     message: String,
     opens: DateTime<Utc>,
     closes: DateTime<Utc>,
@@ -126,7 +127,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
     let (opens, closes) = crate::calls::join_window(c.start_at, c.end_at);
     if !matches!(c.status.as_str(), "booked" | "in_progress") {
         return Err(ApiError::conflict(
-            "not_joinable",
+            ErrorCode::NotJoinable,
             format!(
                 "only a booked or running consultation has a call; this one is {}",
                 c.status
@@ -136,7 +137,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
     let now = time::now();
     if now < opens {
         return Err(too(
-            "too_early",
+            ErrorCode::TooEarly,
             format!("the call opens {OPENS_BEFORE_MINUTES} minutes before the consultation"),
             opens,
             closes,
@@ -144,7 +145,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
     }
     if now > closes {
         return Err(too(
-            "too_late",
+            ErrorCode::TooLate,
             format!("the call closed {CLOSES_AFTER_MINUTES} minutes after the consultation"),
             opens,
             closes,

@@ -12,6 +12,7 @@ use crate::domain::consultation::{Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::scheduling::booking::{self, Consultation, ConsultationFilter, Event, NewBooking};
+use crate::domain::code::ErrorCode;
 
 pub const MAX_REASON: usize = 1000;
 
@@ -249,7 +250,7 @@ fn no_body(ctx: &Ctx) -> Result<(), ApiError> {
             Ok(())
         } else {
             Err(ApiError::bad_request(
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 "this endpoint takes no fields; send an empty body or {}",
             ))
         }

@@ -9,10 +9,12 @@ use serde_json::{Value, json};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+pub use crate::domain::code::ErrorCode;
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub details: Value,
 }
@@ -25,7 +27,7 @@ pub struct FieldError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -39,24 +41,24 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorCode::NotFound,
             format!("{what} not found"),
         )
     }
 
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }
 
     /// A request that is well-formed but asks for something invalid.
-    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unprocessable(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
@@ -76,7 +78,7 @@ impl ApiError {
             .join("; ");
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+            ErrorCode::ValidationFailed,
             format!("invalid input: {summary}"),
         )
         .with_details(json!({ "fields": fields }))
@@ -85,7 +87,7 @@ impl ApiError {
     pub fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "something went wrong on our side; it has been logged",
         )
     }
@@ -93,14 +95,14 @@ impl ApiError {
     pub fn unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             "the database is unreachable; try again shortly",
         )
     }
 
     pub fn into_response(self) -> Response {
         let body = json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details }
+            "error": { "code": self.code.as_str(), "message": self.message, "details": self.details }
         });
         let mut response = warp::reply::json(&body).into_response_inner();
         *response.status_mut() = self.status;
@@ -134,7 +136,7 @@ impl From<sqlx::Error> for ApiError {
             ref e if crate::storage::is_foreign_key_violation(e) => {
                 tracing::warn!(error = %err, "foreign key violation");
                 ApiError::unprocessable(
-                    "missing_reference",
+                    ErrorCode::MissingReference,
                     "the request refers to a record that does not exist (any more)",
                 )
             }

@@ -36,6 +36,7 @@ use crate::auth::Principal;
 use crate::domain::ids::PatientId;
 use crate::http::ClientAddr;
 use crate::state::AppState;
+use crate::domain::code::ErrorCode;
 pub use error::{ApiError, FieldError};
 
 /// What a handler returns.
@@ -276,7 +277,7 @@ pub struct AuditNote {
 fn unauthenticated() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthenticated",
+        ErrorCode::Unauthenticated,
         "sign in first: send the session cookie or an Authorization: Bearer token",
     )
 }
@@ -299,7 +300,7 @@ fn check_csrf(
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let cross_site = ApiError::new(
         StatusCode::FORBIDDEN,
-        "cross_site_request",
+        ErrorCode::CrossSiteRequest,
         "this request came from another site and was refused",
     );
     if let Some(site) = header("sec-fetch-site")
@@ -360,7 +361,7 @@ where
         Err(_) => (
             Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                "no_route",
+                ErrorCode::NoRoute,
                 format!("no API endpoint at {path}; see /api/v1/openapi.json"),
             )),
             "unmatched",
@@ -378,7 +379,7 @@ where
                     (
                         Err(ApiError::new(
                             StatusCode::METHOD_NOT_ALLOWED,
-                            "method_not_allowed",
+                            ErrorCode::MethodNotAllowed,
                             format!("{method} is not allowed here; use {}", allowed.join(", ")),
                         )),
                         found.value.first().map(|r| r.path).unwrap_or("unmatched"),
@@ -525,7 +526,7 @@ where
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("the request body is larger than {limit} bytes"),
         )
     };
@@ -539,7 +540,7 @@ where
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| {
-            ApiError::bad_request("body_unreadable", "the request body could not be read")
+            ApiError::bad_request(ErrorCode::BodyUnreadable, "the request body could not be read")
         })?;
         if buf.len() + chunk.remaining() > limit {
             return Err(too_large());
@@ -566,7 +567,7 @@ where
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
@@ -613,7 +614,7 @@ impl Ctx {
             .ok_or_else(ApiError::internal)?;
         raw.parse().map_err(|_| {
             ApiError::bad_request(
-                "invalid_path",
+                ErrorCode::InvalidPath,
                 format!("path parameter {name} must be a positive whole number, got {raw:?}"),
             )
         })
@@ -623,13 +624,13 @@ impl Ctx {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if self.body.is_empty() {
             return Err(ApiError::bad_request(
-                "missing_body",
+                ErrorCode::MissingBody,
                 "this endpoint needs a JSON body",
             ));
         }
         serde_json::from_slice(&self.body).map_err(|e| {
             ApiError::bad_request(
-                "invalid_json",
+                ErrorCode::InvalidJson,
                 format!("the JSON body is not acceptable: {e}"),
             )
             .with_details(serde_json::json!({ "line": e.line(), "column": e.column() }))
@@ -640,7 +641,7 @@ impl Ctx {
     pub fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         serde_urlencoded::from_str(&self.query).map_err(|e| {
             ApiError::bad_request(
-                "invalid_query",
+                ErrorCode::InvalidQuery,
                 format!("the query string is not acceptable: {e}"),
             )
         })

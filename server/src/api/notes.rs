@@ -27,6 +27,7 @@ use crate::domain::text::BoundedText;
 use crate::notes::{self, Entry, NoteRow, Revision};
 use crate::scheduling::booking::Consultation;
 use crate::scheduling::directory;
+use crate::domain::code::ErrorCode;
 
 mod summary;
 
@@ -215,7 +216,7 @@ fn check_open(c: &Consultation) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::conflict(
-            "consultation_not_open",
+            ErrorCode::ConsultationNotOpen,
             format!(
                 "a note is written for a booked, in-progress or completed consultation; this one is {}",
                 c.status
@@ -613,7 +614,7 @@ pub async fn summary(ctx: Ctx) -> ApiResult {
         .filter(|n| n.status == notes::SIGNED)
         .ok_or_else(|| {
             ApiError::conflict(
-                "note_not_signed",
+                ErrorCode::NoteNotSigned,
                 "the summary prints the signed note, and this consultation's note is not signed yet",
             )
         })?;

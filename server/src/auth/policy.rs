@@ -44,6 +44,7 @@ use crate::api::ApiError;
 use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::scheduling::booking::Consultation;
+use crate::domain::code::ErrorCode;
 
 /// How long a break-the-glass grant lasts.
 pub const BREAK_GLASS_MINUTES: i64 = 60;
@@ -51,7 +52,7 @@ pub const BREAK_GLASS_MINUTES: i64 = 60;
 pub fn forbidden(what: &str) -> ApiError {
     ApiError::new(
         warp::http::StatusCode::FORBIDDEN,
-        "forbidden",
+        ErrorCode::Forbidden,
         format!("your roles do not allow you to {what}"),
     )
 }

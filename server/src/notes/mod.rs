@@ -26,6 +26,7 @@ use crate::domain::time;
 use crate::on_db;
 use crate::scheduling::booking::Consultation;
 use crate::storage::{BeginWrite, Db, is_unique_violation};
+use crate::domain::code::ErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotesError {
@@ -33,7 +34,7 @@ pub enum NotesError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         /// The note's draft version now, so the client can reload and retry.
         current_version: i32,
@@ -255,7 +256,7 @@ fn sign_document(key: &SigningKey, document: &str) -> String {
     STANDARD.encode(key.sign(document.as_bytes()).to_bytes())
 }
 
-fn conflict(code: &'static str, message: impl Into<String>, current_version: i32) -> NotesError {
+fn conflict(code: ErrorCode, message: impl Into<String>, current_version: i32) -> NotesError {
     NotesError::Conflict {
         code,
         message: message.into(),
@@ -265,7 +266,7 @@ fn conflict(code: &'static str, message: impl Into<String>, current_version: i32
 
 fn signed_conflict(version: i32) -> NotesError {
     conflict(
-        "note_signed",
+        ErrorCode::NoteSigned,
         "this note is signed and can no longer change; add an addendum to correct it",
         version,
     )
@@ -330,13 +331,13 @@ async fn refusal(db: &Db, consultation: ConsultationId, expected: i32) -> NotesE
     match find(db, consultation).await {
         Err(e) => e,
         Ok(None) => conflict(
-            "version_conflict",
+            ErrorCode::VersionConflict,
             "this consultation has no note yet: save the first draft with version 0",
             0,
         ),
         Ok(Some(n)) if n.status == SIGNED => signed_conflict(n.version),
         Ok(Some(n)) => conflict(
-            "version_conflict",
+            ErrorCode::VersionConflict,
             format!(
                 "the draft has changed since version {expected}: it is now at version {v}; \
                  reload it, merge your changes and save again with version {v}",
@@ -438,7 +439,7 @@ pub async fn sign(
 ) -> Result<(NoteRow, Entry)> {
     let Some(note) = find(db, c.id).await? else {
         return Err(conflict(
-            "no_draft",
+            ErrorCode::NoDraft,
             "this consultation has no draft to sign: save one first",
             0,
         ));
@@ -526,7 +527,7 @@ pub async fn add_addendum(
         Some(n) if n.status == SIGNED => n,
         other => {
             return Err(conflict(
-                "note_not_signed",
+                ErrorCode::NoteNotSigned,
                 "only a signed note takes addenda; while it is a draft, edit the draft instead",
                 other.map(|n| n.version).unwrap_or(0),
             ));
@@ -584,7 +585,7 @@ pub async fn add_addendum(
         }
     }
     Err(conflict(
-        "busy",
+        ErrorCode::Busy,
         "too many addenda are being added at once; try again",
         note.version,
     ))

@@ -11,6 +11,7 @@ use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
 use crate::domain::time;
 use crate::on_db;
 use crate::storage::Db;
+use crate::domain::code::ErrorCode;
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct RuleRow {
@@ -74,7 +75,7 @@ pub async fn create_rule(db: &Db, clinician: ClinicianId, rule: &WeeklyRule) -> 
     .await)?;
     if count >= MAX_RULES_PER_CLINICIAN {
         return Err(SchedulingError::conflict(
-            "too_many_rules",
+            ErrorCode::TooManyRules,
             format!(
                 "a clinician may have at most {MAX_RULES_PER_CLINICIAN} weekly rules; delete one first"
             ),
@@ -144,7 +145,7 @@ pub async fn create_exception(
     .await)?;
     if count >= MAX_EXCEPTIONS_PER_CLINICIAN {
         return Err(SchedulingError::conflict(
-            "too_many_exceptions",
+            ErrorCode::TooManyExceptions,
             format!(
                 "a clinician may have at most {MAX_EXCEPTIONS_PER_CLINICIAN} dated exceptions; delete old ones first"
             ),

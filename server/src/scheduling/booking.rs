@@ -21,6 +21,7 @@ use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone, on_grid};
 use crate::on_db;
 use crate::storage::{BeginWrite, Db, is_unique_violation};
+use crate::domain::code::ErrorCode;
 
 /// How far ahead a booking may be made.
 pub const MAX_DAYS_AHEAD: i64 = 366;
@@ -213,7 +214,7 @@ async fn booking_context(db: &Db, b: &NewBooking) -> Result<Vec<BookingContext>>
 
 fn slot_taken() -> SchedulingError {
     SchedulingError::conflict(
-        "slot_taken",
+        ErrorCode::SlotTaken,
         "this slot has just been taken by another booking; choose another slot",
     )
 }
@@ -309,7 +310,7 @@ pub async fn book(
     // Try the insert; only if it loses to an expired hold, release that hold and try once more.
     match insert_booking(db, actor, &b, slot, hold_ttl).await {
         Err(SchedulingError::Conflict {
-            code: "slot_taken", ..
+            code: ErrorCode::SlotTaken, ..
         }) => {
             if release_expired_holds(db, b.clinician_id, slot).await? > 0 {
                 insert_booking(db, actor, &b, slot, hold_ttl).await
@@ -557,11 +558,11 @@ async fn refuse(db: &Db, id: ConsultationId, transition: Transition) -> Scheduli
     match get(db, id).await {
         Err(e) => e,
         Ok(c) if c.status == Status::Expired.as_str() => SchedulingError::conflict(
-            "hold_expired",
+            ErrorCode::HoldExpired,
             "the hold on this slot has expired; book the slot again",
         ),
         Ok(c) => SchedulingError::conflict(
-            "invalid_transition",
+            ErrorCode::InvalidTransition,
             format!(
                 "cannot {} a consultation that is {}",
                 transition.as_str().replace('_', "-"),
@@ -670,7 +671,7 @@ async fn transition(
             let refusal = refuse(db, id, transition).await;
             // Name the time rule when the status was right but the moment was not.
             if let SchedulingError::Conflict {
-                code: "invalid_transition",
+                code: ErrorCode::InvalidTransition,
                 ..
             } = &refusal
                 && let Ok(c) = get(db, id).await
@@ -678,11 +679,11 @@ async fn transition(
             {
                 return Err(match transition {
                     Transition::Start => SchedulingError::conflict(
-                        "too_early",
+                        ErrorCode::TooEarly,
                         "a consultation can start at most 30 minutes before its time",
                     ),
                     Transition::NoShow => SchedulingError::conflict(
-                        "too_early",
+                        ErrorCode::TooEarly,
                         "a no-show can be recorded only once the consultation's time has come",
                     ),
                     _ => refusal,
@@ -746,7 +747,7 @@ pub async fn reschedule(
     let slot = resolve_slot(db, Bookable::from(&clinician), start).await?;
     match move_booking(db, actor, id, clinician_id, slot, reason).await {
         Err(SchedulingError::Conflict {
-            code: "slot_taken", ..
+            code: ErrorCode::SlotTaken, ..
         }) => {
             if release_expired_holds(db, clinician_id, slot).await? > 0 {
                 move_booking(db, actor, id, clinician_id, slot, reason).await

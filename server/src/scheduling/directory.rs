@@ -10,6 +10,7 @@ use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone};
 use crate::on_db;
 use crate::storage::{Db, is_unique_violation};
+use crate::domain::code::ErrorCode;
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Facility {
@@ -72,7 +73,7 @@ pub async fn create_facility(db: &Db, f: NewFacility) -> Result<Facility> {
     result.map_err(|e| {
         if is_unique_violation(&e) {
             SchedulingError::conflict(
-                "duplicate_code",
+                ErrorCode::DuplicateCode,
                 format!("a facility with code {:?} already exists", f.code.as_str()),
             )
         } else {
@@ -133,7 +134,7 @@ pub async fn create_department(
     result.map_err(|e| {
         if is_unique_violation(&e) {
             SchedulingError::conflict(
-                "duplicate_department",
+                ErrorCode::DuplicateDepartment,
                 "this facility already has a department with that name",
             )
         } else {
@@ -178,7 +179,7 @@ pub async fn create_specialty(
     result.map_err(|e| {
         if is_unique_violation(&e) {
             SchedulingError::conflict(
-                "duplicate_code",
+                ErrorCode::DuplicateCode,
                 format!("a specialty with code {:?} already exists", code.as_str()),
             )
         } else {
@@ -440,7 +441,7 @@ pub async fn create_patient(db: &Db, p: NewPatient) -> Result<Patient> {
     result.map_err(|e| {
         if is_unique_violation(&e) {
             SchedulingError::conflict(
-                "duplicate_national_id",
+                ErrorCode::DuplicateNationalId,
                 "a patient with this national ID number already exists",
             )
         } else {

@@ -9,6 +9,7 @@ pub mod calendar;
 pub mod directory;
 
 use crate::api::ApiError;
+use crate::domain::code::ErrorCode;
 
 /// Errors of the scheduling service that a client can cause, plus storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +17,7 @@ pub enum SchedulingError {
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     #[error("{message}")]
     Invalid {
         field: &'static str,
@@ -27,7 +28,7 @@ pub enum SchedulingError {
 }
 
 impl SchedulingError {
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         SchedulingError::Conflict {
             code,
             message: message.into(),
