@@ -171,12 +171,17 @@ impl CallObserver for CallRecorder {
     }
 }
 
-/// A consultation's join window: from [`crate::api::calls::OPENS_BEFORE_MINUTES`] before its
-/// start to [`crate::api::calls::CLOSES_AFTER_MINUTES`] after its end.
+/// How early before its start a consultation's room opens.
+pub const OPENS_BEFORE_MINUTES: i64 = 15;
+/// How long after its end the room stays open (overruns, reconnections).
+pub const CLOSES_AFTER_MINUTES: i64 = 30;
+
+/// A consultation's join window: from [`OPENS_BEFORE_MINUTES`] before its start to
+/// [`CLOSES_AFTER_MINUTES`] after its end.
 pub fn join_window(start: DateTime<Utc>, end: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
     (
-        start - Duration::minutes(crate::api::calls::OPENS_BEFORE_MINUTES),
-        end + Duration::minutes(crate::api::calls::CLOSES_AFTER_MINUTES),
+        start - Duration::minutes(OPENS_BEFORE_MINUTES),
+        end + Duration::minutes(CLOSES_AFTER_MINUTES),
     )
 }
 

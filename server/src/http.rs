@@ -8,7 +8,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -29,14 +28,10 @@ use warp::http::header::{self, HeaderName};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
-use crate::api::{self, ApiError, Router};
+use crate::api::{self, ApiError, ClientAddr, Router};
 use crate::config::Secret;
 use crate::domain::code::ErrorCode;
 use crate::state::AppState;
-
-/// The client's socket address, put on each request by the connection loop.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientAddr(pub SocketAddr);
 
 const REQUEST_ID: &str = "x-request-id";
 

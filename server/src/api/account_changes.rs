@@ -6,49 +6,14 @@ use serde::Deserialize;
 use warp::http::StatusCode;
 
 use super::{ApiError, ApiResult, Ctx, json_response, ok};
-use crate::auth::changes::{self, Change, ChangeError, Filter, Status};
+use crate::auth::changes::{self, Change, Filter, Status};
 use crate::auth::{AccountId, policy};
+use crate::domain::code::ErrorCode;
 use crate::domain::ids::AccountChangeId;
 use crate::domain::text::BoundedText;
-use crate::domain::code::ErrorCode;
 
 /// Longest rejection reason.
 const MAX_REASON: usize = 500;
-
-impl From<ChangeError> for ApiError {
-    fn from(e: ChangeError) -> Self {
-        match e {
-            ChangeError::NotFound => ApiError::not_found("account change"),
-            ChangeError::Refused(m) => {
-                ApiError::new(StatusCode::FORBIDDEN, ErrorCode::NeedsAnotherAdministrator, m)
-            }
-            ChangeError::NotPending(Status::Expired) => ApiError::conflict(
-                ErrorCode::ChangeExpired,
-                format!(
-                    "this change lapsed unapproved after {} days; propose it again",
-                    changes::PENDING_DAYS
-                ),
-            ),
-            ChangeError::NotPending(s) => ApiError::conflict(
-                ErrorCode::ChangeDecided,
-                format!("this change is {} already", s.as_str()),
-            ),
-            e @ ChangeError::Stale(_) => ApiError::conflict(ErrorCode::ChangeStale, e.to_string()),
-            ChangeError::AlreadyLinked(m) => ApiError::conflict(ErrorCode::AlreadyLinked, m),
-            e @ ChangeError::Pending(id) => ApiError::conflict(ErrorCode::ChangePending, e.to_string())
-                .with_details(serde_json::json!({ "change_id": id })),
-            e @ ChangeError::ProposerGone => {
-                ApiError::conflict(ErrorCode::ProposerNotAdministrator, e.to_string())
-            }
-            ChangeError::Account(e) => e.into(),
-            ChangeError::Corrupt(m) => {
-                tracing::error!(error = %m, "unreadable account change");
-                ApiError::internal()
-            }
-            ChangeError::Storage(e) => e.into(),
-        }
-    }
-}
 
 /// Names the change, its account and (for a patient link) the patient in this request's audit
 /// event, under `action`.

@@ -6,33 +6,16 @@ use warp::http::{HeaderValue, StatusCode};
 
 use super::{ApiError, ApiResult, Ctx, account_changes, created, json_response, no_content, ok};
 use crate::audit::{self, AuditQuery};
-use crate::auth::accounts::{self, AccountError, NewAccount};
+use crate::auth::accounts::{self, NewAccount};
 use crate::auth::changes;
 use crate::auth::throttle::{Refusal, Rule};
 use crate::auth::tokens::{self, VisitLinkError};
 use crate::auth::{AccountId, Grant, Role, password, policy};
+use crate::domain::code::ErrorCode;
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time;
 use crate::scheduling::{booking, directory};
-use crate::domain::code::ErrorCode;
 use crate::state::SESSION_COOKIE;
-
-impl From<AccountError> for ApiError {
-    fn from(e: AccountError) -> Self {
-        match e {
-            AccountError::Duplicate(u) => ApiError::conflict(
-                ErrorCode::DuplicateUsername,
-                format!("the user name {u:?} is taken"),
-            ),
-            AccountError::Invalid(m) => ApiError::unprocessable(ErrorCode::ValidationFailed, m),
-            AccountError::Random(e) => {
-                tracing::error!(error = %e, "no randomness");
-                ApiError::internal()
-            }
-            AccountError::Storage(e) => e.into(),
-        }
-    }
-}
 
 fn session_cookie(ctx: &Ctx, token: &str, max_age: i64) -> HeaderValue {
     let secure = if ctx.state.secure_cookies {
@@ -170,12 +153,16 @@ fn too_many_attempts(refusal: Refusal) -> ApiResult {
             format!("too many sign-ins from your network at once; try again in {when}")
         }
     };
-    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyAttempts, message)
-        .with_details(serde_json::json!({
-            "limit": refusal.rule.as_str(),
-            "retry_after_seconds": wait,
-        }))
-        .into_response();
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooManyAttempts,
+        message,
+    )
+    .with_details(serde_json::json!({
+        "limit": refusal.rule.as_str(),
+        "retry_after_seconds": wait,
+    }))
+    .into_response();
     response
         .headers_mut()
         .insert(warp::http::header::RETRY_AFTER, HeaderValue::from(wait));
@@ -264,14 +251,16 @@ pub async fn issue_visit_link(ctx: Ctx) -> ApiResult {
     let found = super::access::consultation_access(&ctx, id).await?;
     let (p, c) = (&found.principal, &found.consultation);
     if !policy::can_manage_consultation(p, &found.facts()) {
-        return Err(policy::forbidden("send visit links for this consultation"));
+        return Err(ApiError::forbidden(
+            "send visit links for this consultation",
+        ));
     }
     // A link opens the patient's visit: only someone who looks after the patient sends one.
     if super::access::may_see_patient(&ctx, c.patient_id)
         .await?
         .is_none()
     {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "send visit links to this patient (you do not look after them)",
         ));
     }

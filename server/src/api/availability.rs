@@ -17,7 +17,7 @@ const MAX_NOTE: usize = 500;
 /// Refuses unless the caller schedules for `clinician`'s hospital (404 for an unknown clinician).
 async fn schedules(ctx: &Ctx, clinician: ClinicianId) -> Result<(), ApiError> {
     let facility = directory::facility_of_clinician(&ctx.state.db, clinician).await?;
-    policy::require_scheduler_for(ctx.user()?, facility)
+    Ok(policy::require_scheduler_for(ctx.user()?, facility)?)
 }
 
 #[derive(Deserialize)]

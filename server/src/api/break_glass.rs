@@ -9,10 +9,10 @@ use serde::Deserialize;
 use super::{ApiError, ApiResult, Ctx, created, ok};
 use crate::auth::access::{self, GrantFilter};
 use crate::auth::{Role, policy};
+use crate::domain::code::ErrorCode;
 use crate::domain::ids::{ClinicianId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time;
-use crate::domain::code::ErrorCode;
 
 /// A reason short enough to read in a review, long enough to say something.
 pub const MIN_REASON: usize = 10;
@@ -40,7 +40,7 @@ pub async fn open(ctx: Ctx) -> ApiResult {
     ctx.audit_patient(id);
     ctx.audit(|n| n.access_reason = Some(policy::Reason::BreakGlass.as_str()));
     let (Some(me), true) = (p.as_clinician(), policy::can_break_glass(p)) else {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "break the glass (clinicians do, from their own sign-in)",
         ));
     };
@@ -87,14 +87,14 @@ pub async fn list(ctx: Ctx) -> ApiResult {
     let (limit, offset) = super::directory::page(q.limit, q.offset)?;
     let p = ctx.user()?;
     if !policy::can_review_break_glass(p) {
-        return Err(policy::forbidden("review emergency accesses"));
+        return Err(ApiError::forbidden("review emergency accesses"));
     }
     let scope = if p.has(Role::Administrator) {
         None
     } else {
         match (p.clinician_facility_id, p.as_clinician()) {
             (Some(f), Some(me)) => Some((f, me)),
-            _ => return Err(policy::forbidden("review emergency accesses")),
+            _ => return Err(ApiError::forbidden("review emergency accesses")),
         }
     };
     let grants = access::list_grants(

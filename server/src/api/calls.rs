@@ -12,17 +12,13 @@ use telehealth_signaling::token::{self, JoinClaims, Role as CallRole};
 
 use super::access::{consultation_access, may_see_patient};
 use super::{ApiError, ApiResult, Ctx, created};
-use crate::auth::policy;
+use crate::calls::{CLOSES_AFTER_MINUTES, OPENS_BEFORE_MINUTES};
+use crate::domain::code::ErrorCode;
 use crate::domain::ids::ConsultationId;
 use crate::domain::text::BoundedText;
 use crate::domain::time;
 use crate::scheduling::directory;
-use crate::domain::code::ErrorCode;
 
-/// How early before its start a consultation's room opens.
-pub const OPENS_BEFORE_MINUTES: i64 = 15;
-/// How long after its end the room stays open (overruns, reconnections).
-pub const CLOSES_AFTER_MINUTES: i64 = 30;
 /// A participant's token is short-lived: fetch a fresh one to join again later.
 pub const TOKEN_MINUTES: i64 = 10;
 /// Longest name a clinician may give a guest (family member, interpreter).
@@ -49,12 +45,7 @@ struct JoinToken {
     url: &'static str,
 }
 
-fn too(
-    code: ErrorCode,
-    message: String,
-    opens: DateTime<Utc>,
-    closes: DateTime<Utc>,
-) -> ApiError {
+fn too(code: ErrorCode, message: String, opens: DateTime<Utc>, closes: DateTime<Utc>) -> ApiError {
     ApiError::conflict(code, message).with_details(serde_json::json!({
         "opens_at": opens,
         "closes_at": closes,
@@ -92,7 +83,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
         (Some(guest), Some(_), _) => {
             // Bringing someone else into a patient's visit needs a care relationship of one's own.
             if may_see_patient(&ctx, c.patient_id).await?.is_none() {
-                return Err(policy::forbidden(
+                return Err(ApiError::forbidden(
                     "invite guests to this patient's call (you do not look after them)",
                 ));
             }
@@ -106,7 +97,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
             )
         }
         (Some(_), None, _) => {
-            return Err(policy::forbidden(
+            return Err(ApiError::forbidden(
                 "invite guests to this call (clinicians of the consultation do)",
             ));
         }
@@ -119,7 +110,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
             (format!("p{me}"), patient.full_name, CallRole::Patient)
         }
         (None, None, None) => {
-            return Err(policy::forbidden(
+            return Err(ApiError::forbidden(
                 "join this call (only its patient and clinicians join; schedulers see the calendar)",
             ));
         }

@@ -8,11 +8,11 @@ use super::auth::clinician_facility;
 use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
 use crate::auth::Principal;
 use crate::auth::policy::{self, BookingRefusal, Visibility};
+use crate::domain::code::ErrorCode;
 use crate::domain::consultation::{Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::scheduling::booking::{self, Consultation, ConsultationFilter, Event, NewBooking};
-use crate::domain::code::ErrorCode;
 
 pub const MAX_REASON: usize = 1000;
 
@@ -80,7 +80,7 @@ pub async fn create(ctx: Ctx) -> ApiResult {
         Ok(()) => {}
         Err(BookingRefusal::PatientHidden) => return Err(ctx.hidden("patient")),
         Err(BookingRefusal::Forbidden) => {
-            return Err(policy::forbidden(
+            return Err(ApiError::forbidden(
                 "book with this clinician (schedulers book for their hospital; clinicians for consultations they take part in)",
             ));
         }
@@ -124,7 +124,7 @@ pub async fn list(ctx: Ctx) -> ApiResult {
     let p: ListParams = ctx.query()?;
     let visible = Visibility::of(ctx.user()?, crate::domain::time::now());
     if visible.is_empty() {
-        return Err(policy::forbidden("read consultations"));
+        return Err(ApiError::forbidden("read consultations"));
     }
     if let Some(patient) = p.patient_id {
         ctx.audit_patient(patient);
@@ -226,7 +226,7 @@ async fn manage(ctx: &Ctx, id: ConsultationId) -> Result<ConsultationAccess, Api
     if policy::can_manage_consultation(&found.principal, &found.facts()) {
         Ok(found)
     } else {
-        Err(policy::forbidden("change this consultation"))
+        Err(ApiError::forbidden("change this consultation"))
     }
 }
 
@@ -236,7 +236,7 @@ async fn run(ctx: &Ctx, id: ConsultationId) -> Result<Principal, ApiError> {
     if policy::can_run_consultation(&found.principal, &found.facts()) {
         Ok(found.principal)
     } else {
-        Err(policy::forbidden("run this consultation"))
+        Err(ApiError::forbidden("run this consultation"))
     }
 }
 
@@ -307,13 +307,13 @@ pub async fn reschedule(ctx: Ctx) -> ApiResult {
         // Moving the patient to another clinician is a new booking for them: the caller must
         // see the patient in their own right.
         let Some((patient, _)) = may_see_patient(&ctx, found.consultation.patient_id).await? else {
-            return Err(policy::forbidden(
+            return Err(ApiError::forbidden(
                 "move this patient to another clinician (you do not look after them)",
             ));
         };
         let facility = clinician_facility(&ctx, new_clinician).await?;
         if policy::can_book(p, &patient, new_clinician, facility, None).is_err() {
-            return Err(policy::forbidden("move bookings to this clinician"));
+            return Err(ApiError::forbidden("move bookings to this clinician"));
         }
     }
     let c =

@@ -350,7 +350,7 @@ pub async fn create_patient(ctx: Ctx) -> ApiResult {
         return Err(ApiError::internal());
     };
     if !policy::can_register_patient(ctx.user()?, body.home_facility_id) {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "register patients here (clinicians register at their own centre; schedulers anywhere)",
         ));
     }
@@ -389,11 +389,11 @@ pub async fn list_patients(ctx: Ctx) -> ApiResult {
         q.home_facility_id
     } else if let (Some(_), Some(own)) = (caller.as_clinician(), caller.clinician_facility_id) {
         if q.home_facility_id.is_some_and(|f| f != own) {
-            return Err(policy::forbidden("list the patients of another facility"));
+            return Err(ApiError::forbidden("list the patients of another facility"));
         }
         Some(own)
     } else {
-        return Err(policy::forbidden("list patients"));
+        return Err(ApiError::forbidden("list patients"));
     };
     let rows = directory::list_patients(
         &ctx.state.db,

@@ -53,6 +53,11 @@ impl ApiError {
         )
     }
 
+    /// A refusal by role (see [`crate::auth::policy::Forbidden`]).
+    pub fn forbidden(what: &'static str) -> Self {
+        crate::auth::policy::Forbidden(what).into()
+    }
+
     pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, code, message)
     }

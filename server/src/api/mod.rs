@@ -17,6 +17,7 @@ pub mod error;
 pub mod notes;
 pub mod openapi;
 pub mod schedule;
+pub mod service_errors;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,11 +34,15 @@ use warp::reply::Response;
 
 use crate::audit;
 use crate::auth::Principal;
-use crate::domain::ids::PatientId;
-use crate::http::ClientAddr;
-use crate::state::AppState;
 use crate::domain::code::ErrorCode;
+use crate::domain::ids::PatientId;
+use crate::state::AppState;
 pub use error::{ApiError, FieldError};
+
+/// The client's socket address, put on each request by the connection loop in
+/// [`crate::http`], which serves this API.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// What a handler returns.
 pub type ApiResult = Result<Response, ApiError>;
@@ -540,7 +545,10 @@ where
     let mut buf = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let mut chunk = chunk.map_err(|_| {
-            ApiError::bad_request(ErrorCode::BodyUnreadable, "the request body could not be read")
+            ApiError::bad_request(
+                ErrorCode::BodyUnreadable,
+                "the request body could not be read",
+            )
         })?;
         if buf.len() + chunk.remaining() > limit {
             return Err(too_large());

@@ -17,6 +17,7 @@ use super::directory::{NoQuery, page};
 use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
 use crate::auth::Principal;
 use crate::auth::policy;
+use crate::domain::code::ErrorCode;
 use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::note::{
@@ -27,7 +28,6 @@ use crate::domain::text::BoundedText;
 use crate::notes::{self, Entry, NoteRow, Revision};
 use crate::scheduling::booking::Consultation;
 use crate::scheduling::directory;
-use crate::domain::code::ErrorCode;
 
 mod summary;
 
@@ -467,7 +467,7 @@ pub async fn get(ctx: Ctx) -> ApiResult {
         return ok(&clinician_view(&ctx, c, note).await?);
     }
     if !policy::can_read_signed_note(p, &found.facts()) {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "read clinical notes (they are for the consultation's clinicians and its patient)",
         ));
     }
@@ -498,7 +498,7 @@ pub async fn save_draft(ctx: Ctx) -> ApiResult {
     let found = consultation_access(&ctx, id).await?;
     let (p, c) = (found.principal, found.consultation);
     if !policy::can_write_note(&p, &c) {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "write this consultation's note (its clinicians write it)",
         ));
     }
@@ -518,7 +518,7 @@ pub async fn sign(ctx: Ctx) -> ApiResult {
     let found = consultation_access(&ctx, id).await?;
     let (p, c) = (found.principal, found.consultation);
     if !policy::can_sign_note(&p, &c) {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "sign this note: only the consulted clinician signs it (others add signed addenda once it is signed)",
         ));
     }
@@ -539,7 +539,7 @@ pub async fn add_addendum(ctx: Ctx) -> ApiResult {
     let found = consultation_access(&ctx, id).await?;
     let (p, c) = (found.principal, found.consultation);
     if !policy::can_write_note(&p, &c) {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "amend this consultation's note (its clinicians amend it)",
         ));
     }
@@ -567,7 +567,7 @@ pub async fn history(ctx: Ctx) -> ApiResult {
     let found = consultation_access(&ctx, id).await?;
     let (p, c) = (found.principal, found.consultation);
     if !policy::can_write_note(&p, &c) {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "read the draft history of this note (its clinicians only)",
         ));
     }
@@ -605,7 +605,7 @@ pub async fn summary(ctx: Ctx) -> ApiResult {
             summary::Audience::Patient
         }
     } else {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "print clinical notes (they are for the consultation's clinicians and its patient)",
         ));
     };
@@ -679,7 +679,7 @@ pub async fn timeline(ctx: Ctx) -> ApiResult {
     patient_access(&ctx, id).await?;
     let p = ctx.user()?;
     if !policy::can_read_timeline(p, id) {
-        return Err(policy::forbidden(
+        return Err(ApiError::forbidden(
             "read this patient's clinical timeline (clinicians who may see the patient, and the patient)",
         ));
     }

@@ -40,38 +40,33 @@
 use chrono::{DateTime, Utc};
 
 use super::{Principal, Role, Scope};
-use crate::api::ApiError;
 use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::scheduling::booking::Consultation;
-use crate::domain::code::ErrorCode;
 
 /// How long a break-the-glass grant lasts.
 pub const BREAK_GLASS_MINUTES: i64 = 60;
 
-pub fn forbidden(what: &str) -> ApiError {
-    ApiError::new(
-        warp::http::StatusCode::FORBIDDEN,
-        ErrorCode::Forbidden,
-        format!("your roles do not allow you to {what}"),
-    )
-}
+/// A refusal by role: the caller is who they say, but their roles do not allow this.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("your roles do not allow you to {0}")]
+pub struct Forbidden(pub &'static str);
 
-pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
+pub fn require_admin(p: &Principal) -> Result<(), Forbidden> {
     if p.has(Role::Administrator) {
         Ok(())
     } else {
-        Err(forbidden(
+        Err(Forbidden(
             "manage the directory, accounts or the audit trail",
         ))
     }
 }
 
-pub fn require_scheduler_for(p: &Principal, facility: FacilityId) -> Result<(), ApiError> {
+pub fn require_scheduler_for(p: &Principal, facility: FacilityId) -> Result<(), Forbidden> {
     if p.schedules_for(facility) {
         Ok(())
     } else {
-        Err(forbidden("manage this hospital's schedules"))
+        Err(Forbidden("manage this hospital's schedules"))
     }
 }
 

@@ -756,3 +756,23 @@ pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
 const ON_CALL_NOTE: &str = "on call (demo)";
 /// Slot length of the on-call session, in minutes.
 const SLOT: u32 = 15;
+
+#[cfg(test)]
+mod tests {
+    use super::DEMO_PASSWORD;
+    use crate::auth::password::check_new;
+
+    #[test]
+    fn the_demo_password_meets_the_password_rules() {
+        // The demo's accounts (server/src/demo/seed.rs) all share its password.
+        for (user, display) in [
+            ("admin", "Quản trị hệ thống"),
+            ("dieuphoi", "Điều phối viên"),
+            ("bacsi", "Bác sĩ chuyên khoa"),
+            ("tramyte", "Bác sĩ trạm y tế"),
+            ("benhnhan", "Bệnh nhân"),
+        ] {
+            assert!(check_new(DEMO_PASSWORD, &[user, display]).is_ok(), "{user}");
+        }
+    }
+}

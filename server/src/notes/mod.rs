@@ -17,8 +17,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use crate::api::{ApiError, FieldError};
 use crate::auth::policy::Visibility;
+use crate::domain::code::ErrorCode;
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::note::{self, DOCUMENT_FORMAT, NoteContent};
 use crate::domain::text::BoundedText;
@@ -26,7 +26,6 @@ use crate::domain::time;
 use crate::on_db;
 use crate::scheduling::booking::Consultation;
 use crate::storage::{BeginWrite, Db, is_unique_violation};
-use crate::domain::code::ErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotesError {
@@ -48,38 +47,6 @@ pub enum NotesError {
     NoKey,
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
-}
-
-impl From<NotesError> for ApiError {
-    fn from(err: NotesError) -> Self {
-        match err {
-            NotesError::NotFound(what) => ApiError::not_found(what),
-            NotesError::Conflict {
-                code,
-                message,
-                current_version,
-            } => ApiError::conflict(code, message)
-                .with_details(serde_json::json!({ "current_version": current_version })),
-            NotesError::Invalid(fields) => ApiError::invalid_fields(
-                fields
-                    .into_iter()
-                    .map(|(field, message)| FieldError {
-                        field: field.to_string(),
-                        message,
-                    })
-                    .collect(),
-            ),
-            NotesError::Corrupt(e) => {
-                tracing::error!(error = %e, "unreadable note data");
-                ApiError::internal()
-            }
-            NotesError::NoKey => {
-                tracing::error!("note signing key cannot be derived");
-                ApiError::internal()
-            }
-            NotesError::Storage(e) => e.into(),
-        }
-    }
 }
 
 pub type Result<T> = std::result::Result<T, NotesError>;

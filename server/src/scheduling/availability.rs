@@ -7,11 +7,11 @@ use serde::Serialize;
 
 use super::{Result, SchedulingError};
 use crate::domain::availability::{Exception, IsoWeekday, Session, WeeklyRule};
+use crate::domain::code::ErrorCode;
 use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
 use crate::domain::time;
 use crate::on_db;
 use crate::storage::Db;
-use crate::domain::code::ErrorCode;
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct RuleRow {

@@ -15,13 +15,13 @@ use super::{Result, SchedulingError};
 use crate::auth::Principal;
 use crate::auth::policy::Visibility;
 use crate::domain::availability::{Exception, Slot, WeeklyRule, slots_on};
+use crate::domain::code::ErrorCode;
 use crate::domain::consultation::{FacilityKind, Kind, Status, Transition, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone, on_grid};
 use crate::on_db;
 use crate::storage::{BeginWrite, Db, is_unique_violation};
-use crate::domain::code::ErrorCode;
 
 /// How far ahead a booking may be made.
 pub const MAX_DAYS_AHEAD: i64 = 366;
@@ -310,7 +310,8 @@ pub async fn book(
     // Try the insert; only if it loses to an expired hold, release that hold and try once more.
     match insert_booking(db, actor, &b, slot, hold_ttl).await {
         Err(SchedulingError::Conflict {
-            code: ErrorCode::SlotTaken, ..
+            code: ErrorCode::SlotTaken,
+            ..
         }) => {
             if release_expired_holds(db, b.clinician_id, slot).await? > 0 {
                 insert_booking(db, actor, &b, slot, hold_ttl).await
@@ -747,7 +748,8 @@ pub async fn reschedule(
     let slot = resolve_slot(db, Bookable::from(&clinician), start).await?;
     match move_booking(db, actor, id, clinician_id, slot, reason).await {
         Err(SchedulingError::Conflict {
-            code: ErrorCode::SlotTaken, ..
+            code: ErrorCode::SlotTaken,
+            ..
         }) => {
             if release_expired_holds(db, clinician_id, slot).await? > 0 {
                 move_booking(db, actor, id, clinician_id, slot, reason).await

@@ -4,13 +4,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use super::{Result, SchedulingError};
+use crate::domain::code::ErrorCode;
 use crate::domain::consultation::{FacilityKind, FacilityLevel, Sex};
 use crate::domain::ids::{ClinicianId, DepartmentId, FacilityId, PatientId, SpecialtyId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone};
 use crate::on_db;
 use crate::storage::{Db, is_unique_violation};
-use crate::domain::code::ErrorCode;
 
 #[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Facility {

@@ -8,7 +8,6 @@ pub mod booking;
 pub mod calendar;
 pub mod directory;
 
-use crate::api::ApiError;
 use crate::domain::code::ErrorCode;
 
 /// Errors of the scheduling service that a client can cause, plus storage failures.
@@ -38,17 +37,6 @@ impl SchedulingError {
         SchedulingError::Invalid {
             field,
             message: message.into(),
-        }
-    }
-}
-
-impl From<SchedulingError> for ApiError {
-    fn from(err: SchedulingError) -> Self {
-        match err {
-            SchedulingError::NotFound(what) => ApiError::not_found(what),
-            SchedulingError::Conflict { code, message } => ApiError::conflict(code, message),
-            SchedulingError::Invalid { field, message } => ApiError::invalid_field(field, message),
-            SchedulingError::Storage(e) => e.into(),
         }
     }
 }

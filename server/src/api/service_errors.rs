@@ -1,0 +1,116 @@
+//! How each service's failures are answered: the one place where a domain error gets its HTTP
+//! status. Services define their own error enums and know nothing of HTTP.
+
+use warp::http::StatusCode;
+
+use super::error::{ApiError, ErrorCode, FieldError};
+use crate::auth::accounts::AccountError;
+use crate::auth::changes::{self, ChangeError, Status};
+use crate::auth::policy::Forbidden;
+use crate::notes::NotesError;
+use crate::scheduling::SchedulingError;
+
+impl From<Forbidden> for ApiError {
+    fn from(err: Forbidden) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, err.to_string())
+    }
+}
+
+impl From<SchedulingError> for ApiError {
+    fn from(err: SchedulingError) -> Self {
+        match err {
+            SchedulingError::NotFound(what) => ApiError::not_found(what),
+            SchedulingError::Conflict { code, message } => ApiError::conflict(code, message),
+            SchedulingError::Invalid { field, message } => ApiError::invalid_field(field, message),
+            SchedulingError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<NotesError> for ApiError {
+    fn from(err: NotesError) -> Self {
+        match err {
+            NotesError::NotFound(what) => ApiError::not_found(what),
+            NotesError::Conflict {
+                code,
+                message,
+                current_version,
+            } => ApiError::conflict(code, message)
+                .with_details(serde_json::json!({ "current_version": current_version })),
+            NotesError::Invalid(fields) => ApiError::invalid_fields(
+                fields
+                    .into_iter()
+                    .map(|(field, message)| FieldError {
+                        field: field.to_string(),
+                        message,
+                    })
+                    .collect(),
+            ),
+            NotesError::Corrupt(e) => {
+                tracing::error!(error = %e, "unreadable note data");
+                ApiError::internal()
+            }
+            NotesError::NoKey => {
+                tracing::error!("note signing key cannot be derived");
+                ApiError::internal()
+            }
+            NotesError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::Duplicate(u) => ApiError::conflict(
+                ErrorCode::DuplicateUsername,
+                format!("the user name {u:?} is taken"),
+            ),
+            AccountError::Invalid(m) => ApiError::unprocessable(ErrorCode::ValidationFailed, m),
+            AccountError::Random(e) => {
+                tracing::error!(error = %e, "no randomness");
+                ApiError::internal()
+            }
+            AccountError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(e: ChangeError) -> Self {
+        match e {
+            ChangeError::NotFound => ApiError::not_found("account change"),
+            ChangeError::Refused(m) => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::NeedsAnotherAdministrator,
+                m,
+            ),
+            ChangeError::NotPending(Status::Expired) => ApiError::conflict(
+                ErrorCode::ChangeExpired,
+                format!(
+                    "this change lapsed unapproved after {} days; propose it again",
+                    changes::PENDING_DAYS
+                ),
+            ),
+            ChangeError::NotPending(s) => ApiError::conflict(
+                ErrorCode::ChangeDecided,
+                format!("this change is {} already", s.as_str()),
+            ),
+            e @ ChangeError::Stale(_) => ApiError::conflict(ErrorCode::ChangeStale, e.to_string()),
+            ChangeError::AlreadyLinked(m) => ApiError::conflict(ErrorCode::AlreadyLinked, m),
+            e @ ChangeError::Pending(id) => {
+                ApiError::conflict(ErrorCode::ChangePending, e.to_string())
+                    .with_details(serde_json::json!({ "change_id": id }))
+            }
+            e @ ChangeError::ProposerGone => {
+                ApiError::conflict(ErrorCode::ProposerNotAdministrator, e.to_string())
+            }
+            ChangeError::Account(e) => e.into(),
+            ChangeError::Corrupt(m) => {
+                tracing::error!(error = %m, "unreadable account change");
+                ApiError::internal()
+            }
+            ChangeError::Storage(e) => e.into(),
+        }
+    }
+}
