@@ -306,7 +306,7 @@ impl Admission for CallRecorder {
 /// access version.
 pub fn after_reschedule(
     hub: &telehealth_signaling::Hub,
-    c: &crate::scheduling::booking::Consultation,
+    c: &crate::domain::consultation::Consultation,
     now: DateTime<Utc>,
 ) {
     let (clinician, referring, patient) = (

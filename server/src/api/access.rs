@@ -6,9 +6,10 @@ use super::{ApiError, Ctx};
 use crate::auth::Principal;
 use crate::auth::access::{self, ConsultationContext};
 use crate::auth::policy::{self, ConsultationFacts, PatientFacts, Reason};
+use crate::domain::consultation::Consultation;
 use crate::domain::ids::{ConsultationId, PatientId};
 use crate::domain::time;
-use crate::scheduling::booking::{self, Consultation};
+use crate::scheduling::booking;
 use crate::scheduling::{SchedulingError, directory};
 
 /// A consultation the caller may read, with what decided it.

@@ -12,6 +12,7 @@ use crate::auth::throttle::{Refusal, Rule};
 use crate::auth::tokens::{self, VisitLinkError};
 use crate::auth::{AccountId, Grant, Role, password, policy};
 use crate::domain::code::ErrorCode;
+use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time;
 use crate::scheduling::{booking, directory};
@@ -264,7 +265,7 @@ pub async fn issue_visit_link(ctx: Ctx) -> ApiResult {
             "send visit links to this patient (you do not look after them)",
         ));
     }
-    if !matches!(c.status.as_str(), "booked" | "in_progress") {
+    if !matches!(c.status, Status::Booked | Status::InProgress) {
         return Err(ApiError::conflict(
             ErrorCode::InvalidTransition,
             format!(

@@ -14,6 +14,7 @@ use super::access::{consultation_access, may_see_patient};
 use super::{ApiError, ApiResult, Ctx, created};
 use crate::calls::{CLOSES_AFTER_MINUTES, OPENS_BEFORE_MINUTES};
 use crate::domain::code::ErrorCode;
+use crate::domain::consultation::Status;
 use crate::domain::ids::ConsultationId;
 use crate::domain::text::BoundedText;
 use crate::domain::time;
@@ -116,7 +117,7 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
         }
     };
     let (opens, closes) = crate::calls::join_window(c.start_at, c.end_at);
-    if !matches!(c.status.as_str(), "booked" | "in_progress") {
+    if !matches!(c.status, Status::Booked | Status::InProgress) {
         return Err(ApiError::conflict(
             ErrorCode::NotJoinable,
             format!(

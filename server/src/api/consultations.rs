@@ -9,10 +9,11 @@ use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
 use crate::auth::Principal;
 use crate::auth::policy::{self, BookingRefusal, Visibility};
 use crate::domain::code::ErrorCode;
+use crate::domain::consultation::Consultation;
 use crate::domain::consultation::{Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
-use crate::scheduling::booking::{self, Consultation, ConsultationFilter, Event, NewBooking};
+use crate::scheduling::booking::{self, ConsultationFilter, Event, NewBooking};
 
 pub const MAX_REASON: usize = 1000;
 

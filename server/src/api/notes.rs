@@ -18,6 +18,7 @@ use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
 use crate::auth::Principal;
 use crate::auth::policy;
 use crate::domain::code::ErrorCode;
+use crate::domain::consultation::Consultation;
 use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::note::{
@@ -26,7 +27,6 @@ use crate::domain::note::{
 };
 use crate::domain::text::BoundedText;
 use crate::notes::{self, Entry, NoteRow, Revision};
-use crate::scheduling::booking::Consultation;
 use crate::scheduling::directory;
 
 mod summary;
@@ -209,8 +209,8 @@ fn audit_note(ctx: &Ctx) {
 /// Drafts and signatures belong to consultations that happen (or happened).
 fn check_open(c: &Consultation) -> Result<(), ApiError> {
     let open = matches!(
-        Status::parse(&c.status),
-        Some(Status::Booked | Status::InProgress | Status::Completed)
+        c.status,
+        Status::Booked | Status::InProgress | Status::Completed
     );
     if open {
         Ok(())

@@ -40,9 +40,9 @@
 use chrono::{DateTime, Utc};
 
 use super::{Principal, Role, Scope};
+use crate::domain::consultation::Consultation;
 use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
-use crate::scheduling::booking::Consultation;
 
 /// How long a break-the-glass grant lasts.
 pub const BREAK_GLASS_MINUTES: i64 = 60;

@@ -4,7 +4,10 @@
 //! is not confirmed in time becomes expired. Only live consultations (held, booked, in progress)
 //! claim their slot.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use super::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -28,6 +31,47 @@ macro_rules! text_enum {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        // Stored as its text on both engines: a column holds exactly the strings above (the
+        // migrations' CHECK constraints say the same), and a row with any other text fails to
+        // decode rather than passing through as a string.
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            str: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <str as sqlx::Type<DB>>::type_info()
+            }
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <str as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
+                $name::parse(text).ok_or_else(|| {
+                    format!("{text:?} is not a {}", stringify!($name)).into()
+                })
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            &'static str: sqlx::Encode<'q, DB>,
+        {
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <&'static str as sqlx::Encode<'q, DB>>::encode_by_ref(&self.as_str(), buf)
             }
         }
     };
@@ -77,6 +121,40 @@ text_enum!(Sex {
     Other => "other",
     Unknown => "unknown",
 });
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+/// One consultation as stored: who, when, why, and where it is in its life cycle.
+pub struct Consultation {
+    pub id: ConsultationId,
+    pub kind: Kind,
+    pub status: Status,
+    pub clinician_id: ClinicianId,
+    pub patient_id: PatientId,
+    pub requesting_facility_id: Option<FacilityId>,
+    pub referring_clinician_id: Option<ClinicianId>,
+    pub reason: String,
+    pub urgency: Urgency,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl Consultation {
+    /// The status as a client should see it: a hold past its expiry is expired even before the
+    /// sweeper has released it.
+    pub fn settle(mut self, now: DateTime<Utc>) -> Self {
+        if self.status == Status::Held && self.hold_expires_at.is_some_and(|t| t <= now) {
+            self.status = Status::Expired;
+        }
+        self
+    }
+}
 
 /// What a caller may do to a consultation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

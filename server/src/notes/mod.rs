@@ -19,12 +19,12 @@ use sha2::Sha256;
 
 use crate::auth::policy::Visibility;
 use crate::domain::code::ErrorCode;
+use crate::domain::consultation::Consultation;
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::note::{self, DOCUMENT_FORMAT, NoteContent};
 use crate::domain::text::BoundedText;
 use crate::domain::time;
 use crate::on_db;
-use crate::scheduling::booking::Consultation;
 use crate::storage::{BeginWrite, Db, is_unique_violation};
 
 #[derive(Debug, thiserror::Error)]

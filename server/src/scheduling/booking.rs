@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::auth::policy::Visibility;
 use crate::domain::availability::{Exception, Slot, WeeklyRule, slots_on};
 use crate::domain::code::ErrorCode;
-use crate::domain::consultation::{FacilityKind, Kind, Status, Transition, Urgency};
+use crate::domain::consultation::{Consultation, FacilityKind, Kind, Status, Transition, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone, on_grid};
@@ -25,43 +25,6 @@ use crate::storage::{BeginWrite, Db, is_unique_violation};
 
 /// How far ahead a booking may be made.
 pub const MAX_DAYS_AHEAD: i64 = 366;
-
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
-pub struct Consultation {
-    pub id: ConsultationId,
-    pub kind: String,
-    pub status: String,
-    pub clinician_id: ClinicianId,
-    pub patient_id: PatientId,
-    pub requesting_facility_id: Option<FacilityId>,
-    pub referring_clinician_id: Option<ClinicianId>,
-    pub reason: String,
-    pub urgency: String,
-    pub start_at: DateTime<Utc>,
-    pub end_at: DateTime<Utc>,
-    pub hold_expires_at: Option<DateTime<Utc>>,
-    pub cancel_reason: Option<String>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-impl Consultation {
-    /// The status as a client should see it: a hold past its expiry is expired even before the
-    /// sweeper has released it.
-    fn settle(mut self, now: DateTime<Utc>) -> Self {
-        if self.status == Status::Held.as_str() && self.hold_expires_at.is_some_and(|t| t <= now) {
-            self.status = Status::Expired.as_str().to_string();
-        }
-        self
-    }
-
-    fn status(&self) -> Option<Status> {
-        Status::parse(&self.status)
-    }
-}
 
 const CONSULTATION_COLUMNS: &str =
     "id, kind, status, clinician_id, patient_id, requesting_facility_id,
@@ -558,7 +521,7 @@ pub async fn list(db: &Db, f: &ConsultationFilter) -> Result<Vec<Consultation>> 
 async fn refuse(db: &Db, id: ConsultationId, transition: Transition) -> SchedulingError {
     match get(db, id).await {
         Err(e) => e,
-        Ok(c) if c.status == Status::Expired.as_str() => SchedulingError::conflict(
+        Ok(c) if c.status == Status::Expired => SchedulingError::conflict(
             ErrorCode::HoldExpired,
             "the hold on this slot has expired; book the slot again",
         ),
@@ -676,7 +639,7 @@ async fn transition(
                 ..
             } = &refusal
                 && let Ok(c) = get(db, id).await
-                && c.status() == Some(Status::Booked)
+                && c.status == Status::Booked
             {
                 return Err(match transition {
                     Transition::Start => SchedulingError::conflict(
@@ -730,11 +693,7 @@ pub async fn reschedule(
     reason: &BoundedText,
 ) -> Result<Consultation> {
     let current = get(db, id).await?;
-    if current
-        .status()
-        .and_then(|s| s.after(Transition::Reschedule))
-        .is_none()
-    {
+    if current.status.after(Transition::Reschedule).is_none() {
         return Err(refuse(db, id, Transition::Reschedule).await);
     }
     let clinician_id = clinician_id.unwrap_or(current.clinician_id);

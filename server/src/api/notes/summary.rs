@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 
 use super::{Lang, addendum_text, entry_content, sections};
 use crate::api::ApiError;
+use crate::domain::consultation::Consultation;
 use crate::domain::note::FollowUp;
 use crate::notes::Entry;
-use crate::scheduling::booking::Consultation;
 use crate::scheduling::directory::{Clinician, Patient};
 
 /// Who the page is written for: clinical headings for clinicians, plain words for the patient.
