@@ -2,8 +2,19 @@
 //!
 //! SQLite is the embedded default (one file in the data directory, WAL); PostgreSQL is production.
 //! Queries are written once in `$1` style, which both native drivers accept, and run on whichever
-//! pool the URL chose through [`on_db!`]. Table definitions differ per engine, so each has its own
-//! migrations folder.
+//! engine the URL chose. Table definitions differ per engine, so each has its own migrations
+//! folder.
+//!
+//! Each aggregate has a store module (`scheduling/booking/store.rs` and the like) whose functions
+//! take a [`Conn`]: a connection the caller owns, either inside a transaction it began with
+//! [`Db::begin`] or one checked out with [`Db::acquire`] for reads. So a service can put several
+//! store calls, and the audit event of what they did, in one transaction. Inside a store
+//! function, [`on_conn!`] runs the same query text on whichever engine the connection is.
+//!
+//! The query text is checked by the tests, which run every storage path on both engines; it is
+//! not checked by the compiler (the queries are not `query!` macros, which would need a database
+//! at build time). What the compiler does check is that each body binds and decodes types both
+//! drivers support, since [`on_conn!`] expands it once per engine.
 //!
 //! The data directory and the database files hold health data: the directory is created for its
 //! owner only (0700) and the SQLite file 0600 before SQLite first opens it, since SQLite gives
@@ -19,16 +30,34 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
-/// Runs the same expression against whichever engine the handle holds.
+/// Runs the same expression against whichever engine the handle holds, on its pool (one statement,
+/// no transaction). New code takes a [`Conn`] and uses [`on_conn!`] instead.
 ///
-/// The body is expanded once per engine, so it is type-checked against both drivers: a query that
-/// only one engine could bind or decode does not compile.
+/// The body is expanded once per engine, so both drivers must be able to bind and decode its
+/// types.
 #[macro_export]
 macro_rules! on_db {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
             $crate::storage::Db::Sqlite($pool) => $body,
             $crate::storage::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs the same expression on whichever engine a [`Conn`] is, with `$conn` bound to that
+/// engine's `&mut` connection (write `&mut *conn` for each statement).
+///
+/// ```ignore
+/// on_conn!(conn, c => sqlx::query("DELETE FROM slot_claims WHERE consultation_id = $1")
+///     .bind(id).execute(&mut *c).await)
+/// ```
+#[macro_export]
+macro_rules! on_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::storage::Conn::Sqlite($c) => $body,
+            $crate::storage::Conn::Postgres($c) => $body,
         }
     };
 }
@@ -191,6 +220,96 @@ impl Db {
     }
 }
 
+/// A write transaction the caller owns, on either engine. Dropped without [`Tx::commit`], it
+/// rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// A connection checked out of the pool, for reads that need no transaction.
+pub enum Pooled {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+/// Where a store function runs its statements: a connection of either engine, borrowed from a
+/// [`Tx`] or a [`Pooled`] for the length of the call.
+pub enum Conn<'c> {
+    Sqlite(&'c mut sqlx::SqliteConnection),
+    Postgres(&'c mut sqlx::PgConnection),
+}
+
+impl Db {
+    /// Begins a write transaction (on SQLite `BEGIN IMMEDIATE`, see [`BeginWrite`]).
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_write().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin_write().await?),
+        })
+    }
+
+    /// Checks a connection out of the pool, for reads.
+    pub async fn acquire(&self) -> Result<Pooled, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => Pooled::Sqlite(pool.acquire().await?),
+            Db::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+        })
+    }
+}
+
+impl Tx {
+    /// The transaction's connection, for one store call.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Tx::Sqlite(tx) => Conn::Sqlite(&mut **tx),
+            Tx::Postgres(tx) => Conn::Postgres(&mut **tx),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Postgres(_) => Engine::Postgres,
+        }
+    }
+}
+
+impl Pooled {
+    /// The connection, for one store call.
+    pub fn conn(&mut self) -> Conn<'_> {
+        match self {
+            Pooled::Sqlite(c) => Conn::Sqlite(&mut **c),
+            Pooled::Postgres(c) => Conn::Postgres(&mut **c),
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// The same connection again, for the next store call (a `Conn` is a unique borrow, so
+    /// passing it on moves it).
+    pub fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Sqlite(c) => Conn::Sqlite(&mut **c),
+            Conn::Postgres(c) => Conn::Postgres(&mut **c),
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Conn::Sqlite(_) => Engine::Sqlite,
+            Conn::Postgres(_) => Engine::Postgres,
+        }
+    }
+}
+
 /// Begins a write transaction on either engine.
 pub trait BeginWrite {
     type Database: sqlx::Database;
@@ -298,6 +417,75 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_string(),
+    }
+}
+
+/// A uniqueness rule of the schema, by its table and columns: SQLite names a violated one only
+/// that way ("UNIQUE constraint failed: departments.facility_id, departments.name"), and
+/// PostgreSQL's own constraint names differ per migration, while its table and key columns do not.
+#[derive(Clone, Copy, Debug)]
+pub struct UniqueKey {
+    pub table: &'static str,
+    pub columns: &'static [&'static str],
+}
+
+impl UniqueKey {
+    /// True when `err` is this key's violation (on either engine).
+    pub fn violated_by(&self, err: &sqlx::Error) -> bool {
+        let sqlx::Error::Database(db) = err else {
+            return false;
+        };
+        if !db.is_unique_violation() {
+            return false;
+        }
+        if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            // "Key (facility_id, name)=(3, Cardiology) already exists."
+            let columns = pg
+                .detail()
+                .and_then(|d| d.strip_prefix("Key ("))
+                .and_then(|d| d.split_once(")="))
+                .map(|(cols, _)| cols.split(", ").collect::<Vec<_>>());
+            return pg.table() == Some(self.table) && columns.as_deref() == Some(self.columns);
+        }
+        // SQLite: "UNIQUE constraint failed: table.a, table.b" (PRIMARY KEY ones read the same).
+        db.message()
+            .split_once(": ")
+            .map(|(_, cols)| {
+                cols.split(", ")
+                    .map(|c| c.split_once('.'))
+                    .collect::<Option<Vec<_>>>()
+                    .is_some_and(|pairs| {
+                        pairs.len() == self.columns.len()
+                            && pairs
+                                .iter()
+                                .zip(self.columns)
+                                .all(|((t, c), want)| *t == self.table && c == want)
+                    })
+            })
+            .unwrap_or(false)
+    }
+}
+
+/// Turns the violation of one [`UniqueKey`] into the domain's own error; every other failure
+/// stays a storage error.
+pub trait OnViolation<T> {
+    fn on_violation<E: From<sqlx::Error>>(
+        self,
+        key: &UniqueKey,
+        err: impl FnOnce() -> E,
+    ) -> Result<T, E>;
+}
+
+impl<T> OnViolation<T> for Result<T, sqlx::Error> {
+    fn on_violation<E: From<sqlx::Error>>(
+        self,
+        key: &UniqueKey,
+        err: impl FnOnce() -> E,
+    ) -> Result<T, E> {
+        match self {
+            Err(e) if key.violated_by(&e) => Err(err()),
+            other => other.map_err(E::from),
+        }
     }
 }
 
