@@ -3,7 +3,10 @@
 use chrono::{Duration, NaiveTime};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, Ctx, Validator, created, no_content, ok};
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::reply::{ApiResult, created, no_content, ok};
+use super::validate::Validator;
 use crate::auth::policy;
 use crate::domain::availability::{Exception, IsoWeekday, Session, WeeklyRule};
 use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
