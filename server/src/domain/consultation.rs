@@ -76,6 +76,8 @@ macro_rules! text_enum {
         }
     };
 }
+// Other domain modules name their stored text enums with it too.
+pub(crate) use text_enum;
 
 text_enum!(
     /// `video_visit`: a patient and a clinician. `teleconsultation`: a rural clinician with the
