@@ -33,8 +33,12 @@ def strip_comments(text):
 def use_paths(text):
     """Every path a `use` tree names, expanded: `use a::{b, c::d}` -> a::b, a::c::d."""
     out = []
-    for m in re.finditer(r"\buse\s+([^;]+);", text):
-        out.extend(expand(m.group(1).replace(" ", "").replace("\n", "")))
+    for m in re.finditer(r"^([ \t]*)(?:pub(?:\([^)]*\))?\s+)?use\s+([^;]+);", text, re.M):
+        tree = m.group(2).replace(" ", "").replace("\n", "")
+        # An indented `use` sits in an inline module (`mod tests`), whose `super` is this file.
+        if m.group(1) and tree.startswith("super::"):
+            tree = "self::" + tree[len("super::"):]
+        out.extend(expand(tree))
     return out
 
 
