@@ -22,8 +22,8 @@ use crate::domain::consultation::Consultation;
 use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::note::{
-    Diagnosis, FollowUp, IcdCode, MAX_DIAGNOSES, MAX_DIAGNOSIS_TEXT, MAX_FOLLOW_UP_NOTE,
-    MAX_SECTION, NoteContent,
+    Diagnosis, EntryKind, FollowUp, IcdCode, MAX_DIAGNOSES, MAX_DIAGNOSIS_TEXT, MAX_FOLLOW_UP_NOTE,
+    MAX_SECTION, NoteContent, NoteStatus,
 };
 use crate::domain::text::BoundedText;
 use crate::notes::{self, Entry, NoteRow, Revision};
@@ -243,11 +243,7 @@ struct ClinicianNote {
 }
 
 fn status_label(note: Option<&NoteRow>) -> &'static str {
-    match note.map(|n| n.status.as_str()) {
-        None => "none",
-        Some(notes::SIGNED) => "signed",
-        Some(_) => "draft",
-    }
+    note.map_or("none", |n| n.status.as_str())
 }
 
 async fn clinician_view(
@@ -268,7 +264,7 @@ async fn clinician_view(
             updated_at: None,
         });
     };
-    let draft = if note.status == notes::DRAFT {
+    let draft = if note.status == NoteStatus::Draft {
         Some(notes::revision(&ctx.state.db, note.id, note.version).await?)
     } else {
         None
@@ -411,7 +407,7 @@ fn patient_view(
     lang: Lang,
 ) -> Result<PatientNote, ApiError> {
     let title = lang.pick("Kết quả buổi khám", "Your consultation");
-    let Some(original) = entries.iter().find(|e| e.kind == "note") else {
+    let Some(original) = entries.iter().find(|e| e.kind == EntryKind::Note) else {
         return Ok(PatientNote {
             consultation_id: consultation,
             status: "pending",
@@ -438,7 +434,7 @@ fn patient_view(
         ),
         addenda: entries
             .iter()
-            .filter(|e| e.kind == "addendum")
+            .filter(|e| e.kind == EntryKind::Addendum)
             .map(|e| PlainAddendum {
                 label: plain_label("addendum", lang),
                 text: addendum_text(e),
@@ -476,11 +472,11 @@ pub async fn get(ctx: Ctx) -> ApiResult {
         // a draft.
         let note = notes::find(&ctx.state.db, id)
             .await?
-            .filter(|n| n.status == notes::SIGNED);
+            .filter(|n| n.status == NoteStatus::Signed);
         return ok(&clinician_view(&ctx, c, note).await?);
     }
     let entries = match notes::find(&ctx.state.db, id).await? {
-        Some(n) if n.status == notes::SIGNED => notes::entries(&ctx.state.db, &[n.id]).await?,
+        Some(n) if n.status == NoteStatus::Signed => notes::entries(&ctx.state.db, &[n.id]).await?,
         _ => Vec::new(),
     };
     ok(&patient_view(id, &entries, lang)?)
@@ -611,7 +607,7 @@ pub async fn summary(ctx: Ctx) -> ApiResult {
     };
     let note = notes::find(&ctx.state.db, id)
         .await?
-        .filter(|n| n.status == notes::SIGNED)
+        .filter(|n| n.status == NoteStatus::Signed)
         .ok_or_else(|| {
             ApiError::conflict(
                 ErrorCode::NoteNotSigned,
@@ -687,7 +683,7 @@ pub async fn timeline(ctx: Ctx) -> ApiResult {
     let rows = notes::timeline(&ctx.state.db, id, &visible, limit, offset).await?;
     let signed: Vec<i64> = rows
         .iter()
-        .filter(|r| r.note_status == notes::SIGNED)
+        .filter(|r| r.note_status == Some(NoteStatus::Signed))
         .filter_map(|r| r.note_id)
         .collect();
     let mut entries = notes::entries(&ctx.state.db, &signed).await?;

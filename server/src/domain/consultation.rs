@@ -76,6 +76,8 @@ macro_rules! text_enum {
         }
     };
 }
+/// For the other domain modules' text enums (`domain/note.rs`, `domain/account_change.rs`).
+pub(crate) use text_enum;
 
 text_enum!(
     /// `video_visit`: a patient and a clinician. `teleconsultation`: a rural clinician with the

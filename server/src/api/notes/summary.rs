@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::{Lang, addendum_text, entry_content, sections};
 use crate::api::ApiError;
 use crate::domain::consultation::Consultation;
-use crate::domain::note::FollowUp;
+use crate::domain::note::{EntryKind, FollowUp};
 use crate::notes::Entry;
 use crate::scheduling::directory::{Clinician, Patient};
 
@@ -193,7 +193,7 @@ pub fn render(s: &Summary) -> Result<String, ApiError> {
     meta(lang.pick("Lý do khám", "Reason"), &c.reason);
     out.push_str("</dl>\n");
     for entry in s.entries {
-        if entry.kind == "note" {
+        if entry.kind == EntryKind::Note {
             let content = entry_content(entry)?;
             for section in sections(
                 &content,
