@@ -28,7 +28,9 @@ use warp::http::header::{self, HeaderName};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 
-use crate::api::{self, ApiError, ClientAddr, Router};
+use crate::api::dispatch::{ClientAddr, api_filter};
+use crate::api::error::ApiError;
+use crate::api::routes::Router;
 use crate::config::Secret;
 use crate::domain::code::ErrorCode;
 use crate::state::AppState;
@@ -168,7 +170,7 @@ pub fn routes(
         .unify()
         .or(signaling)
         .unify()
-        .or(api::api_filter(state, router))
+        .or(api_filter(state, router))
         .unify()
         // Last: it answers every GET outside the server's own prefixes (the client's routes).
         .or(crate::web_client::filter())

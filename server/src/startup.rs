@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::api::{Router, RouterError, route_table};
+use crate::api::routes::{Router, RouterError, route_table};
 use crate::audit::AuditLog;
 use crate::config::Settings;
 use crate::scheduling::booking;

@@ -22,8 +22,9 @@ pub struct AppState {
     pub hold_ttl: Duration,
     pub max_body_bytes: usize,
     pub metrics: Option<Arc<PrometheusHandle>>,
-    /// Signs visit links; random per process unless configured, so links survive restarts only
-    /// when a secret is set.
+    /// Signs visit links; clinicians' note-signing keys are derived from it. Loaded from
+    /// `visit_link_key_file` (default `<data_dir>/visit-link.key`), created there on first start,
+    /// so links and signing keys survive restarts and every node sharing the file agrees.
     pub visit_secret: Arc<Vec<u8>>,
     /// Cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,

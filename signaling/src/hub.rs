@@ -97,7 +97,6 @@ pub struct RoomEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
     Cancelled,
-    Ended,
     /// Moved to a time whose join window does not contain now.
     Rescheduled,
 }
@@ -446,7 +445,6 @@ impl Hub {
             self.room_count.fetch_sub(1, Ordering::Relaxed);
             let reason = match reason {
                 CloseReason::Cancelled => RoomClosedReason::Cancelled,
-                CloseReason::Ended => RoomClosedReason::Ended,
                 CloseReason::Rescheduled => RoomClosedReason::Rescheduled,
             };
             room.broadcast(&ServerMessage::RoomClosed { reason }, |_| true);

@@ -200,7 +200,6 @@ pub enum WaitingLeftReason {
 #[serde(rename_all = "lowercase")]
 pub enum RoomClosedReason {
     Cancelled,
-    Ended,
     /// Moved to a time whose join window does not contain now.
     Rescheduled,
 }

@@ -644,7 +644,7 @@ async fn close_room_tells_everyone_and_ends_the_call() {
         .until("call end", |o| o.ended(15) == 1)
         .await;
     assert_eq!(server.hub.stats().rooms, 0);
-    server.hub.close_room(15, CloseReason::Ended); // nothing left: a no-op
+    server.hub.close_room(15, CloseReason::Rescheduled); // nothing left: a no-op
     // A token issued before the cancellation is still signed and in its window: refused.
     let mut late = server.connect().await;
     late.send(json!({"type": "join", "token": server.token(15, "p1")}))

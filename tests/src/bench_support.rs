@@ -1,11 +1,53 @@
-//! What the benchmark binaries (`bench`, `signal_bench`) share: readings from `/proc` and the
-//! handling of the processes they start.
+//! What the benchmark binaries (`bench`, `signal_bench`) share: readings from `/proc`, the
+//! handling of the processes they start, and latency histograms.
 
 use std::path::Path;
 use std::str::FromStr;
 
+use hdrhistogram::Histogram;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// CPU ticks of a process from its `stat` file (`/proc/PID/stat`, `/proc/self/stat`): utime and
+/// stime of all its threads, then cutime and cstime of the children it has waited for.
+pub fn process_ticks(stat_path: &str) -> Result<[u64; 4], BoxError> {
+    let text = std::fs::read_to_string(stat_path)?;
+    // The command name (field 2) may contain spaces and parentheses: fields after it are counted
+    // from the last ')'. utime is field 14, so index 11 of what follows.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| format!("unexpected {stat_path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let mut out = [0u64; 4];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = fields
+            .get(11 + i)
+            .ok_or_else(|| format!("short {stat_path}"))?
+            .parse()?;
+    }
+    Ok(out)
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
+pub fn memory_kib(pid: u32) -> Result<(u64, u64), BoxError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<u64, BoxError> {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))?;
+        Ok(line
+            .split_whitespace()
+            .nth(1)
+            .ok_or("malformed status line")?
+            .parse()?)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
 /// Busy and total ticks of the whole machine, from the first line of `/proc/stat`.
-pub fn machine_ticks() -> Result<(u64, u64), Box<dyn std::error::Error + Send + Sync>> {
+pub fn machine_ticks() -> Result<(u64, u64), BoxError> {
     let text = std::fs::read_to_string("/proc/stat")?;
     let line = text.lines().next().ok_or("empty /proc/stat")?;
     let v: Vec<u64> = line
@@ -49,4 +91,14 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
         }
         Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
+}
+
+/// A latency histogram in microseconds, from 1 µs to 10 minutes, 3 significant digits.
+pub fn new_histogram() -> Result<Histogram<u64>, BoxError> {
+    Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
+}
+
+/// Microseconds as milliseconds with two decimals, for reports.
+pub fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
 }

@@ -2,13 +2,21 @@
 //! talks to it over real HTTP.
 //!
 //! SQLite gets a new file in a temporary folder; PostgreSQL a new database on the server named by
-//! `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped again by
-//! [`TestApp::finish`]. A PostgreSQL that cannot be reached fails the test: it is never skipped.
+//! `TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`), dropped again when
+//! the last handle on it goes, also when the test panics. A PostgreSQL that cannot be reached
+//! fails the test: it is never skipped.
+//!
+//! The server reads the wall clock (`telehealth::domain::time::now`), which a paused tokio clock
+//! does not move, and one offset for it would move every test in the binary at once; so tests let
+//! time pass by moving a stored instant into the past ([`TestApp::set_stored_time`]), not by
+//! sleeping.
 
 pub mod bench_support;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -18,29 +26,51 @@ use telehealth::config::{DatabaseUrl, Settings};
 use telehealth::startup::Application;
 use telehealth::storage::Db;
 
-/// Runs a test body once per engine: `both_engines!(name, |app| async move { ... })` defines
-/// `name::sqlite` and `name::postgres`.
+/// Runs a test once per engine, each on a fresh server and database: defines `name::sqlite` and
+/// `name::postgres`. The one way tests get a server:
+///
+/// - `both_engines!(name, |app: TestApp| async move { ... })`: default settings;
+/// - `both_engines!(name, settings = |s: &mut Settings| ..., |app: TestApp| async move { ... })`:
+///   settings adjusted before the server starts;
+/// - `both_engines!(name, engine = |engine: Engine| async move { ... })`: the body starts its own
+///   servers with [`TestApp::spawn_with`], for tests that need several or adjust by engine.
+///
+/// Nothing needs finishing: dropping the last handle on a server stops it and removes its
+/// database, also when the body panics.
 #[macro_export]
 macro_rules! both_engines {
+    ($name:ident, settings = $adjust:expr, $body:expr) => {
+        $crate::both_engines!(@tests $name, |engine: $crate::Engine| async move {
+            let app = $crate::TestApp::spawn_with(engine, $adjust).await;
+            let f = $body;
+            f(app).await;
+        });
+    };
+    ($name:ident, engine = $body:expr) => {
+        $crate::both_engines!(@tests $name, $body);
+    };
     ($name:ident, $body:expr) => {
+        $crate::both_engines!(@tests $name, |engine: $crate::Engine| async move {
+            let app = $crate::TestApp::spawn(engine).await;
+            let f = $body;
+            f(app).await;
+        });
+    };
+    (@tests $name:ident, $run:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn sqlite() {
-                let app = $crate::TestApp::spawn($crate::Engine::Sqlite).await;
-                let f = $body;
-                f(app.clone()).await;
-                app.finish().await;
+                let run = $run;
+                run($crate::Engine::Sqlite).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                let app = $crate::TestApp::spawn($crate::Engine::Postgres).await;
-                let f = $body;
-                f(app.clone()).await;
-                app.finish().await;
+                let run = $run;
+                run($crate::Engine::Postgres).await;
             }
         }
     };
@@ -72,11 +102,15 @@ fn with_database(admin_url: &str, name: &str) -> String {
     }
 }
 
-/// A fresh, empty (migrated) database of `engine`, and how to reach and remove it.
+/// A fresh, empty database of `engine` (the server migrates it), and how to reach it. A
+/// PostgreSQL database is dropped when this is dropped: the guard that leaves nothing behind when
+/// a test panics.
 pub struct TestDatabase {
     pub url: String,
     pub engine: Engine,
     pg_name: Option<String>,
+    /// Set once the PostgreSQL database is gone, so `Drop` does not drop it twice.
+    dropped: AtomicBool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -90,6 +124,7 @@ impl TestDatabase {
                     url,
                     engine,
                     pg_name: None,
+                    dropped: AtomicBool::new(false),
                     _dir: Some(dir),
                 }
             }
@@ -111,43 +146,150 @@ impl TestDatabase {
                     url: with_database(&admin, &name),
                     engine,
                     pg_name: Some(name),
+                    dropped: AtomicBool::new(false),
                     _dir: None,
                 }
             }
         }
     }
 
-    pub async fn drop_database(&self) {
+    /// The PostgreSQL database's name (`th_test_...`); `None` on SQLite.
+    pub fn postgres_name(&self) -> Option<&str> {
+        self.pg_name.as_deref()
+    }
+
+    /// Drops the PostgreSQL database now, whoever is still connected to it; later calls, and the
+    /// drop of `self`, do nothing. Blocks: it runs from `Drop`.
+    fn drop_postgres(&self) {
         if let Some(name) = &self.pg_name
-            && let Ok(mut conn) = sqlx::PgConnection::connect(&postgres_admin_url()).await
+            && !self.dropped.swap(true, Ordering::SeqCst)
+            && let Err(e) = drop_postgres_database(name)
         {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut conn)
-            .await;
-            conn.close().await.ok();
+            // Drop may run while a test unwinds, where a second panic would abort the process.
+            eprintln!("the test database {name} was not dropped: {e}");
         }
     }
 }
 
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        self.drop_postgres();
+    }
+}
+
+/// `DROP DATABASE ... WITH (FORCE)` on a connection of its own, from a thread with a runtime of
+/// its own: `Drop` cannot await, it may run on a runtime's thread (where a nested `block_on`
+/// panics), and the runtime it ran on may be shutting down. `FORCE` ends the sessions of a server
+/// that is still running (or was aborted mid-request by a panic).
+fn drop_postgres_database(name: &str) -> Result<(), sqlx::Error> {
+    let admin = postgres_admin_url();
+    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    let dropping = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&admin).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        })
+    });
+    dropping.join().unwrap_or_else(|_| {
+        Err(sqlx::Error::Protocol(
+            "the thread dropping the database panicked".into(),
+        ))
+    })
+}
+
+/// Whether PostgreSQL holds a database called `name`, for checking that none is left behind.
+pub async fn postgres_database_exists(name: &str) -> bool {
+    let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .expect("PostgreSQL is reachable");
+    let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("list databases");
+    conn.close().await.ok();
+    found == 1
+}
+
+/// One running server. Dropping it asks the server to stop; the database goes with the last
+/// server on it (see [`TestApp::restart`] and [`TestApp::another_node`]).
 struct Inner {
     addr: SocketAddr,
+    /// What the server says it answers at (`https://...` when it speaks TLS).
+    base_url: String,
     metrics_addr: Option<SocketAddr>,
     db: Db,
-    /// Shared with the servers [`TestApp::restart`] starts on the same database and data folder.
-    database: std::sync::Arc<TestDatabase>,
+    /// Shared with the servers [`TestApp::restart`] and [`TestApp::another_node`] start on the
+    /// same database and data folder.
+    database: Arc<TestDatabase>,
     settings: Settings,
     stop: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
-    _data_dir: std::sync::Arc<tempfile::TempDir>,
+    data_dir: Arc<tempfile::TempDir>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Inner {
+    /// Starts a server with `settings` on `database`, in `data_dir`.
+    async fn start(
+        settings: Settings,
+        database: Arc<TestDatabase>,
+        data_dir: Arc<tempfile::TempDir>,
+    ) -> Inner {
+        let app = Application::build(&settings).await.expect("server starts");
+        let (addr, base_url) = (app.local_addr(), app.base_url());
+        let (metrics_addr, db) = (app.metrics_addr(), app.db().clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stop_rx.await;
+        }));
+        Inner {
+            addr,
+            base_url,
+            metrics_addr,
+            db,
+            database,
+            settings,
+            stop: std::sync::Mutex::new(Some(stop_tx)),
+            data_dir,
+            server: std::sync::Mutex::new(Some(server)),
+        }
+    }
+
+    /// Stops the server and waits for it to drain.
+    async fn stop(&self) {
+        let stop = self.stop.lock().ok().and_then(|mut s| s.take());
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+        let server = self.server.lock().ok().and_then(|mut s| s.take());
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Drop cannot wait for the drain: the server stops on its own, or with the test's
+        // runtime; the database (dropped after this, with the fields) forces its sessions off.
+        let stop = self.stop.get_mut().ok().and_then(Option::take);
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// A running server and an HTTP client for it. Requests carry `token` as a Bearer header: by
 /// default the token of `root`, an administrator and network-wide scheduler.
 #[derive(Clone)]
 pub struct TestApp {
-    inner: std::sync::Arc<Inner>,
+    inner: Arc<Inner>,
     pub http: reqwest::Client,
     pub engine: Engine,
     pub token: Option<String>,
@@ -214,12 +356,10 @@ impl TestApp {
         };
         adjust(&mut settings);
         let tls = settings.tls_self_signed || settings.tls_cert.is_some();
-        let app = Application::build(&settings).await.expect("server starts");
-        let addr = app.local_addr();
-        let metrics_addr = app.metrics_addr();
-        let db = app.db().clone();
+        let inner = Inner::start(settings, Arc::new(database), Arc::new(data_dir)).await;
+        let db = &inner.db;
         telehealth::auth::accounts::create_account(
-            &db,
+            db,
             telehealth::auth::accounts::NewAccount {
                 username: "root".into(),
                 display_name: "Test root".into(),
@@ -243,7 +383,7 @@ impl TestApp {
         // Privileged account changes need a second administrator; like root, made in storage, as
         // the command line makes the first administrators.
         telehealth::auth::accounts::create_account(
-            &db,
+            db,
             telehealth::auth::accounts::NewAccount {
                 username: "approver".into(),
                 display_name: "Test approver".into(),
@@ -258,21 +398,8 @@ impl TestApp {
         )
         .await
         .expect("approver account");
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
-            let _ = stop_rx.await;
-        }));
         let app = TestApp {
-            inner: std::sync::Arc::new(Inner {
-                addr,
-                metrics_addr,
-                db,
-                database: std::sync::Arc::new(database),
-                settings,
-                stop: std::sync::Mutex::new(Some(stop_tx)),
-                _data_dir: std::sync::Arc::new(data_dir),
-                server: std::sync::Mutex::new(Some(server)),
-            }),
+            inner: Arc::new(inner),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(128)
@@ -391,6 +518,11 @@ impl TestApp {
         self.inner.metrics_addr
     }
 
+    /// Where the server says it answers, as it prints it: `https://...` when it speaks TLS.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.inner.addr, path)
     }
@@ -404,59 +536,51 @@ impl TestApp {
         &self.inner.database.url
     }
 
-    /// Stops the server gracefully and removes its database.
-    pub async fn finish(&self) {
-        let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
-        if let Some(stop) = stop {
-            let _ = stop.send(());
-        }
-        let server = self.inner.server.lock().ok().and_then(|mut s| s.take());
-        if let Some(server) = server {
-            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
-        }
-        self.inner.database.drop_database().await;
+    /// The settings the server was started with (its data folder, for one).
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
     }
 
     /// Restarts the server: stops it and starts a new one on the same database and data folder,
     /// so nothing kept in memory survives. The returned app talks to the new server (on a new
     /// port) as the same caller; others signed in before move over with [`TestApp::as_token`]
-    /// (sessions live in the database). Finish the returned app, not only this one.
+    /// (sessions live in the database).
     pub async fn restart(&self) -> TestApp {
-        let stop = self.inner.stop.lock().ok().and_then(|mut s| s.take());
-        if let Some(stop) = stop {
-            let _ = stop.send(());
-        }
-        let server = self.inner.server.lock().ok().and_then(|mut s| s.take());
-        if let Some(server) = server {
-            let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
-        }
-        let app = Application::build(&self.inner.settings)
-            .await
-            .expect("server restarts");
-        let (addr, db) = (app.local_addr(), app.db().clone());
-        let metrics_addr = app.metrics_addr();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
-            let _ = stop_rx.await;
-        }));
+        self.inner.stop().await;
+        self.start_beside().await
+    }
+
+    /// Starts a second server on the same database and data folder while this one keeps
+    /// running: another node of the same deployment. The returned app talks to it as the same
+    /// caller.
+    pub async fn another_node(&self) -> TestApp {
+        self.start_beside().await
+    }
+
+    async fn start_beside(&self) -> TestApp {
+        let inner = Inner::start(
+            self.inner.settings.clone(),
+            self.inner.database.clone(),
+            self.inner.data_dir.clone(),
+        )
+        .await;
         TestApp {
-            inner: std::sync::Arc::new(Inner {
-                addr,
-                metrics_addr,
-                db,
-                database: self.inner.database.clone(),
-                settings: self.inner.settings.clone(),
-                stop: std::sync::Mutex::new(Some(stop_tx)),
-                _data_dir: self.inner._data_dir.clone(),
-                server: std::sync::Mutex::new(Some(server)),
-            }),
+            inner: Arc::new(inner),
             ..self.clone()
         }
     }
 
-    /// Removes the database while the server keeps running, to test how it copes.
-    pub async fn finish_database_only(&self) {
-        self.inner.database.drop_database().await;
+    /// Drops the (PostgreSQL) database while the server keeps running, to test how it copes.
+    pub async fn drop_database(&self) {
+        assert_eq!(
+            self.engine,
+            Engine::Postgres,
+            "only a PostgreSQL database is dropped"
+        );
+        let database = self.inner.database.clone();
+        tokio::task::spawn_blocking(move || database.drop_postgres())
+            .await
+            .expect("the database is dropped");
     }
 
     pub async fn send(&self, req: reqwest::RequestBuilder) -> Reply {
@@ -503,6 +627,37 @@ impl TestApp {
 
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(self.http.delete(self.url(path))).await
+    }
+
+    /// Lets time pass for the server without waiting for it: runs `sql`, an UPDATE that sets a
+    /// stored instant to `$1` = `at` in the row(s) `$2` = `id`, and returns how many rows it
+    /// changed. Moving, say, a hold's expiry into the past is to the server what waiting until
+    /// then would be: every rule compares a stored instant with `time::now()`.
+    pub async fn set_stored_time(&self, sql: &'static str, at: DateTime<Utc>, id: i64) -> u64 {
+        match self.db() {
+            Db::Sqlite(pool) => sqlx::query(sql)
+                .bind(at)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Db::Postgres(pool) => sqlx::query(sql)
+                .bind(at)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .expect("stored time is set")
+    }
+
+    /// A stored instant: `sql` selects one with `$1` = `id`.
+    pub async fn stored_time(&self, sql: &'static str, id: i64) -> DateTime<Utc> {
+        match self.db() {
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).bind(id).fetch_one(pool).await,
+            Db::Postgres(pool) => sqlx::query_scalar(sql).bind(id).fetch_one(pool).await,
+        }
+        .expect("stored time is read")
     }
 
     /// Counts rows of `table` (a fixed name from the test itself).
@@ -741,6 +896,22 @@ pub fn next_weekday(weekday: u32) -> NaiveDate {
     d
 }
 
+/// Polls `f` every 100 ms until it returns `Some`, for what the server writes after it has
+/// answered (the call recorder, the audit writer); fails after 10 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..100 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within 10 s");
+}
+
 /// The folder holding the built binaries, for tests that run the CLI.
 pub fn target_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -776,5 +947,81 @@ impl SplitMix {
             let j = self.below(i + 1);
             v.swap(i, j);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test whose body panics while it holds a server leaves no PostgreSQL database behind:
+    /// the body runs in a task, as `#[tokio::test]` bodies run inside `block_on`, and the task's
+    /// panic drops everything it held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_test_leaves_no_database_behind() {
+        let (name_tx, name_rx) = tokio::sync::oneshot::channel::<String>();
+        let (panic_tx, panic_rx) = tokio::sync::oneshot::channel::<()>();
+        let test = tokio::spawn(async move {
+            let app = TestApp::spawn(Engine::Postgres).await;
+            let name = app
+                .inner
+                .database
+                .postgres_name()
+                .expect("a PostgreSQL database");
+            let _ = name_tx.send(name.to_string());
+            let _ = panic_rx.await;
+            let _app = app;
+            panic!("a failing assertion");
+        });
+        let name = name_rx.await.expect("the server started");
+        assert!(
+            postgres_database_exists(&name).await,
+            "{name} exists while the test runs"
+        );
+        let _ = panic_tx.send(());
+        let failed = test.await.expect_err("the test panicked");
+        assert!(failed.is_panic());
+        assert!(
+            !postgres_database_exists(&name).await,
+            "{name} was left behind"
+        );
+    }
+
+    /// The same, for the shape `#[tokio::test]` gives a test: a runtime of its own on the test's
+    /// thread, whose `block_on` the panic unwinds out of.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_test_runtime_that_panics_leaves_no_database_behind() {
+        let test = std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let named = std::sync::Mutex::new(None::<String>);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                runtime.block_on(async {
+                    let app = TestApp::spawn(Engine::Postgres).await;
+                    let name = app.inner.database.postgres_name().map(str::to_string);
+                    *named.lock().expect("not poisoned") = name;
+                    // A clone in a task that never ends, as a test body may leave one: the
+                    // runtime's shutdown drops it.
+                    let held = app.clone();
+                    tokio::spawn(async move {
+                        std::future::pending::<()>().await;
+                        drop(held);
+                    });
+                    panic!("a failing assertion");
+                })
+            }));
+            let name = named.lock().expect("not poisoned").take();
+            (outcome.is_err(), name)
+        });
+        let (panicked, name) = test.join().expect("the test thread returns");
+        assert!(panicked);
+        let name = name.expect("the server started");
+        assert!(
+            !postgres_database_exists(&name).await,
+            "{name} was left behind"
+        );
     }
 }

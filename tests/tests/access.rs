@@ -612,7 +612,7 @@ both_engines!(every_route_against_every_role, |app: TestApp| async move {
     let table = rows(&w);
 
     // The table covers exactly the routes that exist.
-    let routed: BTreeSet<String> = telehealth::api::route_table()
+    let routed: BTreeSet<String> = telehealth::api::routes::route_table()
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();

@@ -25,7 +25,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use telehealth::storage::Db;
-use telehealth_tests::{Engine, SplitMix as Rng, TestApp, this_week};
+use telehealth_tests::{Engine, SplitMix as Rng, TestApp, both_engines, this_week};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum St {
@@ -1026,7 +1026,6 @@ async fn run(engine: Engine) {
         )
         .await;
         checked += check_reads(&world, &model, &callers, &mut failures).await;
-        app.finish().await;
         eprintln!(
             "access model, {engine:?}, seed {seed}: {} callers, {} consultations, {checked} answers checked",
             callers.len(),
@@ -1041,12 +1040,8 @@ async fn run(engine: Engine) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_caller_against_every_record_matches_the_model_sqlite() {
-    run(Engine::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_caller_against_every_record_matches_the_model_postgres() {
-    run(Engine::Postgres).await;
-}
+// Each round starts a server of its own.
+both_engines!(
+    every_caller_against_every_record_matches_the_model,
+    engine = run
+);

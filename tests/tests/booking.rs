@@ -180,9 +180,6 @@ both_engines!(
 );
 
 both_engines!(an_expired_hold_frees_its_slot, |app: TestApp| async move {
-    app.finish().await;
-    // A server whose holds last one second.
-    let app = TestApp::spawn_with(app.engine, |s| s.hold_seconds = 1).await;
     let cast = Cast::create(&app).await;
     app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
         .await;
@@ -190,18 +187,35 @@ both_engines!(an_expired_hold_frees_its_slot, |app: TestApp| async move {
     let start = app.free_slots(cast.specialist, day, day).await[0];
     let mut body = cast.booking(start);
     body["hold"] = json!(true);
-    let held = app
-        .post("/api/v1/consultations", body)
-        .await
-        .expect(201)
-        .id();
+    let before = telehealth::domain::time::now();
+    let held = app.post("/api/v1/consultations", body).await.expect(201);
+    let after = telehealth::domain::time::now();
+    // A hold lasts `hold_seconds` from when it was taken.
+    let ttl = Duration::seconds(i64::from(app.settings().hold_seconds));
+    let expires: DateTime<Utc> = held.body["hold_expires_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("a held consultation has an expiry");
+    assert!(
+        before + ttl <= expires && expires <= after + ttl,
+        "expires {expires}, taken between {before} and {after}"
+    );
+    let held = held.id();
     // While held, another booking loses.
     let lost = app
         .post("/api/v1/consultations", cast.booking(start))
         .await
         .expect(409);
     assert_eq!(lost.error_code(), "slot_taken");
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The hold's time runs out: to the server, its expiry is a second ago.
+    let ran_out = app
+        .set_stored_time(
+            "UPDATE consultations SET hold_expires_at = $1 WHERE id = $2 AND status = 'held'",
+            telehealth::domain::time::now() - Duration::seconds(1),
+            held,
+        )
+        .await;
+    assert_eq!(ran_out, 1, "the hold is still held when its time runs out");
     // Expired: the slot is free in search, confirm is refused, and a new booking wins.
     assert!(
         app.free_slots(cast.specialist, day, day)
@@ -225,7 +239,6 @@ both_engines!(an_expired_hold_frees_its_slot, |app: TestApp| async move {
     assert_eq!(old.body["status"], "expired");
     assert_eq!(live_at(&app, cast.specialist, start).await, 1);
     claims_are_consistent(&app).await;
-    app.finish().await;
 });
 
 both_engines!(

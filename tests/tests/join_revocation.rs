@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration as Span, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use telehealth::storage::Db;
-use telehealth_tests::{Cast, TestApp, both_engines};
+use telehealth_tests::{Cast, TestApp, both_engines, eventually};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -136,20 +136,6 @@ async fn closed(ws: &mut Ws, code: u16) -> Vec<Value> {
             }
         }
     }
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..100 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within 10 s");
 }
 
 /// A number about consultation `id` read straight from the database.
@@ -369,7 +355,6 @@ both_engines!(
             "a cancelled consultation has no call"
         );
         assert_eq!(status(&restarted, id).await, "cancelled");
-        restarted.finish().await;
     }
 );
 
@@ -410,7 +395,6 @@ both_engines!(
         .await;
         let restarted = app.restart().await;
         assert_eq!(try_join(&restarted, &invite).await, "token_revoked");
-        restarted.finish().await;
     }
 );
 
@@ -457,12 +441,29 @@ both_engines!(
         let restarted = app.restart().await;
         assert_eq!(try_join(&restarted, &old).await, "token_revoked");
         // A token issued after the removal (a later second) lets the patient knock again: the
-        // waiting room, never straight back into the call.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        // waiting room, never straight back into the call. Tokens count in whole seconds, so the
+        // removal is moved a second back rather than waited a second for.
+        let removed_at = restarted
+            .stored_time(
+                "SELECT revoked_at FROM call_revocations WHERE consultation_id = $1",
+                id,
+            )
+            .await;
+        assert!(
+            removed_at <= Utc::now(),
+            "removed in the future: {removed_at}"
+        );
+        let moved = restarted
+            .set_stored_time(
+                "UPDATE call_revocations SET revoked_at = $1 WHERE consultation_id = $2",
+                removed_at - Span::seconds(1),
+                id,
+            )
+            .await;
+        assert_eq!(moved, 1, "the removal is kept");
         let patient = restarted.as_token(who.patient.token.as_deref().expect("signed in"));
         let fresh = token(&patient, id, json!({})).await;
         assert_eq!(try_join(&restarted, &fresh).await, "waiting");
-        restarted.finish().await;
     }
 );
 

@@ -79,7 +79,7 @@ async fn readiness_fails_while_the_database_is_unreachable() {
     let app = TestApp::spawn(Engine::Postgres).await;
     app.get("/readyz").await.expect(200);
     // Drop the database from under the running server.
-    app.finish_database_only().await;
+    app.drop_database().await;
     let r = app.send_any(app.http.get(app.url("/readyz"))).await;
     assert_eq!((r.status, r.error_code()), (503, "not_ready"));
     let r = app
@@ -88,11 +88,9 @@ async fn readiness_fails_while_the_database_is_unreachable() {
     assert_eq!((r.status, r.error_code()), (503, "unavailable"));
     // Liveness is unaffected.
     app.get("/healthz").await.expect(200);
-    app.finish().await;
 }
 
-async fn demo_twice(engine: Engine) {
-    let app = TestApp::spawn(engine).await;
+both_engines!(demo_seed_is_idempotent, |app: TestApp| async move {
     let size = DemoSize {
         care_centres: 40,
         patients_per_centre: 2,
@@ -144,18 +142,7 @@ async fn demo_twice(engine: Engine) {
         .await
         .expect(200);
     assert!(!slots.body["slots"].as_array().expect("slots").is_empty());
-    app.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_seed_is_idempotent_on_sqlite() {
-    demo_twice(Engine::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_seed_is_idempotent_on_postgres() {
-    demo_twice(Engine::Postgres).await;
-}
+});
 
 const METRICS_TOKEN: &str = "scrape-3f9c2a7d41b8e650";
 
@@ -190,7 +177,6 @@ async fn metrics_are_served_only_with_their_token() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.text.contains("http_api_requests_total"), "{}", r.text);
     assert!(r.text.contains("route=\"/api/v1/specialties\""));
-    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +201,6 @@ async fn metrics_can_have_an_address_of_their_own() {
         .send_any(app.http.get(format!("http://{metrics}/api/v1/specialties")))
         .await;
     assert_eq!(r.status, 404);
-    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,7 +216,6 @@ async fn metrics_are_off_until_configured() {
         // The operator is told how to turn them on.
         assert!(r.text.contains("metrics_token"), "{}", r.text);
     }
-    app.finish().await;
 }
 
 /// Starts the server on a data directory that does not exist yet (with a self-signed
@@ -240,16 +224,15 @@ async fn metrics_are_off_until_configured() {
 #[cfg(unix)]
 async fn fresh_data_directory_is_private(engine: Engine) {
     use std::os::unix::fs::PermissionsExt;
-    let mut data_dir = std::path::PathBuf::new();
     let app = TestApp::spawn_with(engine, |s| {
         s.data_dir = s.data_dir.join("fresh");
-        data_dir = s.data_dir.clone();
         if engine == Engine::Sqlite {
             s.database_url = None;
         }
         s.tls_self_signed = true;
     })
     .await;
+    let data_dir = &app.settings().data_dir;
     let mode = |path: &std::path::Path| {
         std::fs::metadata(path)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -257,7 +240,7 @@ async fn fresh_data_directory_is_private(engine: Engine) {
             .mode()
             & 0o777
     };
-    assert_eq!(mode(&data_dir), 0o700, "the data directory");
+    assert_eq!(mode(data_dir), 0o700, "the data directory");
     assert_eq!(mode(&data_dir.join("tls")), 0o700, "the TLS directory");
     let mut private = vec![
         data_dir.join("visit-link.key"),
@@ -272,17 +255,10 @@ async fn fresh_data_directory_is_private(engine: Engine) {
     for file in private {
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
-    app.finish().await;
 }
 
 #[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fresh_data_directory_is_private_on_sqlite() {
-    fresh_data_directory_is_private(Engine::Sqlite).await;
-}
-
-#[cfg(unix)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fresh_data_directory_is_private_on_postgres() {
-    fresh_data_directory_is_private(Engine::Postgres).await;
-}
+both_engines!(
+    fresh_data_directory_is_private,
+    engine = fresh_data_directory_is_private
+);

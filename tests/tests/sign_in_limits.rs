@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::json;
-use telehealth::config::{DatabaseUrl, Settings};
+use telehealth::config::Settings;
 use telehealth::storage::Db;
-use telehealth_tests::{Engine, PASSWORD, Reply, TestApp, both_engines};
+use telehealth_tests::{PASSWORD, Reply, TestApp, both_engines};
 
 /// The documented limits (README, "Signing in"); written out so that changing a rule means
 /// changing its test.
@@ -461,14 +461,11 @@ both_engines!(
     }
 );
 
-/// A server whose database address limits are easy to reach: the in-process rate is not in the
+/// Settings whose database address limits are easy to reach: the in-process rate is not in the
 /// way.
-async fn spawn_roomy(engine: Engine) -> TestApp {
-    TestApp::spawn_with(engine, |s| {
-        s.sign_in_per_address_burst = 10_000;
-        s.sign_in_per_address_per_minute = 60_000;
-    })
-    .await
+fn roomy(s: &mut Settings) {
+    s.sign_in_per_address_burst = 10_000;
+    s.sign_in_per_address_per_minute = 60_000;
 }
 
 async fn an_address_with_a_hundred_failures_refuses_only_names_new_to_it(app: TestApp) {
@@ -500,19 +497,11 @@ async fn an_address_with_a_hundred_failures_refuses_only_names_new_to_it(app: Te
         .expect(200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn address_ceiling_sqlite() {
-    let app = spawn_roomy(Engine::Sqlite).await;
-    an_address_with_a_hundred_failures_refuses_only_names_new_to_it(app.clone()).await;
-    app.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn address_ceiling_postgres() {
-    let app = spawn_roomy(Engine::Postgres).await;
-    an_address_with_a_hundred_failures_refuses_only_names_new_to_it(app.clone()).await;
-    app.finish().await;
-}
+both_engines!(
+    address_ceiling,
+    settings = roomy,
+    an_address_with_a_hundred_failures_refuses_only_names_new_to_it
+);
 
 async fn one_address_cannot_flood_a_node_with_attempts(app: TestApp) {
     account(&app, "someone").await;
@@ -534,27 +523,17 @@ async fn one_address_cannot_flood_a_node_with_attempts(app: TestApp) {
         .expect(200);
 }
 
-async fn spawn_tight_rate(engine: Engine) -> TestApp {
-    TestApp::spawn_with(engine, |s| {
-        s.sign_in_per_address_burst = 5;
-        s.sign_in_per_address_per_minute = 1;
-    })
-    .await
+/// Settings with a tight in-process rate per address.
+fn tight_rate(s: &mut Settings) {
+    s.sign_in_per_address_burst = 5;
+    s.sign_in_per_address_per_minute = 1;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn address_rate_sqlite() {
-    let app = spawn_tight_rate(Engine::Sqlite).await;
-    one_address_cannot_flood_a_node_with_attempts(app.clone()).await;
-    app.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn address_rate_postgres() {
-    let app = spawn_tight_rate(Engine::Postgres).await;
-    one_address_cannot_flood_a_node_with_attempts(app.clone()).await;
-    app.finish().await;
-}
+both_engines!(
+    address_rate,
+    settings = tight_rate,
+    one_address_cannot_flood_a_node_with_attempts
+);
 
 both_engines!(
     a_reservation_of_a_request_that_died_stops_counting,
@@ -590,35 +569,12 @@ both_engines!(
             sign_in(&here, "victim", "guess").await.expect(401);
         }
         // Another node on the same database (or this one after a restart) knows.
-        let data_dir = tempfile::tempdir().expect("data folder");
-        let settings = Settings {
-            listen: "127.0.0.1:0".parse().expect("literal address"),
-            data_dir: data_dir.path().to_path_buf(),
-            database_url: Some(DatabaseUrl::new(app.database_url())),
-            database_max_connections: 4,
-            ..Settings::default()
-        };
-        let node = telehealth::startup::Application::build(&settings)
-            .await
-            .expect("second node starts");
-        let addr = node.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(node.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        let client = reqwest::Client::builder()
-            .local_address(Some("127.0.0.80".parse().expect("address")))
-            .build()
-            .expect("client");
-        let resp = client
-            .post(format!("http://{addr}/api/v1/auth/login"))
-            .json(&json!({"username": "victim", "password": PASSWORD}))
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(resp.status().as_u16(), 429);
-        assert!(resp.headers().contains_key("retry-after"));
-        let _ = stop.send(());
-        let _ = server.await;
+        let node = app.another_node().await.anonymous();
+        let r = sign_in(&node.from_address("127.0.0.80"), "victim", PASSWORD).await;
+        assert_eq!(r.status, 429, "{}", r.text);
+        assert!(r.headers.contains_key("retry-after"));
+        let restarted = app.restart().await.anonymous();
+        let r = sign_in(&restarted.from_address("127.0.0.80"), "victim", PASSWORD).await;
+        assert_eq!(r.status, 429, "{}", r.text);
     }
 );

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as Span, Utc};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use telehealth_tests::{Cast, TestApp, both_engines};
+use telehealth_tests::{Cast, TestApp, both_engines, eventually};
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
@@ -81,21 +81,6 @@ async fn join(app: &TestApp, token: &str) -> Ws {
     let mut ws = connect(app).await;
     send(&mut ws, json!({"v": 1, "type": "join", "token": token})).await;
     ws
-}
-
-/// Polls `f` until it returns `Some`, for records written after the fact by the call recorder.
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    for _ in 0..100 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{what} did not happen within 10 s");
 }
 
 both_engines!(
@@ -313,7 +298,16 @@ both_engines!(
             }
         })
         .await;
-        assert!(call["duration_seconds"].as_i64().expect("duration") >= 0);
+        // The duration is the call's own span (within the second the stored instants may lose).
+        let at = |field: &str| -> DateTime<Utc> {
+            call[field]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("{field} in {call}"))
+        };
+        let span = (at("ended_at") - at("started_at")).num_seconds();
+        let duration = call["duration_seconds"].as_i64().expect("duration");
+        assert!((duration - span).abs() <= 1, "{duration} s for {call}");
 
         // The clinician's join, the patient's wait and the admission are in the audit trail, filed
         // under the patient.

@@ -29,20 +29,18 @@ use warp::Filter;
 
 const HTTP11: &[&[u8]] = &[b"http/1.1"];
 
-/// A server with a self-signed certificate in a fresh data directory (kept alive by the caller).
-async fn spawn_tls() -> (TestApp, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let data_dir = dir.path().to_path_buf();
-    let app = TestApp::spawn_with(Engine::Sqlite, |s| {
-        s.tls_self_signed = true;
-        s.data_dir = data_dir;
-    })
-    .await;
-    (app, dir)
+/// A server with a self-signed certificate, which it makes in its data directory.
+async fn spawn_tls() -> TestApp {
+    TestApp::spawn_with(Engine::Sqlite, |s| s.tls_self_signed = true).await
 }
 
 fn cert_path(data_dir: &Path) -> PathBuf {
     data_dir.join(tls::SELF_SIGNED_DIR).join(tls::CERT_FILE)
+}
+
+/// The self-signed certificate of a server [`spawn_tls`] started.
+fn ca_of(app: &TestApp) -> PathBuf {
+    cert_path(&app.settings().data_dir)
 }
 
 /// A TLS client that trusts exactly the certificates in `ca_pem`.
@@ -129,8 +127,8 @@ fn assert_security_headers(headers: &http::HeaderMap) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn https_request_gets_hsts_and_the_security_headers() {
-    let (app, dir) = spawn_tls().await;
-    let ca = cert_path(dir.path());
+    let app = spawn_tls().await;
+    let ca = ca_of(&app);
 
     let stream = tls_connect(app.addr(), &ca, "localhost", HTTP11).await;
     let response = get_over(stream, "/healthz").await;
@@ -160,35 +158,31 @@ async fn https_request_gets_hsts_and_the_security_headers() {
     // Browsers offer HTTP/2 first, and get it.
     let stream = tls_connect(app.addr(), &ca, "localhost", &[b"h2", b"http/1.1"]).await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-
-    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plain_http_to_the_tls_port_fails() {
-    let (app, _dir) = spawn_tls().await;
+    let app = spawn_tls().await;
     let result = app.http.get(app.url("/healthz")).send().await;
     assert!(
         result.is_err(),
         "a plain-HTTP request to the HTTPS port must not get an HTTP answer: {result:?}"
     );
-    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_silent_client_does_not_hold_up_other_handshakes() {
-    let (app, dir) = spawn_tls().await;
+    let app = spawn_tls().await;
     // Connected, never says hello: its handshake waits in its own task, not in the accept loop.
     let _silent = TcpStream::connect(app.addr()).await.expect("tcp connect");
     let request = async {
-        let stream = tls_connect(app.addr(), &cert_path(dir.path()), "localhost", HTTP11).await;
+        let stream = tls_connect(app.addr(), &ca_of(&app), "localhost", HTTP11).await;
         get_over(stream, "/healthz").await
     };
     let response = tokio::time::timeout(Duration::from_secs(5), request)
         .await
         .expect("served while another client stalls its handshake");
     assert_eq!(response.status(), 200);
-    app.finish().await;
 }
 
 /// Settings for an [`Application`] of its own in `data_dir`, with its SQLite file there too.
@@ -209,30 +203,25 @@ async fn build_err(settings: &Settings) -> StartupError {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_self_signed_certificate_is_kept_across_restarts() {
-    let dir = tempfile::tempdir().expect("temporary folder");
-    let settings = Settings {
-        tls_self_signed: true,
-        ..settings_in(dir.path())
-    };
-    let key_path = dir.path().join(tls::SELF_SIGNED_DIR).join(tls::KEY_FILE);
-
-    let app = Application::build(&settings).await.expect("first start");
-    assert!(app.is_tls());
+    let app = spawn_tls().await;
     assert!(app.base_url().starts_with("https://127.0.0.1:"));
-    let cert = std::fs::read(cert_path(dir.path())).expect("certificate written");
+    let data_dir = app.settings().data_dir.clone();
+    let key_path = data_dir.join(tls::SELF_SIGNED_DIR).join(tls::KEY_FILE);
+    let cert = std::fs::read(cert_path(&data_dir)).expect("certificate written");
     let key = std::fs::read(&key_path).expect("key written");
-    app.db().close().await;
-    drop(app);
 
-    let app = Application::build(&settings).await.expect("second start");
-    assert!(app.is_tls());
+    let app = app.restart().await;
+    assert!(app.base_url().starts_with("https://127.0.0.1:"));
     assert_eq!(
-        std::fs::read(cert_path(dir.path())).expect("certificate"),
+        std::fs::read(cert_path(&data_dir)).expect("certificate"),
         cert,
         "same certificate after a restart"
     );
     assert_eq!(std::fs::read(&key_path).expect("key"), key);
-    app.db().close().await;
+    // The restarted server speaks HTTPS with it: a client that trusts only the old certificate
+    // completes its handshake.
+    let stream = tls_connect(app.addr(), &ca_of(&app), "127.0.0.1", HTTP11).await;
+    assert_eq!(get_over(stream, "/healthz").await.status(), 200);
 
     #[cfg(unix)]
     {
@@ -338,7 +327,6 @@ async fn plain_http_gets_security_headers_but_no_hsts() {
         .await;
     assert_eq!(header(&r.headers, "cache-control"), "no-store");
     assert_security_headers(&r.headers);
-    app.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -365,7 +353,6 @@ async fn an_oversized_request_head_is_refused_not_a_server_error() {
     )
     .await
     .expect(200);
-    app.finish().await;
 }
 
 /// A server of its own on `http::serve`: `/hello`, and a WebSocket echo at `/ws`.
@@ -507,10 +494,11 @@ async fn tls_shutdown_drains_promptly() {
     let config = tls::self_signed(dir.path(), "127.0.0.1".parse().expect("literal address"))
         .expect("self-signed certificate");
     // Long timeouts, so finishing quickly shows shutdown did not wait for them.
+    let server_waits = Duration::from_secs(60);
     let served = serve_test_routes(ServeOptions {
         tls: Some(config),
-        handshake_timeout: Duration::from_secs(60),
-        drain: Duration::from_secs(60),
+        handshake_timeout: server_waits,
+        drain: server_waits,
         ..ServeOptions::default()
     })
     .await;
@@ -538,11 +526,18 @@ async fn tls_shutdown_drains_promptly() {
 
     let started = Instant::now();
     let _ = served.stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), served.done)
+    // The test waits longer than the server would, so that a serve which waited out its drain
+    // period or the stuck handshake returns, late, and fails the assertion below.
+    tokio::time::timeout(server_waits * 2, served.done)
         .await
-        .expect("serve returns without waiting out the drain period")
+        .expect("serve returns at all")
         .expect("serve task");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown took {took:?}: it waited for the idle or the stuck connection \
+         (the server would wait {server_waits:?} for them)"
+    );
     // The idle client connection was closed by the server, cleanly.
     let ended = tokio::time::timeout(Duration::from_secs(5), client_conn)
         .await
@@ -554,8 +549,8 @@ async fn tls_shutdown_drains_promptly() {
 /// 443 reach calls through the same port as the web client.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn signaling_speaks_over_tls() {
-    let (app, dir) = spawn_tls().await;
-    let stream = tls_connect(app.addr(), &cert_path(dir.path()), "localhost", HTTP11).await;
+    let app = spawn_tls().await;
+    let stream = tls_connect(app.addr(), &ca_of(&app), "localhost", HTTP11).await;
     let (mut socket, response) =
         tokio_tungstenite::client_async("wss://localhost/signaling", stream)
             .await
@@ -576,7 +571,6 @@ async fn signaling_speaks_over_tls() {
         serde_json::from_str(answer.into_text().expect("text").as_str()).expect("JSON");
     assert_eq!(answer["type"], "error", "{answer}");
     assert_eq!(answer["code"], "token_invalid", "{answer}");
-    app.finish().await;
 }
 
 /// One request over HTTP/2 (as browsers speak to the server), with `headers` and an optional
@@ -617,8 +611,8 @@ async fn h2_request(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn over_https_only_the_https_origin_passes_the_cross_site_check() {
-    let (app, dir) = spawn_tls().await;
-    let ca = cert_path(dir.path());
+    let app = spawn_tls().await;
+    let ca = ca_of(&app);
     let login = h2_request(
         &app,
         &ca,
@@ -667,5 +661,4 @@ async fn over_https_only_the_https_origin_passes_the_cross_site_check() {
     .await;
     assert_eq!(r.status(), 201, "{}", String::from_utf8_lossy(r.body()));
     assert_eq!(app.count("specialties").await, 1);
-    app.finish().await;
 }

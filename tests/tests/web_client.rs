@@ -98,5 +98,4 @@ async fn the_client_is_served_with_caching_and_a_fallback_for_its_routes() {
         let r = app.get(path).await;
         assert_eq!((r.status, r.error_code()), (404, "not_found"), "{path}");
     }
-    app.finish().await;
 }

@@ -66,5 +66,3 @@ export function zoneMidnight(date, zone) {
   const asLocal = Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute);
   return new Date(guess.getTime() - (asLocal - guess.getTime()));
 }
-/** A local wall-clock string from the API (`2026-12-01T08:30:00`) shown as time. */
-export const wallTime = (local) => local.slice(11, 16);

@@ -38,10 +38,6 @@ export function addAddendum(consultationId, text) {
   return api('POST', `/consultations/${consultationId}/note/addenda`, { text });
 }
 
-export function noteHistory(consultationId) {
-  return api('GET', `/consultations/${consultationId}/note/history`);
-}
-
 /** The printable summary (HTML, its own strict CSP), in the interface language. */
 export const summaryUrl = (consultationId) => `/api/v1/consultations/${consultationId}/summary?lang=${lang}`;
 

@@ -2,7 +2,7 @@
 
 import { get, post, cached, clearCache, ApiError } from './api.js';
 
-export const session = { me: null, name: '', clinician: null, facility: null };
+export const session = { me: null, name: '', clinician: null };
 
 const NAME_KEY = 'telehealth.name';
 
@@ -41,7 +41,6 @@ export async function signOut() {
 const has = (role) => !!session.me && session.me.grants.some((g) => g.role === role);
 export const isPatient = () => has('patient');
 export const isScheduler = () => has('scheduler');
-export const isAdmin = () => has('administrator');
 export const isClinician = () => has('clinician');
 /** A clinician at a care centre books specialists; one at a hub runs a day list. */
 export const isRuralClinician = () => isClinician() && session.clinician && session.clinician.facility_kind === 'care_centre';

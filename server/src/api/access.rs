@@ -1,13 +1,14 @@
 //! The API's side of access control: load the facts of a request's patient or consultation,
 //! ask [`crate::auth::policy`], and answer a hidden record with the same 404 as a missing one
-//! (recorded as a denial).
+//! (recorded as a denial). Handlers that need an access decision import it from here.
 
-use super::{ApiError, Ctx};
+use super::ctx::Ctx;
+use super::error::ApiError;
 use crate::auth::Principal;
 use crate::auth::access::{self, ConsultationContext};
 use crate::auth::policy::{self, ConsultationFacts, PatientFacts, Reason};
 use crate::domain::consultation::Consultation;
-use crate::domain::ids::{ConsultationId, PatientId};
+use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time;
 use crate::scheduling::booking;
 use crate::scheduling::{SchedulingError, directory};
@@ -107,4 +108,9 @@ pub async fn patient_access(ctx: &Ctx, id: PatientId) -> Result<directory::Patie
         Err(SchedulingError::NotFound(_)) => Err(ctx.hidden("patient")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The facility of a consultation's clinician, which decides who schedules it.
+pub async fn clinician_facility(ctx: &Ctx, clinician: ClinicianId) -> Result<FacilityId, ApiError> {
+    Ok(directory::facility_of_clinician(&ctx.state.db, clinician).await?)
 }

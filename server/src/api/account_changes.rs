@@ -5,7 +5,9 @@
 use serde::Deserialize;
 use warp::http::StatusCode;
 
-use super::{ApiError, ApiResult, Ctx, json_response, ok};
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::reply::{ApiResult, json_response, ok};
 use crate::auth::changes::{self, Change, Filter, Status};
 use crate::auth::{AccountId, policy};
 use crate::domain::code::ErrorCode;

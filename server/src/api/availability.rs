@@ -3,9 +3,12 @@
 use chrono::{Duration, NaiveTime};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, ApiResult, Ctx, Validator, created, no_content, ok};
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::reply::{ApiResult, created, no_content, ok};
+use super::validate::Validator;
 use crate::auth::policy;
-use crate::domain::availability::{Exception, IsoWeekday, Session, WeeklyRule};
+use crate::domain::availability::{Exception, ExceptionKind, IsoWeekday, Session, WeeklyRule};
 use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Date};
@@ -126,8 +129,8 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
             .map(BoundedText::into_string)
             .unwrap_or_default(),
     };
-    let exception = match body.kind.as_str() {
-        "leave" => match (body.start_time, body.end_time) {
+    let exception = match ExceptionKind::parse(&body.kind) {
+        Some(ExceptionKind::Leave) => match (body.start_time, body.end_time) {
             (None, None) => Some(Exception::Leave {
                 date: body.date.get(),
                 window: None,
@@ -148,7 +151,7 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
                 None
             }
         },
-        "extra" => match (body.start_time, body.end_time, body.slot_minutes) {
+        Some(ExceptionKind::Extra) => match (body.start_time, body.end_time, body.slot_minutes) {
             (Some(s), Some(e), Some(slot)) => v
                 .check(
                     "start_time",
@@ -166,7 +169,7 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
                 None
             }
         },
-        _ => {
+        None => {
             v.fail("kind", "must be leave or extra");
             None
         }
@@ -218,7 +221,7 @@ struct PublicException {
     id: ExceptionId,
     clinician_id: ClinicianId,
     on_date: chrono::NaiveDate,
-    kind: String,
+    kind: ExceptionKind,
     start_time: Option<NaiveTime>,
     end_time: Option<NaiveTime>,
     slot_minutes: Option<i32>,

@@ -6,7 +6,9 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{ApiError, ApiResult, Ctx, created, ok};
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::reply::{ApiResult, created, ok};
 use crate::auth::access::{self, GrantFilter};
 use crate::auth::{Role, policy};
 use crate::domain::code::ErrorCode;

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use telehealth_signaling::token::{self, JoinClaims, Role as CallRole};
 
 use super::access::{consultation_access, may_see_patient};
-use super::{ApiError, ApiResult, Ctx, created};
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::reply::{ApiResult, created};
 use crate::calls::{CLOSES_AFTER_MINUTES, OPENS_BEFORE_MINUTES};
 use crate::domain::code::ErrorCode;
 use crate::domain::consultation::Status;

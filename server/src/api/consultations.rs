@@ -3,9 +3,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::access::{ConsultationAccess, consultation_access, may_see_patient, patient_facts};
-use super::auth::clinician_facility;
-use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
+use super::access::{
+    ConsultationAccess, clinician_facility, consultation_access, may_see_patient, patient_facts,
+};
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::reply::{ApiResult, created, ok};
+use super::validate::Validator;
 use crate::auth::Principal;
 use crate::auth::policy::{self, BookingRefusal, Visibility};
 use crate::domain::code::ErrorCode;

@@ -3,7 +3,10 @@
 use chrono::NaiveDate;
 use serde::Deserialize;
 
-use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::reply::{ApiResult, created, ok};
+use super::validate::Validator;
 use crate::auth::Scope;
 use crate::auth::policy;
 use crate::domain::consultation::{FacilityKind, FacilityLevel, Sex};

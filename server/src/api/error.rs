@@ -53,6 +53,16 @@ impl ApiError {
         )
     }
 
+    /// A request without a session on a route that needs one (and a handler asking for the
+    /// caller where there is none).
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "sign in first: send the session cookie or an Authorization: Bearer token",
+        )
+    }
+
     /// A refusal by role (see [`crate::auth::policy::Forbidden`]).
     pub fn forbidden(what: &'static str) -> Self {
         crate::auth::policy::Forbidden(what).into()

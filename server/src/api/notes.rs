@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 use warp::http::{HeaderValue, StatusCode, header};
 
 use super::access::{consultation_access, patient_access};
+use super::ctx::Ctx;
 use super::directory::{NoQuery, page};
-use super::{ApiError, ApiResult, Ctx, Validator, created, ok};
+use super::error::ApiError;
+use super::reply::{ApiResult, created, ok};
+use super::validate::Validator;
 use crate::auth::Principal;
 use crate::auth::policy;
 use crate::domain::code::ErrorCode;

@@ -3,7 +3,9 @@
 use chrono::{Duration, NaiveDate};
 use serde::Deserialize;
 
-use super::{ApiError, ApiResult, Ctx, ok};
+use super::ctx::Ctx;
+use super::error::ApiError;
+use super::reply::{ApiResult, ok};
 use crate::auth::policy;
 use crate::domain::ids::{ClinicianId, FacilityId};
 use crate::domain::time::{self, Date};

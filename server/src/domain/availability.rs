@@ -7,6 +7,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::consultation::text_enum;
 use super::time::{Zone, time_on_grid};
 
 /// Longest slot and buffer a rule may ask for, in minutes.
@@ -141,6 +142,14 @@ impl WeeklyRule {
     }
 }
 
+text_enum!(
+    /// Which of the two [`Exception`]s a stored exception is.
+    ExceptionKind {
+        Leave => "leave",
+        Extra => "extra",
+    }
+);
+
 /// A dated change to the weekly pattern.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exception {
@@ -157,6 +166,13 @@ impl Exception {
     pub fn date(&self) -> NaiveDate {
         match self {
             Exception::Leave { date, .. } | Exception::Extra { date, .. } => *date,
+        }
+    }
+
+    pub fn kind(&self) -> ExceptionKind {
+        match self {
+            Exception::Leave { .. } => ExceptionKind::Leave,
+            Exception::Extra { .. } => ExceptionKind::Extra,
         }
     }
 }

@@ -76,7 +76,7 @@ macro_rules! text_enum {
         }
     };
 }
-/// For the other domain modules' text enums (`domain/note.rs`, `domain/account_change.rs`).
+// The other domain modules' stored text enums use it too (availability, note, account change).
 pub(crate) use text_enum;
 
 text_enum!(

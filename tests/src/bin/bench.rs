@@ -48,7 +48,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use sqlx::Connection;
 use telehealth_tests::SplitMix;
-use telehealth_tests::bench_support::{clock_ticks, free_port, log_tail, machine_ticks};
+use telehealth_tests::bench_support::{
+    clock_ticks, free_port, log_tail, machine_ticks, memory_kib, ms, new_histogram, process_ticks,
+};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -114,26 +116,6 @@ fn progress(msg: &str) {
 
 // ---- CPU and memory from /proc ----------------------------------------------------------------
 
-/// CPU ticks (utime, stime, cutime, cstime) of a process, from `/proc/PID/stat`.
-fn proc_ticks(stat_path: &str) -> Result<[u64; 4]> {
-    let text = std::fs::read_to_string(stat_path)?;
-    // The command name (field 2) may contain spaces and parentheses: fields after it are counted
-    // from the last ')'. utime is field 14, so index 11 of what follows.
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| format!("unexpected {stat_path}"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let mut out = [0u64; 4];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = fields
-            .get(11 + i)
-            .ok_or_else(|| format!("short {stat_path}"))?
-            .parse()?;
-    }
-    Ok(out)
-}
-
 #[derive(Clone, Copy)]
 struct CpuSample {
     at: Instant,
@@ -150,12 +132,12 @@ struct CpuSample {
 fn sample_cpu(server_pid: Option<u32>) -> Result<CpuSample> {
     let server = match server_pid {
         Some(pid) => {
-            let t = proc_ticks(&format!("/proc/{pid}/stat"))?;
+            let t = process_ticks(&format!("/proc/{pid}/stat"))?;
             t[0] + t[1]
         }
         None => 0,
     };
-    let me = proc_ticks("/proc/self/stat")?;
+    let me = process_ticks("/proc/self/stat")?;
     let (machine_busy, machine_total) = machine_ticks()?;
     Ok(CpuSample {
         at: Instant::now(),
@@ -250,23 +232,6 @@ impl CpuUse {
             )
         }
     }
-}
-
-/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
-fn memory_kib(pid: u32) -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> Result<u64> {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(name))
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .ok_or("malformed status line")?
-            .parse()?)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 // ---- databases --------------------------------------------------------------------------------
@@ -561,11 +526,6 @@ fn http_client(clients: usize) -> Result<reqwest::Client> {
 
 // ---- load runner ------------------------------------------------------------------------------
 
-fn new_histogram() -> Result<Histogram<u64>> {
-    // Microseconds from 1 µs to 10 minutes, 3 significant digits.
-    Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
-}
-
 /// What one request came to: a class (`"200"`, `"409 slot_taken"`, `"HTTP 500"`, …) and, for an
 /// unexpected answer, its body as evidence.
 struct Outcome {
@@ -665,10 +625,6 @@ where
         by_class,
         samples,
     })
-}
-
-fn ms(us: u64) -> String {
-    format!("{:.2}", us as f64 / 1000.0)
 }
 
 // ---- one engine -------------------------------------------------------------------------------

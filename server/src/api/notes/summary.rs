@@ -11,7 +11,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::{Lang, addendum_text, entry_content, sections};
-use crate::api::ApiError;
+use crate::api::error::ApiError;
 use crate::domain::consultation::Consultation;
 use crate::domain::note::{EntryKind, FollowUp};
 use crate::notes::Entry;

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
-use telehealth_tests::bench_support::{clock_ticks, free_port, log_tail};
+use telehealth_tests::bench_support::{clock_ticks, free_port, log_tail, ms};
 
 use crate::procfs::{self, CpuUse};
 use crate::wire::{Command, Event, JoinReport, Mode, RelayReport, new_histogram};
@@ -89,10 +89,6 @@ pub struct Args {
 
 fn progress(msg: &str) {
     eprintln!("[signal_bench {}] {msg}", Utc::now().format("%H:%M:%S"));
-}
-
-fn ms(us: u64) -> String {
-    format!("{:.2}", us as f64 / 1000.0)
 }
 
 // ---- targets ----------------------------------------------------------------------------------

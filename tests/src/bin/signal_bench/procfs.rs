@@ -4,7 +4,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use telehealth_tests::bench_support::machine_ticks;
+use telehealth_tests::bench_support::{self, machine_ticks};
 
 use crate::Result;
 use crate::wire::new_histogram;
@@ -48,22 +48,7 @@ fn lateness_snapshot() -> Option<Histogram<u64>> {
 
 /// utime + stime of a process (all its threads), in clock ticks; 0 once it has gone.
 fn process_ticks(pid: &str) -> u64 {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // The command name (field 2) may contain spaces and parentheses: fields after it are counted
-    // from the last ')'. utime is field 14, so index 11 of what follows.
-    let Some((_, rest)) = text.rsplit_once(')') else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    get(11) + get(12)
+    bench_support::process_ticks(&format!("/proc/{pid}/stat")).map_or(0, |t| t[0] + t[1])
 }
 
 #[derive(Clone)]
@@ -173,22 +158,7 @@ impl CpuUse {
     }
 }
 
-/// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
-pub fn memory_kib(pid: u32) -> Result<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> Result<u64> {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(name))
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))?;
-        Ok(line
-            .split_whitespace()
-            .nth(1)
-            .ok_or("malformed status line")?
-            .parse()?)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
+pub use telehealth_tests::bench_support::memory_kib;
 
 /// Open file descriptors of a process (sockets included).
 pub fn open_files(pid: u32) -> usize {

@@ -6,8 +6,6 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
-
 /// Which protocol the generator speaks to the target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -137,7 +135,4 @@ impl HistData {
     }
 }
 
-/// Microseconds from 1 µs to 10 minutes, 3 significant digits.
-pub fn new_histogram() -> Result<Histogram<u64>> {
-    Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
-}
+pub use telehealth_tests::bench_support::new_histogram;

@@ -1,0 +1,270 @@
+//! The SQL of weekly rules and dated exceptions.
+//!
+//! Every function runs on the caller's [`Conn`] and begins no transaction; the limits on how
+//! many a clinician may have, and turning rows into domain values, are the service's
+//! ([`super`]).
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use serde::Serialize;
+
+use crate::domain::availability::{Exception, ExceptionKind, IsoWeekday, WeeklyRule};
+use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
+use crate::on_conn;
+use crate::storage::Conn;
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct RuleRow {
+    pub id: RuleId,
+    pub clinician_id: ClinicianId,
+    pub weekday: i32,
+    pub start_time: NaiveTime,
+    pub end_time: NaiveTime,
+    pub slot_minutes: i32,
+    pub buffer_minutes: i32,
+    pub valid_from: Option<NaiveDate>,
+    pub valid_until: Option<NaiveDate>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct ExceptionRow {
+    pub id: ExceptionId,
+    pub clinician_id: ClinicianId,
+    pub on_date: NaiveDate,
+    pub kind: ExceptionKind,
+    pub start_time: Option<NaiveTime>,
+    pub end_time: Option<NaiveTime>,
+    pub slot_minutes: Option<i32>,
+    pub buffer_minutes: Option<i32>,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One row of the rules-and-exceptions union that [`day_rows`] and [`rows_between`] read: a
+/// weekly rule (`source = 'rule'`) or a dated exception. `kind` is the exception's stored text;
+/// the service parses it into an [`ExceptionKind`].
+#[derive(sqlx::FromRow)]
+pub(crate) struct DayRow {
+    pub source: String,
+    pub clinician_id: ClinicianId,
+    pub weekday: Option<i32>,
+    pub valid_from: Option<NaiveDate>,
+    pub valid_until: Option<NaiveDate>,
+    pub on_date: Option<NaiveDate>,
+    pub kind: Option<String>,
+    pub start_time: Option<NaiveTime>,
+    pub end_time: Option<NaiveTime>,
+    pub slot_minutes: Option<i32>,
+    pub buffer_minutes: Option<i32>,
+}
+
+pub async fn count_rules(conn: Conn<'_>, clinician: ClinicianId) -> Result<i64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM availability_rules WHERE clinician_id = $1",
+    )
+    .bind(clinician)
+    .fetch_one(&mut *c)
+    .await)
+}
+
+pub async fn insert_rule(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    rule: &WeeklyRule,
+    now: DateTime<Utc>,
+) -> Result<RuleRow, sqlx::Error> {
+    let s = rule.session;
+    on_conn!(conn, c => sqlx::query_as::<_, RuleRow>(
+        "INSERT INTO availability_rules
+           (clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes, valid_from, valid_until, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         RETURNING id, clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes,
+                   valid_from, valid_until, created_at",
+    )
+    .bind(clinician)
+    .bind(i32::from(rule.weekday.get()))
+    .bind(s.start())
+    .bind(s.end())
+    .bind(s.slot_minutes() as i32)
+    .bind(s.buffer_minutes() as i32)
+    .bind(rule.valid_from)
+    .bind(rule.valid_until)
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await)
+}
+
+pub async fn rules(conn: Conn<'_>, clinician: ClinicianId) -> Result<Vec<RuleRow>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as::<_, RuleRow>(
+        "SELECT id, clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes,
+                valid_from, valid_until, created_at
+         FROM availability_rules WHERE clinician_id = $1 ORDER BY weekday, start_time",
+    )
+    .bind(clinician)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Deletes rule `rule` of `clinician`; how many rows went (0 or 1).
+pub async fn delete_rule(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    rule: RuleId,
+) -> Result<u64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query(
+        "DELETE FROM availability_rules WHERE id = $1 AND clinician_id = $2",
+    )
+    .bind(rule)
+    .bind(clinician)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+pub async fn count_exceptions(conn: Conn<'_>, clinician: ClinicianId) -> Result<i64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM availability_exceptions WHERE clinician_id = $1",
+    )
+    .bind(clinician)
+    .fetch_one(&mut *c)
+    .await)
+}
+
+pub async fn insert_exception(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    exception: &Exception,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<ExceptionRow, sqlx::Error> {
+    // A leave stores its window, if any; an extra session its times, slot and buffer.
+    let (start, end, slot, buffer) = match exception {
+        Exception::Leave { window, .. } => (window.map(|w| w.0), window.map(|w| w.1), None, None),
+        Exception::Extra { session, .. } => (
+            Some(session.start()),
+            Some(session.end()),
+            Some(session.slot_minutes() as i32),
+            Some(session.buffer_minutes() as i32),
+        ),
+    };
+    on_conn!(conn, c => sqlx::query_as::<_, ExceptionRow>(
+        "INSERT INTO availability_exceptions
+           (clinician_id, on_date, kind, start_time, end_time, slot_minutes, buffer_minutes, note, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         RETURNING id, clinician_id, on_date, kind, start_time, end_time, slot_minutes, buffer_minutes,
+                   note, created_at",
+    )
+    .bind(clinician)
+    .bind(exception.date())
+    .bind(exception.kind())
+    .bind(start)
+    .bind(end)
+    .bind(slot)
+    .bind(buffer)
+    .bind(note)
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await)
+}
+
+/// The exceptions of `clinician` dated `[from, to]`.
+pub async fn exceptions(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<ExceptionRow>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as::<_, ExceptionRow>(
+        "SELECT id, clinician_id, on_date, kind, start_time, end_time, slot_minutes, buffer_minutes,
+                note, created_at
+         FROM availability_exceptions
+         WHERE clinician_id = $1 AND on_date >= $2 AND on_date <= $3
+         ORDER BY on_date, start_time",
+    )
+    .bind(clinician)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Deletes exception `id` of `clinician`; how many rows went (0 or 1).
+pub async fn delete_exception(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    id: ExceptionId,
+) -> Result<u64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query(
+        "DELETE FROM availability_exceptions WHERE id = $1 AND clinician_id = $2",
+    )
+    .bind(id)
+    .bind(clinician)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// All rules of `clinicians` and their exceptions dated `[from, to]`, in one round trip: on
+/// these machines a round trip costs more than the lookups themselves.
+pub(crate) async fn rows_between(
+    conn: Conn<'_>,
+    clinicians: &[ClinicianId],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<DayRow>, sqlx::Error> {
+    // `IN ()` is not SQL.
+    if clinicians.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_conn!(conn, c => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT 'rule' AS source, clinician_id, weekday, valid_from, valid_until,
+                    CAST(NULL AS DATE) AS on_date, CAST(NULL AS TEXT) AS kind, start_time, end_time,
+                    slot_minutes, buffer_minutes
+             FROM availability_rules WHERE clinician_id IN (",
+        );
+        let mut ids = q.separated(", ");
+        for id in clinicians {
+            ids.push_bind(*id);
+        }
+        q.push(
+            ") UNION ALL
+             SELECT 'exception', clinician_id, CAST(NULL AS INTEGER), CAST(NULL AS DATE),
+                    CAST(NULL AS DATE), on_date, kind, start_time, end_time, slot_minutes, buffer_minutes
+             FROM availability_exceptions WHERE on_date >= ",
+        );
+        q.push_bind(from).push(" AND on_date <= ").push_bind(to);
+        q.push(" AND clinician_id IN (");
+        let mut ids = q.separated(", ");
+        for id in clinicians {
+            ids.push_bind(*id);
+        }
+        q.push(")");
+        q.build_query_as::<DayRow>().fetch_all(&mut *c).await
+    })
+}
+
+/// The rules of `clinician` for the weekday of `date` and the exceptions dated `date`, in one
+/// round trip: booking checks a slot against them on every request.
+pub(crate) async fn day_rows(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    date: NaiveDate,
+) -> Result<Vec<DayRow>, sqlx::Error> {
+    let weekday = i32::from(IsoWeekday::of(date).get());
+    on_conn!(conn, c => sqlx::query_as::<_, DayRow>(
+        "SELECT 'rule' AS source, clinician_id, weekday, valid_from, valid_until,
+                CAST(NULL AS DATE) AS on_date, CAST(NULL AS TEXT) AS kind, start_time, end_time,
+                slot_minutes, buffer_minutes
+         FROM availability_rules WHERE clinician_id = $1 AND weekday = $2
+         UNION ALL
+         SELECT 'exception', clinician_id, CAST(NULL AS INTEGER), CAST(NULL AS DATE), CAST(NULL AS DATE),
+                on_date, kind, start_time, end_time, slot_minutes, buffer_minutes
+         FROM availability_exceptions WHERE clinician_id = $1 AND on_date = $3",
+    )
+    .bind(clinician)
+    .bind(weekday)
+    .bind(date)
+    .fetch_all(&mut *c)
+    .await)
+}
