@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{Lang, addendum_text, entry_content, sections};
+use super::wording::{Lang, addendum_text, entry_content, plain_follow_up, plain_label, sections};
 use crate::api::error::ApiError;
 use crate::domain::consultation::Consultation;
 use crate::domain::note::{EntryKind, FollowUp};
@@ -110,14 +110,14 @@ fn clinical_follow_up(f: FollowUp, lang: Lang) -> &'static str {
 fn label(audience: Audience, key: &str, lang: Lang) -> &'static str {
     match audience {
         Audience::Clinician => clinical_label(key, lang),
-        Audience::Patient => super::plain_label(key, lang),
+        Audience::Patient => plain_label(key, lang),
     }
 }
 
 fn follow_up(audience: Audience, f: FollowUp, lang: Lang) -> &'static str {
     match audience {
         Audience::Clinician => clinical_follow_up(f, lang),
-        Audience::Patient => super::plain_follow_up(f, lang),
+        Audience::Patient => plain_follow_up(f, lang),
     }
 }
 
