@@ -76,7 +76,7 @@ macro_rules! text_enum {
         }
     };
 }
-// Other domain modules name their stored text enums with it too.
+// The other domain modules' stored text enums use it too (availability, note, account change).
 pub(crate) use text_enum;
 
 text_enum!(

@@ -3,6 +3,7 @@
 //! Nothing here touches the database or HTTP; the rules of availability and of a consultation's
 //! life cycle live here so they can be tested without either.
 
+pub mod account_change;
 pub mod availability;
 pub mod code;
 pub mod consultation;

@@ -12,6 +12,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::consultation::text_enum;
+
 /// Longest SOAP section, advice or addendum, in characters.
 pub const MAX_SECTION: usize = 8000;
 /// Longest free text of one diagnosis.
@@ -22,6 +24,22 @@ pub const MAX_DIAGNOSES: usize = 20;
 pub const MAX_FOLLOW_UP_NOTE: usize = 1000;
 /// The version tag inside every signed document, so the format can evolve without ambiguity.
 pub const DOCUMENT_FORMAT: &str = "telehealth-note/1";
+
+text_enum!(
+    /// Where a consultation's note stands: a draft that may still change, or signed for good.
+    NoteStatus {
+        Draft => "draft",
+        Signed => "signed",
+    }
+);
+
+text_enum!(
+    /// A signed entry: the note itself (`seq` 1), or an addendum that amends it.
+    EntryKind {
+        Note => "note",
+        Addendum => "addendum",
+    }
+);
 
 /// What the specialist recommends after the consultation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

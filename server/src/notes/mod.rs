@@ -8,6 +8,10 @@
 //! SHA-256. Corrections are addenda, further signed entries that name the entry they amend and
 //! its hash. Database triggers refuse any change to signed entries and revisions on both engines,
 //! and any change to a note once signed.
+//!
+//! The rules and the signed documents live here; the SQL is in [`store`].
+
+pub mod store;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -21,11 +25,12 @@ use crate::auth::policy::Visibility;
 use crate::domain::code::ErrorCode;
 use crate::domain::consultation::Consultation;
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
-use crate::domain::note::{self, DOCUMENT_FORMAT, NoteContent};
+use crate::domain::note::{self, DOCUMENT_FORMAT, EntryKind, NoteContent, NoteStatus};
 use crate::domain::text::BoundedText;
 use crate::domain::time;
-use crate::on_db;
-use crate::storage::{BeginWrite, Db, is_unique_violation};
+use crate::storage::{Conn, Db};
+use store::{ENTRY_SEQ, EntryRow, NOTE_OF_CONSULTATION, NewEntry, REVISION_VERSION, RevisionRow};
+pub use store::{NoteRow, TimelineRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotesError {
@@ -51,32 +56,6 @@ pub enum NotesError {
 
 pub type Result<T> = std::result::Result<T, NotesError>;
 
-/// The status of a consultation's note.
-pub const DRAFT: &str = "draft";
-pub const SIGNED: &str = "signed";
-
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
-pub struct NoteRow {
-    pub id: i64,
-    pub consultation_id: ConsultationId,
-    pub patient_id: PatientId,
-    pub status: String,
-    pub version: i32,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
-
-const NOTE_COLUMNS: &str =
-    "id, consultation_id, patient_id, status, version, created_at, updated_at";
-
-#[derive(sqlx::FromRow)]
-struct RevisionRow {
-    version: i32,
-    content: String,
-    author_clinician_id: ClinicianId,
-    saved_at: DateTime<Utc>,
-}
-
 /// One saved draft.
 #[derive(Clone, Debug, Serialize)]
 pub struct Revision {
@@ -98,29 +77,12 @@ impl TryFrom<RevisionRow> for Revision {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct EntryRow {
-    id: i64,
-    note_id: i64,
-    seq: i32,
-    kind: String,
-    amends: Option<i64>,
-    document: String,
-    content_hash: String,
-    signer_clinician_id: ClinicianId,
-    signed_at: DateTime<Utc>,
-    signature: Option<String>,
-    public_key: Option<String>,
-}
-
-const ENTRY_COLUMNS: &str = "id, note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key";
-
 /// A signed entry: the note (`kind` = `note`, `seq` 1) or an addendum.
 #[derive(Clone, Debug, Serialize)]
 pub struct Entry {
     pub id: i64,
     pub seq: i32,
-    pub kind: String,
+    pub kind: EntryKind,
     /// The entry an addendum amends.
     pub amends: Option<i64>,
     pub signer_clinician_id: ClinicianId,
@@ -172,7 +134,7 @@ impl TryFrom<EntryRow> for Entry {
 #[derive(Serialize)]
 struct SignedDocument<'a, C: Serialize> {
     format: &'static str,
-    kind: &'static str,
+    kind: EntryKind,
     consultation_id: ConsultationId,
     patient_id: PatientId,
     seq: i32,
@@ -223,6 +185,51 @@ fn sign_document(key: &SigningKey, document: &str) -> String {
     STANDARD.encode(key.sign(document.as_bytes()).to_bytes())
 }
 
+/// A document signed by a clinician: its canonical bytes, their hash, the signature and the key
+/// that verifies it.
+struct Signed {
+    document: String,
+    hash: String,
+    signature: String,
+    public_key: String,
+}
+
+impl Signed {
+    fn new<C: Serialize>(key: &SigningKey, document: &SignedDocument<'_, C>) -> Result<Signed> {
+        let document = note::canonical_json(document)?;
+        Ok(Signed {
+            hash: note::sha256_hex(document.as_bytes()),
+            signature: sign_document(key, &document),
+            public_key: public_key(key),
+            document,
+        })
+    }
+
+    /// The entry that stores this document.
+    fn entry(
+        &self,
+        note_id: i64,
+        seq: i32,
+        kind: EntryKind,
+        amends: Option<i64>,
+        signer: ClinicianId,
+        at: DateTime<Utc>,
+    ) -> NewEntry<'_> {
+        NewEntry {
+            note_id,
+            seq,
+            kind,
+            amends,
+            document: &self.document,
+            content_hash: &self.hash,
+            signer,
+            signed_at: at,
+            signature: &self.signature,
+            public_key: &self.public_key,
+        }
+    }
+}
+
 fn conflict(code: ErrorCode, message: impl Into<String>, current_version: i32) -> NotesError {
     NotesError::Conflict {
         code,
@@ -241,37 +248,21 @@ fn signed_conflict(version: i32) -> NotesError {
 
 /// The note of `consultation`, if one has been started.
 pub async fn find(db: &Db, consultation: ConsultationId) -> Result<Option<NoteRow>> {
-    Ok(on_db!(db, pool => {
-        let mut q = sqlx::QueryBuilder::new("SELECT ");
-        q.push(NOTE_COLUMNS)
-            .push(" FROM encounter_notes WHERE consultation_id = ")
-            .push_bind(consultation);
-        q.build_query_as::<NoteRow>().fetch_optional(pool).await
-    })?)
+    let mut c = db.acquire().await?;
+    Ok(store::find(c.conn(), consultation).await?)
 }
 
 /// The draft saved as `version` of note `note_id`.
 pub async fn revision(db: &Db, note_id: i64, version: i32) -> Result<Revision> {
-    let row = on_db!(db, pool => sqlx::query_as::<_, RevisionRow>(
-        "SELECT version, content, author_clinician_id, saved_at FROM note_revisions
-         WHERE note_id = $1 AND version = $2",
-    )
-    .bind(note_id)
-    .bind(version)
-    .fetch_optional(pool)
-    .await)?;
+    let mut c = db.acquire().await?;
+    let row = store::revision(c.conn(), note_id, version).await?;
     row.ok_or(NotesError::NotFound("note revision"))?.try_into()
 }
 
 /// Every saved draft of note `note_id`, oldest first.
 pub async fn revisions(db: &Db, note_id: i64) -> Result<Vec<Revision>> {
-    let rows = on_db!(db, pool => sqlx::query_as::<_, RevisionRow>(
-        "SELECT version, content, author_clinician_id, saved_at FROM note_revisions
-         WHERE note_id = $1 ORDER BY version",
-    )
-    .bind(note_id)
-    .fetch_all(pool)
-    .await)?;
+    let mut c = db.acquire().await?;
+    let rows = store::revisions(c.conn(), note_id).await?;
     rows.into_iter().map(Revision::try_from).collect()
 }
 
@@ -280,16 +271,8 @@ pub async fn entries(db: &Db, note_ids: &[i64]) -> Result<Vec<Entry>> {
     if note_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = on_db!(db, pool => {
-        let mut q = sqlx::QueryBuilder::new("SELECT ");
-        q.push(ENTRY_COLUMNS).push(" FROM note_entries WHERE note_id IN (");
-        let mut sep = q.separated(", ");
-        for id in note_ids {
-            sep.push_bind(*id);
-        }
-        q.push(") ORDER BY note_id, seq");
-        q.build_query_as::<EntryRow>().fetch_all(pool).await
-    })?;
+    let mut c = db.acquire().await?;
+    let rows = store::entries(c.conn(), note_ids).await?;
     rows.into_iter().map(Entry::try_from).collect()
 }
 
@@ -302,7 +285,7 @@ async fn refusal(db: &Db, consultation: ConsultationId, expected: i32) -> NotesE
             "this consultation has no note yet: save the first draft with version 0",
             0,
         ),
-        Ok(Some(n)) if n.status == SIGNED => signed_conflict(n.version),
+        Ok(Some(n)) if n.status == NoteStatus::Signed => signed_conflict(n.version),
         Ok(Some(n)) => conflict(
             ErrorCode::VersionConflict,
             format!(
@@ -326,69 +309,51 @@ pub async fn save_draft(
 ) -> Result<NoteRow> {
     let json = serde_json::to_string(content)?;
     let now = time::now();
-    let saved = on_db!(db, pool => {
-        async {
-            let mut tx = pool.begin_write().await?;
-            let note = if expected == 0 {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO encounter_notes (consultation_id, patient_id, status, version, created_at, updated_at) VALUES (",
-                );
-                q.push_bind(c.id).push(", ").push_bind(c.patient_id);
-                q.push(", 'draft', 1, ").push_bind(now).push(", ").push_bind(now);
-                q.push(") RETURNING ").push(NOTE_COLUMNS);
-                match q.build_query_as::<NoteRow>().fetch_one(&mut *tx).await {
-                    Ok(n) => n,
-                    Err(e) if is_unique_violation(&e) => return Ok(None),
-                    Err(e) => return Err(e),
-                }
-            } else {
-                let mut q = sqlx::QueryBuilder::new(
-                    "UPDATE encounter_notes SET version = version + 1, updated_at = ",
-                );
-                q.push_bind(now);
-                q.push(" WHERE consultation_id = ").push_bind(c.id);
-                q.push(" AND version = ").push_bind(expected);
-                q.push(" AND status = 'draft' RETURNING ").push(NOTE_COLUMNS);
-                match q.build_query_as::<NoteRow>().fetch_optional(&mut *tx).await? {
-                    Some(n) => n,
-                    None => return Ok(None),
-                }
-            };
-            let inserted = sqlx::query(
-                "INSERT INTO note_revisions (note_id, version, content, author_clinician_id, saved_at)
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(note.id)
-            .bind(note.version)
-            .bind(&json)
-            .bind(author)
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => return Ok(None),
-                Err(e) => return Err(e),
-            }
+    let mut tx = db.begin().await?;
+    match write_draft(tx.conn(), c, expected, &json, author, now).await? {
+        Some(note) => {
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(Some(note))
+            Ok(note)
         }
-        .await
-    })?;
-    match saved {
-        Some(n) => Ok(n),
-        None => Err(refusal(db, c.id, expected).await),
+        None => {
+            // Nothing of it is kept: dropping the transaction rolls it back.
+            drop(tx);
+            Err(refusal(db, c.id, expected).await)
+        }
+    }
+}
+
+/// The next draft's note row and revision; `None` when another save got there first (the note
+/// is not at `expected`, or a concurrent save took the same version).
+async fn write_draft(
+    mut conn: Conn<'_>,
+    c: &Consultation,
+    expected: i32,
+    json: &str,
+    author: ClinicianId,
+    now: DateTime<Utc>,
+) -> std::result::Result<Option<NoteRow>, sqlx::Error> {
+    let note = if expected == 0 {
+        match store::insert_note(conn.reborrow(), c.id, c.patient_id, now).await {
+            Err(e) if NOTE_OF_CONSULTATION.violated_by(&e) => return Ok(None),
+            inserted => inserted?,
+        }
+    } else {
+        let Some(note) = store::next_version(conn.reborrow(), c.id, expected, now).await? else {
+            return Ok(None);
+        };
+        note
+    };
+    match store::insert_revision(conn, &note, json, author, now).await {
+        Err(e) if REVISION_VERSION.violated_by(&e) => Ok(None),
+        inserted => inserted.map(|()| Some(note)),
     }
 }
 
 /// The name and title a signature carries.
 async fn signer_of(db: &Db, clinician: ClinicianId) -> Result<(String, String)> {
-    let row = on_db!(db, pool => sqlx::query_as::<_, (String, String)>(
-        "SELECT full_name, title FROM clinicians WHERE id = $1",
-    )
-    .bind(clinician)
-    .fetch_optional(pool)
-    .await)?;
+    let mut c = db.acquire().await?;
+    let row = store::signer(c.conn(), clinician).await?;
     row.ok_or(NotesError::NotFound("clinician"))
 }
 
@@ -411,7 +376,7 @@ pub async fn sign(
             0,
         ));
     };
-    if note.status == SIGNED {
+    if note.status == NoteStatus::Signed {
         return Err(signed_conflict(note.version));
     }
     if note.version != expected {
@@ -433,53 +398,33 @@ pub async fn sign(
     }
     let (name, title) = signer_of(db, signer).await?;
     let now = time::now();
-    let document = note::canonical_json(&SignedDocument {
-        format: DOCUMENT_FORMAT,
-        kind: "note",
-        consultation_id: c.id,
-        patient_id: c.patient_id,
-        seq: 1,
-        amends: None,
-        signer: Signer {
-            clinician_id: signer,
-            name: &name,
-            title: &title,
+    let signed = Signed::new(
+        key,
+        &SignedDocument {
+            format: DOCUMENT_FORMAT,
+            kind: EntryKind::Note,
+            consultation_id: c.id,
+            patient_id: c.patient_id,
+            seq: 1,
+            amends: None,
+            signer: Signer {
+                clinician_id: signer,
+                name: &name,
+                title: &title,
+            },
+            signed_at: rfc3339(now),
+            content: &draft.content,
         },
-        signed_at: rfc3339(now),
-        content: &draft.content,
-    })?;
-    let hash = note::sha256_hex(document.as_bytes());
-    let signature = sign_document(key, &document);
-    let public_key = public_key(key);
-    let signed = on_db!(db, pool => {
-        async {
-            let mut tx = pool.begin_write().await?;
-            let mut q = sqlx::QueryBuilder::new("UPDATE encounter_notes SET status = 'signed', updated_at = ");
-            q.push_bind(now);
-            q.push(" WHERE id = ").push_bind(note.id);
-            q.push(" AND version = ").push_bind(expected);
-            q.push(" AND status = 'draft' RETURNING ").push(NOTE_COLUMNS);
-            let Some(row) = q.build_query_as::<NoteRow>().fetch_optional(&mut *tx).await? else {
-                return Ok(None);
-            };
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key) VALUES (",
-            );
-            q.push_bind(note.id).push(", 1, 'note', NULL, ");
-            q.push_bind(&document).push(", ").push_bind(&hash).push(", ");
-            q.push_bind(signer).push(", ").push_bind(now).push(", ");
-            q.push_bind(&signature).push(", ").push_bind(&public_key);
-            q.push(") RETURNING ").push(ENTRY_COLUMNS);
-            let entry = q.build_query_as::<EntryRow>().fetch_one(&mut *tx).await?;
-            tx.commit().await?;
-            Ok::<_, sqlx::Error>(Some((row, entry)))
-        }
-        .await
-    })?;
-    match signed {
-        Some((row, entry)) => Ok((row, entry.try_into()?)),
-        None => Err(refusal(db, c.id, expected).await),
-    }
+    )?;
+    let mut tx = db.begin().await?;
+    let Some(row) = store::mark_signed(tx.conn(), note.id, expected, now).await? else {
+        drop(tx);
+        return Err(refusal(db, c.id, expected).await);
+    };
+    let entry = signed.entry(note.id, 1, EntryKind::Note, None, signer, now);
+    let entry = store::insert_entry(tx.conn(), &entry).await?;
+    tx.commit().await?;
+    Ok((row, entry.try_into()?))
 }
 
 /// Adds a signed addendum by `signer` to `c`'s signed note, amending the note's first entry.
@@ -491,7 +436,7 @@ pub async fn add_addendum(
     text: &BoundedText,
 ) -> Result<Entry> {
     let note = match find(db, c.id).await? {
-        Some(n) if n.status == SIGNED => n,
+        Some(n) if n.status == NoteStatus::Signed => n,
         other => {
             return Err(conflict(
                 ErrorCode::NoteNotSigned,
@@ -510,45 +455,41 @@ pub async fn add_addendum(
         };
         let seq = existing.iter().map(|e| e.seq).max().unwrap_or(1) + 1;
         let now = time::now();
-        let document = note::canonical_json(&SignedDocument {
-            format: DOCUMENT_FORMAT,
-            kind: "addendum",
-            consultation_id: c.id,
-            patient_id: c.patient_id,
+        let signed = Signed::new(
+            key,
+            &SignedDocument {
+                format: DOCUMENT_FORMAT,
+                kind: EntryKind::Addendum,
+                consultation_id: c.id,
+                patient_id: c.patient_id,
+                seq,
+                amends: Some(Amends {
+                    seq: original.seq,
+                    content_hash: &original.content_hash,
+                }),
+                signer: Signer {
+                    clinician_id: signer,
+                    name: &name,
+                    title: &title,
+                },
+                signed_at: rfc3339(now),
+                content: &AddendumContent {
+                    text: text.as_str(),
+                },
+            },
+        )?;
+        let entry = signed.entry(
+            note.id,
             seq,
-            amends: Some(Amends {
-                seq: original.seq,
-                content_hash: &original.content_hash,
-            }),
-            signer: Signer {
-                clinician_id: signer,
-                name: &name,
-                title: &title,
-            },
-            signed_at: rfc3339(now),
-            content: &AddendumContent {
-                text: text.as_str(),
-            },
-        })?;
-        let hash = note::sha256_hex(document.as_bytes());
-        let signature = sign_document(key, &document);
-        let public_key = public_key(key);
-        let inserted = on_db!(db, pool => {
-            let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key) VALUES (",
-            );
-            q.push_bind(note.id).push(", ").push_bind(seq).push(", 'addendum', ");
-            q.push_bind(original.id).push(", ");
-            q.push_bind(&document).push(", ").push_bind(&hash).push(", ");
-            q.push_bind(signer).push(", ").push_bind(now).push(", ");
-            q.push_bind(&signature).push(", ").push_bind(&public_key);
-            q.push(") RETURNING ").push(ENTRY_COLUMNS);
-            q.build_query_as::<EntryRow>().fetch_one(pool).await
-        });
-        match inserted {
-            Ok(row) => return row.try_into(),
-            Err(e) if is_unique_violation(&e) => continue,
-            Err(e) => return Err(e.into()),
+            EntryKind::Addendum,
+            Some(original.id),
+            signer,
+            now,
+        );
+        let mut conn = db.acquire().await?;
+        match store::insert_entry(conn.conn(), &entry).await {
+            Err(e) if ENTRY_SEQ.violated_by(&e) => continue,
+            inserted => return inserted?.try_into(),
         }
     }
     Err(conflict(
@@ -556,23 +497,6 @@ pub async fn add_addendum(
         "too many addenda are being added at once; try again",
         note.version,
     ))
-}
-
-/// One consultation of a patient's timeline, with its note's status.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
-pub struct TimelineRow {
-    pub consultation_id: ConsultationId,
-    pub kind: String,
-    pub status: String,
-    pub start_at: DateTime<Utc>,
-    pub reason: String,
-    pub clinician_id: ClinicianId,
-    pub clinician_name: String,
-    pub referring_clinician_id: Option<ClinicianId>,
-    #[serde(skip)]
-    pub note_id: Option<i64>,
-    /// `none`, `draft` or `signed`.
-    pub note_status: String,
 }
 
 /// A patient's consultations (but holds that never became bookings), newest first.
@@ -583,23 +507,8 @@ pub async fn timeline(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<TimelineRow>> {
-    Ok(on_db!(db, pool => {
-        let mut q = sqlx::QueryBuilder::new(
-            "SELECT c.id AS consultation_id, c.kind, c.status, c.start_at, c.reason, c.clinician_id,
-                    cl.full_name AS clinician_name, c.referring_clinician_id, n.id AS note_id,
-                    COALESCE(n.status, 'none') AS note_status
-             FROM consultations c
-             JOIN clinicians cl ON cl.id = c.clinician_id
-             LEFT JOIN encounter_notes n ON n.consultation_id = c.id
-             WHERE c.status NOT IN ('held', 'expired') AND c.patient_id = ",
-        );
-        q.push_bind(patient);
-        // Only what the caller may read on its own (`GET /consultations/{id}/note`).
-        visible.push_sql(&mut q);
-        q.push(" ORDER BY c.start_at DESC, c.id DESC LIMIT ").push_bind(limit);
-        q.push(" OFFSET ").push_bind(offset);
-        q.build_query_as::<TimelineRow>().fetch_all(pool).await
-    })?)
+    let mut c = db.acquire().await?;
+    Ok(store::timeline(c.conn(), patient, visible, limit, offset).await?)
 }
 
 #[cfg(test)]

@@ -10,10 +10,10 @@ use std::sync::OnceLock;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{Lang, addendum_text, entry_content, sections};
+use super::wording::{Lang, addendum_text, entry_content, plain_follow_up, plain_label, sections};
 use crate::api::error::ApiError;
 use crate::domain::consultation::Consultation;
-use crate::domain::note::FollowUp;
+use crate::domain::note::{EntryKind, FollowUp};
 use crate::notes::Entry;
 use crate::scheduling::directory::{Clinician, Patient};
 
@@ -110,14 +110,14 @@ fn clinical_follow_up(f: FollowUp, lang: Lang) -> &'static str {
 fn label(audience: Audience, key: &str, lang: Lang) -> &'static str {
     match audience {
         Audience::Clinician => clinical_label(key, lang),
-        Audience::Patient => super::plain_label(key, lang),
+        Audience::Patient => plain_label(key, lang),
     }
 }
 
 fn follow_up(audience: Audience, f: FollowUp, lang: Lang) -> &'static str {
     match audience {
         Audience::Clinician => clinical_follow_up(f, lang),
-        Audience::Patient => super::plain_follow_up(f, lang),
+        Audience::Patient => plain_follow_up(f, lang),
     }
 }
 
@@ -193,7 +193,7 @@ pub fn render(s: &Summary) -> Result<String, ApiError> {
     meta(lang.pick("Lý do khám", "Reason"), &c.reason);
     out.push_str("</dl>\n");
     for entry in s.entries {
-        if entry.kind == "note" {
+        if entry.kind == EntryKind::Note {
             let content = entry_content(entry)?;
             for section in sections(
                 &content,

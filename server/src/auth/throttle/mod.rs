@@ -31,6 +31,8 @@
 //! IPv6 clients are counted by their /64 network, which one household or office usually holds
 //! whole. The audit trail keeps every attempt, refusals included, with the full address.
 
+pub mod store;
+
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -41,8 +43,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-use crate::on_db;
-use crate::storage::{BeginWrite, Db};
+use crate::storage::Db;
+use store::Since;
 
 /// The window the database limits count failures in.
 pub const WINDOW_SECONDS: i64 = 15 * 60;
@@ -64,9 +66,6 @@ pub const KNOWN_ADDRESS_DAYS: i64 = 30;
 const RETENTION_DAYS: i64 = 1;
 /// Old rows are swept once every this many attempts on a node.
 const SWEEP_EVERY: u64 = 500;
-/// Namespaces (first key) of the PostgreSQL advisory locks, so they meet no other lock.
-const LOCK_ACCOUNT: i32 = 0x5167_4E01;
-const LOCK_ADDRESS: i32 = 0x5167_4E02;
 /// How soon an attempt still in flight is expected to have its outcome, for `Retry-After`.
 const IN_FLIGHT_SETTLES_SECONDS: i64 = 2;
 
@@ -191,50 +190,9 @@ impl Drop for Reservation {
 }
 
 async fn finish(db: &Db, id: i64, succeeded: bool) -> Result<(), sqlx::Error> {
-    let outcome = if succeeded { "succeeded" } else { "failed" };
-    let now = Utc::now().trunc_subsecs(3);
-    on_db!(db, pool => sqlx::query(
-        "UPDATE sign_in_attempts SET outcome = $1, finished_at = $2 WHERE id = $3 AND outcome = 'in_flight'",
-    )
-    .bind(outcome)
-    .bind(now)
-    .bind(id)
-    .execute(pool)
-    .await
-    .map(|_| ()))
+    let mut c = db.acquire().await?;
+    store::finish(c.conn(), id, succeeded, Utc::now().trunc_subsecs(3)).await
 }
-
-/// What the limits need to know about the attempts already made, read under the locks.
-#[derive(sqlx::FromRow)]
-struct Counts {
-    pair: i64,
-    account: i64,
-    account_last: Option<DateTime<Utc>>,
-    address: i64,
-    known: i64,
-}
-
-/// Failed attempts within the window and attempts still in flight count; `$3` is the window's
-/// start, `$4` the oldest start of an in-flight attempt that still counts.
-const COUNTS: &str = "SELECT
-   (SELECT COUNT(*) FROM sign_in_attempts WHERE username = $1 AND client_addr = $2
-      AND ((outcome = 'failed' AND started_at >= $3) OR (outcome = 'in_flight' AND started_at >= $4))) AS pair,
-   (SELECT COUNT(*) FROM sign_in_attempts WHERE username = $1
-      AND ((outcome = 'failed' AND started_at >= $3) OR (outcome = 'in_flight' AND started_at >= $4))) AS account,
-   (SELECT MAX(started_at) FROM sign_in_attempts WHERE username = $1
-      AND ((outcome = 'failed' AND started_at >= $3) OR (outcome = 'in_flight' AND started_at >= $4))) AS account_last,
-   (SELECT COUNT(*) FROM sign_in_attempts WHERE client_addr = $2
-      AND ((outcome = 'failed' AND started_at >= $3) OR (outcome = 'in_flight' AND started_at >= $4))) AS address,
-   (SELECT COUNT(*) FROM sign_in_attempts WHERE username = $1 AND client_addr = $2
-      AND outcome = 'succeeded' AND started_at >= $5) AS known";
-
-const PAIR_ROWS: &str = "SELECT started_at, outcome FROM sign_in_attempts
-   WHERE username = $1 AND client_addr = $2
-     AND ((outcome = 'failed' AND started_at >= $3) OR (outcome = 'in_flight' AND started_at >= $4))";
-
-const ADDRESS_ROWS: &str = "SELECT started_at, outcome FROM sign_in_attempts
-   WHERE client_addr = $1
-     AND ((outcome = 'failed' AND started_at >= $2) OR (outcome = 'in_flight' AND started_at >= $3))";
 
 /// The limit decision and the reservation, in one transaction that excludes every other
 /// reservation for the same name or address.
@@ -244,89 +202,49 @@ async fn reserve_in_db(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<Result<i64, Refusal>, sqlx::Error> {
-    let window_start = now - chrono::Duration::seconds(WINDOW_SECONDS);
-    let in_flight_start = now - chrono::Duration::seconds(IN_FLIGHT_TIMEOUT_SECONDS);
-    let known_since = now - chrono::Duration::days(KNOWN_ADDRESS_DAYS);
-    let is_postgres = matches!(db, Db::Postgres(_));
-    on_db!(db, pool => {
-        async {
-            // SQLite: BEGIN IMMEDIATE takes the database's write lock before the first read.
-            let mut tx = pool.begin_write().await?;
-            if is_postgres {
-                // Always the name's lock first, then the address's: no two reservations can wait
-                // for each other in a cycle.
-                for (space, value) in [(LOCK_ACCOUNT, username), (LOCK_ADDRESS, key)] {
-                    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-                        .bind(space)
-                        .bind(value)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            let c: Counts = sqlx::query_as(COUNTS)
-                .bind(username)
-                .bind(key)
-                .bind(window_start)
-                .bind(in_flight_start)
-                .bind(known_since)
-                .fetch_one(&mut *tx)
-                .await?;
-            let known = c.known > 0;
-            let refusal = if c.pair >= PAIR_FAILURES {
-                let rows: Vec<(DateTime<Utc>, String)> = sqlx::query_as(PAIR_ROWS)
-                    .bind(username)
-                    .bind(key)
-                    .bind(window_start)
-                    .bind(in_flight_start)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                Some(Refusal {
-                    rule: Rule::Pair,
-                    retry_after_seconds: frees_up(&rows, PAIR_FAILURES, now),
-                })
-            } else if !known && c.address >= ADDRESS_FAILURES {
-                let rows: Vec<(DateTime<Utc>, String)> = sqlx::query_as(ADDRESS_ROWS)
-                    .bind(key)
-                    .bind(window_start)
-                    .bind(in_flight_start)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                Some(Refusal {
-                    rule: Rule::AddressCeiling,
-                    retry_after_seconds: frees_up(&rows, ADDRESS_FAILURES, now),
-                })
-            } else if !known && c.account >= ACCOUNT_FREE_FAILURES {
-                let next = c.account_last.map(|last| last + account_delay(c.account));
-                match next {
-                    Some(next) if next > now => Some(Refusal {
-                        rule: Rule::AccountSlowdown,
-                        retry_after_seconds: whole_seconds(
-                            (next - now).to_std().unwrap_or_default(),
-                        ),
-                    }),
-                    _ => None,
-                }
-            } else {
-                None
-            };
-            if let Some(refusal) = refusal {
-                // Nothing was written; the refusal goes to the audit trail with the request.
-                tx.rollback().await?;
-                return Ok(Err(refusal));
-            }
-            let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO sign_in_attempts (username, client_addr, started_at, outcome)
-                 VALUES ($1, $2, $3, 'in_flight') RETURNING id",
-            )
-            .bind(username)
-            .bind(key)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(Ok(id))
-        }
-        .await
+    let since = Since {
+        window_start: now - chrono::Duration::seconds(WINDOW_SECONDS),
+        in_flight_start: now - chrono::Duration::seconds(IN_FLIGHT_TIMEOUT_SECONDS),
+        known_since: now - chrono::Duration::days(KNOWN_ADDRESS_DAYS),
+    };
+    let mut tx = db.begin().await?;
+    store::lock(tx.conn(), username, key).await?;
+    let c = store::counts(tx.conn(), username, key, since).await?;
+    let known = c.known > 0;
+    let refusal = if c.pair >= PAIR_FAILURES {
+        let rows = store::pair_rows(tx.conn(), username, key, since).await?;
+        Some(Refusal {
+            rule: Rule::Pair,
+            retry_after_seconds: frees_up(&rows, PAIR_FAILURES, now),
+        })
+    } else if !known && c.address >= ADDRESS_FAILURES {
+        let rows = store::address_rows(tx.conn(), key, since).await?;
+        Some(Refusal {
+            rule: Rule::AddressCeiling,
+            retry_after_seconds: frees_up(&rows, ADDRESS_FAILURES, now),
+        })
+    } else if !known && c.account >= ACCOUNT_FREE_FAILURES {
+        slowdown(&c, now)
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        // Nothing was written: dropping the transaction rolls it back. The refusal goes to the
+        // audit trail with the request.
+        drop(tx);
+        return Ok(Err(refusal));
+    }
+    let id = store::insert_in_flight(tx.conn(), username, key, now).await?;
+    tx.commit().await?;
+    Ok(Ok(id))
+}
+
+/// The account slowdown's refusal, while the wait after the latest counted attempt lasts.
+fn slowdown(c: &store::Counts, now: DateTime<Utc>) -> Option<Refusal> {
+    let next = c.account_last? + account_delay(c.account);
+    (next > now).then(|| Refusal {
+        rule: Rule::AccountSlowdown,
+        retry_after_seconds: whole_seconds((next - now).to_std().unwrap_or_default()),
     })
 }
 
@@ -368,17 +286,13 @@ fn whole_seconds(d: Duration) -> u64 {
 
 /// Removes rows no limit looks at any more.
 async fn sweep(db: &Db, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    let finished_before = now - chrono::Duration::days(RETENTION_DAYS);
-    let succeeded_before = now - chrono::Duration::days(KNOWN_ADDRESS_DAYS);
-    on_db!(db, pool => sqlx::query(
-        "DELETE FROM sign_in_attempts
-         WHERE (outcome <> 'succeeded' AND started_at < $1) OR started_at < $2",
+    let mut c = db.acquire().await?;
+    store::sweep(
+        c.conn(),
+        now - chrono::Duration::days(RETENTION_DAYS),
+        now - chrono::Duration::days(KNOWN_ADDRESS_DAYS),
     )
-    .bind(finished_before)
-    .bind(succeeded_before)
-    .execute(pool)
     .await
-    .map(|_| ()))
 }
 
 /// What the address limits count: an IPv4 address whole, an IPv6 address by its /64 network
