@@ -20,9 +20,10 @@ use tokio::sync::mpsc;
 
 use crate::audit::{self, AuditLog};
 use crate::auth::AccountId;
-use crate::domain::ids::PatientId;
-use crate::on_db;
-use crate::storage::{BeginWrite, Db};
+use crate::domain::consultation::Status;
+use crate::domain::ids::{ClinicianId, ParticipantId, PatientId};
+use crate::storage::Db;
+use crate::{on_conn, on_db};
 
 /// How many call starts and ends may wait for the writer before new ones are dropped (and logged):
 /// far more than a node's rooms.
@@ -51,8 +52,8 @@ pub struct CallRecorder {
     accounts: Arc<AccountCache>,
 }
 
-/// Participant id → its account (id and user name), when it has one.
-type AccountCache = Mutex<HashMap<String, Option<(AccountId, String)>>>;
+/// Participant → its account (id and user name), when it has one.
+type AccountCache = Mutex<HashMap<ParticipantId, Option<(AccountId, String)>>>;
 
 impl CallRecorder {
     /// Starts the writer task; it ends when the recorder is dropped.
@@ -197,34 +198,48 @@ pub async fn access_version(db: &Db, consultation: i64) -> Result<Option<i64>, s
 }
 
 /// What one admission lookup reads.
-type AccessRow = (
-    String,
-    i64,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    i64,
-    Option<i64>,
-    i64,
-    Option<DateTime<Utc>>,
-);
+#[derive(sqlx::FromRow)]
+struct AccessRow {
+    status: Status,
+    access_version: i64,
+    start_at: DateTime<Utc>,
+    end_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    people: People,
+    revoked_at: Option<DateTime<Utc>>,
+}
 
-/// Whether `participant` (`c12`, `p7`, `g…`) is one of the consultation's people: its consulted or
-/// referring clinician, its patient, or a guest (guests have no record of their own: their
-/// invitation lasts as long as the access version it was issued at).
-fn listed(participant: &str, clinician: i64, referring: Option<i64>, patient: i64) -> bool {
-    let id = |prefix: char| {
-        participant
-            .strip_prefix(prefix)
-            .and_then(|n| n.parse::<i64>().ok())
-    };
-    if participant.starts_with('g') {
-        true
-    } else if let Some(c) = id('c') {
-        c == clinician || referring == Some(c)
-    } else if let Some(p) = id('p') {
-        p == patient
-    } else {
-        false
+/// The people a consultation names.
+#[derive(Clone, Copy, sqlx::FromRow)]
+struct People {
+    clinician_id: ClinicianId,
+    referring_clinician_id: Option<ClinicianId>,
+    patient_id: PatientId,
+}
+
+impl People {
+    /// Whether `participant` (`c12`, `p7`, `g…`, as the signaling server names them) is one of
+    /// them: the consulted or referring clinician, the patient, or a guest (guests have no record
+    /// of their own: their invitation lasts as long as the access version it was issued at).
+    /// Text that is no participant id is nobody.
+    fn include(self, participant: &str) -> bool {
+        match participant.parse::<ParticipantId>() {
+            Ok(ParticipantId::Guest(_)) => true,
+            Ok(ParticipantId::Clinician(c)) => {
+                c == self.clinician_id || self.referring_clinician_id == Some(c)
+            }
+            Ok(ParticipantId::Patient(p)) => p == self.patient_id,
+            Err(_) => false,
+        }
+    }
+}
+
+/// Whether a room of a consultation in `status` admits anyone.
+fn room_state(status: Status) -> RoomState {
+    match status {
+        Status::Booked | Status::InProgress => RoomState::Open,
+        Status::Cancelled => RoomState::Cancelled,
+        Status::Held | Status::Completed | Status::NoShow | Status::Expired => RoomState::Ended,
     }
 }
 
@@ -250,23 +265,17 @@ impl Admission for CallRecorder {
                 .await
             })
             .map_err(|e| Unavailable(e.to_string()))?;
-            Ok(row.map(
-                |(status, version, start, end, clinician, referring, patient, revoked_at)| {
-                    let (opens, closes) = join_window(start, end);
-                    RoomAccess {
-                        state: match status.as_str() {
-                            "booked" | "in_progress" => RoomState::Open,
-                            "cancelled" => RoomState::Cancelled,
-                            _ => RoomState::Ended,
-                        },
-                        version,
-                        opens_at: opens.timestamp(),
-                        closes_at: closes.timestamp(),
-                        listed: listed(participant, clinician, referring, patient),
-                        revoked_at: revoked_at.map(|at| at.timestamp()),
-                    }
-                },
-            ))
+            Ok(row.map(|row| {
+                let (opens, closes) = join_window(row.start_at, row.end_at);
+                RoomAccess {
+                    state: room_state(row.status),
+                    version: row.access_version,
+                    opens_at: opens.timestamp(),
+                    closes_at: closes.timestamp(),
+                    listed: row.people.include(participant),
+                    revoked_at: row.revoked_at.map(|at| at.timestamp()),
+                }
+            }))
         })
     }
 
@@ -309,14 +318,14 @@ pub fn after_reschedule(
     c: &crate::domain::consultation::Consultation,
     now: DateTime<Utc>,
 ) {
-    let (clinician, referring, patient) = (
-        c.clinician_id.0,
-        c.referring_clinician_id.map(|r| r.0),
-        c.patient_id.0,
-    );
+    let people = People {
+        clinician_id: c.clinician_id,
+        referring_clinician_id: c.referring_clinician_id,
+        patient_id: c.patient_id,
+    };
     hub.revoke_participants(
         c.id.0,
-        |participant, _| listed(participant, clinician, referring, patient),
+        |participant, _| people.include(participant),
         telehealth_signaling::protocol::RevokeReason::Reassigned,
     );
     let (opens, closes) = join_window(c.start_at, c.end_at);
@@ -332,23 +341,22 @@ async fn account_of(
     cache: &AccountCache,
     participant: &str,
 ) -> Option<(AccountId, String)> {
+    let participant: ParticipantId = participant.parse().ok()?;
     if let Ok(map) = cache.lock()
-        && let Some(found) = map.get(participant)
+        && let Some(found) = map.get(&participant)
     {
         return found.clone();
     }
-    let (query, id): (&'static str, i64) = if let Some(n) = participant.strip_prefix('c') {
-        (
+    let (query, id): (&'static str, i64) = match &participant {
+        ParticipantId::Clinician(c) => (
             "SELECT id, username FROM accounts WHERE clinician_id = $1",
-            n.parse().ok()?,
-        )
-    } else if let Some(n) = participant.strip_prefix('p') {
-        (
+            c.0,
+        ),
+        ParticipantId::Patient(p) => (
             "SELECT id, username FROM accounts WHERE patient_id = $1",
-            n.parse().ok()?,
-        )
-    } else {
-        return None;
+            p.0,
+        ),
+        ParticipantId::Guest(_) => return None,
     };
     let found: Option<(AccountId, String)> = on_db!(db, pool => {
         sqlx::query_as::<_, (AccountId, String)>(query)
@@ -362,7 +370,7 @@ async fn account_of(
         if map.len() >= PATIENT_CACHE {
             map.clear();
         }
-        map.insert(participant.to_string(), found.clone());
+        map.insert(participant, found.clone());
     }
     found
 }
@@ -397,41 +405,42 @@ async fn patient_of(
 
 /// The first clinician joined: the consultation is in progress, and a call begins.
 async fn record_start(db: &Db, consultation: i64, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    on_db!(db, pool => {
-        async {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "UPDATE consultations SET status = 'in_progress', started_at = COALESCE(started_at, $2),
-                        updated_at = $2, version = version + 1
-                 WHERE id = $1 AND status = 'booked'",
-            )
-            .bind(consultation)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            // Rooms of consultations that no longer exist, never did, or cannot be joined
-            // (cancelled, over) record nothing.
-            sqlx::query(
-                "INSERT INTO calls (consultation_id, started_at)
-                 SELECT id, $2 FROM consultations WHERE id = $1 AND status = 'in_progress'",
-            )
-            .bind(consultation)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
-                 SELECT id, $2, 'signaling', 'call_started', '' FROM consultations
-                 WHERE id = $1 AND status = 'in_progress'",
-            )
-            .bind(consultation)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
-        }
-        .await
-    })
+    let mut tx = db.begin().await?;
+    on_conn!(tx.conn(), c => {
+        sqlx::query(
+            "UPDATE consultations SET status = $3, started_at = COALESCE(started_at, $2),
+                    updated_at = $2, version = version + 1
+             WHERE id = $1 AND status = $4",
+        )
+        .bind(consultation)
+        .bind(at)
+        .bind(Status::InProgress)
+        .bind(Status::Booked)
+        .execute(&mut *c)
+        .await?;
+        // Rooms of consultations that no longer exist, never did, or cannot be joined
+        // (cancelled, over) record nothing.
+        sqlx::query(
+            "INSERT INTO calls (consultation_id, started_at)
+             SELECT id, $2 FROM consultations WHERE id = $1 AND status = $3",
+        )
+        .bind(consultation)
+        .bind(at)
+        .bind(Status::InProgress)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
+             SELECT id, $2, 'signaling', 'call_started', '' FROM consultations
+             WHERE id = $1 AND status = $3",
+        )
+        .bind(consultation)
+        .bind(at)
+        .bind(Status::InProgress)
+        .execute(&mut *c)
+        .await?;
+    });
+    tx.commit().await
 }
 
 /// The last participant left: the call's end and duration.
@@ -442,31 +451,28 @@ async fn record_end(
     ended: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     let seconds = (ended - started).num_seconds().max(0);
-    on_db!(db, pool => {
-        async {
-            let mut tx = pool.begin_write().await?;
-            sqlx::query(
-                "UPDATE calls SET ended_at = $2, duration_seconds = $3
-                 WHERE consultation_id = $1 AND ended_at IS NULL",
-            )
-            .bind(consultation)
-            .bind(ended)
-            .bind(seconds)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
-                 SELECT id, $2, 'signaling', 'call_ended', $3 FROM consultations WHERE id = $1",
-            )
-            .bind(consultation)
-            .bind(ended)
-            .bind(format!("duration {seconds} s"))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
-        }
-        .await
-    })
+    let mut tx = db.begin().await?;
+    on_conn!(tx.conn(), c => {
+        sqlx::query(
+            "UPDATE calls SET ended_at = $2, duration_seconds = $3
+             WHERE consultation_id = $1 AND ended_at IS NULL",
+        )
+        .bind(consultation)
+        .bind(ended)
+        .bind(seconds)
+        .execute(&mut *c)
+        .await?;
+        sqlx::query(
+            "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
+             SELECT id, $2, 'signaling', 'call_ended', $3 FROM consultations WHERE id = $1",
+        )
+        .bind(consultation)
+        .bind(ended)
+        .bind(format!("duration {seconds} s"))
+        .execute(&mut *c)
+        .await?;
+    });
+    tx.commit().await
 }
 
 /// One call of a consultation.
@@ -492,17 +498,39 @@ pub async fn calls_of(db: &Db, consultation: i64) -> Result<Vec<Call>, sqlx::Err
 
 #[cfg(test)]
 mod tests {
-    use super::listed;
+    use super::{ClinicianId, PatientId, People, RoomState, Status, room_state};
 
     #[test]
     fn a_participant_is_listed_only_while_the_consultation_names_them() {
         // Consulted clinician 12, referring clinician 30, patient 7.
-        let of = |p: &str| listed(p, 12, Some(30), 7);
+        let people = People {
+            clinician_id: ClinicianId(12),
+            referring_clinician_id: Some(ClinicianId(30)),
+            patient_id: PatientId(7),
+        };
+        let of = |p: &str| people.include(p);
         assert!(of("c12") && of("c30") && of("p7"));
         // The clinician it was moved away from, another patient, garbage.
         assert!(!of("c13") && !of("p8") && !of("x12") && !of("c") && !of("cxyz"));
         // Guests have no record of their own: the access version decides for them.
         assert!(of("g3f9a"));
-        assert!(!listed("c30", 12, None, 7));
+        let unreferred = People {
+            referring_clinician_id: None,
+            ..people
+        };
+        assert!(!unreferred.include("c30"));
+    }
+
+    #[test]
+    fn only_booked_and_running_consultations_have_an_open_room() {
+        for s in Status::ALL {
+            let open = room_state(*s) == RoomState::Open;
+            assert_eq!(
+                open,
+                matches!(s, Status::Booked | Status::InProgress),
+                "{s}"
+            );
+        }
+        assert_eq!(room_state(Status::Cancelled), RoomState::Cancelled);
     }
 }

@@ -422,3 +422,140 @@ both_engines!(
         assert_eq!(app.count("consultations").await, 1);
     }
 );
+
+/// Moves a hold's expiry into the past, straight in the database: the hold has expired, and the
+/// sweeper (every 15 s) has not released it yet.
+async fn expire_hold_now(app: &TestApp, id: i64) {
+    let sql = "UPDATE consultations SET hold_expires_at = $1 WHERE id = $2 AND status = 'held'";
+    let past = Utc::now() - Duration::minutes(1);
+    let done = match app.db() {
+        telehealth::storage::Db::Sqlite(p) => {
+            let done = sqlx::query(sql).bind(past).bind(id).execute(p).await;
+            done.map(|r| r.rows_affected())
+        }
+        telehealth::storage::Db::Postgres(p) => {
+            let done = sqlx::query(sql).bind(past).bind(id).execute(p).await;
+            done.map(|r| r.rows_affected())
+        }
+    }
+    .expect("expire the hold");
+    assert_eq!(done, 1, "consultation {id} is a hold");
+}
+
+both_engines!(
+    a_reschedule_takes_a_slot_from_an_expired_hold,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
+            .await;
+        let day = next_weekday(3);
+        let s = app.free_slots(cast.specialist, day, day).await;
+        let mover = app
+            .post("/api/v1/consultations", cast.booking(s[1]))
+            .await
+            .expect(201)
+            .id();
+        let mut body = cast.booking(s[0]);
+        body["hold"] = json!(true);
+        let held = app
+            .post("/api/v1/consultations", body)
+            .await
+            .expect(201)
+            .id();
+        let path = format!("/api/v1/consultations/{mover}/reschedule");
+        let move_there = json!({"start": s[0].to_rfc3339(), "reason": "đổi giờ"});
+        // While the hold stands, the move loses.
+        let lost = app.post(&path, move_there.clone()).await.expect(409);
+        assert_eq!(lost.error_code(), "slot_taken");
+        // Expired but not yet swept: the reschedule itself releases the hold and tries again.
+        expire_hold_now(&app, held).await;
+        let moved = app.post(&path, move_there).await.expect(200);
+        assert_eq!(moved.body["status"], "booked");
+        let old = app
+            .get(&format!("/api/v1/consultations/{held}"))
+            .await
+            .expect(200);
+        assert_eq!(old.body["status"], "expired");
+        let detail = app
+            .get(&format!("/api/v1/consultations/{mover}"))
+            .await
+            .expect(200);
+        let actions: Vec<&str> = detail.body["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter_map(|e| e["action"].as_str())
+            .collect();
+        // The refused move left no event; the one that won did.
+        assert_eq!(actions, vec!["booked", "reschedule"]);
+        assert_eq!(live_at(&app, cast.specialist, s[0]).await, 1);
+        assert_eq!(live_at(&app, cast.specialist, s[1]).await, 0);
+        claims_are_consistent(&app).await;
+    }
+);
+
+both_engines!(
+    the_calendar_shows_each_booking_as_stored,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
+            .await;
+        let day = next_weekday(4);
+        let s = app.free_slots(cast.specialist, day, day).await;
+        let mut body = cast.booking(s[0]);
+        body["hold"] = json!(true);
+        let held = app
+            .post("/api/v1/consultations", body)
+            .await
+            .expect(201)
+            .id();
+        let visit = app
+            .post(
+                "/api/v1/consultations",
+                json!({"kind": "video_visit", "clinician_id": cast.specialist,
+                       "patient_id": cast.patient, "reason": "Tái khám", "urgency": "urgent",
+                       "start": s[1].to_rfc3339()}),
+            )
+            .await
+            .expect(201)
+            .id();
+        let cal = app
+            .get(&format!(
+                "/api/v1/facilities/{}/calendar?date={day}",
+                cast.hub
+            ))
+            .await
+            .expect(200);
+        let entries = cal.body["clinicians"][0]["days"][0]["entries"]
+            .as_array()
+            .expect("entries");
+        let states: Vec<&str> = entries.iter().filter_map(|e| e["state"].as_str()).collect();
+        assert_eq!(states, ["held", "booked", "free", "free"]);
+        let (h, v) = (&entries[0]["booking"], &entries[1]["booking"]);
+        assert_eq!(h["id"], held);
+        assert_eq!(
+            (&h["kind"], &h["status"], &h["urgency"]),
+            (&json!("teleconsultation"), &json!("held"), &json!("soon"))
+        );
+        assert!(h["hold_expires_at"].is_string());
+        assert_eq!(v["id"], visit);
+        assert_eq!(
+            (&v["kind"], &v["status"], &v["urgency"]),
+            (&json!("video_visit"), &json!("booked"), &json!("urgent"))
+        );
+        assert!(v["requesting_facility_id"].is_null());
+        assert!(entries[2]["booking"].is_null());
+        // A hold still to come counts as booked time, like a booking.
+        let u = app
+            .get(&format!(
+                "/api/v1/facilities/{}/utilisation?from={day}&to={day}",
+                cast.hub
+            ))
+            .await
+            .expect(200);
+        let me = &u.body["clinicians"][0];
+        assert_eq!(me["booked"], 2);
+        assert_eq!(me["booked_minutes"], 60);
+        assert_eq!(me["offered_minutes"], 120);
+    }
+);

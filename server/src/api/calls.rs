@@ -14,10 +14,11 @@ use super::access::{consultation_access, may_see_patient};
 use super::ctx::Ctx;
 use super::error::ApiError;
 use super::reply::{ApiResult, created};
+use crate::auth::Principal;
 use crate::calls::{CLOSES_AFTER_MINUTES, OPENS_BEFORE_MINUTES};
 use crate::domain::code::ErrorCode;
-use crate::domain::consultation::Status;
-use crate::domain::ids::ConsultationId;
+use crate::domain::consultation::{Consultation, Status};
+use crate::domain::ids::{ConsultationId, ParticipantId};
 use crate::domain::text::BoundedText;
 use crate::domain::time;
 use crate::scheduling::directory;
@@ -63,29 +64,75 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
     let access = crate::calls::access_version(&ctx.state.db, id.0)
         .await?
         .unwrap_or_default();
+    let guest = guest_name(&ctx)?;
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (found.principal, found.consultation);
+    let (participant, name, role) = who_joins(&ctx, &p, &c, guest).await?;
+    let now = time::now();
+    let (opens, closes) = open_now(&c, now)?;
+    // A guest's token is handed on by the clinician, so it lasts the window; everyone else asks
+    // again when they rejoin.
+    let expires = if role == CallRole::Guest {
+        closes
+    } else {
+        (now + Duration::minutes(TOKEN_MINUTES)).min(closes)
+    };
+    let claims = JoinClaims {
+        consultation: id.0,
+        participant: participant.to_string(),
+        name,
+        role,
+        opens_at: opens.timestamp(),
+        closes_at: closes.timestamp(),
+        expires_at: expires.timestamp(),
+        access,
+        issued_at: now.timestamp(),
+    };
+    let token = token::issue(&ctx.state.join_key, &claims);
+    created(&JoinToken {
+        token,
+        participant: claims.participant,
+        role,
+        consultation: id,
+        expires_at: expires,
+        opens_at: opens,
+        closes_at: closes,
+        url: "/signaling",
+    })
+}
+
+/// The guest a clinician invites, if the body names one.
+fn guest_name(ctx: &Ctx) -> Result<Option<BoundedText>, ApiError> {
     let body: JoinTokenBody = if ctx.body.is_empty() {
         JoinTokenBody::default()
     } else {
         ctx.json()?
     };
-    let guest_name = match &body.guest_name {
-        None => None,
-        Some(name) => Some(
-            BoundedText::parse(name, MAX_GUEST_NAME, true)
-                .map_err(|e| ApiError::invalid_field("guest_name", e))?,
-        ),
-    };
-    let found = consultation_access(&ctx, id).await?;
-    let (p, c) = (found.principal, found.consultation);
+    body.guest_name
+        .map(|name| {
+            BoundedText::parse(&name, MAX_GUEST_NAME, true)
+                .map_err(|e| ApiError::invalid_field("guest_name", e))
+        })
+        .transpose()
+}
+
+/// Who the token admits, by what name and in which role: the caller (the consultation's
+/// clinician or patient), or the guest a clinician of it invites.
+async fn who_joins(
+    ctx: &Ctx,
+    p: &Principal,
+    c: &Consultation,
+    guest: Option<BoundedText>,
+) -> Result<(ParticipantId, String, CallRole), ApiError> {
     let me_clinician = p.as_clinician().filter(|me| {
         p.only_consultation.is_none()
             && (*me == c.clinician_id || c.referring_clinician_id == Some(*me))
     });
     let me_patient = p.as_patient().filter(|me| *me == c.patient_id);
-    let (participant, name, role) = match (&guest_name, me_clinician, me_patient) {
+    match (guest, me_clinician, me_patient) {
         (Some(guest), Some(_), _) => {
             // Bringing someone else into a patient's visit needs a care relationship of one's own.
-            if may_see_patient(&ctx, c.patient_id).await?.is_none() {
+            if may_see_patient(ctx, c.patient_id).await?.is_none() {
                 return Err(ApiError::forbidden(
                     "invite guests to this patient's call (you do not look after them)",
                 ));
@@ -93,31 +140,36 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
             let mut random = [0u8; 8];
             getrandom::fill(&mut random).map_err(|_| ApiError::internal())?;
             let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            (
-                format!("g{suffix}"),
-                guest.as_str().to_string(),
-                CallRole::Guest,
-            )
+            let name = guest.as_str().to_string();
+            Ok((ParticipantId::Guest(suffix), name, CallRole::Guest))
         }
-        (Some(_), None, _) => {
-            return Err(ApiError::forbidden(
-                "invite guests to this call (clinicians of the consultation do)",
-            ));
-        }
+        (Some(_), None, _) => Err(ApiError::forbidden(
+            "invite guests to this call (clinicians of the consultation do)",
+        )),
         (None, Some(me), _) => {
             let clinician = directory::get_clinician(&ctx.state.db, me).await?;
-            (format!("c{me}"), clinician.full_name, CallRole::Clinician)
+            let id = ParticipantId::Clinician(me);
+            Ok((id, clinician.full_name, CallRole::Clinician))
         }
         (None, None, Some(me)) => {
             let patient = directory::get_patient(&ctx.state.db, me).await?;
-            (format!("p{me}"), patient.full_name, CallRole::Patient)
+            Ok((
+                ParticipantId::Patient(me),
+                patient.full_name,
+                CallRole::Patient,
+            ))
         }
-        (None, None, None) => {
-            return Err(ApiError::forbidden(
-                "join this call (only its patient and clinicians join; schedulers see the calendar)",
-            ));
-        }
-    };
+        (None, None, None) => Err(ApiError::forbidden(
+            "join this call (only its patient and clinicians join; schedulers see the calendar)",
+        )),
+    }
+}
+
+/// The consultation's call window, when it has a call and `now` is inside that window.
+fn open_now(
+    c: &Consultation,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     let (opens, closes) = crate::calls::join_window(c.start_at, c.end_at);
     if !matches!(c.status, Status::Booked | Status::InProgress) {
         return Err(ApiError::conflict(
@@ -128,7 +180,6 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
             ),
         ));
     }
-    let now = time::now();
     if now < opens {
         return Err(too(
             ErrorCode::TooEarly,
@@ -145,33 +196,5 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
             closes,
         ));
     }
-    // A guest's token is handed on by the clinician, so it lasts the window; everyone else asks
-    // again when they rejoin.
-    let expires = if role == CallRole::Guest {
-        closes
-    } else {
-        (now + Duration::minutes(TOKEN_MINUTES)).min(closes)
-    };
-    let claims = JoinClaims {
-        consultation: id.0,
-        participant: participant.clone(),
-        name,
-        role,
-        opens_at: opens.timestamp(),
-        closes_at: closes.timestamp(),
-        expires_at: expires.timestamp(),
-        access,
-        issued_at: now.timestamp(),
-    };
-    let token = token::issue(&ctx.state.join_key, &claims);
-    created(&JoinToken {
-        token,
-        participant,
-        role,
-        consultation: id,
-        expires_at: expires,
-        opens_at: opens,
-        closes_at: closes,
-        url: "/signaling",
-    })
+    Ok((opens, closes))
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::AccountId;
 use super::policy::{CareLink, PatientFacts};
+use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, FacilityId, PatientId};
 use crate::on_db;
 use crate::storage::Db;
@@ -23,6 +24,11 @@ struct FactRow {
     c: Option<i64>,
 }
 
+/// The statuses in which a consultation is a care relationship: those of
+/// [`super::policy::establishes_relationship`] (a test holds them equal), as the fixed parameters
+/// of [`patient_facts`]'s query.
+const LINK_STATUSES: [Status; 3] = [Status::Booked, Status::InProgress, Status::Completed];
+
 /// The facts about patient `id`, or `None` when there is no such patient. One round trip: this
 /// runs before every booking.
 pub async fn patient_facts(
@@ -31,19 +37,21 @@ pub async fn patient_facts(
     now: DateTime<Utc>,
 ) -> Result<Option<PatientFacts>, sqlx::Error> {
     let rows: Vec<FactRow> = on_db!(db, pool => sqlx::query_as(
-        // The link statuses are those of `policy::establishes_relationship`.
         "SELECT 'home' AS kind, home_facility_id AS a, CAST(NULL AS BIGINT) AS b, CAST(NULL AS BIGINT) AS c
          FROM patients WHERE id = $1
          UNION ALL
          SELECT DISTINCT 'link', c.clinician_id, c.referring_clinician_id, cl.facility_id
          FROM consultations c JOIN clinicians cl ON cl.id = c.clinician_id
-         WHERE c.patient_id = $1 AND c.status IN ('booked', 'in_progress', 'completed')
+         WHERE c.patient_id = $1 AND c.status IN ($3, $4, $5)
          UNION ALL
          SELECT DISTINCT 'glass', clinician_id, CAST(NULL AS BIGINT), CAST(NULL AS BIGINT)
          FROM break_glass_grants WHERE patient_id = $1 AND expires_at > $2",
     )
     .bind(id)
     .bind(now)
+    .bind(LINK_STATUSES[0])
+    .bind(LINK_STATUSES[1])
+    .bind(LINK_STATUSES[2])
     .fetch_all(pool)
     .await)?;
     let mut facts: Option<PatientFacts> = None;
@@ -199,4 +207,21 @@ pub async fn list_grants(db: &Db, f: &GrantFilter) -> Result<Vec<Grant>, sqlx::E
         q.push(" OFFSET ").push_bind(f.offset);
         q.build_query_as::<Grant>().fetch_all(pool).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LINK_STATUSES;
+    use crate::auth::policy::establishes_relationship;
+    use crate::domain::consultation::Status;
+
+    #[test]
+    fn the_link_statuses_are_the_policys() {
+        let policy: Vec<Status> = Status::ALL
+            .iter()
+            .copied()
+            .filter(|s| establishes_relationship(*s))
+            .collect();
+        assert_eq!(policy, LINK_STATUSES);
+    }
 }

@@ -13,6 +13,7 @@ use super::network::{self, DemoNetwork, FacilityKindSeed, FacilitySeed};
 use crate::auth::accounts::{AccountError, NewAccount, create_account};
 use crate::auth::{Grant, Role};
 use crate::domain::availability::{IsoWeekday, Session, WeeklyRule, slots_on};
+use crate::domain::consultation::{FacilityKind, Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, FacilityId, PatientId};
 use crate::domain::time::{self, Zone};
 use crate::on_db;
@@ -118,8 +119,8 @@ async fn insert_network(db: &Db, net: &DemoNetwork, bar: &ProgressBar) -> Result
             );
             q.push_values(chunk, |mut v, f| {
                 let kind = match f.kind {
-                    FacilityKindSeed::HubHospital => "hub_hospital",
-                    FacilityKindSeed::CareCentre => "care_centre",
+                    FacilityKindSeed::HubHospital => FacilityKind::HubHospital,
+                    FacilityKindSeed::CareCentre => FacilityKind::CareCentre,
                 };
                 v.push_bind(f.code.as_str())
                     .push_bind(f.name.as_str())
@@ -285,8 +286,9 @@ async fn insert_network(db: &Db, net: &DemoNetwork, bar: &ProgressBar) -> Result
 async fn hub_specialists(db: &Db) -> Result<Vec<(ClinicianId, Zone)>, sqlx::Error> {
     let rows = on_db!(db, pool => sqlx::query_as::<_, (ClinicianId, String)>(
         "SELECT c.id, f.time_zone FROM clinicians c JOIN facilities f ON f.id = c.facility_id
-         WHERE f.kind = 'hub_hospital' ORDER BY c.id",
+         WHERE f.kind = $1 ORDER BY c.id",
     )
+    .bind(FacilityKind::HubHospital)
     .fetch_all(pool)
     .await)?;
     Ok(rows
@@ -376,8 +378,9 @@ async fn book_today(
 ) -> Result<(), sqlx::Error> {
     let centres: Vec<(FacilityId, ClinicianId)> = on_db!(db, pool => sqlx::query_as::<_, (FacilityId, ClinicianId)>(
         "SELECT f.id, MIN(c.id) FROM facilities f JOIN clinicians c ON c.facility_id = f.id
-         WHERE f.kind = 'care_centre' GROUP BY f.id ORDER BY f.id",
+         WHERE f.kind = $1 GROUP BY f.id ORDER BY f.id",
     )
+    .bind(FacilityKind::CareCentre)
     .fetch_all(pool)
     .await)?;
     let patients: Vec<(PatientId, Option<FacilityId>)> = on_db!(db, pool => sqlx::query_as::<_, (PatientId, Option<FacilityId>)>(
@@ -402,9 +405,9 @@ async fn book_today(
         referring: ClinicianId,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
-        status: &'static str,
+        status: Status,
         reason: &'static str,
-        urgency: &'static str,
+        urgency: Urgency,
     }
     let mut planned = Vec::new();
     for (clinician, zone) in specialists {
@@ -425,11 +428,11 @@ async fn book_today(
                 .copied()
                 .unwrap_or(patients[rng.random_range(0..patients.len())].0);
             let status = if slot.end <= now {
-                "completed"
+                Status::Completed
             } else if slot.start <= now {
-                "in_progress"
+                Status::InProgress
             } else {
-                "booked"
+                Status::Booked
             };
             planned.push(Planned {
                 clinician: *clinician,
@@ -440,8 +443,13 @@ async fn book_today(
                 end: slot.end,
                 status,
                 reason: REASONS[rng.random_range(0..REASONS.len())],
-                urgency: ["routine", "routine", "routine", "soon", "urgent"]
-                    [rng.random_range(0..5)],
+                urgency: [
+                    Urgency::Routine,
+                    Urgency::Routine,
+                    Urgency::Routine,
+                    Urgency::Soon,
+                    Urgency::Urgent,
+                ][rng.random_range(0..5)],
             });
         }
     }
@@ -449,13 +457,13 @@ async fn book_today(
         async {
             let mut tx = pool.begin_write().await?;
             for p in &planned {
-                let started = (p.status != "booked").then_some(p.start);
-                let ended = (p.status == "completed").then_some(p.end);
+                let started = (p.status != Status::Booked).then_some(p.start);
+                let ended = (p.status == Status::Completed).then_some(p.end);
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO consultations (kind, status, clinician_id, patient_id, requesting_facility_id,
                        referring_clinician_id, reason, urgency, start_at, end_at, started_at, ended_at,
                        created_at, updated_at, version)
-                     VALUES ('teleconsultation', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
+                     VALUES ($13, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
                      RETURNING id",
                 )
                 .bind(p.status)
@@ -470,9 +478,10 @@ async fn book_today(
                 .bind(started)
                 .bind(ended)
                 .bind(now - Duration::days(3))
+                .bind(Kind::Teleconsultation)
                 .fetch_one(&mut *tx)
                 .await?;
-                if p.status != "completed" {
+                if p.status != Status::Completed {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO slot_claims (clinician_id, cell, consultation_id) ",
                     );
@@ -483,10 +492,11 @@ async fn book_today(
                 }
                 sqlx::query(
                     "INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
-                     VALUES ($1, $2, 'demo:seed', 'booked', '')",
+                     VALUES ($1, $2, 'demo:seed', $3, '')",
                 )
                 .bind(id)
                 .bind(now - Duration::days(3))
+                .bind(Status::Booked)
                 .execute(&mut *tx)
                 .await?;
             }
@@ -514,10 +524,11 @@ async fn seed_accounts(db: &Db) -> Result<(), sqlx::Error> {
     let pick = on_db!(db, pool => sqlx::query_as::<_, (ClinicianId, FacilityId, Option<ClinicianId>, PatientId)>(
         "SELECT c.clinician_id, k.facility_id, c.referring_clinician_id, c.patient_id
          FROM consultations c JOIN clinicians k ON k.id = c.clinician_id
-         WHERE c.start_at >= $1 AND c.status = 'booked' AND c.referring_clinician_id IS NOT NULL
+         WHERE c.start_at >= $1 AND c.status = $2 AND c.referring_clinician_id IS NOT NULL
          ORDER BY c.start_at, c.id LIMIT 1",
     )
     .bind(zone.day_start(day))
+    .bind(Status::Booked)
     .fetch_optional(pool)
     .await)?;
     let hash = crate::auth::password::hash(DEMO_PASSWORD)
@@ -615,8 +626,9 @@ async fn summary(db: &Db, created: bool) -> Result<DemoSummary, sqlx::Error> {
     .fetch_one(pool)
     .await)?;
     let example_hub = on_db!(db, pool => sqlx::query_as::<_, (FacilityId, String)>(
-        "SELECT id, name FROM facilities WHERE kind = 'hub_hospital' ORDER BY id LIMIT 1",
+        "SELECT id, name FROM facilities WHERE kind = $1 ORDER BY id LIMIT 1",
     )
+    .bind(FacilityKind::HubHospital)
     .fetch_optional(pool)
     .await)?;
     let example_specialist = on_db!(db, pool => sqlx::query_as::<_, (ClinicianId, String, String)>(
@@ -624,8 +636,9 @@ async fn summary(db: &Db, created: bool) -> Result<DemoSummary, sqlx::Error> {
          JOIN clinician_specialties cs ON cs.clinician_id = c.id
          JOIN specialties s ON s.id = cs.specialty_id
          JOIN facilities f ON f.id = c.facility_id
-         WHERE f.kind = 'hub_hospital' ORDER BY c.id LIMIT 1",
+         WHERE f.kind = $1 ORDER BY c.id LIMIT 1",
     )
+    .bind(FacilityKind::HubHospital)
     .fetch_optional(pool)
     .await)?;
     let accounts: Vec<(String, String)> = on_db!(db, pool => sqlx::query_as(

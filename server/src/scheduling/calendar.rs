@@ -9,6 +9,7 @@ use super::Result;
 use super::availability::{self, Availability};
 use super::directory::{self, Clinician, ClinicianFilter};
 use crate::domain::availability::{Slot, slots_on};
+use crate::domain::consultation::{Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::time;
 use crate::on_db;
@@ -115,11 +116,15 @@ async fn busy_intervals(
     let now = time::now();
     let rows: Vec<(ClinicianId, DateTime<Utc>, DateTime<Utc>)> = on_db!(db, pool => {
         let mut q = sqlx::QueryBuilder::new(
-            "SELECT clinician_id, start_at, end_at FROM consultations
-             WHERE status IN ('held', 'booked', 'in_progress') AND start_at < ",
+            "SELECT clinician_id, start_at, end_at FROM consultations WHERE status IN (",
         );
-        q.push_bind(to).push(" AND end_at > ").push_bind(from);
-        q.push(" AND NOT (status = 'held' AND hold_expires_at <= ").push_bind(now).push(")");
+        let mut live = q.separated(", ");
+        for s in Status::ALL.iter().filter(|s| s.is_live()) {
+            live.push_bind(*s);
+        }
+        q.push(") AND start_at < ").push_bind(to).push(" AND end_at > ").push_bind(from);
+        q.push(" AND NOT (status = ").push_bind(Status::Held);
+        q.push(" AND hold_expires_at <= ").push_bind(now).push(")");
         q.push(" AND clinician_id IN (");
         let mut ids = q.separated(", ");
         for c in clinicians {
@@ -232,9 +237,9 @@ pub async fn search_slots(db: &Db, q: &SlotQuery) -> Result<SlotSearch> {
 pub struct CalendarBooking {
     pub id: ConsultationId,
     pub clinician_id: ClinicianId,
-    pub kind: String,
-    pub status: String,
-    pub urgency: String,
+    pub kind: Kind,
+    pub status: Status,
+    pub urgency: Urgency,
     pub start_at: DateTime<Utc>,
     pub end_at: DateTime<Utc>,
     pub patient_id: PatientId,
@@ -257,9 +262,11 @@ async fn bookings_between(
             "SELECT c.id, c.clinician_id, c.kind, c.status, c.urgency, c.start_at, c.end_at,
                     c.patient_id, p.full_name AS patient_name, c.requesting_facility_id, c.hold_expires_at
              FROM consultations c JOIN patients p ON p.id = c.patient_id
-             WHERE c.status NOT IN ('cancelled', 'expired') AND c.start_at >= ",
+             WHERE c.status NOT IN (",
         );
-        q.push_bind(from).push(" AND c.start_at < ").push_bind(to);
+        q.push_bind(Status::Cancelled).push(", ").push_bind(Status::Expired);
+        q.push(") AND c.start_at >= ").push_bind(from);
+        q.push(" AND c.start_at < ").push_bind(to);
         q.push(" AND c.clinician_id IN (");
         let mut ids = q.separated(", ");
         for c in clinicians {
@@ -271,7 +278,7 @@ async fn bookings_between(
     let now = time::now();
     Ok(rows
         .into_iter()
-        .filter(|b| !(b.status == "held" && b.hold_expires_at.is_some_and(|t| t <= now)))
+        .filter(|b| !(b.status == Status::Held && b.hold_expires_at.is_some_and(|t| t <= now)))
         .collect())
 }
 
@@ -281,7 +288,7 @@ pub struct CalendarEntry {
     pub end: DateTime<Utc>,
     pub local_start: NaiveDateTime,
     /// `free`, or the consultation's status.
-    pub state: String,
+    pub state: &'static str,
     pub booking: Option<CalendarBooking>,
 }
 
@@ -415,7 +422,7 @@ fn day_entries(
             start: booking.map_or(slot.start, |b| b.start_at),
             end: booking.map_or(slot.end, |b| b.end_at),
             local_start: zone.to_local(booking.map_or(slot.start, |b| b.start_at)),
-            state: booking.map_or_else(|| "free".to_string(), |b| b.status.clone()),
+            state: booking.map_or("free", |b| b.status.as_str()),
             booking: booking.cloned(),
         });
     }
@@ -424,7 +431,7 @@ fn day_entries(
             start: b.start_at,
             end: b.end_at,
             local_start: zone.to_local(b.start_at),
-            state: b.status.clone(),
+            state: b.status.as_str(),
             booking: Some(b.clone()),
         });
     }
@@ -458,9 +465,35 @@ pub struct Utilisation {
 #[derive(sqlx::FromRow)]
 struct UsageRow {
     clinician_id: ClinicianId,
-    status: String,
+    status: Status,
     start_at: DateTime<Utc>,
     end_at: DateTime<Utc>,
+}
+
+/// Every consultation of `clinicians` starting in `[from, to)`, whatever its status. Durations
+/// are summed by the caller rather than in SQL, where interval arithmetic differs by engine.
+async fn usage(
+    db: &Db,
+    clinicians: &[ClinicianId],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<UsageRow>> {
+    if clinicians.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(on_db!(db, pool => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT clinician_id, status, start_at, end_at FROM consultations WHERE start_at >= ",
+        );
+        q.push_bind(from).push(" AND start_at < ").push_bind(to);
+        q.push(" AND clinician_id IN (");
+        let mut sep = q.separated(", ");
+        for c in clinicians {
+            sep.push_bind(*c);
+        }
+        q.push(")");
+        q.build_query_as::<UsageRow>().fetch_all(pool).await
+    })?)
 }
 
 /// Offered versus booked time per clinician of the facility over local dates `[from, to]`.
@@ -477,24 +510,7 @@ pub async fn utilisation(
     let avail = availability::load(db, &ids, from, to).await?;
     let span_start = zone.day_start(from);
     let span_end = zone.day_start(to + Duration::days(1));
-    // Durations are summed here rather than in SQL, where interval arithmetic differs by engine.
-    let rows: Vec<UsageRow> = if ids.is_empty() {
-        vec![]
-    } else {
-        on_db!(db, pool => {
-            let mut q = sqlx::QueryBuilder::new(
-                "SELECT clinician_id, status, start_at, end_at FROM consultations WHERE start_at >= ",
-            );
-            q.push_bind(span_start).push(" AND start_at < ").push_bind(span_end);
-            q.push(" AND clinician_id IN (");
-            let mut sep = q.separated(", ");
-            for c in &ids {
-                sep.push_bind(*c);
-            }
-            q.push(")");
-            q.build_query_as::<UsageRow>().fetch_all(pool).await
-        })?
-    };
+    let rows = usage(db, &ids, span_start, span_end).await?;
     let now = time::now();
     let mut out = Vec::with_capacity(clinicians.len());
     for c in &clinicians {
@@ -520,16 +536,16 @@ pub async fn utilisation(
         };
         for row in rows.iter().filter(|r| r.clinician_id == c.id) {
             let minutes = (row.end_at - row.start_at).num_minutes();
-            match row.status.as_str() {
-                "booked" | "in_progress" => u.booked += 1,
-                "held" if row.start_at > now => u.booked += 1,
-                "completed" => u.completed += 1,
-                "no_show" => u.no_show += 1,
-                "cancelled" => u.cancelled += 1,
-                _ => continue,
+            match row.status {
+                Status::Booked | Status::InProgress => u.booked += 1,
+                Status::Held if row.start_at > now => u.booked += 1,
+                Status::Completed => u.completed += 1,
+                Status::NoShow => u.no_show += 1,
+                Status::Cancelled => u.cancelled += 1,
+                Status::Held | Status::Expired => continue,
             }
             // Time given to patients: everything booked except cancellations.
-            if row.status != "cancelled" {
+            if row.status != Status::Cancelled {
                 u.booked_minutes += minutes;
             }
         }

@@ -1,0 +1,638 @@
+//! Booking: holds, bookings, cancellation, rescheduling and the rest of a consultation's life.
+//!
+//! Double booking is prevented by the database, not by checking first: each live consultation
+//! inserts one `slot_claims` row per five-minute cell of its time, and the primary key
+//! `(clinician_id, cell)` lets only one of two overlapping consultations commit. The loser's insert
+//! fails with a unique violation, which becomes a 409. Rescheduling releases the old claims and
+//! inserts the new ones in one transaction, so at no moment are both or neither slot held.
+//!
+//! This file is the service: what is checked, what is retried, and which statements of
+//! [`store`] run together in one transaction (each write is one `db.begin()` … `commit()` here,
+//! so whatever else must be written with it, such as its audit event, can join it).
+
+pub mod store;
+
+use std::future::Future;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::availability;
+use super::directory::{self, Clinician};
+use super::{Result, SchedulingError};
+use crate::auth::Principal;
+use crate::domain::availability::{Exception, Slot, WeeklyRule, slots_on};
+use crate::domain::code::ErrorCode;
+use crate::domain::consultation::{Consultation, FacilityKind, Kind, Status, Transition, Urgency};
+use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
+use crate::domain::text::BoundedText;
+use crate::domain::time::{self, Zone, on_grid};
+use crate::storage::{Db, OnViolation};
+pub use store::{ConsultationFilter, Event};
+use store::{ContextRow, NewConsultation, NewEvent, SLOT_CLAIM, Stamp, StatusChange};
+
+/// How far ahead a booking may be made.
+pub const MAX_DAYS_AHEAD: i64 = 366;
+
+/// How early a consultation may be started.
+const STARTS_EARLY_MINUTES: i64 = 30;
+
+/// A booking request, parsed and bounded by the API layer.
+pub struct NewBooking {
+    pub kind: Kind,
+    pub clinician_id: ClinicianId,
+    pub patient_id: PatientId,
+    pub requesting_facility_id: Option<FacilityId>,
+    pub referring_clinician_id: Option<ClinicianId>,
+    pub reason: BoundedText,
+    pub urgency: Urgency,
+    pub start: DateTime<Utc>,
+    /// Hold the slot for a short while instead of booking it outright.
+    pub hold: bool,
+}
+
+/// What a booking must know about the clinician it books.
+#[derive(Clone, Copy, Debug)]
+pub struct Bookable {
+    pub id: ClinicianId,
+    pub zone: Zone,
+    pub active: bool,
+}
+
+impl From<&Clinician> for Bookable {
+    fn from(c: &Clinician) -> Self {
+        Bookable {
+            id: c.id,
+            zone: c.zone(),
+            active: c.active,
+        }
+    }
+}
+
+/// Checks that `start` is a future slot of `clinician` and returns it.
+pub async fn resolve_slot(db: &Db, clinician: Bookable, start: DateTime<Utc>) -> Result<Slot> {
+    check_time(start)?;
+    let date = clinician.zone.local_date(start);
+    let (rules, exceptions) = availability::load_day(db, clinician.id, date).await?;
+    find_slot(clinician, start, &rules, &exceptions)
+}
+
+/// The checks on a start time that need nothing stored: grid, past, horizon. Done first, so that
+/// no absurd instant reaches a query (PostgreSQL refuses dates chrono accepts).
+fn check_time(start: DateTime<Utc>) -> Result<()> {
+    if !on_grid(start) {
+        return Err(SchedulingError::invalid(
+            "start",
+            "must be on a slot boundary (whole minutes on the 5-minute grid)",
+        ));
+    }
+    let now = time::now();
+    if start <= now {
+        return Err(SchedulingError::invalid("start", "is in the past"));
+    }
+    if start > now + Duration::days(MAX_DAYS_AHEAD) {
+        return Err(SchedulingError::invalid(
+            "start",
+            format!("is more than {MAX_DAYS_AHEAD} days ahead"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a start time, already through [`check_time`], against rules and exceptions read.
+fn find_slot(
+    clinician: Bookable,
+    start: DateTime<Utc>,
+    rules: &[WeeklyRule],
+    exceptions: &[Exception],
+) -> Result<Slot> {
+    if !clinician.active {
+        return Err(SchedulingError::invalid(
+            "clinician_id",
+            "this clinician is not taking bookings",
+        ));
+    }
+    let date = clinician.zone.local_date(start);
+    slots_on(date, clinician.zone, rules, exceptions)
+        .into_iter()
+        .find(|s| s.start == start)
+        .ok_or_else(|| {
+            SchedulingError::invalid(
+                "start",
+                "is not one of this clinician's slots; search /api/v1/slots for free ones",
+            )
+        })
+}
+
+fn slot_taken() -> SchedulingError {
+    SchedulingError::conflict(
+        ErrorCode::SlotTaken,
+        "this slot has just been taken by another booking; choose another slot",
+    )
+}
+
+/// Books (or holds) a slot. Exactly one of any number of concurrent requests for overlapping
+/// time wins; the others get `slot_taken`.
+pub async fn book(
+    db: &Db,
+    actor: &Principal,
+    b: NewBooking,
+    hold_ttl: Duration,
+) -> Result<Consultation> {
+    check_time(b.start)?;
+    let rows = {
+        let mut c = db.acquire().await?;
+        let named = store::Named {
+            clinician: b.clinician_id,
+            patient: b.patient_id,
+            requesting_facility: b.requesting_facility_id,
+            referring_clinician: b.referring_clinician_id,
+            day: b.start.date_naive(),
+        };
+        store::booking_context(c.conn(), &named).await?
+    };
+    let clinician = check_people(&b, &rows)?;
+    let (rules, exceptions) = availability_of(b.clinician_id, rows);
+    let slot = find_slot(clinician, b.start, &rules, &exceptions)?;
+    let b = &b;
+    retry_after_expired_hold(db, b.clinician_id, slot, move || {
+        insert_booking(db, actor, b, slot, hold_ttl)
+    })
+    .await
+}
+
+/// Checks that the people and places a booking names exist and fit its kind; returns the
+/// clinician as a booking needs them.
+fn check_people(b: &NewBooking, rows: &[ContextRow]) -> Result<Bookable> {
+    let Some(ctx) = rows.first() else {
+        return Err(SchedulingError::NotFound("clinician"));
+    };
+    let zone = ctx
+        .zone
+        .as_deref()
+        .ok_or(SchedulingError::NotFound("clinician"))?;
+    let clinician = Bookable {
+        id: b.clinician_id,
+        zone: Zone::parse(zone).unwrap_or_default(),
+        active: ctx.active.unwrap_or(false),
+    };
+    if ctx.patients == 0 {
+        return Err(SchedulingError::NotFound("patient"));
+    }
+    if b.requesting_facility_id.is_some() && ctx.requesting_kind.is_none() {
+        return Err(SchedulingError::NotFound("facility"));
+    }
+    if b.referring_clinician_id.is_some() && ctx.referring_facility.is_none() {
+        return Err(SchedulingError::NotFound("clinician"));
+    }
+    if b.kind == Kind::Teleconsultation {
+        check_teleconsultation(b, ctx)?;
+    }
+    Ok(clinician)
+}
+
+/// A teleconsultation joins a rural clinician at a care centre, with the patient, to a
+/// specialist elsewhere.
+fn check_teleconsultation(b: &NewBooking, ctx: &ContextRow) -> Result<()> {
+    let facility_id = b.requesting_facility_id.ok_or_else(|| {
+        SchedulingError::invalid(
+            "requesting_facility_id",
+            "a teleconsultation needs the requesting care centre",
+        )
+    })?;
+    if ctx.requesting_kind != Some(FacilityKind::CareCentre) {
+        return Err(SchedulingError::invalid(
+            "requesting_facility_id",
+            "the requesting facility of a teleconsultation must be a care centre",
+        ));
+    }
+    let referring_id = b.referring_clinician_id.ok_or_else(|| {
+        SchedulingError::invalid(
+            "referring_clinician_id",
+            "a teleconsultation needs the rural clinician who sits with the patient",
+        )
+    })?;
+    if ctx.referring_facility != Some(facility_id) {
+        return Err(SchedulingError::invalid(
+            "referring_clinician_id",
+            "the referring clinician must work at the requesting care centre",
+        ));
+    }
+    if referring_id == b.clinician_id {
+        return Err(SchedulingError::invalid(
+            "referring_clinician_id",
+            "the referring clinician cannot also be the consulted specialist",
+        ));
+    }
+    Ok(())
+}
+
+/// The weekly rules and exceptions on the rows of [`store::booking_context`].
+fn availability_of(
+    clinician: ClinicianId,
+    rows: Vec<ContextRow>,
+) -> (Vec<WeeklyRule>, Vec<Exception>) {
+    let mut rules = Vec::new();
+    let mut exceptions = Vec::new();
+    for r in rows {
+        let Some(source) = r.source else { continue };
+        let day_row = availability::DayRow {
+            source,
+            clinician_id: clinician,
+            weekday: r.weekday,
+            valid_from: r.valid_from,
+            valid_until: r.valid_until,
+            on_date: r.on_date,
+            kind: r.kind,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            slot_minutes: r.slot_minutes,
+            buffer_minutes: r.buffer_minutes,
+        };
+        match day_row.into_domain() {
+            Some(availability::Either::Rule(rule)) => rules.push(rule),
+            Some(availability::Either::Exception(ex)) => exceptions.push(ex),
+            None => {}
+        }
+    }
+    (rules, exceptions)
+}
+
+/// Runs `attempt`; only if it loses the slot, and an expired hold was what held it, releases that
+/// hold and tries once more.
+async fn retry_after_expired_hold<F, Fut>(
+    db: &Db,
+    clinician: ClinicianId,
+    slot: Slot,
+    attempt: F,
+) -> Result<Consultation>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Consultation>>,
+{
+    match attempt().await {
+        Err(SchedulingError::Conflict {
+            code: ErrorCode::SlotTaken,
+            ..
+        }) => {
+            if release_expired_holds(db, clinician, slot).await? > 0 {
+                attempt().await
+            } else {
+                Err(slot_taken())
+            }
+        }
+        other => other,
+    }
+}
+
+/// Writes the consultation, its claims and its first event in one transaction: all of them or,
+/// when a claim is taken, none (`slot_taken`).
+async fn insert_booking(
+    db: &Db,
+    actor: &Principal,
+    b: &NewBooking,
+    slot: Slot,
+    hold_ttl: Duration,
+) -> Result<Consultation> {
+    let now = time::now();
+    let (status, hold_expires_at) = if b.hold {
+        (Status::Held, Some(now + hold_ttl))
+    } else {
+        (Status::Booked, None)
+    };
+    let new = NewConsultation {
+        kind: b.kind,
+        status,
+        clinician_id: b.clinician_id,
+        patient_id: b.patient_id,
+        requesting_facility_id: b.requesting_facility_id,
+        referring_clinician_id: b.referring_clinician_id,
+        reason: b.reason.as_str(),
+        urgency: b.urgency,
+        start_at: slot.start,
+        end_at: slot.end,
+        hold_expires_at,
+        created_at: now,
+    };
+    let written = async {
+        let mut tx = db.begin().await?;
+        let cells = time::cells(slot.start, slot.end);
+        let row = store::insert_booking(tx.conn(), &new, cells, &actor.username).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(row)
+    }
+    .await
+    .on_violation(&SLOT_CLAIM, slot_taken);
+    let outcome = match &written {
+        Ok(_) => status.as_str(),
+        Err(SchedulingError::Conflict {
+            code: ErrorCode::SlotTaken,
+            ..
+        }) => "conflict",
+        Err(_) => return written,
+    };
+    metrics::counter!("bookings_total", "outcome" => outcome).increment(1);
+    written
+}
+
+/// Releases holds past their expiry that overlap `slot`; returns how many were released.
+async fn release_expired_holds(db: &Db, clinician: ClinicianId, slot: Slot) -> Result<u64> {
+    let now = time::now();
+    let mut tx = db.begin().await?;
+    let expired =
+        store::expire_overlapping_holds(tx.conn(), clinician, slot.start, slot.end, now).await?;
+    for id in &expired {
+        store::delete_claims(tx.conn(), *id).await?;
+    }
+    tx.commit().await?;
+    Ok(expired.len() as u64)
+}
+
+/// Expires every hold past its time and frees its slot; run periodically by the server.
+pub async fn expire_holds(db: &Db) -> Result<u64> {
+    let now = time::now();
+    let mut tx = db.begin().await?;
+    store::delete_claims_of_expired_holds(tx.conn(), now).await?;
+    let n = store::expire_holds(tx.conn(), now).await?;
+    tx.commit().await?;
+    Ok(n)
+}
+
+pub async fn get(db: &Db, id: ConsultationId) -> Result<Consultation> {
+    let mut c = db.acquire().await?;
+    let row = store::get(c.conn(), id).await?;
+    row.map(|c| c.settle(time::now()))
+        .ok_or(SchedulingError::NotFound("consultation"))
+}
+
+pub async fn list(db: &Db, f: &ConsultationFilter) -> Result<Vec<Consultation>> {
+    let mut c = db.acquire().await?;
+    let rows = store::list(c.conn(), f).await?;
+    let now = time::now();
+    Ok(rows.into_iter().map(|c| c.settle(now)).collect())
+}
+
+/// Explains why a guarded change touched nothing: missing, expired, too early, or the wrong
+/// status.
+async fn refuse(db: &Db, id: ConsultationId, transition: Transition) -> SchedulingError {
+    let c = match get(db, id).await {
+        Err(e) => return e,
+        Ok(c) => c,
+    };
+    match (c.status, transition) {
+        (Status::Expired, _) => SchedulingError::conflict(
+            ErrorCode::HoldExpired,
+            "the hold on this slot has expired; book the slot again",
+        ),
+        // The status was right but the moment was not.
+        (Status::Booked, Transition::Start) => SchedulingError::conflict(
+            ErrorCode::TooEarly,
+            "a consultation can start at most 30 minutes before its time",
+        ),
+        (Status::Booked, Transition::NoShow) => SchedulingError::conflict(
+            ErrorCode::TooEarly,
+            "a no-show can be recorded only once the consultation's time has come",
+        ),
+        (status, _) => SchedulingError::conflict(
+            ErrorCode::InvalidTransition,
+            format!(
+                "cannot {} a consultation that is {status}",
+                transition.as_str().replace('_', "-"),
+            ),
+        ),
+    }
+}
+
+/// The statuses `transition` is allowed from.
+fn allowed_from(transition: Transition) -> Vec<Status> {
+    Status::ALL
+        .iter()
+        .copied()
+        .filter(|s| s.after(transition).is_some())
+        .collect()
+}
+
+/// The guarded update `transition` makes at `now`: what it changes to, and from what and when it
+/// may.
+fn status_change<'a>(
+    id: ConsultationId,
+    transition: Transition,
+    from: &'a [Status],
+    detail: &'a str,
+    now: DateTime<Utc>,
+) -> Result<StatusChange<'a>> {
+    let to = from
+        .iter()
+        .find_map(|s| s.after(transition))
+        .ok_or(SchedulingError::NotFound("transition"))?;
+    let (stamp, starts_by) = match transition {
+        Transition::Confirm => (Stamp::ClearHold, None),
+        Transition::Start => (
+            Stamp::Started,
+            Some(now + Duration::minutes(STARTS_EARLY_MINUTES)),
+        ),
+        Transition::Complete => (Stamp::Ended, None),
+        Transition::Cancel => (Stamp::CancelReason(detail), None),
+        Transition::NoShow => (Stamp::None, Some(now)),
+        Transition::Reschedule => (Stamp::None, None),
+    };
+    Ok(StatusChange {
+        id,
+        to,
+        from,
+        stamp,
+        // Its call can no longer be joined: every join token issued so far is revoked.
+        revoke_tokens: matches!(
+            transition,
+            Transition::Cancel | Transition::Complete | Transition::NoShow
+        ),
+        starts_by,
+        now,
+    })
+}
+
+/// Applies a status change guarded by the statuses (and times) it is allowed from, with its event
+/// and, when the consultation stops being live, the release of its slot.
+async fn transition(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    transition: Transition,
+    detail: &str,
+) -> Result<Consultation> {
+    let now = time::now();
+    let from = allowed_from(transition);
+    let change = status_change(id, transition, &from, detail, now)?;
+    let mut tx = db.begin().await?;
+    let updated = store::change_status(tx.conn(), &change).await?;
+    if let Some(row) = &updated {
+        if !change.to.is_live() {
+            store::delete_claims(tx.conn(), row.id).await?;
+        }
+        let event = NewEvent {
+            consultation: row.id,
+            at: now,
+            actor: &actor.username,
+            action: transition.as_str(),
+            detail,
+        };
+        store::insert_event(tx.conn(), &event).await?;
+    }
+    tx.commit().await?;
+    match updated {
+        Some(row) => Ok(row),
+        None => Err(refuse(db, id, transition).await),
+    }
+}
+
+pub async fn confirm(db: &Db, actor: &Principal, id: ConsultationId) -> Result<Consultation> {
+    transition(db, actor, id, Transition::Confirm, "").await
+}
+
+pub async fn cancel(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    reason: &BoundedText,
+) -> Result<Consultation> {
+    transition(db, actor, id, Transition::Cancel, reason.as_str()).await
+}
+
+pub async fn start(db: &Db, actor: &Principal, id: ConsultationId) -> Result<Consultation> {
+    transition(db, actor, id, Transition::Start, "").await
+}
+
+pub async fn complete(db: &Db, actor: &Principal, id: ConsultationId) -> Result<Consultation> {
+    transition(db, actor, id, Transition::Complete, "").await
+}
+
+pub async fn no_show(db: &Db, actor: &Principal, id: ConsultationId) -> Result<Consultation> {
+    transition(db, actor, id, Transition::NoShow, "").await
+}
+
+/// Moves a held or booked consultation to `start` (with `clinician`, or its own) atomically.
+pub async fn reschedule(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    clinician_id: Option<ClinicianId>,
+    start: DateTime<Utc>,
+    reason: &BoundedText,
+) -> Result<Consultation> {
+    let current = get(db, id).await?;
+    if current.status.after(Transition::Reschedule).is_none() {
+        return Err(refuse(db, id, Transition::Reschedule).await);
+    }
+    let clinician_id = clinician_id.unwrap_or(current.clinician_id);
+    let clinician = directory::get_clinician(db, clinician_id).await?;
+    if current.referring_clinician_id == Some(clinician_id) {
+        return Err(SchedulingError::invalid(
+            "clinician_id",
+            "the referring clinician cannot also be the consulted specialist",
+        ));
+    }
+    let slot = resolve_slot(db, Bookable::from(&clinician), start).await?;
+    retry_after_expired_hold(db, clinician_id, slot, move || {
+        move_booking(db, actor, id, clinician_id, slot, reason)
+    })
+    .await
+}
+
+/// Moves the consultation and its claims, with its event, in one transaction.
+async fn move_booking(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    clinician_id: ClinicianId,
+    slot: Slot,
+    reason: &BoundedText,
+) -> Result<Consultation> {
+    let now = time::now();
+    let from = allowed_from(Transition::Reschedule);
+    let moved = async {
+        let mut tx = db.begin().await?;
+        let span = (slot.start, slot.end);
+        let moved = store::move_consultation(tx.conn(), id, clinician_id, span, &from, now).await?;
+        if moved.is_some() {
+            store::delete_claims(tx.conn(), id).await?;
+            let cells = time::cells(slot.start, slot.end);
+            store::insert_claims(tx.conn(), clinician_id, cells, id).await?;
+            let event = NewEvent {
+                consultation: id,
+                at: now,
+                actor: &actor.username,
+                action: Transition::Reschedule.as_str(),
+                detail: reason.as_str(),
+            };
+            store::insert_event(tx.conn(), &event).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(moved)
+    }
+    .await
+    .on_violation(&SLOT_CLAIM, slot_taken)?;
+    match moved {
+        Some(row) => Ok(row),
+        None => Err(refuse(db, id, Transition::Reschedule).await),
+    }
+}
+
+/// The consultation's recorded life-cycle events, oldest first.
+pub async fn events(db: &Db, id: ConsultationId) -> Result<Vec<Event>> {
+    let mut c = db.acquire().await?;
+    Ok(store::events(c.conn(), id).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-08T01:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .expect("a valid instant")
+    }
+
+    #[test]
+    fn each_transition_is_guarded_by_the_statuses_it_leaves() {
+        assert_eq!(allowed_from(Transition::Confirm), [Status::Held]);
+        assert_eq!(
+            allowed_from(Transition::Cancel),
+            [Status::Held, Status::Booked]
+        );
+        assert_eq!(allowed_from(Transition::Complete), [Status::InProgress]);
+        for t in [
+            Transition::Confirm,
+            Transition::Start,
+            Transition::Complete,
+            Transition::Cancel,
+            Transition::NoShow,
+        ] {
+            let from = allowed_from(t);
+            let change = status_change(ConsultationId(1), t, &from, "", at()).expect("a change");
+            assert_eq!(Some(change.to), from[0].after(t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn a_change_writes_what_its_transition_means() {
+        let now = at();
+        let id = ConsultationId(1);
+        let from = allowed_from(Transition::Start);
+        let start = status_change(id, Transition::Start, &from, "", now).expect("start");
+        assert!(matches!(start.stamp, Stamp::Started));
+        assert_eq!(start.starts_by, Some(now + Duration::minutes(30)));
+        assert!(!start.revoke_tokens);
+        let from = allowed_from(Transition::NoShow);
+        let no_show = status_change(id, Transition::NoShow, &from, "", now).expect("no-show");
+        assert_eq!(no_show.starts_by, Some(now));
+        assert!(no_show.revoke_tokens);
+        let from = allowed_from(Transition::Cancel);
+        let cancel = status_change(id, Transition::Cancel, &from, "ốm", now).expect("cancel");
+        assert!(matches!(cancel.stamp, Stamp::CancelReason("ốm")));
+        assert!(cancel.revoke_tokens && cancel.starts_by.is_none());
+        let from = allowed_from(Transition::Confirm);
+        let confirm = status_change(id, Transition::Confirm, &from, "", now).expect("confirm");
+        assert!(matches!(confirm.stamp, Stamp::ClearHold));
+        assert!(!confirm.revoke_tokens && confirm.starts_by.is_none());
+    }
+}
