@@ -1,9 +1,9 @@
 //! The scheduling service: directory (facilities, people), availability, booking, calendars.
 //!
-//! Plain SQL in `$1` style, run on either engine. The directory and availability keep theirs in
-//! a `store` module of functions taking the caller's [`crate::storage::Conn`], and their
-//! services decide which calls share a transaction. Functions take already-parsed domain values;
-//! the API layer parses.
+//! Plain SQL in `$1` style, run on either engine. The directory, availability and booking keep
+//! theirs in a `store` module of functions taking the caller's [`crate::storage::Conn`], and
+//! their services decide which calls share a transaction; the calendar's reads still run on the
+//! pool. Functions take already-parsed domain values; the API layer parses.
 
 pub mod availability;
 pub mod booking;
