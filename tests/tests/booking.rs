@@ -120,16 +120,7 @@ both_engines!(life_cycle_hold_confirm_cancel, |app: TestApp| async move {
             .await
             .contains(&start)
     );
-    let detail = app
-        .get(&format!("/api/v1/consultations/{id}"))
-        .await
-        .expect(200);
-    let actions: Vec<&str> = detail.body["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["action"].as_str())
-        .collect();
+    let actions = event_actions(&app, id).await;
     assert_eq!(actions, vec!["held", "confirm", "cancel"]);
     // The freed slot can be booked again.
     app.post("/api/v1/consultations", cast.booking(start))
@@ -476,16 +467,7 @@ both_engines!(
             .await
             .expect(200);
         assert_eq!(old.body["status"], "expired");
-        let detail = app
-            .get(&format!("/api/v1/consultations/{mover}"))
-            .await
-            .expect(200);
-        let actions: Vec<&str> = detail.body["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .filter_map(|e| e["action"].as_str())
-            .collect();
+        let actions = event_actions(&app, mover).await;
         // The refused move left no event; the one that won did.
         assert_eq!(actions, vec!["booked", "reschedule"]);
         assert_eq!(live_at(&app, cast.specialist, s[0]).await, 1);
@@ -559,3 +541,17 @@ both_engines!(
         assert_eq!(me["offered_minutes"], 120);
     }
 );
+
+/// The actions of a consultation's recorded events, oldest first.
+async fn event_actions(app: &TestApp, id: i64) -> Vec<String> {
+    let detail = app
+        .get(&format!("/api/v1/consultations/{id}"))
+        .await
+        .expect(200);
+    detail.body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["action"].as_str().map(str::to_string))
+        .collect()
+}
