@@ -107,8 +107,11 @@ where
         client_addr: request.client_addr.clone(),
         status: response.status(),
     };
-    // Nothing is answered that the audit trail does not hold.
-    if !record_audit(&state, policy, &note, answered).await {
+    // Nothing is answered that the audit trail does not hold. An answer that is already a 503
+    // (the database failed the handler too) stays: it says more, such as `storage_full`.
+    if !record_audit(&state, policy, &note, answered).await
+        && response.status() != StatusCode::SERVICE_UNAVAILABLE
+    {
         response = ApiError::unavailable().into_response();
     }
     count(&request.method, template, response.status(), started);
