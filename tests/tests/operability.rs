@@ -78,10 +78,15 @@ both_engines!(openapi_documents_every_route, |app: TestApp| async move {
 async fn readiness_fails_while_the_database_is_unreachable() {
     let app = TestApp::spawn(Engine::Postgres).await;
     app.get("/readyz").await.expect(200);
-    // Drop the database from under the running server.
+    // Drop the database from under the running server. Readiness keeps its answer for a second.
     app.drop_database().await;
-    let r = app.send_any(app.http.get(app.url("/readyz"))).await;
+    let r = telehealth_tests::eventually("/readyz answers 503", || async {
+        let r = app.send_any(app.http.get(app.url("/readyz"))).await;
+        (r.status != 200).then_some(r)
+    })
+    .await;
     assert_eq!((r.status, r.error_code()), (503, "not_ready"));
+    assert!(r.headers.contains_key("retry-after"));
     let r = app
         .send_any(app.http.get(app.url("/api/v1/specialties")))
         .await;
