@@ -31,12 +31,13 @@ async fn events_about(app: &TestApp, action: &str, record_id: i64) -> Vec<Value>
         .get("/api/v1/audit?actor=root&limit=200")
         .await
         .expect(200);
+    let record_id = record_id.to_string();
     trail
         .body
         .as_array()
         .expect("events")
         .iter()
-        .filter(|e| e["action"] == action && e["record_id"] == record_id.to_string())
+        .filter(|e| e["action"] == action && e["record_id"] == record_id.as_str())
         .cloned()
         .collect()
 }
