@@ -105,7 +105,10 @@ pub async fn open_database(settings: &Settings) -> Result<Db, StorageError> {
         settings.database_url().expose(),
         PoolSettings {
             max_connections: settings.database_max_connections,
-            ..PoolSettings::default()
+            // Zero would fail every request at once; the documented floor is 1 ms.
+            acquire_timeout: Duration::from_millis(settings.database_acquire_timeout_ms.max(1)),
+            statement_timeout: Duration::from_millis(settings.database_statement_timeout_ms.max(1)),
+            sqlite_max_page_count: settings.sqlite_max_page_count,
         },
     )
     .await?;

@@ -12,6 +12,7 @@
 //! sleeping.
 
 pub mod bench_support;
+pub mod proxy;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -548,6 +549,23 @@ impl TestApp {
     pub async fn restart(&self) -> TestApp {
         self.inner.stop().await;
         self.start_beside().await
+    }
+
+    /// Like [`TestApp::restart`], with the settings adjusted by `adjust` first.
+    pub async fn restart_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        self.inner.stop().await;
+        let mut settings = self.inner.settings.clone();
+        adjust(&mut settings);
+        let inner = Inner::start(
+            settings,
+            self.inner.database.clone(),
+            self.inner.data_dir.clone(),
+        )
+        .await;
+        TestApp {
+            inner: Arc::new(inner),
+            ..self.clone()
+        }
     }
 
     /// Starts a second server on the same database and data folder while this one keeps

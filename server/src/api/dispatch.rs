@@ -117,9 +117,12 @@ where
         client_addr: request.client_addr.clone(),
         status: response.status(),
     };
-    // Nothing is answered that the audit trail does not hold.
+    // Nothing is answered that the audit trail does not hold. An answer that is already a 503
+    // (the database failed the handler too) stays: it says more, such as `storage_full`.
     let written = Journal::is_written(&journaled);
-    if !record_audit(&state, policy, &note, answered, written).await {
+    if !record_audit(&state, policy, &note, answered, written).await
+        && response.status() != StatusCode::SERVICE_UNAVAILABLE
+    {
         response = ApiError::unavailable().into_response();
     }
     count(&request.method, template, response.status(), started);

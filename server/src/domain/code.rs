@@ -71,6 +71,7 @@ error_codes! {
     OwnRoles => "own_roles",
     ProposerNotAdministrator => "proposer_not_administrator",
     SlotTaken => "slot_taken",
+    StorageFull => "storage_full",
     TooEarly => "too_early",
     TooLate => "too_late",
     TooManyAttempts => "too_many_attempts",
