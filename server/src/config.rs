@@ -25,6 +25,10 @@
 //! | `/metrics` behind a Bearer token | `metrics_token` | `TELEHEALTH_METRICS_TOKEN` | | none |
 //! | sign-in attempts per client address per minute, per node | `sign_in_per_address_per_minute` | `TELEHEALTH_SIGN_IN_PER_ADDRESS_PER_MINUTE` | | 1200 |
 //! | sign-in attempts per client address at once, per node | `sign_in_per_address_burst` | `TELEHEALTH_SIGN_IN_PER_ADDRESS_BURST` | | 100 |
+//! | holds one account keeps at once (0: no cap) | `holds_per_account` | `TELEHEALTH_HOLDS_PER_ACCOUNT` | | 100 |
+//! | holds one patient has at once (0: no cap) | `holds_per_patient` | `TELEHEALTH_HOLDS_PER_PATIENT` | | 10 |
+//! | booking requests per account per minute, per node (0: no limit) | `booking_per_account_per_minute` | `TELEHEALTH_BOOKING_PER_ACCOUNT_PER_MINUTE` | | 600 |
+//! | booking requests per account at once, per node | `booking_per_account_burst` | `TELEHEALTH_BOOKING_PER_ACCOUNT_BURST` | | 120 |
 //!
 //! Lists in the environment are written as TOML arrays:
 //! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
@@ -139,6 +143,18 @@ pub struct Settings {
     /// ...and at once: enough for a care centre's staff behind one address arriving together.
     /// (The limits that hold across nodes live in the database; see `auth::throttle`.)
     pub sign_in_per_address_burst: u32,
+    // --- booking limits ---
+    // See `scheduling::booking::limits` for why these defaults are far above any clinic's use.
+    /// Holds one account may keep standing at once (0: no cap). Counted in the database, so
+    /// across nodes.
+    pub holds_per_account: u32,
+    /// Holds one patient may have standing at once, whoever made them (0: no cap).
+    pub holds_per_patient: u32,
+    /// Booking requests (book or hold, reschedule, confirm) one account may make per minute on
+    /// one node, on average (0: no rate limit)...
+    pub booking_per_account_per_minute: u32,
+    /// ...and at once.
+    pub booking_per_account_burst: u32,
 }
 
 impl Default for Settings {
@@ -166,6 +182,10 @@ impl Default for Settings {
             metrics_token: None,
             sign_in_per_address_per_minute: 1200,
             sign_in_per_address_burst: 100,
+            holds_per_account: 100,
+            holds_per_patient: 10,
+            booking_per_account_per_minute: 600,
+            booking_per_account_burst: 120,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod notes;
+pub mod pause;
 pub mod scheduling;
 pub mod startup;
 pub mod state;
