@@ -205,6 +205,14 @@ impl Application {
                 settings.sign_in_per_address_per_minute,
                 settings.sign_in_per_address_burst,
             )),
+            booking_limits: Arc::new(crate::scheduling::booking::BookingLimits::new(
+                crate::scheduling::booking::HoldCaps {
+                    per_account: settings.holds_per_account,
+                    per_patient: settings.holds_per_patient,
+                },
+                settings.booking_per_account_per_minute,
+                settings.booking_per_account_burst,
+            )),
         };
         let router = Arc::new(Router::new(route_table())?);
         Ok(Application {

@@ -76,6 +76,8 @@ error_codes! {
     TooLate => "too_late",
     TooManyAttempts => "too_many_attempts",
     TooManyExceptions => "too_many_exceptions",
+    TooManyHolds => "too_many_holds",
+    TooManyRequests => "too_many_requests",
     TooManyRules => "too_many_rules",
     Unauthenticated => "unauthenticated",
     Unavailable => "unavailable",
