@@ -128,10 +128,12 @@ async fn snapshot(db: &Db) -> Result<Tx, sqlx::Error> {
     Ok(match db {
         // Deferred: a read transaction, whose snapshot (WAL) holds from its first read to its end,
         // and which takes no write lock from the server.
-        Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+        Db::Sqlite(pool) => Tx::Sqlite(pool.guard().bound(pool.begin().await?)),
         Db::Postgres(pool) => Tx::Postgres(
-            pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .await?,
+            pool.guard().bound(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
         ),
     })
 }
