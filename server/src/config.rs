@@ -28,6 +28,10 @@
 //! | wait for a database connection, ms | `database_acquire_timeout_ms` | `TELEHEALTH_DATABASE_ACQUIRE_TIMEOUT_MS` | | 1000 |
 //! | longest statement (PostgreSQL), ms; silence longer by half is a broken connection | `database_statement_timeout_ms` | `TELEHEALTH_DATABASE_STATEMENT_TIMEOUT_MS` | | 2000 |
 //! | SQLite quota, pages of 4 KiB | `sqlite_max_page_count` | `TELEHEALTH_SQLITE_MAX_PAGE_COUNT` | | none |
+//! | holds one account keeps at once (0: no cap) | `holds_per_account` | `TELEHEALTH_HOLDS_PER_ACCOUNT` | | 100 |
+//! | holds one patient has at once (0: no cap) | `holds_per_patient` | `TELEHEALTH_HOLDS_PER_PATIENT` | | 10 |
+//! | booking requests per account per minute, per node (0: no limit) | `booking_per_account_per_minute` | `TELEHEALTH_BOOKING_PER_ACCOUNT_PER_MINUTE` | | 600 |
+//! | booking requests per account at once, per node | `booking_per_account_burst` | `TELEHEALTH_BOOKING_PER_ACCOUNT_BURST` | | 120 |
 //!
 //! Lists in the environment are written as TOML arrays:
 //! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
@@ -163,6 +167,18 @@ pub struct Settings {
     /// quota refuses writes with 503 `storage_full` and `/readyz` answers 503 until space is
     /// freed (rows deleted) or the quota raised (a restart). None: no quota.
     pub sqlite_max_page_count: Option<u32>,
+    // --- booking limits ---
+    // See `scheduling::booking::limits` for why these defaults are far above any clinic's use.
+    /// Holds one account may keep standing at once (0: no cap). Counted in the database, so
+    /// across nodes.
+    pub holds_per_account: u32,
+    /// Holds one patient may have standing at once, whoever made them (0: no cap).
+    pub holds_per_patient: u32,
+    /// Booking requests (book or hold, reschedule, confirm) one account may make per minute on
+    /// one node, on average (0: no rate limit)...
+    pub booking_per_account_per_minute: u32,
+    /// ...and at once.
+    pub booking_per_account_burst: u32,
 }
 
 impl Default for Settings {
@@ -193,6 +209,10 @@ impl Default for Settings {
             database_acquire_timeout_ms: 1000,
             database_statement_timeout_ms: 2000,
             sqlite_max_page_count: None,
+            holds_per_account: 100,
+            holds_per_patient: 10,
+            booking_per_account_per_minute: 600,
+            booking_per_account_burst: 120,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `telehealth`: serve the platform, apply migrations, or run the demo network.
+//! `telehealth`: serve the platform, apply migrations, run the demo network, or check the record.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +53,9 @@ enum Command {
         #[arg(long)]
         seed_only: bool,
     },
+    /// Check that every consultation's slot claims agree with its status, across the whole
+    /// database: name each one that does not (exit 1 if any).
+    Check,
     /// The audit trail.
     Audit {
         #[command(subcommand)]
@@ -155,6 +158,28 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                     println!("audit trail BROKEN at event {seq}: {why}");
                     Err(format!("the audit trail is broken at event {seq}").into())
                 }
+            }
+        }
+        Command::Check => {
+            use telehealth::scheduling::consistency;
+            let summary = consistency::check(&db, consistency::PAGE, |f| println!("{f}")).await?;
+            db.close().await;
+            if summary.findings == 0 {
+                println!(
+                    "claims agree with every consultation: {} consultations and {} claimed cells checked",
+                    summary.consultations, summary.claims
+                );
+                Ok(())
+            } else {
+                println!(
+                    "{} disagreements between consultations and their claims ({} consultations, {} claimed cells checked)",
+                    summary.findings, summary.consultations, summary.claims
+                );
+                Err(format!(
+                    "{} consultations' claims disagree with their state",
+                    summary.findings
+                )
+                .into())
             }
         }
         Command::Account {

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::api::routes::{Router, RouterError, route_table};
 use crate::audit::AuditLog;
 use crate::config::Settings;
+use crate::journal;
 use crate::scheduling::booking;
 use crate::state::AppState;
 use crate::storage::{Db, PoolSettings, StorageError};
@@ -204,6 +205,14 @@ impl Application {
                 settings.sign_in_per_address_per_minute,
                 settings.sign_in_per_address_burst,
             )),
+            booking_limits: Arc::new(crate::scheduling::booking::BookingLimits::new(
+                crate::scheduling::booking::HoldCaps {
+                    per_account: settings.holds_per_account,
+                    per_patient: settings.holds_per_patient,
+                },
+                settings.booking_per_account_per_minute,
+                settings.booking_per_account_burst,
+            )),
         };
         let router = Arc::new(Router::new(route_table())?);
         Ok(Application {
@@ -296,9 +305,24 @@ async fn sweep_holds(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
                     Ok(n) => tracing::info!(expired = n, "expired holds released"),
                     Err(err) => tracing::warn!(error = %err, "hold sweep failed"),
                 }
+                purge_idempotency_keys(&db).await;
             }
             _ = stop.changed() => break,
         }
+    }
+}
+
+/// Deletes idempotent answers past their lifetime ([`journal::KEY_LIFETIME_HOURS`]).
+async fn purge_idempotency_keys(db: &Db) {
+    let purged = async {
+        let mut c = db.acquire().await?;
+        journal::purge_old_answers(c.conn()).await
+    }
+    .await;
+    match purged {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(purged = n, "old idempotency keys purged"),
+        Err(err) => tracing::warn!(error = %err, "idempotency key purge failed"),
     }
 }
 

@@ -36,6 +36,8 @@ pub struct AppState {
     pub join_key: Arc<Vec<u8>>,
     /// Sign-in limits: the in-process rate per address, and the handle to the shared ones.
     pub sign_in: Arc<crate::auth::throttle::SignInLimits>,
+    /// Hold caps and the in-process rate of booking requests per account.
+    pub booking_limits: Arc<crate::scheduling::booking::BookingLimits>,
 }
 
 /// The session token of a request: a Bearer header for API clients, else the session cookie.

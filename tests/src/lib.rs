@@ -678,6 +678,25 @@ impl TestApp {
         .expect("stored time is read")
     }
 
+    /// Runs `sql` (one or more statements, fixed text from the test itself) on the server's
+    /// database behind its back: to break or repair what the server relies on.
+    pub async fn exec(&self, sql: &'static str) {
+        match self.db() {
+            Db::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+            Db::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// One number `sql` selects (a fixed query from the test itself).
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        match self.db() {
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Counts rows of `table` (a fixed name from the test itself).
     pub async fn count(&self, table: &'static str) -> i64 {
         let sql = match table {

@@ -22,6 +22,20 @@ impl From<SchedulingError> for ApiError {
             SchedulingError::NotFound(what) => ApiError::not_found(what),
             SchedulingError::Conflict { code, message } => ApiError::conflict(code, message),
             SchedulingError::Invalid { field, message } => ApiError::invalid_field(field, message),
+            SchedulingError::TooManyHolds { cap, max } => {
+                let message = match cap {
+                    crate::scheduling::booking::HoldCap::Account => format!(
+                        "you already hold {max} slots, the most one account may hold at once; \
+                         confirm or cancel some of them, or wait for them to lapse"
+                    ),
+                    crate::scheduling::booking::HoldCap::Patient => format!(
+                        "this patient already has {max} slots held, the most one patient may \
+                         have at once; confirm or cancel some of them, or wait for them to lapse"
+                    ),
+                };
+                ApiError::conflict(ErrorCode::TooManyHolds, message)
+                    .with_details(serde_json::json!({ "limit": cap.as_str(), "max": max }))
+            }
             SchedulingError::Storage(e) => e.into(),
         }
     }

@@ -8,6 +8,7 @@
 pub mod availability;
 pub mod booking;
 pub mod calendar;
+pub mod consistency;
 pub mod directory;
 
 use crate::domain::code::ErrorCode;
@@ -24,6 +25,10 @@ pub enum SchedulingError {
         field: &'static str,
         message: String,
     },
+    /// A new hold would take the booker or the patient past a hold cap
+    /// ([`booking::limits`]).
+    #[error("{} already has {max} holds standing", cap.as_str())]
+    TooManyHolds { cap: booking::HoldCap, max: u32 },
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
 }

@@ -6,14 +6,52 @@
 //! fails with a unique violation, which becomes a 409. Rescheduling releases the old claims and
 //! inserts the new ones in one transaction, so at no moment are both or neither slot held.
 //!
+//! # State and claims never disagree
+//!
+//! A held, booked or in-progress consultation claims exactly the cells of its time with its
+//! clinician; an expired, cancelled, completed or no-show one claims none. (`telehealth check`,
+//! [`crate::scheduling::consistency`], looks for any consultation where that is not so.) What
+//! keeps it true under concurrency is one rule that every path below follows:
+//!
+//! **Claims change only in a transaction that first changed the consultation's row with a
+//! predicate on its current status**, and only to match the status it wrote. The guarded
+//! `UPDATE ... WHERE id = $1 AND status IN (...) RETURNING` takes the row's lock; on PostgreSQL
+//! under READ COMMITTED a second writer of the same row waits for that lock and then re-evaluates
+//! its own predicate against the committed row, so of two transitions racing on one
+//! consultation the second sees the first's outcome and applies only if it still fits. The claims
+//! are deleted or inserted by later statements of the same transaction, each with a fresh
+//! snapshot, while the row lock keeps every other claim-changing transaction of that
+//! consultation out. On SQLite the write transaction (`BEGIN IMMEDIATE`) runs alone, so no two
+//! of them interleave at all.
+//!
+//! The paths, each checked against the rule:
+//! - **book / hold** ([`book`]): a new row and its claims in one statement (PostgreSQL) or one
+//!   transaction; nobody sees either before both commit.
+//! - **confirm** (held → booked), **start** (booked → in progress): live to live; the claims stay
+//!   and are not touched. The guard refuses a hold past its expiry, as the sweeper would take it.
+//! - **cancel, complete, no-show**: the guarded update, then the claims of exactly that row
+//!   are deleted, in its transaction.
+//! - **reschedule** ([`reschedule`]): the guarded update of time and clinician first, then the
+//!   old claims deleted and the new ones inserted.
+//! - **the sweeper** ([`expire_holds`]) and **the release of expired holds on a conflict**: the
+//!   guarded `UPDATE ... SET status = 'expired' WHERE status = 'held' AND hold_expires_at <= now
+//!   RETURNING id` first, then the claims of exactly the returned ids. (It used to delete the
+//!   claims of every lapsed hold first, by a subquery that took no lock on the consultation: a
+//!   confirm committing between the two statements was left booked with no claims, and a
+//!   reschedule committing there was left expired with its new claims; issue 12, findings 1
+//!   and 2. `tests/tests/booking_races.rs` forces both interleavings.)
+//!
 //! This file is the service: what is checked, what is retried, and which statements of
 //! [`store`] run together in one transaction (each write is one `db.begin()` … `commit()` here,
 //! so whatever else must be written with it, such as its audit event, can join it). The one
 //! exception is a new booking on PostgreSQL, a single atomic statement (see [`book`]'s insert).
+//! Pause points ([`crate::pause`]) mark where the race tests park a transaction before its commit.
 
+pub mod limits;
 pub mod store;
 
 use std::future::Future;
+use std::ops::Range;
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -27,7 +65,9 @@ use crate::domain::consultation::{Consultation, FacilityKind, Kind, Status, Tran
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone, on_grid};
+use crate::pause;
 use crate::storage::{Db, Engine, OnViolation};
+pub use limits::{BookingLimits, HoldCap, HoldCaps, RateRefusal};
 pub use store::{ConsultationFilter, Event};
 use store::{ContextRow, NewConsultation, NewEvent, SLOT_CLAIM, Stamp, StatusChange};
 
@@ -132,12 +172,13 @@ fn slot_taken() -> SchedulingError {
 }
 
 /// Books (or holds) a slot. Exactly one of any number of concurrent requests for overlapping
-/// time wins; the others get `slot_taken`.
+/// time wins; the others get `slot_taken`. A hold must also fit the hold caps.
 pub async fn book(
     db: &Db,
     actor: &Principal,
     b: NewBooking,
     hold_ttl: Duration,
+    caps: HoldCaps,
 ) -> Result<Consultation> {
     check_time(b.start)?;
     let rows = {
@@ -156,7 +197,7 @@ pub async fn book(
     let slot = find_slot(clinician, b.start, &rules, &exceptions)?;
     let b = &b;
     retry_after_expired_hold(db, b.clinician_id, slot, move || {
-        insert_booking(db, actor, b, slot, hold_ttl)
+        insert_booking(db, actor, b, slot, hold_ttl, caps)
     })
     .await
 }
@@ -293,6 +334,7 @@ async fn insert_booking(
     b: &NewBooking,
     slot: Slot,
     hold_ttl: Duration,
+    caps: HoldCaps,
 ) -> Result<Consultation> {
     let now = time::now();
     let (status, hold_expires_at) = if b.hold {
@@ -313,57 +355,135 @@ async fn insert_booking(
         end_at: slot.end,
         hold_expires_at,
         created_at: now,
+        booked_by: actor.account_id,
     };
     let cells = time::cells(slot.start, slot.end);
-    let written = async {
-        // On PostgreSQL the insert is one statement (consultation, claims and event in one CTE),
-        // atomic by itself: a transaction around it would add only BEGIN and COMMIT round trips
-        // to the platform's hottest write, measured at 0.91 of the booking throughput. SQLite
-        // runs three statements, which need the transaction.
-        if db.engine() == Engine::Postgres {
-            let mut c = db.acquire().await?;
-            return store::insert_booking(c.conn(), &new, cells, &actor.username).await;
-        }
-        let mut tx = db.begin().await?;
-        let row = store::insert_booking(tx.conn(), &new, cells, &actor.username).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(row)
-    }
-    .await
-    .on_violation(&SLOT_CLAIM, slot_taken);
+    let written = if b.hold {
+        insert_hold(db, actor, &new, cells, caps).await
+    } else {
+        insert_outright(db, actor, &new, cells).await
+    };
     let outcome = match &written {
         Ok(_) => status.as_str(),
         Err(SchedulingError::Conflict {
             code: ErrorCode::SlotTaken,
             ..
         }) => "conflict",
+        Err(SchedulingError::TooManyHolds { .. }) => "hold_cap",
         Err(_) => return written,
     };
     metrics::counter!("bookings_total", "outcome" => outcome).increment(1);
     written
 }
 
+/// A booking (not a hold): no cap to check, so the platform's hottest write stays as small as it
+/// can be.
+async fn insert_outright(
+    db: &Db,
+    actor: &Principal,
+    new: &NewConsultation<'_>,
+    cells: Range<i64>,
+) -> Result<Consultation> {
+    async {
+        // On PostgreSQL the insert is one statement (consultation, claims and event in one CTE),
+        // atomic by itself: a transaction around it would add only BEGIN and COMMIT round trips
+        // to the platform's hottest write, measured at 0.91 of the booking throughput. SQLite
+        // runs three statements, which need the transaction.
+        if db.engine() == Engine::Postgres {
+            let mut c = db.acquire().await?;
+            return store::insert_booking(c.conn(), new, cells, &actor.username).await;
+        }
+        let mut tx = db.begin().await?;
+        let row = store::insert_booking(tx.conn(), new, cells, &actor.username).await?;
+        pause::point(db, "booking.book.before_commit").await;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(row)
+    }
+    .await
+    .on_violation(&SLOT_CLAIM, slot_taken)
+}
+
+/// A hold: counted against the caps and inserted in one transaction that excludes every other
+/// new hold by the same booker or for the same patient ([`store::lock_holds`]), so that two
+/// holds at one below a cap cannot both pass.
+async fn insert_hold(
+    db: &Db,
+    actor: &Principal,
+    new: &NewConsultation<'_>,
+    cells: Range<i64>,
+    caps: HoldCaps,
+) -> Result<Consultation> {
+    let mut tx = db.begin().await?;
+    store::lock_holds(tx.conn(), new.booked_by, new.patient_id).await?;
+    let standing =
+        store::holds_standing(tx.conn(), new.booked_by, new.patient_id, new.created_at).await?;
+    if let Some((cap, max)) = over_cap(standing, caps) {
+        // Nothing was written: dropping the transaction rolls it back.
+        return Err(SchedulingError::TooManyHolds { cap, max });
+    }
+    pause::point(db, "booking.hold.counted").await;
+    let row = store::insert_booking(tx.conn(), new, cells, &actor.username)
+        .await
+        .on_violation(&SLOT_CLAIM, slot_taken)?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// The cap one more hold would go over, with its size; `None` when there is room under both.
+fn over_cap(standing: store::HoldsStanding, caps: HoldCaps) -> Option<(HoldCap, u32)> {
+    let full = |held: i64, max: u32| max > 0 && held >= i64::from(max);
+    if full(standing.by_account, caps.per_account) {
+        Some((HoldCap::Account, caps.per_account))
+    } else if full(standing.of_patient, caps.per_patient) {
+        Some((HoldCap::Patient, caps.per_patient))
+    } else {
+        None
+    }
+}
+
 /// Releases holds past their expiry that overlap `slot`; returns how many were released.
+///
+/// The guarded update first, then the claims of exactly the holds it expired (the rule in the
+/// module documentation): a hold confirmed or moved meanwhile fails the predicate once its
+/// transaction commits and keeps its claims.
 async fn release_expired_holds(db: &Db, clinician: ClinicianId, slot: Slot) -> Result<u64> {
     let now = time::now();
     let mut tx = db.begin().await?;
     let expired =
         store::expire_overlapping_holds(tx.conn(), clinician, slot.start, slot.end, now).await?;
-    for id in &expired {
-        store::delete_claims(tx.conn(), *id).await?;
-    }
+    store::delete_claims_of(tx.conn(), &expired).await?;
     tx.commit().await?;
     Ok(expired.len() as u64)
 }
 
+/// How many lapsed holds one sweep transaction expires at most: it keeps each transaction short
+/// and its id list within every engine's bind limit.
+const SWEEP_BATCH: i64 = 500;
+
 /// Expires every hold past its time and frees its slot; run periodically by the server.
 pub async fn expire_holds(db: &Db) -> Result<u64> {
-    let now = time::now();
-    let mut tx = db.begin().await?;
-    store::delete_claims_of_expired_holds(tx.conn(), now).await?;
-    let n = store::expire_holds(tx.conn(), now).await?;
-    tx.commit().await?;
-    Ok(n)
+    expire_holds_at(db, time::now()).await
+}
+
+/// [`expire_holds`] as of `now`: the holds whose expiry is at or before it lapse.
+///
+/// Each batch marks the lapsed holds expired first, guarded by `status = 'held'`, and only then
+/// deletes the claims of exactly the holds it marked, in the same transaction. A hold that a
+/// confirm, cancel or reschedule has locked is skipped on PostgreSQL and taken by a later sweep
+/// if it is still a lapsed hold then (see [`store::expire_lapsed_holds`]).
+pub async fn expire_holds_at(db: &Db, now: DateTime<Utc>) -> Result<u64> {
+    let mut total = 0;
+    loop {
+        let mut tx = db.begin().await?;
+        let expired = store::expire_lapsed_holds(tx.conn(), now, SWEEP_BATCH).await?;
+        store::delete_claims_of(tx.conn(), &expired).await?;
+        pause::point(db, "booking.sweep.before_commit").await;
+        tx.commit().await?;
+        total += expired.len() as u64;
+        if (expired.len() as i64) < SWEEP_BATCH {
+            return Ok(total);
+        }
+    }
 }
 
 pub async fn get(db: &Db, id: ConsultationId) -> Result<Consultation> {
@@ -459,8 +579,24 @@ fn status_change<'a>(
     })
 }
 
+/// The pause point just before a transition's commit, for the race tests.
+fn before_commit(transition: Transition) -> &'static str {
+    match transition {
+        Transition::Confirm => "booking.confirm.before_commit",
+        Transition::Start => "booking.start.before_commit",
+        Transition::Complete => "booking.complete.before_commit",
+        Transition::Cancel => "booking.cancel.before_commit",
+        Transition::NoShow => "booking.no_show.before_commit",
+        Transition::Reschedule => "booking.reschedule.before_commit",
+    }
+}
+
 /// Applies a status change guarded by the statuses (and times) it is allowed from, with its event
 /// and, when the consultation stops being live, the release of its slot.
+///
+/// The guarded update comes first and takes the row's lock (see the module documentation); the
+/// claims are deleted only for the row it returned, so a consultation that another transaction
+/// moved to another status meanwhile is left alone, claims and all.
 async fn transition(
     db: &Db,
     actor: &Principal,
@@ -474,6 +610,7 @@ async fn transition(
     let mut tx = db.begin().await?;
     let updated = store::change_status(tx.conn(), &change).await?;
     if let Some(row) = &updated {
+        // Confirm and start go from live to live: the claims stay as they are.
         if !change.to.is_live() {
             store::delete_claims(tx.conn(), row.id).await?;
         }
@@ -485,6 +622,7 @@ async fn transition(
             detail,
         };
         store::insert_event(tx.conn(), &event).await?;
+        pause::point(db, before_commit(transition)).await;
     }
     tx.commit().await?;
     match updated {
@@ -546,7 +684,9 @@ pub async fn reschedule(
     .await
 }
 
-/// Moves the consultation and its claims, with its event, in one transaction.
+/// Moves the consultation and its claims, with its event, in one transaction: the guarded update
+/// of its time first (its row lock keeps the sweeper and every other transition of it out until
+/// the commit), then the old claims out and the new ones in.
 async fn move_booking(
     db: &Db,
     actor: &Principal,
@@ -573,6 +713,7 @@ async fn move_booking(
                 detail: reason.as_str(),
             };
             store::insert_event(tx.conn(), &event).await?;
+            pause::point(db, "booking.reschedule.before_commit").await;
         }
         tx.commit().await?;
         Ok::<_, sqlx::Error>(moved)

@@ -11,11 +11,12 @@ use std::ops::Range;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 
+use crate::auth::AccountId;
 use crate::auth::policy::Visibility;
 use crate::domain::consultation::{Consultation, FacilityKind, Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::on_conn;
-use crate::storage::{Conn, UniqueKey};
+use crate::storage::{Conn, Engine, UniqueKey};
 
 /// The columns of a [`Consultation`]. A macro rather than a constant so that `concat!` can put
 /// whole statements together at compile time (sqlx takes only `&'static str` query text).
@@ -34,15 +35,15 @@ macro_rules! insert_consultation {
         concat!(
             "INSERT INTO consultations (kind, status, clinician_id, patient_id,
                requesting_facility_id, referring_clinician_id, reason, urgency, start_at, end_at,
-               hold_expires_at, created_at, updated_at, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1)
+               hold_expires_at, created_at, updated_at, version, booked_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, 1, $13)
              RETURNING ",
             consultation_columns!()
         )
     };
 }
 
-/// Binds a [`NewConsultation`] to the twelve parameters of [`insert_consultation!`], in order.
+/// Binds a [`NewConsultation`] to the thirteen parameters of [`insert_consultation!`], in order.
 macro_rules! bind_new {
     ($query:expr, $c:expr) => {
         $query
@@ -58,6 +59,7 @@ macro_rules! bind_new {
             .bind($c.end_at)
             .bind($c.hold_expires_at)
             .bind($c.created_at)
+            .bind($c.booked_by)
     };
 }
 
@@ -149,6 +151,8 @@ pub struct NewConsultation<'a> {
     pub hold_expires_at: Option<DateTime<Utc>>,
     /// Also its first `updated_at`.
     pub created_at: DateTime<Utc>,
+    /// The account that books (or holds) it.
+    pub booked_by: AccountId,
 }
 
 async fn insert_consultation(
@@ -183,10 +187,10 @@ pub async fn insert_booking(
                 "),
                  claims AS (
                    INSERT INTO slot_claims (clinician_id, cell, consultation_id)
-                   SELECT $3, g, c.id FROM c, generate_series($13::bigint, $14::bigint - 1) AS g),
+                   SELECT $3, g, c.id FROM c, generate_series($14::bigint, $15::bigint - 1) AS g),
                  ev AS (
                    INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
-                   SELECT c.id, $12, $15, $2, '' FROM c)
+                   SELECT c.id, $12, $16, $2, '' FROM c)
                  SELECT * FROM c"
             )),
             new
@@ -289,34 +293,128 @@ pub async fn expire_overlapping_holds(
     .await)
 }
 
-/// Frees the cells of every hold past `now` (before [`expire_holds`] marks them expired).
-pub async fn delete_claims_of_expired_holds(
+/// Marks expired up to `limit` holds past `now`, returning them; their claims are the caller's
+/// to delete, in the same transaction, after this (see [`crate::scheduling::booking`] on why the
+/// order matters).
+///
+/// The engines differ. On PostgreSQL the holds are picked `FOR UPDATE SKIP LOCKED`: a hold whose
+/// row another transaction holds locked (a confirm, a cancel or a reschedule in flight) is left
+/// to the next sweep, when its outcome is committed and the predicate sees it; the sweeper never
+/// waits on a request, and two nodes sweeping at once never wait on each other. SQLite has no row
+/// locks and needs none: its write transaction (`BEGIN IMMEDIATE`) runs alone.
+pub async fn expire_lapsed_holds(
     conn: Conn<'_>,
     now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    on_conn!(conn, c => sqlx::query(
-        "DELETE FROM slot_claims WHERE consultation_id IN
-           (SELECT id FROM consultations WHERE status = $2 AND hold_expires_at <= $1)",
-    )
-    .bind(now)
-    .bind(Status::Held)
-    .execute(&mut *c)
-    .await
-    .map(|_| ()))
+    limit: i64,
+) -> Result<Vec<ConsultationId>, sqlx::Error> {
+    macro_rules! expire {
+        ($lock:literal) => {
+            concat!(
+                "UPDATE consultations SET status = $2, updated_at = $1, version = version + 1
+                 WHERE id IN (SELECT id FROM consultations
+                              WHERE status = $3 AND hold_expires_at <= $1
+                              ORDER BY id LIMIT $4",
+                $lock,
+                ")
+                   AND status = $3 AND hold_expires_at <= $1
+                 RETURNING id"
+            )
+        };
+    }
+    let sql = match conn.engine() {
+        Engine::Postgres => expire!(" FOR UPDATE SKIP LOCKED"),
+        Engine::Sqlite => expire!(""),
+    };
+    on_conn!(conn, c => sqlx::query_scalar::<_, ConsultationId>(sql)
+        .bind(now)
+        .bind(Status::Expired)
+        .bind(Status::Held)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await)
 }
 
-/// Marks expired every hold past `now`; returns how many.
-pub async fn expire_holds(conn: Conn<'_>, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-    on_conn!(conn, c => sqlx::query(
-        "UPDATE consultations SET status = $2, updated_at = $1, version = version + 1
-         WHERE status = $3 AND hold_expires_at <= $1",
+/// Frees every cell that `consultations` claim.
+pub async fn delete_claims_of(
+    conn: Conn<'_>,
+    consultations: &[ConsultationId],
+) -> Result<(), sqlx::Error> {
+    if consultations.is_empty() {
+        return Ok(());
+    }
+    on_conn!(conn, c => {
+        let mut q = sqlx::QueryBuilder::new("DELETE FROM slot_claims WHERE consultation_id IN (");
+        let mut ids = q.separated(", ");
+        for id in consultations {
+            ids.push_bind(*id);
+        }
+        q.push(")");
+        q.build().execute(&mut *c).await.map(|_| ())
+    })
+}
+
+/// Namespaces (first key) of the PostgreSQL advisory locks on a booker's and a patient's holds,
+/// so they meet no other lock.
+const LOCK_HOLDS_BY: i32 = 0x486F_6C01;
+const LOCK_HOLDS_OF: i32 = 0x486F_6C02;
+
+/// Keeps every other new hold by `account` or for `patient` out until the caller's transaction
+/// ends, so that counting the holds standing and adding one are a single step: two holds at
+/// one below the cap cannot both see room for themselves.
+///
+/// The engines differ: PostgreSQL takes transaction-scoped advisory locks, the booker's first and
+/// then the patient's (every hold takes them in that order, so no two wait for each other in a
+/// cycle), and holds by other bookers for other patients go on in parallel; SQLite has no such
+/// locks and needs none, since the write transaction (`BEGIN IMMEDIATE`) already holds the
+/// database's one write lock from before the count.
+pub async fn lock_holds(
+    conn: Conn<'_>,
+    account: AccountId,
+    patient: PatientId,
+) -> Result<(), sqlx::Error> {
+    match conn {
+        Conn::Postgres(c) => {
+            for (space, key) in [(LOCK_HOLDS_BY, account.0), (LOCK_HOLDS_OF, patient.0)] {
+                // The two-key form takes two int4: the id is folded into one (a collision only
+                // makes two bookers share a lock, never lets a hold past its cap).
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashint8($2))")
+                    .bind(space)
+                    .bind(key)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            Ok(())
+        }
+        Conn::Sqlite(_) => Ok(()),
+    }
+}
+
+/// How many live holds (held, not past their expiry at `now`) `account` made and `patient` has.
+#[derive(Clone, Copy, Debug, sqlx::FromRow)]
+pub struct HoldsStanding {
+    pub by_account: i64,
+    pub of_patient: i64,
+}
+
+pub async fn holds_standing(
+    conn: Conn<'_>,
+    account: AccountId,
+    patient: PatientId,
+    now: DateTime<Utc>,
+) -> Result<HoldsStanding, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as::<_, HoldsStanding>(
+        "SELECT
+           (SELECT COUNT(*) FROM consultations
+             WHERE booked_by = $1 AND status = $3 AND hold_expires_at > $4) AS by_account,
+           (SELECT COUNT(*) FROM consultations
+             WHERE patient_id = $2 AND status = $3 AND hold_expires_at > $4) AS of_patient",
     )
-    .bind(now)
-    .bind(Status::Expired)
+    .bind(account)
+    .bind(patient)
     .bind(Status::Held)
-    .execute(&mut *c)
-    .await
-    .map(|done| done.rows_affected()))
+    .bind(now)
+    .fetch_one(&mut *c)
+    .await)
 }
 
 /// The consultation as stored (a hold past its expiry still reads `held`).
