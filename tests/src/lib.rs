@@ -12,6 +12,7 @@
 //! sleeping.
 
 pub mod bench_support;
+pub mod races;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
