@@ -25,6 +25,9 @@
 //! | `/metrics` behind a Bearer token | `metrics_token` | `TELEHEALTH_METRICS_TOKEN` | | none |
 //! | sign-in attempts per client address per minute, per node | `sign_in_per_address_per_minute` | `TELEHEALTH_SIGN_IN_PER_ADDRESS_PER_MINUTE` | | 1200 |
 //! | sign-in attempts per client address at once, per node | `sign_in_per_address_burst` | `TELEHEALTH_SIGN_IN_PER_ADDRESS_BURST` | | 100 |
+//! | wait for a database connection, ms | `database_acquire_timeout_ms` | `TELEHEALTH_DATABASE_ACQUIRE_TIMEOUT_MS` | | 1000 |
+//! | longest statement (PostgreSQL), ms; silence longer by half is a broken connection | `database_statement_timeout_ms` | `TELEHEALTH_DATABASE_STATEMENT_TIMEOUT_MS` | | 2000 |
+//! | SQLite quota, pages of 4 KiB | `sqlite_max_page_count` | `TELEHEALTH_SQLITE_MAX_PAGE_COUNT` | | none |
 //! | holds one account keeps at once (0: no cap) | `holds_per_account` | `TELEHEALTH_HOLDS_PER_ACCOUNT` | | 100 |
 //! | holds one patient has at once (0: no cap) | `holds_per_patient` | `TELEHEALTH_HOLDS_PER_PATIENT` | | 10 |
 //! | booking requests per account per minute, per node (0: no limit) | `booking_per_account_per_minute` | `TELEHEALTH_BOOKING_PER_ACCOUNT_PER_MINUTE` | | 600 |
@@ -40,6 +43,12 @@
 //!
 //! `/metrics` is served only with `metrics_token` (16 characters or more) or on `metrics_listen`;
 //! with neither it answers 404.
+//!
+//! The database timeouts decide how a fault looks to clients: while the database is down or
+//! silent, or its disk is full, requests are answered 503 with `Retry-After` within about
+//! `database_acquire_timeout_ms` (a connection that stopped answering: within
+//! `database_statement_timeout_ms` and a half), and the server recovers by itself once the
+//! database does. Both must be at least 1.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -143,6 +152,21 @@ pub struct Settings {
     /// ...and at once: enough for a care centre's staff behind one address arriving together.
     /// (The limits that hold across nodes live in the database; see `auth::throttle`.)
     pub sign_in_per_address_burst: u32,
+    // --- faults recover by themselves (issue 12) ---
+    /// How long a request waits for a database connection (an idle one from the pool, or a new
+    /// one) before it is answered 503: while the database is down, requests fail after about
+    /// this long instead of queueing.
+    pub database_acquire_timeout_ms: u64,
+    /// The longest one statement may take on PostgreSQL (its `statement_timeout`). The server
+    /// waits half as long again for any answer at all, on either engine (on SQLite on top of its
+    /// 10 s wait for the write lock): a connection that goes silent, as one does behind a
+    /// network that drops its packets, is given up on and replaced, and the request gets a 503.
+    pub database_statement_timeout_ms: u64,
+    /// SQLite only: the most pages (4 KiB each) the database file may grow to (SQLite's
+    /// `max_page_count`), a quota that keeps the file from filling its disk. A database at its
+    /// quota refuses writes with 503 `storage_full` and `/readyz` answers 503 until space is
+    /// freed (rows deleted) or the quota raised (a restart). None: no quota.
+    pub sqlite_max_page_count: Option<u32>,
     // --- booking limits ---
     // See `scheduling::booking::limits` for why these defaults are far above any clinic's use.
     /// Holds one account may keep standing at once (0: no cap). Counted in the database, so
@@ -182,6 +206,9 @@ impl Default for Settings {
             metrics_token: None,
             sign_in_per_address_per_minute: 1200,
             sign_in_per_address_burst: 100,
+            database_acquire_timeout_ms: 1000,
+            database_statement_timeout_ms: 2000,
+            sqlite_max_page_count: None,
             holds_per_account: 100,
             holds_per_patient: 10,
             booking_per_account_per_minute: 600,

@@ -34,6 +34,7 @@ use crate::api::routes::Router;
 use crate::config::Secret;
 use crate::domain::code::ErrorCode;
 use crate::state::AppState;
+use crate::storage::readiness::Readiness;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -137,21 +138,18 @@ pub fn routes(
         warp::Reply::into_response(warp::reply::json(&serde_json::json!({"status": "ok"})))
     });
 
-    let ready_state = state.clone();
+    // Ready when the database takes a write now (storage/readiness.rs: a write probe, its
+    // answer kept for a second, one probe at a time).
+    let readiness = Arc::new(Readiness::new(state.db.clone()));
     let ready = warp::path!("readyz").and(warp::get()).then(move || {
-        let db = ready_state.db.clone();
+        let readiness = readiness.clone();
         async move {
-            let ping = tokio::time::timeout(Duration::from_secs(2), db.ping()).await;
-            match ping {
-                Ok(Ok(())) => warp::Reply::into_response(warp::reply::json(
-                    &serde_json::json!({"status": "ready", "database": db.engine().as_str()}),
+            let database = readiness.engine().as_str();
+            match readiness.check().await {
+                Ok(()) => warp::Reply::into_response(warp::reply::json(
+                    &serde_json::json!({"status": "ready", "database": database}),
                 )),
-                _ => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::NotReady,
-                    "the database is unreachable",
-                )
-                .into_response(),
+                Err(why) => ApiError::not_ready(why, database).into_response(),
             }
         }
     });

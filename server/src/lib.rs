@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod http;
+pub mod journal;
 pub mod notes;
 pub mod pause;
 pub mod scheduling;

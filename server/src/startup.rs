@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::api::routes::{Router, RouterError, route_table};
 use crate::audit::AuditLog;
 use crate::config::Settings;
+use crate::journal;
 use crate::scheduling::booking;
 use crate::state::AppState;
 use crate::storage::{Db, PoolSettings, StorageError};
@@ -104,7 +105,10 @@ pub async fn open_database(settings: &Settings) -> Result<Db, StorageError> {
         settings.database_url().expose(),
         PoolSettings {
             max_connections: settings.database_max_connections,
-            ..PoolSettings::default()
+            // Zero would fail every request at once; the documented floor is 1 ms.
+            acquire_timeout: Duration::from_millis(settings.database_acquire_timeout_ms.max(1)),
+            statement_timeout: Duration::from_millis(settings.database_statement_timeout_ms.max(1)),
+            sqlite_max_page_count: settings.sqlite_max_page_count,
         },
     )
     .await?;
@@ -301,9 +305,24 @@ async fn sweep_holds(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
                     Ok(n) => tracing::info!(expired = n, "expired holds released"),
                     Err(err) => tracing::warn!(error = %err, "hold sweep failed"),
                 }
+                purge_idempotency_keys(&db).await;
             }
             _ = stop.changed() => break,
         }
+    }
+}
+
+/// Deletes idempotent answers past their lifetime ([`journal::KEY_LIFETIME_HOURS`]).
+async fn purge_idempotency_keys(db: &Db) {
+    let purged = async {
+        let mut c = db.acquire().await?;
+        journal::purge_old_answers(c.conn()).await
+    }
+    .await;
+    match purged {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(purged = n, "old idempotency keys purged"),
+        Err(err) => tracing::warn!(error = %err, "idempotency key purge failed"),
     }
 }
 

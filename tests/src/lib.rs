@@ -12,6 +12,7 @@
 //! sleeping.
 
 pub mod bench_support;
+pub mod proxy;
 pub mod races;
 
 use std::net::SocketAddr;
@@ -551,6 +552,23 @@ impl TestApp {
         self.start_beside().await
     }
 
+    /// Like [`TestApp::restart`], with the settings adjusted by `adjust` first.
+    pub async fn restart_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        self.inner.stop().await;
+        let mut settings = self.inner.settings.clone();
+        adjust(&mut settings);
+        let inner = Inner::start(
+            settings,
+            self.inner.database.clone(),
+            self.inner.data_dir.clone(),
+        )
+        .await;
+        TestApp {
+            inner: Arc::new(inner),
+            ..self.clone()
+        }
+    }
+
     /// Starts a second server on the same database and data folder while this one keeps
     /// running: another node of the same deployment. The returned app talks to it as the same
     /// caller.
@@ -659,6 +677,25 @@ impl TestApp {
             Db::Postgres(pool) => sqlx::query_scalar(sql).bind(id).fetch_one(pool).await,
         }
         .expect("stored time is read")
+    }
+
+    /// Runs `sql` (one or more statements, fixed text from the test itself) on the server's
+    /// database behind its back: to break or repair what the server relies on.
+    pub async fn exec(&self, sql: &'static str) {
+        match self.db() {
+            Db::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+            Db::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// One number `sql` selects (a fixed query from the test itself).
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        match self.db() {
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Counts rows of `table` (a fixed name from the test itself).

@@ -10,18 +10,41 @@ export class ApiError extends Error {
   }
 }
 
+/** A fresh Idempotency-Key: one per user action, kept across that action's retries. */
+function newKey() {
+  if (globalThis.crypto && crypto.randomUUID) return crypto.randomUUID();
+  const b = new Uint8Array(16);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+// A write that may or may not have reached the server (the network dropped, or the server
+// answered that it is briefly unavailable) is sent again with the same key: the server then
+// answers its first answer instead of making the change twice.
+const RETRY_DELAYS_MS = [1000, 3000];
+const RETRYABLE = new Set([502, 503, 504]);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
 export async function api(method, path, body) {
   const init = { method, credentials: 'same-origin', headers: { accept: 'application/json' } };
   if (body !== undefined) {
     init.headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  const writes = method !== 'GET' && method !== 'HEAD';
+  if (writes) init.headers['idempotency-key'] = newKey();
   let res;
-  try {
-    res = await fetch(`/api/v1${path}`, init);
-  } catch {
-    throw new ApiError(0, 'offline', 'network');
+  for (let attempt = 0; ; attempt++) {
+    try {
+      res = await fetch(`/api/v1${path}`, init);
+    } catch {
+      res = null;
+    }
+    const again = writes && attempt < RETRY_DELAYS_MS.length && (!res || RETRYABLE.has(res.status));
+    if (!again) break;
+    await sleep(RETRY_DELAYS_MS[attempt]);
   }
+  if (!res) throw new ApiError(0, 'offline', 'network');
   if (res.status === 204) return null;
   const data = await res.json().catch(() => null);
   if (!res.ok) {

@@ -3,15 +3,19 @@
 //! from the context at this edge.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use warp::http::{Method, StatusCode};
 
 use super::error::ApiError;
+use super::request_audit::{self, Answered};
 use crate::auth::Principal;
 use crate::domain::code::ErrorCode;
 use crate::domain::ids::PatientId;
+use crate::journal::{Claim, Journal};
 use crate::state::AppState;
 
 /// Everything a handler may look at, already bounded in size.
@@ -30,6 +34,13 @@ pub struct Ctx {
     pub accept_language: Option<String>,
     /// Shared with the dispatcher, which reads it after the handler to write the audit event.
     pub(super) note: Arc<Mutex<AuditNote>>,
+    /// The request as its audit event names it: method and route template.
+    pub(super) method: Method,
+    pub(super) template: &'static str,
+    /// The request's `Idempotency-Key`, when it sent one (see [`super::idempotency`]).
+    pub(super) claim: Option<Claim>,
+    /// Shared with the dispatcher: set when the handler's write staged its audit event.
+    pub(super) journaled: Arc<AtomicBool>,
 }
 
 /// What a handler adds to the audit event of its request.
@@ -49,6 +60,9 @@ pub struct AuditNote {
     pub access_reason: Option<&'static str>,
     /// The handler hid a record the caller may not see (answered 404).
     pub denied: bool,
+    /// The answer was the stored first answer to the request's `Idempotency-Key`: the event says
+    /// so, and names no second change.
+    pub replayed: bool,
 }
 
 impl Ctx {
@@ -57,6 +71,31 @@ impl Ctx {
         self.principal
             .as_ref()
             .ok_or_else(ApiError::unauthenticated)
+    }
+
+    /// The journal of this write request, whose success is answered with `status`: its audit
+    /// event as noted so far (the service adds the record it wrote) and its idempotency claim.
+    /// Build it just before calling the service, after noting what the handler knows.
+    pub fn journal(&self, status: StatusCode) -> Journal {
+        let note = self.note.lock().map(|n| n.clone()).unwrap_or_default();
+        let answered = Answered {
+            method: &self.method,
+            template: self.template,
+            principal: self.principal.as_ref(),
+            client_addr: self.client_addr.clone(),
+            status,
+        };
+        Journal::new(
+            request_audit::event(answered, note),
+            self.claim.clone(),
+            status.as_u16(),
+            self.journaled.clone(),
+        )
+    }
+
+    /// [`Ctx::journal`] for a write answered 200.
+    pub fn journal_ok(&self) -> Journal {
+        self.journal(StatusCode::OK)
     }
 
     /// Adds to this request's audit event.

@@ -2,6 +2,7 @@
 
 use chrono::NaiveDate;
 use serde::Deserialize;
+use warp::http::StatusCode;
 
 use super::ctx::Ctx;
 use super::error::ApiError;
@@ -126,6 +127,7 @@ pub async fn create_facility(ctx: Ctx) -> ApiResult {
             address,
             zone,
         },
+        &ctx.journal(StatusCode::CREATED),
     )
     .await?;
     created(&f)

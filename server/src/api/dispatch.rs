@@ -1,8 +1,11 @@
 //! The dispatcher: the warp filter that takes each `/api/v1` request apart, and [`dispatch`],
 //! which answers it in named steps: find the route ([`super::routes`]), authenticate the caller
-//! and check CSRF ([`super::csrf`]), read the body ([`super::request_body`]), run the handler,
-//! record the audit event ([`super::request_audit`]) and count the request in the metrics.
+//! and check CSRF ([`super::csrf`]), read the body ([`super::request_body`]), replay a stored
+//! answer to its `Idempotency-Key` ([`super::idempotency`]) or run the handler, record the audit
+//! event ([`super::request_audit`]) unless the handler's write committed it, and count the
+//! request in the metrics.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -13,11 +16,13 @@ use warp::reply::Response;
 use super::csrf::check_csrf;
 use super::ctx::{AuditNote, Ctx};
 use super::error::ApiError;
+use super::idempotency;
 use super::reply::ApiResult;
 use super::request_audit::{self, Answered};
 use super::request_body::read_body;
 use super::routes::{AuditPolicy, Found, Route, Router};
 use crate::auth::Principal;
+use crate::journal::{self, Claim, Journal};
 use crate::state::AppState;
 
 /// The client's socket address, put on each request by the connection loop in
@@ -86,6 +91,7 @@ where
 {
     let started = Instant::now();
     let note = Arc::new(Mutex::new(AuditNote::default()));
+    let journaled = Arc::new(AtomicBool::new(false));
     let (result, template, policy, principal) = match router.find(&request.method, path) {
         Err(unrouted) => (
             Err(unrouted.error),
@@ -95,7 +101,11 @@ where
         ),
         Ok(found) => {
             let (template, policy) = (found.route.path, found.route.audit);
-            let (result, principal) = run(&state, found, &request, query, body, &note).await;
+            let shared = Shared {
+                note: &note,
+                journaled: &journaled,
+            };
+            let (result, principal) = run(&state, found, path, &request, query, body, shared).await;
             (result, template, policy, principal)
         }
     };
@@ -107,29 +117,44 @@ where
         client_addr: request.client_addr.clone(),
         status: response.status(),
     };
-    // Nothing is answered that the audit trail does not hold.
-    if !record_audit(&state, policy, &note, answered).await {
+    // Nothing is answered that the audit trail does not hold. An answer that is already a 503
+    // (the database failed the handler too) stays: it says more, such as `storage_full`.
+    let written = Journal::is_written(&journaled);
+    if !record_audit(&state, policy, &note, answered, written).await
+        && response.status() != StatusCode::SERVICE_UNAVAILABLE
+    {
         response = ApiError::unavailable().into_response();
     }
     count(&request.method, template, response.status(), started);
     response
 }
 
-/// Authenticates the caller, reads the body and runs the route's handler. The caller comes back
-/// even when a later step refuses the request, so that the audit event names who was refused.
+/// What the dispatcher shares with the handler, to read after it.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    note: &'a Arc<Mutex<AuditNote>>,
+    /// Set when the handler's write staged its own audit event (see [`crate::journal`]).
+    journaled: &'a Arc<AtomicBool>,
+}
+
+/// Authenticates the caller, reads the body, and replays a stored answer or runs the route's
+/// handler. The caller comes back even when a later step refuses the request, so that the audit
+/// event names who was refused.
 async fn run<S, B>(
     state: &AppState,
     found: Found<'_>,
+    path: &str,
     request: &Incoming,
     query: String,
     body: S,
-    note: &Arc<Mutex<AuditNote>>,
+    shared: Shared<'_>,
 ) -> (ApiResult, Option<Principal>)
 where
     S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
     B: bytes::Buf,
 {
     let Found { route, params } = found;
+    let note = shared.note;
     // The `id` path parameter is the record an event is about unless the handler says otherwise.
     if let Some((_, id)) = params.iter().find(|(k, _)| k == "id")
         && let Ok(mut n) = note.lock()
@@ -149,6 +174,19 @@ where
             state.max_body_bytes,
         )
         .await?;
+        let claim = idempotency::claim(
+            &request.method,
+            &request.headers,
+            principal.as_ref(),
+            path,
+            &query,
+            &body,
+        )?;
+        if let Some(claim) = &claim
+            && let Some(replayed) = replay(state, claim, note).await?
+        {
+            return Ok(replayed);
+        }
         let ctx = Ctx {
             principal: principal.clone(),
             state: state.clone(),
@@ -158,11 +196,43 @@ where
             client_addr: request.client_addr.clone(),
             accept_language: accept_language(&request.headers),
             note: note.clone(),
+            method: request.method.clone(),
+            template: route.path,
+            claim: claim.clone(),
+            journaled: shared.journaled.clone(),
         };
-        (route.handler)(ctx).await
+        match ((route.handler)(ctx).await, &claim) {
+            // A twin request with the same key may have committed first (this one then lost the
+            // slot, or the key): its answer is this one's too.
+            (Err(e), Some(claim)) => match replay(state, claim, note).await {
+                Ok(Some(replayed)) => Ok(replayed),
+                _ => Err(e),
+            },
+            (answered, _) => answered,
+        }
     }
     .await;
     (result, principal)
+}
+
+/// The stored answer to `claim`'s key, replayed (or refused, for another request), if there is
+/// one; the audit event then says it was a replay.
+async fn replay(
+    state: &AppState,
+    claim: &Claim,
+    note: &Mutex<AuditNote>,
+) -> Result<Option<Response>, ApiError> {
+    let stored = {
+        let mut c = state.db.acquire().await?;
+        journal::stored_answer(c.conn(), claim).await?
+    };
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    if let Ok(mut n) = note.lock() {
+        n.replayed = true;
+    }
+    idempotency::replay(claim, stored).map(Some)
 }
 
 /// Lets the request through to its handler: a session on every route that is not public, and
@@ -196,13 +266,22 @@ fn accept_language(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Writes the request's audit event when its route and answer call for one; false when the
-/// trail could not take it.
+/// trail could not take it. A write that `journaled` its event committed it already: the chain is
+/// flushed so that the event reads in the trail when the client hears back, and a failure of that
+/// loses nothing (the writer chains it on its next round).
 async fn record_audit(
     state: &AppState,
     policy: AuditPolicy,
     note: &Mutex<AuditNote>,
     answered: Answered<'_>,
+    journaled: bool,
 ) -> bool {
+    if journaled && answered.status.is_success() {
+        if let Err(err) = state.audit.flush().await {
+            tracing::warn!(error = %err, "a write's audit event is committed but not yet chained");
+        }
+        return true;
+    }
     let note = {
         let noted = note.lock();
         let denied = noted.as_ref().is_ok_and(|n| n.denied);

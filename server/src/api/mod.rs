@@ -15,6 +15,7 @@ pub mod csrf;
 pub mod ctx;
 pub mod dispatch;
 pub mod error;
+pub mod idempotency;
 pub mod reply;
 pub mod request_audit;
 pub mod request_body;

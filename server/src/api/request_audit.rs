@@ -50,6 +50,11 @@ pub fn event(answered: Answered<'_>, note: AuditNote) -> audit::Event {
     let action = note
         .action
         .unwrap_or_else(|| format!("{method} {template}"));
+    let action = if note.replayed {
+        format!("{action} (idempotent replay)")
+    } else {
+        action
+    };
     let action = match note.access_reason {
         Some(reason) => format!("{action} ({reason})"),
         None => action,

@@ -19,6 +19,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome a stored string names; `None` for any other string.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [Outcome::Allowed, Outcome::Denied, Outcome::Failed]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Allowed => "allowed",

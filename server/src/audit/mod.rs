@@ -5,11 +5,13 @@
 //! [`verify`] names the first broken one. The application has no path that updates or deletes
 //! events, and the database refuses both with a trigger.
 //!
-//! Requests append through one writer task that commits events in batches (group commit): under
+//! Reads append through one writer task that commits events in batches (group commit): under
 //! load many requests share one transaction, and each request still waits until its event is
-//! durable before it answers. [`append`] itself runs in whatever transaction its caller owns, so
-//! a write and the event describing it can also commit together. On PostgreSQL an advisory lock
-//! keeps the chain linear across server nodes. The SQL is in [`store`].
+//! durable before it answers. A write instead [`stage`]s its event in its own transaction (through
+//! [`crate::journal`]), so no change commits without its event; the writer moves staged events
+//! into the chain in its next batch, which the write asks for ([`AuditLog::flush`]) before it
+//! answers. On PostgreSQL an advisory lock keeps the chain linear across server nodes. The SQL is
+//! in [`store`].
 
 mod event;
 pub mod store;
@@ -31,6 +33,10 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 const BATCH: usize = 256;
 /// Events read per round trip while verifying.
 const VERIFY_PAGE: i64 = 5000;
+/// Most staged events chained in one batch.
+const PENDING_BATCH: i64 = 1024;
+/// How often the writer chains staged events when nothing asks it to.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The hash of an event: its fields, separated by a byte that cannot occur in them, and the
 /// previous hash. The patients of a list read are covered too, as one more field that events
@@ -120,7 +126,12 @@ pub enum AuditError {
     Storage(String),
 }
 
-type Request = (Event, oneshot::Sender<Result<(), AuditError>>);
+/// What the writer is asked to do: append an event, or with none, chain the events staged so far
+/// (see [`AuditLog::flush`]); either way, say when that is committed.
+struct Request {
+    event: Option<Event>,
+    done: oneshot::Sender<Result<(), AuditError>>,
+}
 
 /// The handle requests use to append events.
 #[derive(Clone)]
@@ -140,7 +151,23 @@ impl AuditLog {
     pub async fn record(&self, event: Event) -> Result<(), AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send((event, done))
+            .send(Request {
+                event: Some(event),
+                done,
+            })
+            .await
+            .map_err(|_| AuditError::WriterGone)?;
+        wait.await.map_err(|_| AuditError::WriterGone)?
+    }
+
+    /// Chains the events staged by writes that have committed ([`stage`]), and waits until that
+    /// is committed. A write calls it before answering, so that its event is in the trail when the
+    /// client hears back; the event is durable either way (it committed with the write), so a
+    /// failure here loses nothing: the writer chains it on its next round.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Request { event: None, done })
             .await
             .map_err(|_| AuditError::WriterGone)?;
         wait.await.map_err(|_| AuditError::WriterGone)?
@@ -149,22 +176,42 @@ impl AuditLog {
 
 async fn writer(db: Db, mut rx: mpsc::Receiver<Request>) {
     let mut batch: Vec<Request> = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    // Staged events left by a crash, or by writes whose flush failed, are chained within this
+    // long even when no request asks: the first tick is at once, on start.
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            next = rx.recv() => match next {
+                Some(first) => batch.push(first),
+                None => break,
+            },
+            _ = tick.tick() => {}
+        }
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
-        let events: Vec<&Event> = batch.iter().map(|(e, _)| e).collect();
+        let events: Vec<&Event> = batch.iter().filter_map(|r| r.event.as_ref()).collect();
         let result = commit_batch(&db, &events).await;
-        if let Err(err) = &result {
+        match &result {
             // The event fields may name a patient id but never health data; the error text is
-            // the database's.
-            tracing::error!(error = %err, events = events.len(), "audit append failed");
+            // the database's. Logged once per outage, not once a second.
+            Err(err) if !failing => {
+                tracing::error!(error = %err, events = events.len(), "audit append failed");
+                failing = true;
+            }
+            Err(err) => tracing::debug!(error = %err, "audit append still failing"),
+            Ok(()) if failing => {
+                tracing::info!("audit appends work again");
+                failing = false;
+            }
+            Ok(()) => {}
         }
-        for (_, done) in batch.drain(..) {
+        for Request { done, .. } in batch.drain(..) {
             let _ = done.send(
                 result
                     .as_ref()
@@ -175,11 +222,39 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// Appends a batch in a transaction of its own.
+/// Appends a batch, and the events staged so far, in a transaction of its own. With nothing to
+/// append and nothing staged, no write transaction is opened (the writer ticks every second).
 async fn commit_batch(db: &Db, events: &[&Event]) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        let mut c = db.acquire().await?;
+        if store::pending_count(c.conn()).await? == 0 {
+            return Ok(());
+        }
+    }
     let mut tx = db.begin().await?;
-    append(tx.conn(), events).await?;
+    let mut conn = tx.conn();
+    store::lock_chain(conn.reborrow()).await?;
+    let staged: Vec<(Event, DateTime<Utc>)> = store::take_pending(conn.reborrow(), PENDING_BATCH)
+        .await?
+        .into_iter()
+        .map(store::PendingRow::into_event)
+        .collect();
+    let now = Utc::now().trunc_subsecs(3);
+    let stamped: Vec<(&Event, DateTime<Utc>)> = staged
+        .iter()
+        .map(|(e, at)| (e, *at))
+        .chain(events.iter().map(|e| (*e, now)))
+        .collect();
+    link(conn, &stamped).await?;
     tx.commit().await
+}
+
+/// Stages `event` in the caller's write transaction: it commits with the write or not at all,
+/// and the writer moves it into the chain moments later (in the order staged). Unlike
+/// [`append`], staging takes no lock, so concurrent writes do not wait for one another. The
+/// event names at most one patient (`patients` is not stored).
+pub async fn stage(conn: Conn<'_>, event: &Event) -> Result<(), sqlx::Error> {
+    store::stage(conn, event, Utc::now().trunc_subsecs(3)).await
 }
 
 /// Chains `events` after the newest stored one and inserts them, in the caller's transaction
@@ -191,23 +266,34 @@ pub async fn append(mut conn: Conn<'_>, events: &[&Event]) -> Result<(), sqlx::E
     }
     store::lock_chain(conn.reborrow()).await?;
     // Millisecond precision survives both engines unchanged, so hashes verify after a round trip.
-    // Read under the lock, so the times of the chain never go backwards.
+    // Read under the lock, so the times of appended events never go backwards.
     let now = Utc::now().trunc_subsecs(3);
+    let stamped: Vec<(&Event, DateTime<Utc>)> = events.iter().map(|e| (*e, now)).collect();
+    link(conn, &stamped).await
+}
+
+/// Chains `stamped` (each event with its time) after the newest stored event and inserts them;
+/// the caller holds the chain lock.
+async fn link(mut conn: Conn<'_>, stamped: &[(&Event, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+    if stamped.is_empty() {
+        return Ok(());
+    }
     let (mut seq, mut prev) = store::last_link(conn.reborrow())
         .await?
         .unwrap_or((0, GENESIS.to_string()));
-    let mut links = Vec::with_capacity(events.len());
-    for e in events {
+    let mut links = Vec::with_capacity(stamped.len());
+    for (e, at) in stamped {
         seq += 1;
-        let hash = chain_hash(&prev, seq, now, &StoredFields::from(*e));
+        let hash = chain_hash(&prev, seq, *at, &StoredFields::from(*e));
         links.push(Link {
             seq,
+            at: *at,
             prev_hash: std::mem::replace(&mut prev, hash.clone()),
             hash,
             event: e,
         });
     }
-    store::insert_events(conn.reborrow(), &links, now).await?;
+    store::insert_events(conn.reborrow(), &links).await?;
     let listed: Vec<(i64, PatientId)> = links
         .iter()
         .flat_map(|l| l.event.patients.iter().map(move |p| (l.seq, *p)))

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::event::{AuditQuery, Event, Stored};
+use super::event::{AuditQuery, Event, Outcome, Stored};
 use crate::domain::ids::PatientId;
 use crate::on_conn;
 use crate::storage::Conn;
@@ -17,6 +17,8 @@ const PATIENT_ROWS_PER_INSERT: usize = 10_000;
 /// An event with its place in the chain, ready to insert.
 pub struct Link<'a> {
     pub seq: i64,
+    /// When it happened: when it was chained, or for a staged event, when its write staged it.
+    pub at: DateTime<Utc>,
     pub prev_hash: String,
     pub hash: String,
     pub event: &'a Event,
@@ -53,12 +55,8 @@ pub async fn last_link(conn: Conn<'_>) -> Result<Option<(i64, String)>, sqlx::Er
         .await)
 }
 
-/// Inserts `links` (not empty), all stamped `at`, in one statement.
-pub async fn insert_events(
-    conn: Conn<'_>,
-    links: &[Link<'_>],
-    at: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
+/// Inserts `links` (not empty) in one statement.
+pub async fn insert_events(conn: Conn<'_>, links: &[Link<'_>]) -> Result<(), sqlx::Error> {
     on_conn!(conn, c => {
         let mut q = sqlx::QueryBuilder::new(
             "INSERT INTO audit_events (seq, occurred_at, actor_account_id, actor, actor_role, action,
@@ -67,7 +65,7 @@ pub async fn insert_events(
         q.push_values(links, |mut v, l| {
             let e = l.event;
             v.push_bind(l.seq)
-                .push_bind(at)
+                .push_bind(l.at)
                 .push_bind(e.actor_account_id)
                 .push_bind(e.actor.as_str())
                 .push_bind(e.actor_role.as_str())
@@ -162,4 +160,88 @@ pub async fn query_events(conn: Conn<'_>, q: &AuditQuery) -> Result<Vec<Stored>,
         b.push(" OFFSET ").push_bind(q.offset);
         b.build_query_as::<Stored>().fetch_all(&mut *c).await
     })
+}
+
+/// Stages `event` in the caller's transaction (`audit_pending`), to be chained by the writer
+/// ([`take_pending`]). Takes no lock: staging does not make concurrent writes wait for the chain.
+/// A staged event names at most one patient (`patients` must be empty: writes touch one record).
+pub async fn stage(conn: Conn<'_>, event: &Event, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    on_conn!(conn, c => sqlx::query(
+        "INSERT INTO audit_pending (occurred_at, actor_account_id, actor, actor_role, action,
+           record_type, record_id, patient_id, client_addr, outcome)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(at)
+    .bind(event.actor_account_id)
+    .bind(event.actor.as_str())
+    .bind(event.actor_role.as_str())
+    .bind(event.action.as_str())
+    .bind(event.record_type.as_str())
+    .bind(event.record_id.as_deref())
+    .bind(event.patient_id)
+    .bind(event.client_addr.as_deref())
+    .bind(event.outcome.as_str())
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+/// A staged event as [`take_pending`] reads it back: the event, and when it was staged.
+#[derive(sqlx::FromRow)]
+pub struct PendingRow {
+    pub id: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_account_id: Option<crate::auth::AccountId>,
+    pub actor: String,
+    pub actor_role: String,
+    pub action: String,
+    pub record_type: String,
+    pub record_id: Option<String>,
+    pub patient_id: Option<PatientId>,
+    pub client_addr: Option<String>,
+    pub outcome: String,
+}
+
+/// Removes and returns up to `limit` of the oldest staged events, oldest first. Run under
+/// [`lock_chain`] in the transaction that chains them, so each is chained exactly once: if that
+/// transaction rolls back, they are staged again.
+pub async fn take_pending(conn: Conn<'_>, limit: i64) -> Result<Vec<PendingRow>, sqlx::Error> {
+    let mut rows: Vec<PendingRow> = on_conn!(conn, c => sqlx::query_as(
+        "DELETE FROM audit_pending WHERE id IN
+           (SELECT id FROM audit_pending ORDER BY id LIMIT $1)
+         RETURNING id, occurred_at, actor_account_id, actor, actor_role, action, record_type,
+                   record_id, patient_id, client_addr, outcome",
+    )
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)?;
+    // RETURNING promises no order.
+    rows.sort_by_key(|r| r.id);
+    Ok(rows)
+}
+
+/// How many staged events wait to be chained.
+impl PendingRow {
+    pub fn into_event(self) -> (Event, DateTime<Utc>) {
+        let event = Event {
+            actor_account_id: self.actor_account_id,
+            actor: self.actor,
+            actor_role: self.actor_role,
+            action: self.action,
+            record_type: self.record_type,
+            record_id: self.record_id,
+            patient_id: self.patient_id,
+            patients: Vec::new(),
+            client_addr: self.client_addr,
+            // Only `stage` writes this column, from an `Outcome`; nothing else can be there.
+            outcome: Outcome::parse(&self.outcome).unwrap_or(Outcome::Failed),
+        };
+        (event, self.occurred_at)
+    }
+}
+
+pub async fn pending_count(conn: Conn<'_>) -> Result<i64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
+        .fetch_one(&mut *c)
+        .await)
 }

@@ -16,10 +16,18 @@
 //! at build time). What the compiler does check is that each body binds and decodes types both
 //! drivers support, since [`on_conn!`] expands it once per engine.
 //!
+//! How faults end by themselves (a database that is down, silent, read-only or out of disk):
+//! every statement is bounded in time and broken connections are kept out of the pool
+//! ([`bounded`]); [`outage`] tells the rest of the server which fault an error is, which the API
+//! answers 503 with `Retry-After`; [`readiness`] is the write probe behind `/readyz`.
+//!
 //! The data directory and the database files hold health data: the directory is created for its
 //! owner only (0700) and the SQLite file 0600 before SQLite first opens it, since SQLite gives
 //! its `-wal` and `-shm` files the database file's own permissions. (`main` also sets the
 //! process umask to 077, for every other file.)
+
+pub mod bounded;
+pub mod readiness;
 
 use std::future::Future;
 use std::path::Path;
@@ -29,6 +37,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+
+pub use bounded::{Bounded, Guard, Holds, Limits};
 
 /// Runs the same expression against whichever engine the handle holds, on its pool (one statement,
 /// no transaction). New code takes a [`Conn`] and uses [`on_conn!`] instead.
@@ -62,11 +72,12 @@ macro_rules! on_conn {
     };
 }
 
-/// A connection pool on one of the two supported engines.
+/// A connection pool on one of the two supported engines, whose statements are bounded in time
+/// ([`Bounded`]; it derefs to the sqlx pool).
 #[derive(Clone, Debug)]
 pub enum Db {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
+    Sqlite(Bounded<SqlitePool>),
+    Postgres(Bounded<PgPool>),
 }
 
 /// Which engine a handle talks to, for logs and metrics.
@@ -111,21 +122,137 @@ pub enum StorageError {
     Query(#[from] sqlx::Error),
 }
 
+/// How a database fault shows to the rest of the server. Each is answered 503 with
+/// `Retry-After` (see `api/error.rs`), and `/readyz` names the one it meets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outage {
+    /// No connection could be had in time (the database is down, unreachable or every
+    /// connection is in use), or the one in use broke.
+    Unreachable,
+    /// The database gave no answer in time: PostgreSQL's statement timeout, or a connection
+    /// that went silent.
+    TimedOut,
+    /// The database is out of connections, memory or locks, or SQLite's write lock stayed taken
+    /// for longer than its busy timeout.
+    Busy,
+    /// The database accepts no writes: a PostgreSQL standby, a database set read-only, a SQLite
+    /// file the server may not write.
+    ReadOnly,
+    /// The disk, or SQLite's quota (`sqlite_max_page_count`), is full.
+    Full,
+}
+
+impl Outage {
+    /// The outage's name, for readiness and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outage::Unreachable => "unreachable",
+            Outage::TimedOut => "timed_out",
+            Outage::Busy => "busy",
+            Outage::ReadOnly => "read_only",
+            Outage::Full => "storage_full",
+        }
+    }
+}
+
+/// Which fault `err` is, if it is one (and not a refused statement or a bug).
+pub fn outage(err: &sqlx::Error) -> Option<Outage> {
+    use sqlx::Error as E;
+    match err {
+        E::Io(e) if e.kind() == std::io::ErrorKind::TimedOut => Some(Outage::TimedOut),
+        E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed
+        | E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_) => Some(Outage::Unreachable),
+        E::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                postgres_outage(pg.code())
+            } else {
+                // SQLite's extended result code; its low byte is the primary code.
+                let code = db.code().and_then(|c| c.parse::<i32>().ok())?;
+                sqlite_outage(code & 0xff)
+            }
+        }
+        _ => None,
+    }
+}
+
+/// PostgreSQL's SQLSTATE classes and codes that are faults rather than refusals.
+fn postgres_outage(code: &str) -> Option<Outage> {
+    match code {
+        "53100" => Some(Outage::Full),
+        "25006" => Some(Outage::ReadOnly),
+        // query_canceled: the statement timeout.
+        "57014" => Some(Outage::TimedOut),
+        // lock_not_available (a lock timeout).
+        "55P03" => Some(Outage::Busy),
+        // invalid_catalog_name: the database is gone.
+        "3D000" => Some(Outage::Unreachable),
+        c if c.starts_with("08") || c.starts_with("57P0") => Some(Outage::Unreachable),
+        // Insufficient resources: connections, memory, configured limits.
+        c if c.starts_with("53") => Some(Outage::Busy),
+        _ => None,
+    }
+}
+
+/// SQLite's primary result codes that are faults rather than refusals.
+fn sqlite_outage(primary: i32) -> Option<Outage> {
+    match primary {
+        // SQLITE_BUSY, SQLITE_LOCKED
+        5 | 6 => Some(Outage::Busy),
+        // SQLITE_READONLY
+        8 => Some(Outage::ReadOnly),
+        // SQLITE_IOERR, SQLITE_CANTOPEN
+        10 | 14 => Some(Outage::Unreachable),
+        // SQLITE_FULL
+        13 => Some(Outage::Full),
+        _ => None,
+    }
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// Pool sizes, from configuration.
+/// How long SQLite waits for its one write lock before a writer fails as busy: writers queue
+/// for it under load, which is how SQLite serialises them.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Pool sizes and waits, from configuration.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolSettings {
     pub max_connections: u32,
+    /// How long a caller waits for a connection (see [`Limits::acquire`]).
     pub acquire_timeout: Duration,
+    /// The longest a PostgreSQL statement may run; the server waits half as long again for
+    /// any answer, on either engine (SQLite: after its busy timeout).
+    pub statement_timeout: Duration,
+    /// SQLite's `max_page_count`, a quota on the file's size.
+    pub sqlite_max_page_count: Option<u32>,
 }
 
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
             max_connections: 16,
-            acquire_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(1),
+            statement_timeout: Duration::from_secs(2),
+            sqlite_max_page_count: None,
+        }
+    }
+}
+
+impl PoolSettings {
+    /// The waits of a pool on `engine`.
+    fn limits(&self, engine: Engine) -> Limits {
+        let silence = self.statement_timeout + self.statement_timeout / 2;
+        Limits {
+            acquire: self.acquire_timeout,
+            answer: match engine {
+                Engine::Sqlite => SQLITE_BUSY_TIMEOUT + silence,
+                Engine::Postgres => silence,
+            },
         }
     }
 }
@@ -143,7 +270,11 @@ impl Db {
                 // usual trade for an embedded single-node database.
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            let options = match settings.sqlite_max_page_count {
+                Some(pages) => options.pragma("max_page_count", pages.to_string()),
+                None => options,
+            };
             let file = options.get_filename();
             if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 create_private_dir(parent).map_err(|source| StorageError::DataDir {
@@ -157,7 +288,9 @@ impl Db {
             if !in_memory {
                 create_private_file(file)?;
             }
-            let pool = SqlitePoolOptions::new()
+            let guard = Guard::new(settings.limits(Engine::Sqlite));
+            let pool = guard
+                .hooks(SqlitePoolOptions::new())
                 // An embedded file does not drop connections; skip the ping before each checkout.
                 .test_before_acquire(false)
                 .max_connections(settings.max_connections)
@@ -165,8 +298,14 @@ impl Db {
                 .connect_with(options)
                 .await
                 .map_err(StorageError::Connect)?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db::Sqlite(guard.bound(pool)))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // PostgreSQL ends a statement that runs too long itself, with an error and the
+            // connection intact; at most i32::MAX ms.
+            let statement_ms = settings
+                .statement_timeout
+                .as_millis()
+                .clamp(1, i32::MAX as u128);
             let options = PgConnectOptions::from_str(url)
                 .map_err(StorageError::InvalidUrl)?
                 // sqlx prepares every statement once per connection; by default PostgreSQL still
@@ -174,20 +313,25 @@ impl Db {
                 // and planning the join-heavy queries here costs more than running them (2 ms
                 // against 0.5 ms for a slot search). Every query is an index lookup whose
                 // generic plan is the right one.
-                .options([("plan_cache_mode", "force_generic_plan")])
+                .options([
+                    ("plan_cache_mode", "force_generic_plan".to_string()),
+                    ("statement_timeout", statement_ms.to_string()),
+                ])
                 // Lists of ids make statements of many shapes; keep them all prepared.
                 .statement_cache_capacity(2000);
-            let pool = PgPoolOptions::new()
+            let guard = Guard::new(settings.limits(Engine::Postgres));
+            let pool = guard
+                .hooks(PgPoolOptions::new())
                 // sqlx pings a connection before every checkout by default: a round trip per
-                // query. A dead connection shows itself on use instead (one 503), and connections
-                // are recycled by age anyway.
+                // query. A dead connection shows itself on use instead (one 503), after which
+                // the pool replaces the connections opened before it (see `bounded`).
                 .test_before_acquire(false)
                 .max_connections(settings.max_connections)
                 .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(StorageError::Connect)?;
-            Ok(Db::Postgres(pool))
+            Ok(Db::Postgres(guard.bound(pool)))
         } else {
             Err(StorageError::UnsupportedUrl(redact_url(url)))
         }
@@ -200,19 +344,29 @@ impl Db {
         }
     }
 
-    /// Applies the pending migrations of this engine.
+    /// Applies the pending migrations of this engine. They run without the statement bounds of
+    /// requests: building an index on a large table may take minutes.
     pub async fn migrate(&self) -> Result<(), StorageError> {
         match self {
-            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
-            Db::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            Db::Sqlite(pool) => SQLITE_MIGRATIONS.run(&**pool).await?,
+            Db::Postgres(pool) => {
+                // A connection of its own without the statement timeout, closed afterwards.
+                let mut conn = pool.acquire().await?;
+                conn.close_on_drop();
+                sqlx::query("SET statement_timeout = 0")
+                    .execute(&mut *conn)
+                    .await?;
+                POSTGRES_MIGRATIONS
+                    .run_direct(None, &mut *conn, false)
+                    .await?
+            }
         }
         Ok(())
     }
 
-    /// A cheap round trip, for readiness checks.
-    pub async fn ping(&self) -> Result<(), StorageError> {
-        on_db!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
-        Ok(())
+    /// The waits of this handle's pool.
+    pub fn limits(&self) -> Limits {
+        on_db!(self, pool => pool.guard().limits())
     }
 
     pub async fn close(&self) {
@@ -223,37 +377,46 @@ impl Db {
 /// A write transaction the caller owns, on either engine. Dropped without [`Tx::commit`], it
 /// rolls back.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(Bounded<sqlx::Transaction<'static, sqlx::Sqlite>>),
+    Postgres(Bounded<sqlx::Transaction<'static, sqlx::Postgres>>),
 }
 
 /// A connection checked out of the pool, for reads that need no transaction.
 pub enum Pooled {
-    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
-    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    Sqlite(Bounded<sqlx::pool::PoolConnection<sqlx::Sqlite>>),
+    Postgres(Bounded<sqlx::pool::PoolConnection<sqlx::Postgres>>),
 }
 
 /// Where a store function runs its statements: a connection of either engine, borrowed from a
-/// [`Tx`] or a [`Pooled`] for the length of the call.
+/// [`Tx`] or a [`Pooled`] for the length of the call. `&mut *c` in an [`on_conn!`] body is the
+/// bounded connection, an `Executor` like the driver's own.
 pub enum Conn<'c> {
-    Sqlite(&'c mut sqlx::SqliteConnection),
-    Postgres(&'c mut sqlx::PgConnection),
+    Sqlite(&'c mut Bounded<dyn Holds<sqlx::SqliteConnection>>),
+    Postgres(&'c mut Bounded<dyn Holds<sqlx::PgConnection>>),
 }
 
 impl Db {
     /// Begins a write transaction (on SQLite `BEGIN IMMEDIATE`, see [`BeginWrite`]).
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_write().await?),
-            Db::Postgres(pool) => Tx::Postgres(pool.begin_write().await?),
+            Db::Sqlite(pool) => {
+                let guard = pool.guard();
+                let wait = guard.limits().acquire + guard.limits().answer;
+                Tx::Sqlite(guard.bound(guard.within(wait, pool.begin_write()).await?))
+            }
+            Db::Postgres(pool) => {
+                let guard = pool.guard();
+                let wait = guard.limits().acquire + guard.limits().answer;
+                Tx::Postgres(guard.bound(guard.within(wait, pool.begin_write()).await?))
+            }
         })
     }
 
     /// Checks a connection out of the pool, for reads.
     pub async fn acquire(&self) -> Result<Pooled, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite(pool) => Pooled::Sqlite(pool.acquire().await?),
-            Db::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+            Db::Sqlite(pool) => Pooled::Sqlite(pool.guard().bound(pool.acquire().await?)),
+            Db::Postgres(pool) => Pooled::Postgres(pool.guard().bound(pool.acquire().await?)),
         })
     }
 }
@@ -269,8 +432,14 @@ impl Tx {
 
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
-            Tx::Sqlite(tx) => tx.commit().await,
-            Tx::Postgres(tx) => tx.commit().await,
+            Tx::Sqlite(tx) => {
+                let (guard, tx) = tx.into_parts();
+                guard.within(guard.limits().answer, tx.commit()).await
+            }
+            Tx::Postgres(tx) => {
+                let (guard, tx) = tx.into_parts();
+                guard.within(guard.limits().answer, tx.commit()).await
+            }
         }
     }
 
@@ -297,8 +466,8 @@ impl Conn<'_> {
     /// passing it on moves it).
     pub fn reborrow(&mut self) -> Conn<'_> {
         match self {
-            Conn::Sqlite(c) => Conn::Sqlite(c),
-            Conn::Postgres(c) => Conn::Postgres(c),
+            Conn::Sqlite(c) => Conn::Sqlite(&mut **c),
+            Conn::Postgres(c) => Conn::Postgres(&mut **c),
         }
     }
 

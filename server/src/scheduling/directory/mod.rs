@@ -10,6 +10,7 @@ use crate::domain::code::ErrorCode;
 use crate::domain::ids::{ClinicianId, FacilityId, PatientId, SpecialtyId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone};
+use crate::journal::{About, Journal};
 use crate::storage::{Conn, Db, OnViolation};
 
 pub use store::{
@@ -30,7 +31,8 @@ impl Clinician {
     }
 }
 
-pub async fn create_facility(db: &Db, f: NewFacility) -> Result<Facility> {
+/// Creates a facility; its audit event (and idempotent answer) commit with it.
+pub async fn create_facility(db: &Db, f: NewFacility, journal: &Journal) -> Result<Facility> {
     let mut tx = db.begin().await?;
     let facility = store::insert_facility(tx.conn(), &f, time::now())
         .await
@@ -40,6 +42,9 @@ pub async fn create_facility(db: &Db, f: NewFacility) -> Result<Facility> {
                 format!("a facility with code {:?} already exists", f.code.as_str()),
             )
         })?;
+    journal
+        .write(tx.conn(), About::record(facility.id), &facility)
+        .await?;
     tx.commit().await?;
     Ok(facility)
 }

@@ -1,0 +1,178 @@
+//! The write journal: what every write commits in its own transaction besides the change itself.
+//!
+//! Two promises rest on it. **No committed change without its audit event**: the event is staged
+//! ([`audit::stage`]) in the write's transaction, so a crash or a lost database connection between
+//! the change and its event cannot separate them. **Idempotent creation**: when the client sent an
+//! `Idempotency-Key`, the answer the write gives is stored with it, in the same transaction, so a
+//! retry after a crash, a timeout or a dropped connection gets that first answer again instead of
+//! colliding with its own booking (the dispatcher replays it: [`crate::api`]'s `idempotency`).
+//!
+//! The API layer builds a [`Journal`] per write request; the service that owns the transaction
+//! calls [`Journal::write`] once, inside it, before commit, with the record it wrote and the value
+//! the handler answers with. Services see nothing of HTTP here: a status is a number.
+
+pub mod store;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::Serialize;
+
+use crate::audit;
+use crate::domain::ids::PatientId;
+use crate::storage::Conn;
+
+/// How long a stored answer can be replayed; older keys may be reused (and are purged).
+pub const KEY_LIFETIME_HOURS: i64 = 24;
+
+/// The `Idempotency-Key` of one request, scoped to its caller, with the fingerprint of what the
+/// request asked (method, path, query and body): the same key with another request is refused.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    /// Whose keys these are (`account:12`): one caller's keys never answer another's requests.
+    pub scope: String,
+    pub key: String,
+    /// SHA-256 (hex) of the request.
+    pub fingerprint: String,
+}
+
+/// A stored first answer.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StoredAnswer {
+    pub fingerprint: String,
+    pub status: i32,
+    /// The JSON body exactly as first answered.
+    pub body: String,
+}
+
+/// The record a write changed, for its audit event.
+#[derive(Clone, Debug, Default)]
+pub struct About {
+    record_id: Option<String>,
+    patient: Option<PatientId>,
+}
+
+impl About {
+    /// The record, by its id.
+    pub fn record(id: impl ToString) -> About {
+        About {
+            record_id: Some(id.to_string()),
+            patient: None,
+        }
+    }
+
+    /// Nothing beyond what the request already named (its path's id, the patients noted).
+    pub fn request() -> About {
+        About::default()
+    }
+
+    /// The patient whose data the write touched.
+    pub fn patient(mut self, patient: impl Into<Option<PatientId>>) -> About {
+        self.patient = patient.into();
+        self
+    }
+}
+
+/// One write request's journal: its audit event as the request describes it, and its
+/// idempotency claim if it has one.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    event: audit::Event,
+    claim: Option<Claim>,
+    /// The status the handler answers a success with (201, 200, 204).
+    status: u16,
+    /// Set once the write has staged its event: the dispatcher then flushes the chain instead of
+    /// appending an event of its own.
+    written: Arc<AtomicBool>,
+}
+
+impl Journal {
+    /// A journal for a request whose success is answered with `status`. `written` is shared with
+    /// whoever answers the request.
+    pub fn new(
+        event: audit::Event,
+        claim: Option<Claim>,
+        status: u16,
+        written: Arc<AtomicBool>,
+    ) -> Journal {
+        Journal {
+            event,
+            claim,
+            status,
+            written,
+        }
+    }
+
+    /// The audit event of this write, about `about`.
+    pub fn event(&self, about: &About) -> audit::Event {
+        let mut event = self.event.clone();
+        if let Some(id) = &about.record_id {
+            event.record_id = Some(id.clone());
+        }
+        if let Some(patient) = about.patient {
+            event.patient_id = Some(patient);
+            event.patients.clear();
+        }
+        event
+    }
+
+    /// The idempotency claim, when the client sent a key.
+    pub fn claim(&self) -> Option<&Claim> {
+        self.claim.as_ref()
+    }
+
+    /// Writes, on the connection of the write's transaction (before it commits), the write's audit
+    /// event and, when the client sent an idempotency key, `answer` (what the handler will send as
+    /// the body) as the key's first answer. A second request with the same key that gets here
+    /// first makes this fail with a unique violation of [`store::IDEMPOTENCY_KEY`]; the
+    /// dispatcher then replays the winner's answer.
+    pub async fn write<T: Serialize>(
+        &self,
+        mut conn: Conn<'_>,
+        about: About,
+        answer: &T,
+    ) -> Result<(), sqlx::Error> {
+        audit::stage(conn.reborrow(), &self.event(&about)).await?;
+        if let Some(claim) = &self.claim {
+            let body =
+                serde_json::to_string(answer).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            store::insert_answer(conn, claim, self.status, &body, now()).await?;
+        }
+        self.mark_written();
+        Ok(())
+    }
+
+    /// Says the event was staged by other means (a statement that staged it itself, such as the
+    /// booking's single PostgreSQL statement).
+    pub fn mark_written(&self) {
+        self.written.store(true, Ordering::Release);
+    }
+
+    /// Whether the write staged its event (see [`Journal::new`]).
+    pub fn is_written(flag: &AtomicBool) -> bool {
+        flag.load(Ordering::Acquire)
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// The first answer stored for `claim`'s scope and key, if one is still replayable.
+pub async fn stored_answer(
+    conn: Conn<'_>,
+    claim: &Claim,
+) -> Result<Option<StoredAnswer>, sqlx::Error> {
+    store::answer(
+        conn,
+        claim,
+        now() - chrono::Duration::hours(KEY_LIFETIME_HOURS),
+    )
+    .await
+}
+
+/// Deletes answers too old to replay; returns how many. Run periodically by the server.
+pub async fn purge_old_answers(conn: Conn<'_>) -> Result<u64, sqlx::Error> {
+    store::purge(conn, now() - chrono::Duration::hours(KEY_LIFETIME_HOURS)).await
+}
