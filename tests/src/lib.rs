@@ -13,6 +13,7 @@
 
 pub mod bench_support;
 pub mod proxy;
+pub mod races;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -2,10 +2,10 @@
 //! transitions and the hold sweeper, forced inside their transactions with pause points
 //! (`telehealth::pause`), and `telehealth check`, the scan that finds any disagreement.
 //!
-//! How an interleaving is forced: a request is parked at a pause point just before its commit,
-//! its guarded update done and its row locked; the competing transaction is started; the test
-//! waits until that one is either blocked on a lock or finished (PostgreSQL reports its lock
-//! waits in `pg_stat_activity`), and only then lets the parked request commit.
+//! How an interleaving is forced (`telehealth_tests::races`): a request is parked at a pause point
+//! just before its commit, its guarded update done and its row locked; the competing transaction
+//! is started; the test waits until that one is either blocked on a lock or finished (PostgreSQL
+//! reports its lock waits in `pg_stat_activity`), and only then lets the parked request commit.
 //!
 //! On SQLite the interleavings differ: the write transaction (`BEGIN IMMEDIATE`) holds the one
 //! write lock from its start, so while a request is parked inside its transaction the competitor
@@ -13,46 +13,15 @@
 //! same tests run there and check the outcome of that order; the lost claims of findings 1 and 2
 //! were possible only on PostgreSQL, and only its runs failed before the fix.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use telehealth::pause::{self, Pause};
+use telehealth::pause;
 use telehealth::scheduling::booking;
 use telehealth::scheduling::consistency::{self, Finding, Wrong};
 use telehealth::storage::Db;
-use telehealth_tests::{Cast, Reply, TestApp, both_engines, next_weekday};
+use telehealth_tests::races::{blocked_or_done, parked, post_in_task};
+use telehealth_tests::{Cast, TestApp, both_engines, next_weekday};
 use tokio::task::JoinHandle;
-
-/// Waits until a task is parked at `paused`; fails the test after 30 s.
-async fn parked(paused: &Pause) {
-    tokio::time::timeout(Duration::from_secs(30), paused.reached())
-        .await
-        .unwrap_or_else(|_| panic!("nothing reached the pause point {}", paused.name()));
-}
-
-/// Waits until `competitor` is blocked on a lock in the database or has finished, whichever comes
-/// first; fails the test after 30 s. On SQLite it returns at once: a competitor cannot get into a
-/// transaction while another is open, and it is the order after that which the test checks.
-async fn blocked_or_done<T>(app: &TestApp, competitor: &JoinHandle<T>) {
-    let Db::Postgres(pool) = app.db() else {
-        return;
-    };
-    for _ in 0..3000 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(pool)
-        .await
-        .expect("read pg_stat_activity");
-        if waiting > 0 || competitor.is_finished() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the competing transaction neither waited for a lock nor finished within 30 s");
-}
 
 /// Runs one sweep of lapsed holds in its own task, as of `at`.
 fn sweep_at(app: &TestApp, at: DateTime<Utc>) -> JoinHandle<u64> {
@@ -62,12 +31,6 @@ fn sweep_at(app: &TestApp, at: DateTime<Utc>) -> JoinHandle<u64> {
             .await
             .expect("the sweep runs")
     })
-}
-
-/// Sends `POST path` with `body` in a task of its own, so the test can go on while it is parked.
-fn post_in_task(app: &TestApp, path: String, body: serde_json::Value) -> JoinHandle<Reply> {
-    let app = app.clone();
-    tokio::spawn(async move { app.post(&path, body).await })
 }
 
 /// A hold of `start`, and the instant just after it lapses: when a sweep takes it.

@@ -131,6 +131,7 @@ pub async fn create(ctx: Ctx) -> ApiResult {
         },
         ctx.state.hold_ttl,
         ctx.state.booking_limits.holds,
+        &ctx.journal(StatusCode::CREATED),
     )
     .await?;
     ctx.audit(|n| n.record_id = Some(c.id.to_string()));
@@ -296,7 +297,7 @@ pub async fn confirm(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
     let p = manage(&ctx, id).await?.principal;
-    ok(&booking::confirm(&ctx.state.db, &p, id).await?)
+    ok(&booking::confirm(&ctx.state.db, &p, id, &ctx.journal_ok()).await?)
 }
 
 #[derive(Deserialize)]
@@ -312,7 +313,7 @@ pub async fn cancel(ctx: Ctx) -> ApiResult {
     let reason = BoundedText::parse(&body.reason, MAX_REASON, true)
         .map_err(|e| ApiError::invalid_field("reason", e))?;
     let p = manage(&ctx, id).await?.principal;
-    let cancelled = booking::cancel(&ctx.state.db, &p, id, &reason).await?;
+    let cancelled = booking::cancel(&ctx.state.db, &p, id, &reason, &ctx.journal_ok()).await?;
     // Whoever waits in its room learns at once, and nobody can join it again.
     ctx.state
         .hub
@@ -353,8 +354,16 @@ pub async fn reschedule(ctx: Ctx) -> ApiResult {
             return Err(ApiError::forbidden("move bookings to this clinician"));
         }
     }
-    let c =
-        booking::reschedule(&ctx.state.db, p, id, body.clinician_id, body.start, &reason).await?;
+    let c = booking::reschedule(
+        &ctx.state.db,
+        p,
+        id,
+        body.clinician_id,
+        body.start,
+        &reason,
+        &ctx.journal_ok(),
+    )
+    .await?;
     // Join tokens follow the consultation: who lost access leaves its room now.
     crate::calls::after_reschedule(&ctx.state.hub, &c, crate::domain::time::now());
     ok(&c)
@@ -365,7 +374,7 @@ pub async fn start(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
     let p = run(&ctx, id).await?;
-    ok(&booking::start(&ctx.state.db, &p, id).await?)
+    ok(&booking::start(&ctx.state.db, &p, id, &ctx.journal_ok()).await?)
 }
 
 /// POST /api/v1/consultations/{id}/complete
@@ -373,7 +382,7 @@ pub async fn complete(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
     let p = run(&ctx, id).await?;
-    ok(&booking::complete(&ctx.state.db, &p, id).await?)
+    ok(&booking::complete(&ctx.state.db, &p, id, &ctx.journal_ok()).await?)
 }
 
 /// POST /api/v1/consultations/{id}/no-show
@@ -381,5 +390,5 @@ pub async fn no_show(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
     let p = run(&ctx, id).await?;
-    ok(&booking::no_show(&ctx.state.db, &p, id).await?)
+    ok(&booking::no_show(&ctx.state.db, &p, id, &ctx.journal_ok()).await?)
 }

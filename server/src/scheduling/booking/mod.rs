@@ -42,9 +42,11 @@
 //!   and 2. `tests/tests/booking_races.rs` forces both interleavings.)
 //!
 //! This file is the service: what is checked, what is retried, and which statements of
-//! [`store`] run together in one transaction (each write is one `db.begin()` … `commit()` here,
-//! so whatever else must be written with it, such as its audit event, can join it). The one
-//! exception is a new booking on PostgreSQL, a single atomic statement (see [`book`]'s insert).
+//! [`store`] run together in one transaction. Each write is one `db.begin()` … `commit()` here,
+//! and the request's [`Journal`] writes its audit event (and the answer to an idempotency key)
+//! inside it, before the commit: no booking or transition commits without its event. The one
+//! exception is a new booking on PostgreSQL without an idempotency key, a single atomic
+//! statement that stages the event itself (see `insert_outright`).
 //! Pause points ([`crate::pause`]) mark where the race tests park a transaction before its commit.
 
 pub mod limits;
@@ -53,7 +55,7 @@ pub mod store;
 use std::future::Future;
 use std::ops::Range;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 
 use super::availability;
 use super::directory::{self, Clinician};
@@ -65,6 +67,7 @@ use crate::domain::consultation::{Consultation, FacilityKind, Kind, Status, Tran
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone, on_grid};
+use crate::journal::{About, Journal};
 use crate::pause;
 use crate::storage::{Db, Engine, OnViolation};
 pub use limits::{BookingLimits, HoldCap, HoldCaps, RateRefusal};
@@ -179,6 +182,7 @@ pub async fn book(
     b: NewBooking,
     hold_ttl: Duration,
     caps: HoldCaps,
+    journal: &Journal,
 ) -> Result<Consultation> {
     check_time(b.start)?;
     let rows = {
@@ -197,7 +201,7 @@ pub async fn book(
     let slot = find_slot(clinician, b.start, &rules, &exceptions)?;
     let b = &b;
     retry_after_expired_hold(db, b.clinician_id, slot, move || {
-        insert_booking(db, actor, b, slot, hold_ttl, caps)
+        insert_booking(db, actor, b, slot, (hold_ttl, caps), journal)
     })
     .await
 }
@@ -326,15 +330,16 @@ where
     }
 }
 
-/// Writes the consultation, its claims and its first event in one transaction: all of them or,
-/// when a claim is taken, none (`slot_taken`).
+/// Writes the consultation, its claims, its first event and the request's journal (audit event,
+/// idempotent answer) in one transaction: all of them or, when a claim is taken, none
+/// (`slot_taken`).
 async fn insert_booking(
     db: &Db,
     actor: &Principal,
     b: &NewBooking,
     slot: Slot,
-    hold_ttl: Duration,
-    caps: HoldCaps,
+    (hold_ttl, caps): (Duration, HoldCaps),
+    journal: &Journal,
 ) -> Result<Consultation> {
     let now = time::now();
     let (status, hold_expires_at) = if b.hold {
@@ -359,9 +364,9 @@ async fn insert_booking(
     };
     let cells = time::cells(slot.start, slot.end);
     let written = if b.hold {
-        insert_hold(db, actor, &new, cells, caps).await
+        insert_hold(db, actor, &new, cells, caps, journal).await
     } else {
-        insert_outright(db, actor, &new, cells).await
+        insert_outright(db, actor, &new, cells, journal).await
     };
     let outcome = match &written {
         Ok(_) => status.as_str(),
@@ -383,18 +388,33 @@ async fn insert_outright(
     actor: &Principal,
     new: &NewConsultation<'_>,
     cells: Range<i64>,
+    journal: &Journal,
 ) -> Result<Consultation> {
     async {
-        // On PostgreSQL the insert is one statement (consultation, claims and event in one CTE),
-        // atomic by itself: a transaction around it would add only BEGIN and COMMIT round trips
-        // to the platform's hottest write, measured at 0.91 of the booking throughput. SQLite
-        // runs three statements, which need the transaction.
-        if db.engine() == Engine::Postgres {
+        // On PostgreSQL, without an idempotency key, the insert is one statement (consultation,
+        // claims, event and the request's audit event in one CTE), atomic by itself: a
+        // transaction around it would add only BEGIN and COMMIT round trips to the platform's
+        // hottest write, measured at 0.91 of the booking throughput. With a key the stored
+        // answer must commit with it, and SQLite runs several statements: both take a
+        // transaction.
+        if db.engine() == Engine::Postgres && journal.claim().is_none() {
             let mut c = db.acquire().await?;
-            return store::insert_booking(c.conn(), new, cells, &actor.username).await;
+            let event = journal.event(&About::request().patient(new.patient_id));
+            let staged = (&event, Utc::now().trunc_subsecs(3));
+            let row = store::insert_booking_audited(c.conn(), new, cells, &actor.username, staged)
+                .await?;
+            journal.mark_written();
+            return Ok(row);
         }
         let mut tx = db.begin().await?;
         let row = store::insert_booking(tx.conn(), new, cells, &actor.username).await?;
+        journal
+            .write(
+                tx.conn(),
+                About::record(row.id).patient(row.patient_id),
+                &row,
+            )
+            .await?;
         pause::point(db, "booking.book.before_commit").await;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(row)
@@ -412,6 +432,7 @@ async fn insert_hold(
     new: &NewConsultation<'_>,
     cells: Range<i64>,
     caps: HoldCaps,
+    journal: &Journal,
 ) -> Result<Consultation> {
     let mut tx = db.begin().await?;
     store::lock_holds(tx.conn(), new.booked_by, new.patient_id).await?;
@@ -425,6 +446,13 @@ async fn insert_hold(
     let row = store::insert_booking(tx.conn(), new, cells, &actor.username)
         .await
         .on_violation(&SLOT_CLAIM, slot_taken)?;
+    journal
+        .write(
+            tx.conn(),
+            About::record(row.id).patient(row.patient_id),
+            &row,
+        )
+        .await?;
     tx.commit().await?;
     Ok(row)
 }
@@ -603,6 +631,7 @@ async fn transition(
     id: ConsultationId,
     transition: Transition,
     detail: &str,
+    journal: &Journal,
 ) -> Result<Consultation> {
     let now = time::now();
     let from = allowed_from(transition);
@@ -622,6 +651,13 @@ async fn transition(
             detail,
         };
         store::insert_event(tx.conn(), &event).await?;
+        journal
+            .write(
+                tx.conn(),
+                About::record(row.id).patient(row.patient_id),
+                row,
+            )
+            .await?;
         pause::point(db, before_commit(transition)).await;
     }
     tx.commit().await?;
@@ -631,8 +667,13 @@ async fn transition(
     }
 }
 
-pub async fn confirm(db: &Db, actor: &Principal, id: ConsultationId) -> Result<Consultation> {
-    transition(db, actor, id, Transition::Confirm, "").await
+pub async fn confirm(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    journal: &Journal,
+) -> Result<Consultation> {
+    transition(db, actor, id, Transition::Confirm, "", journal).await
 }
 
 pub async fn cancel(
@@ -640,20 +681,36 @@ pub async fn cancel(
     actor: &Principal,
     id: ConsultationId,
     reason: &BoundedText,
+    journal: &Journal,
 ) -> Result<Consultation> {
-    transition(db, actor, id, Transition::Cancel, reason.as_str()).await
+    transition(db, actor, id, Transition::Cancel, reason.as_str(), journal).await
 }
 
-pub async fn start(db: &Db, actor: &Principal, id: ConsultationId) -> Result<Consultation> {
-    transition(db, actor, id, Transition::Start, "").await
+pub async fn start(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    journal: &Journal,
+) -> Result<Consultation> {
+    transition(db, actor, id, Transition::Start, "", journal).await
 }
 
-pub async fn complete(db: &Db, actor: &Principal, id: ConsultationId) -> Result<Consultation> {
-    transition(db, actor, id, Transition::Complete, "").await
+pub async fn complete(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    journal: &Journal,
+) -> Result<Consultation> {
+    transition(db, actor, id, Transition::Complete, "", journal).await
 }
 
-pub async fn no_show(db: &Db, actor: &Principal, id: ConsultationId) -> Result<Consultation> {
-    transition(db, actor, id, Transition::NoShow, "").await
+pub async fn no_show(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    journal: &Journal,
+) -> Result<Consultation> {
+    transition(db, actor, id, Transition::NoShow, "", journal).await
 }
 
 /// Moves a held or booked consultation to `start` (with `clinician`, or its own) atomically.
@@ -664,6 +721,7 @@ pub async fn reschedule(
     clinician_id: Option<ClinicianId>,
     start: DateTime<Utc>,
     reason: &BoundedText,
+    journal: &Journal,
 ) -> Result<Consultation> {
     let current = get(db, id).await?;
     if current.status.after(Transition::Reschedule).is_none() {
@@ -679,7 +737,7 @@ pub async fn reschedule(
     }
     let slot = resolve_slot(db, Bookable::from(&clinician), start).await?;
     retry_after_expired_hold(db, clinician_id, slot, move || {
-        move_booking(db, actor, id, clinician_id, slot, reason)
+        move_booking(db, actor, (id, clinician_id), slot, reason, journal)
     })
     .await
 }
@@ -690,10 +748,10 @@ pub async fn reschedule(
 async fn move_booking(
     db: &Db,
     actor: &Principal,
-    id: ConsultationId,
-    clinician_id: ClinicianId,
+    (id, clinician_id): (ConsultationId, ClinicianId),
     slot: Slot,
     reason: &BoundedText,
+    journal: &Journal,
 ) -> Result<Consultation> {
     let now = time::now();
     let from = allowed_from(Transition::Reschedule);
@@ -701,7 +759,7 @@ async fn move_booking(
         let mut tx = db.begin().await?;
         let span = (slot.start, slot.end);
         let moved = store::move_consultation(tx.conn(), id, clinician_id, span, &from, now).await?;
-        if moved.is_some() {
+        if let Some(row) = &moved {
             store::delete_claims(tx.conn(), id).await?;
             let cells = time::cells(slot.start, slot.end);
             store::insert_claims(tx.conn(), clinician_id, cells, id).await?;
@@ -713,6 +771,9 @@ async fn move_booking(
                 detail: reason.as_str(),
             };
             store::insert_event(tx.conn(), &event).await?;
+            journal
+                .write(tx.conn(), About::record(id).patient(row.patient_id), row)
+                .await?;
             pause::point(db, "booking.reschedule.before_commit").await;
         }
         tx.commit().await?;

@@ -11,6 +11,7 @@ use std::ops::Range;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 
+use crate::audit;
 use crate::auth::AccountId;
 use crate::auth::policy::Visibility;
 use crate::domain::consultation::{Consultation, FacilityKind, Kind, Status, Urgency};
@@ -164,6 +165,27 @@ async fn insert_consultation(
         .await)
 }
 
+/// The PostgreSQL statement of a new booking: the consultation, its claims and its first event
+/// in one statement, built around [`insert_consultation!`]; `$extra` adds more parts (the audit
+/// event's) before the final `SELECT`.
+macro_rules! booking_statement {
+    ($extra:literal) => {
+        concat!(
+            "WITH c AS (",
+            insert_consultation!(),
+            "),
+             claims AS (
+               INSERT INTO slot_claims (clinician_id, cell, consultation_id)
+               SELECT $3, g, c.id FROM c, generate_series($14::bigint, $15::bigint - 1) AS g),
+             ev AS (
+               INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
+               SELECT c.id, $12, $16, $2, '' FROM c)",
+            $extra,
+            " SELECT * FROM c"
+        )
+    };
+}
+
 /// A new consultation with its claims and its first event; with a [`SLOT_CLAIM`] violation, none
 /// of them.
 ///
@@ -181,18 +203,7 @@ pub async fn insert_booking(
 ) -> Result<Consultation, sqlx::Error> {
     if let Conn::Postgres(c) = &mut conn {
         return bind_new!(
-            sqlx::query_as::<_, Consultation>(concat!(
-                "WITH c AS (",
-                insert_consultation!(),
-                "),
-                 claims AS (
-                   INSERT INTO slot_claims (clinician_id, cell, consultation_id)
-                   SELECT $3, g, c.id FROM c, generate_series($14::bigint, $15::bigint - 1) AS g),
-                 ev AS (
-                   INSERT INTO consultation_events (consultation_id, occurred_at, actor, action, detail)
-                   SELECT c.id, $12, $16, $2, '' FROM c)
-                 SELECT * FROM c"
-            )),
+            sqlx::query_as::<_, Consultation>(booking_statement!("")),
             new
         )
         .bind(cells.start)
@@ -212,6 +223,51 @@ pub async fn insert_booking(
     };
     insert_event(conn, &event).await?;
     Ok(row)
+}
+
+/// [`insert_booking`] with the request's audit event staged too (`audit_pending`, naming the new
+/// consultation), all or nothing: on PostgreSQL still one statement, so a booking without an
+/// idempotency key needs no transaction and no round trip more than before; on SQLite four
+/// statements, in the caller's transaction.
+pub async fn insert_booking_audited(
+    mut conn: Conn<'_>,
+    new: &NewConsultation<'_>,
+    cells: Range<i64>,
+    actor: &str,
+    (event, at): (&audit::Event, DateTime<Utc>),
+) -> Result<Consultation, sqlx::Error> {
+    let Conn::Postgres(c) = &mut conn else {
+        let row = insert_booking(conn.reborrow(), new, cells, actor).await?;
+        let mut event = event.clone();
+        event.record_id = Some(row.id.to_string());
+        audit::store::stage(conn, &event, at).await?;
+        return Ok(row);
+    };
+    // The columns of audit::store::stage, with the record id the consultation's own.
+    bind_new!(
+        sqlx::query_as::<_, Consultation>(booking_statement!(
+            ",
+             audit AS (
+               INSERT INTO audit_pending (occurred_at, actor_account_id, actor, actor_role, action,
+                 record_type, record_id, patient_id, client_addr, outcome)
+               SELECT $17, $18, $19, $20, $21, $22, c.id::text, $23, $24, $25 FROM c)"
+        )),
+        new
+    )
+    .bind(cells.start)
+    .bind(cells.end)
+    .bind(actor)
+    .bind(at)
+    .bind(event.actor_account_id)
+    .bind(event.actor.as_str())
+    .bind(event.actor_role.as_str())
+    .bind(event.action.as_str())
+    .bind(event.record_type.as_str())
+    .bind(event.patient_id)
+    .bind(event.client_addr.as_deref())
+    .bind(event.outcome.as_str())
+    .fetch_one(&mut **c)
+    .await
 }
 
 /// Claims `cells` of the clinician's time for a consultation; fails with a [`SLOT_CLAIM`]

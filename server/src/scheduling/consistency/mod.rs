@@ -123,18 +123,23 @@ pub async fn check(
     }
 }
 
-/// A read transaction with one snapshot for all its statements.
+/// A read transaction with one snapshot for all its statements, bounded in time like every
+/// other (see [`crate::storage::Bounded`]).
 async fn snapshot(db: &Db) -> Result<Tx, sqlx::Error> {
     Ok(match db {
         // Deferred: a read transaction, whose snapshot (WAL) holds from its first read to its end,
         // and which takes no write lock from the server.
-        Db::Sqlite(pool) => Tx::Sqlite(pool.guard().bound(pool.begin().await?)),
-        Db::Postgres(pool) => Tx::Postgres(
-            pool.guard().bound(
-                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    .await?,
-            ),
-        ),
+        Db::Sqlite(pool) => {
+            let guard = pool.guard();
+            let wait = guard.limits().acquire + guard.limits().answer;
+            Tx::Sqlite(guard.bound(guard.within(wait, pool.begin()).await?))
+        }
+        Db::Postgres(pool) => {
+            let guard = pool.guard();
+            let wait = guard.limits().acquire + guard.limits().answer;
+            let begin = pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+            Tx::Postgres(guard.bound(guard.within(wait, begin).await?))
+        }
     })
 }
 
