@@ -114,91 +114,100 @@ both_engines!(an_untampered_trail_passes, |app: TestApp| async move {
     }
 });
 
-both_engines!(deleting_the_last_event_is_truncation, |app: TestApp| async move {
-    let patient = app.create_patient(None).await;
-    read_patient(&app, patient, 3).await;
-    let events = anchored(&app).await;
-    drop_triggers(&app).await;
-    app.exec(
-        "DELETE FROM audit_event_patients WHERE seq = (SELECT MAX(seq) FROM audit_events);
+both_engines!(
+    deleting_the_last_event_is_truncation,
+    |app: TestApp| async move {
+        let patient = app.create_patient(None).await;
+        read_patient(&app, patient, 3).await;
+        let events = anchored(&app).await;
+        drop_triggers(&app).await;
+        app.exec(
+            "DELETE FROM audit_event_patients WHERE seq = (SELECT MAX(seq) FROM audit_events);
          DELETE FROM audit_events WHERE seq = (SELECT MAX(seq) FROM audit_events);",
-    )
-    .await;
-    let r = verify(&app).await;
-    assert_eq!(r.chain.first_broken, None, "the plain chain cannot see it");
-    assert!(!r.is_intact());
-    assert!(
-        r.checkpoints.problems.iter().any(|p| matches!(
-            p,
-            Problem::Truncated { checkpointed, trail_ends, .. }
-                if *checkpointed == events && *trail_ends == events - 1
-        )),
-        "{}",
-        printed(&r)
-    );
-    assert!(printed(&r).contains("truncated"), "{}", printed(&r));
-});
+        )
+        .await;
+        let r = verify(&app).await;
+        assert_eq!(r.chain.first_broken, None, "the plain chain cannot see it");
+        assert!(!r.is_intact());
+        assert!(
+            r.checkpoints.problems.iter().any(|p| matches!(
+                p,
+                Problem::Truncated { checkpointed, trail_ends, .. }
+                    if *checkpointed == events && *trail_ends == events - 1
+            )),
+            "{}",
+            printed(&r)
+        );
+        assert!(printed(&r).contains("truncated"), "{}", printed(&r));
+    }
+);
 
-both_engines!(deleting_the_last_200_events_is_truncation, |app: TestApp| async move {
-    let patient = app.create_patient(None).await;
-    read_patient(&app, patient, 230).await;
-    let events = anchored(&app).await;
-    assert!(events > 230);
-    drop_triggers(&app).await;
-    app.exec(
+both_engines!(
+    deleting_the_last_200_events_is_truncation,
+    |app: TestApp| async move {
+        let patient = app.create_patient(None).await;
+        read_patient(&app, patient, 230).await;
+        let events = anchored(&app).await;
+        assert!(events > 230);
+        drop_triggers(&app).await;
+        app.exec(
         "DELETE FROM audit_event_patients WHERE seq > (SELECT MAX(seq) - 200 FROM audit_events);
          DELETE FROM audit_events WHERE seq > (SELECT MAX(seq) - 200 FROM audit_events);",
     )
     .await;
-    assert_eq!(max_seq(&app).await, events - 200);
-    let r = verify(&app).await;
-    assert_eq!(r.chain.first_broken, None);
-    assert!(
-        r.checkpoints.problems.iter().any(|p| matches!(
-            p,
-            Problem::Truncated { checkpointed, trail_ends, .. }
-                if *checkpointed == events && *trail_ends == events - 200
-        )),
-        "{}",
-        printed(&r)
-    );
-});
+        assert_eq!(max_seq(&app).await, events - 200);
+        let r = verify(&app).await;
+        assert_eq!(r.chain.first_broken, None);
+        assert!(
+            r.checkpoints.problems.iter().any(|p| matches!(
+                p,
+                Problem::Truncated { checkpointed, trail_ends, .. }
+                    if *checkpointed == events && *trail_ends == events - 200
+            )),
+            "{}",
+            printed(&r)
+        );
+    }
+);
 
-both_engines!(deleting_every_event_is_truncation, |app: TestApp| async move {
-    let patient = app.create_patient(None).await;
-    read_patient(&app, patient, 3).await;
-    let events = anchored(&app).await;
-    drop_triggers(&app).await;
-    app.exec("DELETE FROM audit_event_patients; DELETE FROM audit_events;")
-        .await;
-    let r = verify(&app).await;
-    assert_eq!(r.chain.events, 0);
-    assert_eq!(r.chain.first_broken, None);
-    assert!(
-        r.checkpoints.problems.iter().any(|p| matches!(
-            p,
-            Problem::Truncated { checkpointed, trail_ends: 0, .. } if *checkpointed == events
-        )),
-        "{}",
-        printed(&r)
-    );
-    assert!(printed(&r).contains("truncated"), "{}", printed(&r));
-});
+both_engines!(
+    deleting_every_event_is_truncation,
+    |app: TestApp| async move {
+        let patient = app.create_patient(None).await;
+        read_patient(&app, patient, 3).await;
+        let events = anchored(&app).await;
+        drop_triggers(&app).await;
+        app.exec("DELETE FROM audit_event_patients; DELETE FROM audit_events;")
+            .await;
+        let r = verify(&app).await;
+        assert_eq!(r.chain.events, 0);
+        assert_eq!(r.chain.first_broken, None);
+        assert!(
+            r.checkpoints.problems.iter().any(|p| matches!(
+                p,
+                Problem::Truncated { checkpointed, trail_ends: 0, .. } if *checkpointed == events
+            )),
+            "{}",
+            printed(&r)
+        );
+        assert!(printed(&r).contains("truncated"), "{}", printed(&r));
+    }
+);
 
 both_engines!(
     deleting_one_actors_events_and_recomputing_the_chain_is_caught,
     |app: TestApp| async move {
         let patient = app.create_patient(None).await;
-        let clinic = app.create_facility("BV-AT1", "hub_hospital", "Asia/Ho_Chi_Minh").await;
+        let clinic = app
+            .create_facility("BV-AT1", "hub_hospital", "Asia/Ho_Chi_Minh")
+            .await;
         let other = app
             .as_new_user("snoop", &[("scheduler", Some(clinic))], None, None)
             .await;
         // The snoop's reads of a patient they should not have looked at, among others' events.
         read_patient(&app, patient, 10).await;
         for _ in 0..37 {
-            other
-                .get(&format!("/api/v1/patients/{patient}"))
-                .await;
+            other.get(&format!("/api/v1/patients/{patient}")).await;
         }
         read_patient(&app, patient, 10).await;
         anchored(&app).await;
@@ -206,8 +215,12 @@ both_engines!(
             .scalar("SELECT COUNT(*) FROM audit_events WHERE actor = 'snoop'")
             .await;
         assert!(snooped >= 37, "{snooped}");
+        let events = max_seq(&app).await;
         drop_triggers(&app).await;
-        recompute_chain(app.db(), |e| e.actor != "snoop", |_| {}).await;
+        recompute_chain(app.db(), |rows| {
+            rows.into_iter().filter(|e| e.actor != "snoop").collect()
+        })
+        .await;
         assert_eq!(
             app.scalar("SELECT COUNT(*) FROM audit_events WHERE actor = 'snoop'")
                 .await,
@@ -220,18 +233,34 @@ both_engines!(
         );
         assert!(!r.is_intact());
         assert!(
-            r.checkpoints
-                .problems
-                .iter()
-                .any(|p| matches!(p, Problem::Rewritten { .. })),
+            r.checkpoints.problems.iter().any(|p| matches!(
+                p,
+                Problem::Truncated { checkpointed, trail_ends, .. }
+                    if *checkpointed == events && *trail_ends == events - snooped
+            )),
             "{}",
             printed(&r)
         );
+
+        // A better forgery pads the trail back to its checkpointed length with harmless-looking
+        // copies of root's reads: no longer shorter, but the hash at the checkpoint differs.
+        recompute_chain(app.db(), |rows| {
+            let filler = rows.last().cloned().expect("events are left");
+            let mut rows = rows;
+            while (rows.len() as i64) < events {
+                rows.push(filler.clone());
+            }
+            rows
+        })
+        .await;
+        assert_eq!(max_seq(&app).await, events);
+        let r = verify(&app).await;
+        assert_eq!(r.chain.first_broken, None);
         assert!(
             r.checkpoints
                 .problems
                 .iter()
-                .any(|p| matches!(p, Problem::Truncated { .. })),
+                .any(|p| matches!(p, Problem::Rewritten { seq, .. } if *seq == events)),
             "{}",
             printed(&r)
         );
@@ -247,15 +276,12 @@ both_engines!(
         let events = anchored(&app).await;
         let target = events - 5;
         drop_triggers(&app).await;
-        recompute_chain(
-            app.db(),
-            |_| true,
-            |e| {
-                if e.seq == target {
-                    e.action = "GET /api/v1/specialties".into();
-                }
-            },
-        )
+        recompute_chain(app.db(), |mut rows| {
+            for e in rows.iter_mut().filter(|e| e.seq == target) {
+                e.action = "GET /api/v1/specialties".into();
+            }
+            rows
+        })
         .await;
         let r = verify(&app).await;
         assert_eq!(r.chain.first_broken, None);
@@ -296,7 +322,11 @@ both_engines!(
             "{}",
             printed(&r)
         );
-        assert!(printed(&r).contains("missing checkpoint log"), "{}", printed(&r));
+        assert!(
+            printed(&r).contains("missing checkpoint log"),
+            "{}",
+            printed(&r)
+        );
         // An emptied one too.
         std::fs::write(&s.log_file, b"").expect("the log is emptied");
         let r = verify(&app).await;
@@ -346,7 +376,7 @@ both_engines!(
     }
 );
 
-/// A restart keeps the key and appends to the same log; the trail still verifies.
+// A restart keeps the key and appends to the same log; the trail still verifies.
 both_engines!(
     checkpoints_survive_a_restart_with_the_same_key,
     |app: TestApp| async move {
@@ -428,7 +458,10 @@ async fn checkpoints_are_shipped_to_an_http_sink_signed() {
     assert!(seen.authorised, "the sink token is sent");
     // Checkpoints received before the key was pinned count as bad here; none after.
     let last = seen.good.last().expect("a checkpoint");
-    assert_eq!(last["key_id"], checkpoint::key_id(&signing_key(&s.key_file).verifying_key()));
+    assert_eq!(
+        last["key_id"],
+        checkpoint::key_id(&signing_key(&s.key_file).verifying_key())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -545,15 +578,17 @@ fn hash(prev: &str, seq: i64, e: &Row, patients: &[i64]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const SELECT_ROWS: &str = "SELECT seq, occurred_at, actor_account_id, actor, actor_role, action, record_type,
+const SELECT_ROWS: &str =
+    "SELECT seq, occurred_at, actor_account_id, actor, actor_role, action, record_type,
         record_id, patient_id, client_addr, outcome FROM audit_events ORDER BY seq";
-const INSERT_ROW: &str = "INSERT INTO audit_events (seq, occurred_at, actor_account_id, actor, actor_role,
+const INSERT_ROW: &str =
+    "INSERT INTO audit_events (seq, occurred_at, actor_account_id, actor, actor_role,
         action, record_type, record_id, patient_id, client_addr, outcome, prev_hash, hash)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-/// Keeps the events `keep` accepts, edits them with `edit`, renumbers them from 1 and recomputes
-/// every hash, replacing the whole trail in one transaction.
-async fn recompute_chain(db: &Db, keep: impl Fn(&Row) -> bool, edit: impl Fn(&mut Row)) {
+/// Replaces the trail with `forge(events)`, renumbered from 1 with every hash recomputed, in one
+/// transaction. (An event's patients go with it by its old number.)
+async fn recompute_chain(db: &Db, forge: impl FnOnce(Vec<Row>) -> Vec<Row>) {
     macro_rules! rewrite {
         ($pool:expr) => {{
             let mut tx = $pool.begin().await.expect("begin");
@@ -561,11 +596,12 @@ async fn recompute_chain(db: &Db, keep: impl Fn(&Row) -> bool, edit: impl Fn(&mu
                 .fetch_all(&mut *tx)
                 .await
                 .expect("read events");
-            let listed: Vec<(i64, i64)> =
-                sqlx::query_as("SELECT seq, patient_id FROM audit_event_patients ORDER BY seq, patient_id")
-                    .fetch_all(&mut *tx)
-                    .await
-                    .expect("read patients");
+            let listed: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT seq, patient_id FROM audit_event_patients ORDER BY seq, patient_id",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .expect("read patients");
             let mut patients: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
             for (seq, p) in listed {
                 patients.entry(seq).or_default().push(p);
@@ -576,8 +612,7 @@ async fn recompute_chain(db: &Db, keep: impl Fn(&Row) -> bool, edit: impl Fn(&mu
                 .expect("clear the trail");
             let mut prev = "0".repeat(64);
             let mut seq = 0i64;
-            for mut row in rows.into_iter().filter(|r| keep(r)) {
-                edit(&mut row);
+            for row in forge(rows) {
                 seq += 1;
                 let listed = patients.remove(&row.seq).unwrap_or_default();
                 let h = hash(&prev, seq, &row, &listed);
@@ -599,12 +634,14 @@ async fn recompute_chain(db: &Db, keep: impl Fn(&Row) -> bool, edit: impl Fn(&mu
                     .await
                     .expect("insert the forged event");
                 for p in listed {
-                    sqlx::query("INSERT INTO audit_event_patients (seq, patient_id) VALUES ($1, $2)")
-                        .bind(seq)
-                        .bind(p)
-                        .execute(&mut *tx)
-                        .await
-                        .expect("insert its patients");
+                    sqlx::query(
+                        "INSERT INTO audit_event_patients (seq, patient_id) VALUES ($1, $2)",
+                    )
+                    .bind(seq)
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("insert its patients");
                 }
                 prev = h;
             }
