@@ -214,7 +214,9 @@ impl Application {
                 settings.booking_per_account_burst,
             )),
         };
-        let router = Arc::new(Router::new(route_table())?);
+        let routes = route_table();
+        crate::api::dispatch::register_unjournaled_counters(&routes);
+        let router = Arc::new(Router::new(routes)?);
         Ok(Application {
             listener,
             addr,

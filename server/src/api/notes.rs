@@ -243,6 +243,20 @@ async fn clinician_view(
     })
 }
 
+/// [`ClinicianNote`] of a note as the write that changed it left it (see [`notes::Written`]).
+fn clinician_note(c: &Consultation, w: notes::Written) -> ClinicianNote {
+    ClinicianNote {
+        consultation_id: c.id,
+        patient_id: c.patient_id,
+        status: w.note.status.as_str(),
+        version: w.note.version,
+        draft: w.draft,
+        entries: w.entries,
+        created_at: Some(w.note.created_at),
+        updated_at: Some(w.note.updated_at),
+    }
+}
+
 fn patient_view(
     consultation: ConsultationId,
     entries: &[Entry],
@@ -341,8 +355,17 @@ pub async fn save_draft(ctx: Ctx) -> ApiResult {
         ));
     }
     check_open(&c)?;
-    let note = notes::save_draft(&ctx.state.db, &c, me(&p)?, body.version, &content).await?;
-    ok(&clinician_view(&ctx, &c, Some(note)).await?)
+    let saved = notes::save_draft(
+        &ctx.state.db,
+        &c,
+        me(&p)?,
+        body.version,
+        &content,
+        &ctx.journal_ok(),
+        |w| clinician_note(&c, w),
+    )
+    .await?;
+    ok(&saved)
 }
 
 /// POST /api/v1/consultations/{id}/note/sign
@@ -363,8 +386,17 @@ pub async fn sign(ctx: Ctx) -> ApiResult {
     check_open(&c)?;
     let signer = me(&p)?;
     let key = notes::signing_key(&ctx.state.visit_secret, signer)?;
-    let (note, _) = notes::sign(&ctx.state.db, &c, signer, &key, body.version).await?;
-    ok(&clinician_view(&ctx, &c, Some(note)).await?)
+    let signed = notes::sign(
+        &ctx.state.db,
+        &c,
+        signer,
+        &key,
+        body.version,
+        &ctx.journal_ok(),
+        |w| clinician_note(&c, w),
+    )
+    .await?;
+    ok(&signed)
 }
 
 /// POST /api/v1/consultations/{id}/note/addenda
@@ -383,7 +415,8 @@ pub async fn add_addendum(ctx: Ctx) -> ApiResult {
     }
     let signer = me(&p)?;
     let key = notes::signing_key(&ctx.state.visit_secret, signer)?;
-    let entry = notes::add_addendum(&ctx.state.db, &c, signer, &key, &text).await?;
+    let journal = ctx.journal(StatusCode::CREATED);
+    let entry = notes::add_addendum(&ctx.state.db, &c, signer, &key, &text, &journal).await?;
     created(&entry)
 }
 

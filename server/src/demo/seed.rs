@@ -738,6 +738,7 @@ pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
             clinician,
             &Exception::Extra { date, session },
             ON_CALL_NOTE,
+            None,
         )
         .await
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;

@@ -28,6 +28,7 @@ use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::note::{self, DOCUMENT_FORMAT, EntryKind, NoteContent, NoteStatus};
 use crate::domain::text::BoundedText;
 use crate::domain::time;
+use crate::journal::{About, Journal};
 use crate::storage::{Conn, Db};
 use store::{ENTRY_SEQ, EntryRow, NOTE_OF_CONSULTATION, NewEntry, REVISION_VERSION, RevisionRow};
 pub use store::{NoteRow, TimelineRow};
@@ -276,6 +277,55 @@ pub async fn entries(db: &Db, note_ids: &[i64]) -> Result<Vec<Entry>> {
     rows.into_iter().map(Entry::try_from).collect()
 }
 
+/// A note as it stands inside the write that changed it, read in that write's transaction: what
+/// the write answers (and stores for an idempotency key).
+pub struct Written {
+    pub note: NoteRow,
+    /// The draft at the note's version, while it is a draft.
+    pub draft: Option<Revision>,
+    /// The signed note and its addenda, in order.
+    pub entries: Vec<Entry>,
+}
+
+async fn written(mut conn: Conn<'_>, note: NoteRow) -> Result<Written> {
+    let draft = if note.status == NoteStatus::Draft {
+        let row = store::revision(conn.reborrow(), note.id, note.version).await?;
+        Some(
+            row.ok_or(NotesError::NotFound("note revision"))?
+                .try_into()?,
+        )
+    } else {
+        None
+    };
+    let entries = store::entries(conn, &[note.id])
+        .await?
+        .into_iter()
+        .map(Entry::try_from)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Written {
+        note,
+        draft,
+        entries,
+    })
+}
+
+/// Writes the request's journal (audit event, idempotent answer) for note `note` of `c`: the
+/// answer is `answer` of the note as the write left it.
+async fn journal_note<T: Serialize>(
+    mut conn: Conn<'_>,
+    c: &Consultation,
+    note: NoteRow,
+    journal: &Journal,
+    answer: impl FnOnce(Written) -> T,
+) -> Result<T> {
+    let id = note.id;
+    let answer = answer(written(conn.reborrow(), note).await?);
+    journal
+        .write(conn, About::record(id).patient(c.patient_id), &answer)
+        .await?;
+    Ok(answer)
+}
+
 /// Explains why a guarded write touched nothing.
 async fn refusal(db: &Db, consultation: ConsultationId, expected: i32) -> NotesError {
     match find(db, consultation).await {
@@ -299,21 +349,24 @@ async fn refusal(db: &Db, consultation: ConsultationId, expected: i32) -> NotesE
 }
 
 /// Saves `content` as the next draft of `c`'s note, if the note is still at version `expected`
-/// (0: no note yet).
-pub async fn save_draft(
+/// (0: no note yet), with the request's journal; answers `answer` of the saved note.
+pub async fn save_draft<T: Serialize>(
     db: &Db,
     c: &Consultation,
     author: ClinicianId,
     expected: i32,
     content: &NoteContent,
-) -> Result<NoteRow> {
+    journal: &Journal,
+    answer: impl FnOnce(Written) -> T,
+) -> Result<T> {
     let json = serde_json::to_string(content)?;
     let now = time::now();
     let mut tx = db.begin().await?;
     match write_draft(tx.conn(), c, expected, &json, author, now).await? {
         Some(note) => {
+            let answer = journal_note(tx.conn(), c, note, journal, answer).await?;
             tx.commit().await?;
-            Ok(note)
+            Ok(answer)
         }
         None => {
             // Nothing of it is kept: dropping the transaction rolls it back.
@@ -361,14 +414,17 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Signs the draft of `c`'s note at `expected`, which must be its current version.
-pub async fn sign(
+/// Signs the draft of `c`'s note at `expected`, which must be its current version, with the
+/// request's journal; answers `answer` of the signed note.
+pub async fn sign<T: Serialize>(
     db: &Db,
     c: &Consultation,
     signer: ClinicianId,
     key: &SigningKey,
     expected: i32,
-) -> Result<(NoteRow, Entry)> {
+    journal: &Journal,
+    answer: impl FnOnce(Written) -> T,
+) -> Result<T> {
     let Some(note) = find(db, c.id).await? else {
         return Err(conflict(
             ErrorCode::NoDraft,
@@ -422,18 +478,21 @@ pub async fn sign(
         return Err(refusal(db, c.id, expected).await);
     };
     let entry = signed.entry(note.id, 1, EntryKind::Note, None, signer, now);
-    let entry = store::insert_entry(tx.conn(), &entry).await?;
+    store::insert_entry(tx.conn(), &entry).await?;
+    let answer = journal_note(tx.conn(), c, row, journal, answer).await?;
     tx.commit().await?;
-    Ok((row, entry.try_into()?))
+    Ok(answer)
 }
 
-/// Adds a signed addendum by `signer` to `c`'s signed note, amending the note's first entry.
+/// Adds a signed addendum by `signer` to `c`'s signed note, amending the note's first entry,
+/// with the request's journal (the answer is the entry).
 pub async fn add_addendum(
     db: &Db,
     c: &Consultation,
     signer: ClinicianId,
     key: &SigningKey,
     text: &BoundedText,
+    journal: &Journal,
 ) -> Result<Entry> {
     let note = match find(db, c.id).await? {
         Some(n) if n.status == NoteStatus::Signed => n,
@@ -486,11 +545,21 @@ pub async fn add_addendum(
             signer,
             now,
         );
-        let mut conn = db.acquire().await?;
-        match store::insert_entry(conn.conn(), &entry).await {
+        let mut tx = db.begin().await?;
+        let entry: Entry = match store::insert_entry(tx.conn(), &entry).await {
+            // The failed insert ended the transaction (on PostgreSQL); the next try has its own.
             Err(e) if ENTRY_SEQ.violated_by(&e) => continue,
-            inserted => return inserted?.try_into(),
-        }
+            inserted => inserted?.try_into()?,
+        };
+        journal
+            .write(
+                tx.conn(),
+                About::record(note.id).patient(c.patient_id),
+                &entry,
+            )
+            .await?;
+        tx.commit().await?;
+        return Ok(entry);
     }
     Err(conflict(
         ErrorCode::Busy,
