@@ -526,7 +526,8 @@ both_engines!(
             201,
         )
         .await;
-        let doctor = json!({"facility_id": hub, "full_name": "BS Trần Văn B", "specialties": ["neurology"]});
+        let doctor =
+            json!({"facility_id": hub, "full_name": "BS Trần Văn B", "specialties": ["neurology"]});
         w.keyed(
             &app,
             "POST",
@@ -537,9 +538,7 @@ both_engines!(
             201,
         )
         .await;
-        let person = |name: &str| {
-            json!({"full_name": name, "date_of_birth": "1990-01-02", "sex": "male", "home_facility_id": hub})
-        };
+        let person = |name: &str| json!({"full_name": name, "date_of_birth": "1990-01-02", "sex": "male", "home_facility_id": hub});
         w.keyed(
             &app,
             "POST",
@@ -554,20 +553,17 @@ both_engines!(
         // Availability and bookings.
         let cast = Cast::create(&app).await;
         let rules = format!("/api/v1/clinicians/{}/availability/rules", cast.specialist);
-        let rule = |weekday: i64| {
-            json!({"weekday": weekday, "start_time": "08:00:00", "end_time": "12:00:00", "slot_minutes": 30})
-        };
-        w
-            .keyed(
-                &app,
-                "POST",
-                "/api/v1/clinicians/{id}/availability/rules",
-                &rules,
-                rule(2),
-                Some(rule(3)),
-                201,
-            )
-            .await;
+        let rule = |weekday: i64| json!({"weekday": weekday, "start_time": "08:00:00", "end_time": "12:00:00", "slot_minutes": 30});
+        w.keyed(
+            &app,
+            "POST",
+            "/api/v1/clinicians/{id}/availability/rules",
+            &rules,
+            rule(2),
+            Some(rule(3)),
+            201,
+        )
+        .await;
         let exceptions = format!(
             "/api/v1/clinicians/{}/availability/exceptions",
             cast.specialist
@@ -613,7 +609,12 @@ both_engines!(
             .id();
         let on = |k: i64, rest: &str| format!("/api/v1/consultations/{k}/{rest}");
         for (template, rest, body, other) in [
-            ("/api/v1/consultations/{id}/confirm", "confirm", json!({}), json!({"x": 1})),
+            (
+                "/api/v1/consultations/{id}/confirm",
+                "confirm",
+                json!({}),
+                json!({"x": 1}),
+            ),
             (
                 "/api/v1/consultations/{id}/reschedule",
                 "reschedule",
@@ -627,8 +628,16 @@ both_engines!(
                 json!({"reason": "chuyển viện"}),
             ),
         ] {
-            w.keyed(&app, "POST", template, &on(held, rest), body, Some(other), 200)
-                .await;
+            w.keyed(
+                &app,
+                "POST",
+                template,
+                &on(held, rest),
+                body,
+                Some(other),
+                200,
+            )
+            .await;
         }
         // Another rule, deleted (the first one keeps the bookings below possible).
         let spare_rule = app.post(&rules, rule(5)).await.expect(201).id();
@@ -678,9 +687,7 @@ both_engines!(
         .await;
 
         // Accounts and their changes.
-        let account = |name: &str| {
-            json!({"username": name, "display_name": name, "password": telehealth_tests::PASSWORD, "roles": []})
-        };
+        let account = |name: &str| json!({"username": name, "display_name": name, "password": telehealth_tests::PASSWORD, "roles": []});
         let plain = w
             .keyed(
                 &app,
@@ -877,7 +884,10 @@ both_engines!(
 
         // Every journaled route was driven, and none answered without journaling.
         let missing: Vec<_> = journaled_routes().difference(&w.covered).cloned().collect();
-        assert!(missing.is_empty(), "write routes this test does not drive: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "write routes this test does not drive: {missing:?}"
+        );
         let metrics = scrape(&app).await;
         for route in journaled_routes() {
             let path = route.split_once(' ').map(|(_, p)| p).unwrap_or_default();
@@ -949,7 +959,10 @@ both_engines!(
             .post(&format!("/api/v1/consultations/{k}/visit-link"), json!({}))
             .await
             .expect(201);
-        let token = link.body["token"].as_str().expect("a visit token").to_string();
+        let token = link.body["token"]
+            .as_str()
+            .expect("a visit token")
+            .to_string();
         let spare = app
             .post(
                 "/api/v1/accounts",
@@ -965,21 +978,81 @@ both_engines!(
         let on = |rest: &str| format!("/api/v1/consultations/{k}/{rest}");
         let (approver, anonymous) = (app.second_admin(), app.anonymous());
         let attempts: Vec<(&TestApp, &str, String, Value)> = vec![
-            (&app, "POST", "/api/v1/specialties".into(), json!({"code": "neuro_f", "name_en": "N", "name_vi": "N"})),
-            (&app, "POST", "/api/v1/patients".into(), json!({"full_name": "A", "date_of_birth": "1990-01-02", "sex": "male"})),
-            (&app, "POST", rules.clone(), json!({"weekday": 3, "start_time": "08:00:00", "end_time": "09:00:00", "slot_minutes": 30})),
+            (
+                &app,
+                "POST",
+                "/api/v1/specialties".into(),
+                json!({"code": "neuro_f", "name_en": "N", "name_vi": "N"}),
+            ),
+            (
+                &app,
+                "POST",
+                "/api/v1/patients".into(),
+                json!({"full_name": "A", "date_of_birth": "1990-01-02", "sex": "male"}),
+            ),
+            (
+                &app,
+                "POST",
+                rules.clone(),
+                json!({"weekday": 3, "start_time": "08:00:00", "end_time": "09:00:00", "slot_minutes": 30}),
+            ),
             (&app, "DELETE", format!("{rules}/{rule}"), json!({})),
-            (&app, "POST", "/api/v1/consultations".into(), cast.booking(slots[1])),
+            (
+                &app,
+                "POST",
+                "/api/v1/consultations".into(),
+                cast.booking(slots[1]),
+            ),
             (&app, "POST", on("cancel"), json!({"reason": "khỏi bệnh"})),
-            (&app, "POST", "/api/v1/accounts".into(), json!({"username": "plain-h", "display_name": "p", "roles": []})),
-            (&app, "POST", format!("/api/v1/accounts/{spare}/roles"), json!({"roles": [{"role": "scheduler", "facility_id": cast.hub}]})),
-            (&app, "POST", format!("/api/v1/accounts/{spare}/revoke-sessions"), json!({})),
-            (&approver, "POST", format!("/api/v1/account-changes/{change}/approve"), json!({})),
-            (&rural, "POST", format!("/api/v1/patients/{stranger}/break-glass"), json!({"reason": "cấp cứu, bệnh nhân bất tỉnh"})),
-            (&spec, "PUT", on("note"), json!({"version": 0, "content": {"assessment": "Tăng huyết áp"}})),
+            (
+                &app,
+                "POST",
+                "/api/v1/accounts".into(),
+                json!({"username": "plain-h", "display_name": "p", "roles": []}),
+            ),
+            (
+                &app,
+                "POST",
+                format!("/api/v1/accounts/{spare}/roles"),
+                json!({"roles": [{"role": "scheduler", "facility_id": cast.hub}]}),
+            ),
+            (
+                &app,
+                "POST",
+                format!("/api/v1/accounts/{spare}/revoke-sessions"),
+                json!({}),
+            ),
+            (
+                &approver,
+                "POST",
+                format!("/api/v1/account-changes/{change}/approve"),
+                json!({}),
+            ),
+            (
+                &rural,
+                "POST",
+                format!("/api/v1/patients/{stranger}/break-glass"),
+                json!({"reason": "cấp cứu, bệnh nhân bất tỉnh"}),
+            ),
+            (
+                &spec,
+                "PUT",
+                on("note"),
+                json!({"version": 0, "content": {"assessment": "Tăng huyết áp"}}),
+            ),
             (&app, "POST", on("visit-link"), json!({})),
-            (&anonymous, "POST", "/api/v1/auth/visit".into(), json!({"token": token})),
-            (&anonymous, "POST", "/api/v1/auth/login".into(), json!({"username": "spec", "password": telehealth_tests::PASSWORD})),
+            (
+                &anonymous,
+                "POST",
+                "/api/v1/auth/visit".into(),
+                json!({"token": token}),
+            ),
+            (
+                &anonymous,
+                "POST",
+                "/api/v1/auth/login".into(),
+                json!({"username": "spec", "password": telehealth_tests::PASSWORD}),
+            ),
             (&signed_in, "POST", "/api/v1/auth/logout".into(), json!({})),
         ];
         for (caller, method, path, body) in attempts {

@@ -277,6 +277,32 @@ mod tests {
     }
 
     #[test]
+    fn every_keyed_write_documents_its_idempotency_key() {
+        let doc = openapi::document().expect("openapi.json parses");
+        let key = serde_json::json!({"$ref": "#/components/parameters/IdempotencyKey"});
+        for r in route_table() {
+            if r.writes != Writes::Journaled || r.public {
+                continue;
+            }
+            let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
+            let documented = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.contains(&key));
+            assert!(
+                documented,
+                "{} {}: no Idempotency-Key parameter",
+                r.method, r.path
+            );
+            assert!(
+                op["responses"]["422"].is_object() && op["responses"]["400"].is_object(),
+                "{} {}: 400 invalid_idempotency_key and 422 idempotency_key_reused are undocumented",
+                r.method,
+                r.path
+            );
+        }
+    }
+
+    #[test]
     fn the_table_matches_the_openapi_document() {
         let doc = openapi::document().expect("openapi.json parses");
         assert_eq!(doc["openapi"].as_str().map(|v| &v[..2]), Some("3."));
