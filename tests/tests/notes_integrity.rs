@@ -68,7 +68,10 @@ impl Setup {
         });
         let saved = self
             .spec
-            .put(&self.path("note"), json!({"version": 0, "content": content}))
+            .put(
+                &self.path("note"),
+                json!({"version": 0, "content": content}),
+            )
             .await
             .expect(200);
         let version = saved.body["version"].as_i64().expect("version");
@@ -96,7 +99,10 @@ impl Setup {
 async fn drop_entry_triggers(app: &TestApp) {
     match app.db() {
         Db::Sqlite(_) => app.exec("DROP TRIGGER note_entries_no_update").await,
-        Db::Postgres(_) => app.exec("DROP TRIGGER note_entries_no_change ON note_entries").await,
+        Db::Postgres(_) => {
+            app.exec("DROP TRIGGER note_entries_no_change ON note_entries")
+                .await
+        }
     }
 }
 
@@ -161,6 +167,8 @@ fn notes_verify(app: &TestApp) -> (Option<i32>, String) {
     let bin = target_dir().join("debug").join("telehealth");
     let out = Command::new(&bin)
         .args(["--database-url", app.database_url()])
+        .arg("--data-dir")
+        .arg(&app.settings().data_dir)
         .args(["notes", "verify"])
         .env_remove("DATABASE_URL")
         .env("RUST_LOG", "warn")
@@ -187,7 +195,12 @@ async fn every_read_fails(s: &Setup, entry_id: i64) {
     let own = s.patient.get(&s.path("note?lang=en")).await.expect(200);
     assert_eq!(own.body["status"], "verification_failed", "{}", own.text);
     assert_eq!(own.body["verification"], "failed");
-    assert!(own.body["sections"].as_array().expect("sections").is_empty());
+    assert!(
+        own.body["sections"]
+            .as_array()
+            .expect("sections")
+            .is_empty()
+    );
     assert!(!own.text.contains(TAMPERED), "{}", own.text);
 
     let history = s.spec.get(&s.path("note/history")).await.expect(200);
@@ -202,197 +215,225 @@ async fn every_read_fails(s: &Setup, entry_id: i64) {
             "{}",
             summary.text
         );
-        assert!(summary.text.contains("failed verification"), "{}", summary.text);
+        assert!(
+            summary.text.contains("failed verification"),
+            "{}",
+            summary.text
+        );
 
         let timeline = s.timeline(who).await;
         assert!(!timeline.contains(TAMPERED), "{timeline}");
-        assert!(timeline.contains("\"verification\":\"failed\""), "{timeline}");
+        assert!(
+            timeline.contains("\"verification\":\"failed\""),
+            "{timeline}"
+        );
     }
 }
 
-both_engines!(tampered_entries_fail_verification_on_every_read, |app: TestApp| async move {
-    let app = app
-        .restart_with(|s| s.metrics_token = Some(Secret::new(METRICS_TOKEN)))
+both_engines!(
+    tampered_entries_fail_verification_on_every_read,
+    |app: TestApp| async move {
+        let app = app
+            .restart_with(|s| s.metrics_token = Some(Secret::new(METRICS_TOKEN)))
+            .await;
+        let s = Setup::create(&app).await;
+        let entry = s.write_and_sign().await;
+        let entry_id = entry["id"].as_i64().expect("entry id");
+        assert_eq!(entry["verification"], "verified");
+
+        // Intact: every read verifies, and the command agrees.
+        let note = s.spec.get(&s.path("note")).await.expect(200).body;
+        assert_eq!(note["entries"][0]["verification"], "verified");
+        let own = s.patient.get(&s.path("note")).await.expect(200).body;
+        assert_eq!(own["status"], "signed");
+        assert_eq!(own["verification"], "verified");
+        let (code, said) = notes_verify(&app);
+        assert_eq!(code, Some(0), "{said}");
+        assert!(said.contains("1 entries verified"), "{said}");
+
+        // The document is edited in place: the hash no longer matches.
+        drop_entry_triggers(&app).await;
+        let document = entry["document"].as_str().expect("document");
+        let tampered = document.replace("Amlodipin 5 mg/ngày.", TAMPERED);
+        assert_ne!(tampered, document);
+        overwrite_entry(
+            &app,
+            entry_id,
+            &tampered,
+            entry["content_hash"].as_str().expect("hash"),
+            entry["signature"].as_str().expect("signature"),
+            entry["public_key"].as_str().expect("key"),
+        )
         .await;
-    let s = Setup::create(&app).await;
-    let entry = s.write_and_sign().await;
-    let entry_id = entry["id"].as_i64().expect("entry id");
-    assert_eq!(entry["verification"], "verified");
+        let before = failures(&app).await;
+        every_read_fails(&s, entry_id).await;
+        let after = failures(&app).await;
+        // Note, patient note, history, two summaries and two timelines: one failure each.
+        assert!(after >= before + 7.0, "{before} → {after}");
 
-    // Intact: every read verifies, and the command agrees.
-    let note = s.spec.get(&s.path("note")).await.expect(200).body;
-    assert_eq!(note["entries"][0]["verification"], "verified");
-    let own = s.patient.get(&s.path("note")).await.expect(200).body;
-    assert_eq!(own["status"], "signed");
-    assert_eq!(own["verification"], "verified");
-    let (code, said) = notes_verify(&app);
-    assert_eq!(code, Some(0), "{said}");
-    assert!(said.contains("1 entries verified"), "{said}");
+        // Each failing read is in the audit trail, against the patient and the entry.
+        let events = s
+            .app
+            .get(&format!(
+                "/api/v1/audit?patient_id={}&limit=500",
+                s.cast.patient
+            ))
+            .await
+            .expect(200)
+            .body;
+        let failed: Vec<&Value> = events
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["action"] == "note_verification_failed")
+            .collect();
+        assert!(failed.len() >= 7, "{events}");
+        assert!(failed.iter().all(|e| e["record_type"] == "note_entry"
+            && e["record_id"] == entry_id.to_string()
+            && e["outcome"] == "failed"));
+        assert!(failed.iter().any(|e| e["actor"] == "pat"));
+        assert!(failed.iter().any(|e| e["actor"] == "spec"));
 
-    // The document is edited in place: the hash no longer matches.
-    drop_entry_triggers(&app).await;
-    let document = entry["document"].as_str().expect("document");
-    let tampered = document.replace("Amlodipin 5 mg/ngày.", TAMPERED);
-    assert_ne!(tampered, document);
-    overwrite_entry(
-        &app,
-        entry_id,
-        &tampered,
-        entry["content_hash"].as_str().expect("hash"),
-        entry["signature"].as_str().expect("signature"),
-        entry["public_key"].as_str().expect("key"),
-    )
-    .await;
-    let before = failures(&app).await;
-    every_read_fails(&s, entry_id).await;
-    let after = failures(&app).await;
-    // Note, patient note, history, two summaries and two timelines: one failure each.
-    assert!(after >= before + 7.0, "{before} → {after}");
+        // The command names it.
+        let (code, said) = notes_verify(&app);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains(&format!("entry {entry_id} ")), "{said}");
+        assert!(said.contains("hash"), "{said}");
 
-    // Each failing read is in the audit trail, against the patient and the entry.
-    let events = s
-        .app
-        .get(&format!("/api/v1/audit?patient_id={}&limit=500", s.cast.patient))
-        .await
-        .expect(200)
-        .body;
-    let failed: Vec<&Value> = events
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["action"] == "note_verification_failed")
-        .collect();
-    assert!(failed.len() >= 7, "{events}");
-    assert!(failed.iter().all(|e| e["record_type"] == "note_entry"
-        && e["record_id"] == entry_id.to_string()
-        && e["outcome"] == "failed"));
-    assert!(failed.iter().any(|e| e["actor"] == "pat"));
-    assert!(failed.iter().any(|e| e["actor"] == "spec"));
-
-    // The command names it.
-    let (code, said) = notes_verify(&app);
-    assert_eq!(code, Some(1), "{said}");
-    assert!(said.contains(&format!("entry {entry_id} ")), "{said}");
-    assert!(said.contains("hash"), "{said}");
-
-    // Hash recomputed too: the signature no longer matches.
-    let rehashed = sha256_hex(tampered.as_bytes());
-    overwrite_entry(
-        &app,
-        entry_id,
-        &tampered,
-        &rehashed,
-        entry["signature"].as_str().expect("signature"),
-        entry["public_key"].as_str().expect("key"),
-    )
-    .await;
-    every_read_fails(&s, entry_id).await;
-    let (code, said) = notes_verify(&app);
-    assert_eq!(code, Some(1), "{said}");
-    assert!(said.contains("signature"), "{said}");
-});
-
-both_engines!(an_entry_forged_with_the_derived_key_does_not_verify, |app: TestApp| async move {
-    use base64::Engine;
-    use ed25519_dalek::Signer;
-    let s = Setup::create(&app).await;
-    let entry = s.write_and_sign().await;
-    let entry_id = entry["id"].as_i64().expect("entry id");
-    // The key the server used to derive from its visit-link secret is not the clinician's key.
-    let secret = std::fs::read(app.settings().data_dir.join("visit-link.key")).expect("secret");
-    let derived = telehealth::notes::legacy_signing_key(
-        &secret,
-        telehealth::domain::ids::ClinicianId(s.cast.specialist),
-    )
-    .expect("derived key");
-    let derived_public = telehealth::notes::public_key(&derived);
-    assert_ne!(entry["public_key"], derived_public.as_str());
-    let published = s
-        .app
-        .get(&format!("/api/v1/clinicians/{}/signing-key", s.cast.specialist))
-        .await
-        .expect(200)
-        .body;
-    assert_eq!(published["public_key"], entry["public_key"]);
-    assert!(!published.to_string().contains(&derived_public));
-
-    // Whoever holds the data directory forges a complete entry with it.
-    drop_entry_triggers(&app).await;
-    let forged = entry["document"]
-        .as_str()
-        .expect("document")
-        .replace("Amlodipin 5 mg/ngày.", TAMPERED);
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let signature = b64.encode(derived.sign(forged.as_bytes()).to_bytes());
-    overwrite_entry(
-        &app,
-        entry_id,
-        &forged,
-        &sha256_hex(forged.as_bytes()),
-        &signature,
-        &derived_public,
-    )
-    .await;
-    every_read_fails(&s, entry_id).await;
-    let (code, said) = notes_verify(&app);
-    assert_eq!(code, Some(1), "{said}");
-    assert!(said.contains(&format!("entry {entry_id} ")), "{said}");
-    assert!(said.contains("key"), "{said}");
-});
-
-both_engines!(signing_keys_survive_a_visit_link_key_rotation, |app: TestApp| async move {
-    let s = Setup::create(&app).await;
-    let entry = s.write_and_sign().await;
-    let key = entry["public_key"].as_str().expect("key").to_string();
-    // The private key is in the database only encrypted, under the key file in the data folder.
-    let stored = app
-        .scalar("SELECT COUNT(*) FROM clinician_signing_keys WHERE retired_at IS NULL")
+        // Hash recomputed too: the signature no longer matches.
+        let rehashed = sha256_hex(tampered.as_bytes());
+        overwrite_entry(
+            &app,
+            entry_id,
+            &tampered,
+            &rehashed,
+            entry["signature"].as_str().expect("signature"),
+            entry["public_key"].as_str().expect("key"),
+        )
         .await;
-    assert_eq!(stored, 1);
-    let kek = app.settings().data_dir.join("notes-kek.key");
-    let meta = std::fs::metadata(&kek).expect("the KEK file exists");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        every_read_fails(&s, entry_id).await;
+        let (code, said) = notes_verify(&app);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains("signature"), "{said}");
     }
-    assert!(meta.len() >= 32);
+);
 
-    // A new visit-link key: links change, signing keys do not.
-    let rotated = app.settings().data_dir.join("visit-link-2.key");
-    let app = app
-        .restart_with(|s| s.visit_link_key_file = Some(rotated.clone()))
-        .await;
-    assert!(rotated.exists());
-    let published = app
-        .get(&format!("/api/v1/clinicians/{}/signing-key", s.cast.specialist))
-        .await
-        .expect(200)
-        .body;
-    assert_eq!(published["public_key"], key.as_str());
-    let spec = app.as_token(s.spec.token.as_deref().expect("signed in"));
-    let note = spec.get(&s.path("note")).await.expect(200).body;
-    assert_eq!(note["entries"][0]["verification"], "verified");
-    let addendum = spec
-        .post(&s.path("note/addenda"), json!({"text": "Bổ sung: tái khám sau 1 tuần."}))
-        .await
-        .expect(201)
-        .body;
-    assert_eq!(addendum["public_key"], key.as_str());
-    assert_eq!(addendum["verification"], "verified");
+both_engines!(
+    an_entry_forged_with_the_derived_key_does_not_verify,
+    |app: TestApp| async move {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let s = Setup::create(&app).await;
+        let entry = s.write_and_sign().await;
+        let entry_id = entry["id"].as_i64().expect("entry id");
+        // The key the server used to derive from its visit-link secret is not the clinician's key.
+        let secret = std::fs::read(app.settings().data_dir.join("visit-link.key")).expect("secret");
+        let derived = telehealth::notes::legacy_signing_key(
+            &secret,
+            telehealth::domain::ids::ClinicianId(s.cast.specialist),
+        )
+        .expect("derived key");
+        let derived_public = telehealth::notes::public_key(&derived);
+        assert_ne!(entry["public_key"], derived_public.as_str());
+        let published = s
+            .app
+            .get(&format!(
+                "/api/v1/clinicians/{}/signing-key",
+                s.cast.specialist
+            ))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(published["public_key"], entry["public_key"]);
+        assert!(!published.to_string().contains(&derived_public));
 
-    // Without its key file the encrypted keys are useless: a server with another KEK refuses to
-    // sign with them rather than making new ones silently.
-    let other_kek = app.settings().data_dir.join("other-kek.key");
-    let app = app
-        .restart_with(|s| s.notes_kek_file = Some(other_kek.clone()))
+        // Whoever holds the data directory forges a complete entry with it.
+        drop_entry_triggers(&app).await;
+        let forged = entry["document"]
+            .as_str()
+            .expect("document")
+            .replace("Amlodipin 5 mg/ngày.", TAMPERED);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let signature = b64.encode(derived.sign(forged.as_bytes()).to_bytes());
+        overwrite_entry(
+            &app,
+            entry_id,
+            &forged,
+            &sha256_hex(forged.as_bytes()),
+            &signature,
+            &derived_public,
+        )
         .await;
-    let spec = app.as_token(s.spec.token.as_deref().expect("signed in"));
-    let refused = spec
-        .post(&s.path("note/addenda"), json!({"text": "Bổ sung lần hai."}))
-        .await;
-    assert_eq!(refused.status, 500, "{}", refused.text);
-    assert!(!refused.text.contains("Bổ sung"));
-    let (code, said) = notes_verify(&app);
-    assert_eq!(code, Some(0), "{said}");
-});
+        every_read_fails(&s, entry_id).await;
+        let (code, said) = notes_verify(&app);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains(&format!("entry {entry_id} ")), "{said}");
+        assert!(said.contains("key"), "{said}");
+    }
+);
+
+both_engines!(
+    signing_keys_survive_a_visit_link_key_rotation,
+    |app: TestApp| async move {
+        let s = Setup::create(&app).await;
+        let entry = s.write_and_sign().await;
+        let key = entry["public_key"].as_str().expect("key").to_string();
+        // The private key is in the database only encrypted, under the key file in the data folder.
+        let stored = app
+            .scalar("SELECT COUNT(*) FROM clinician_signing_keys WHERE retired_at IS NULL")
+            .await;
+        assert_eq!(stored, 1);
+        let kek = app.settings().data_dir.join("notes-kek.key");
+        let meta = std::fs::metadata(&kek).expect("the KEK file exists");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        }
+        assert!(meta.len() >= 32);
+
+        // A new visit-link key: links change, signing keys do not.
+        let rotated = app.settings().data_dir.join("visit-link-2.key");
+        let app = app
+            .restart_with(|s| s.visit_link_key_file = Some(rotated.clone()))
+            .await;
+        assert!(rotated.exists());
+        let published = app
+            .get(&format!(
+                "/api/v1/clinicians/{}/signing-key",
+                s.cast.specialist
+            ))
+            .await
+            .expect(200)
+            .body;
+        assert_eq!(published["public_key"], key.as_str());
+        let spec = app.as_token(s.spec.token.as_deref().expect("signed in"));
+        let note = spec.get(&s.path("note")).await.expect(200).body;
+        assert_eq!(note["entries"][0]["verification"], "verified");
+        let addendum = spec
+            .post(
+                &s.path("note/addenda"),
+                json!({"text": "Bổ sung: tái khám sau 1 tuần."}),
+            )
+            .await
+            .expect(201)
+            .body;
+        assert_eq!(addendum["public_key"], key.as_str());
+        assert_eq!(addendum["verification"], "verified");
+
+        // Without its key file the encrypted keys are useless: a server with another KEK refuses to
+        // sign with them rather than making new ones silently.
+        let other_kek = app.settings().data_dir.join("other-kek.key");
+        let app = app
+            .restart_with(|s| s.notes_kek_file = Some(other_kek.clone()))
+            .await;
+        let spec = app.as_token(s.spec.token.as_deref().expect("signed in"));
+        let refused = spec
+            .post(&s.path("note/addenda"), json!({"text": "Bổ sung lần hai."}))
+            .await;
+        assert_eq!(refused.status, 500, "{}", refused.text);
+        assert!(!refused.text.contains("Bổ sung"));
+        let (code, said) = notes_verify(&app);
+        assert_eq!(code, Some(0), "{said}");
+    }
+);
