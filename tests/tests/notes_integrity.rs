@@ -429,11 +429,105 @@ both_engines!(
             .await;
         let spec = app.as_token(s.spec.token.as_deref().expect("signed in"));
         let refused = spec
-            .post(&s.path("note/addenda"), json!({"text": "Bổ sung lần hai."}))
+            .send_any(
+                spec.http
+                    .post(spec.url(&s.path("note/addenda")))
+                    .bearer_auth(spec.token.as_deref().expect("signed in"))
+                    .json(&json!({"text": "Bổ sung lần hai."})),
+            )
             .await;
         assert_eq!(refused.status, 500, "{}", refused.text);
         assert!(!refused.text.contains("Bổ sung"));
         let (code, said) = notes_verify(&app);
         assert_eq!(code, Some(0), "{said}");
+    }
+);
+
+both_engines!(
+    entries_signed_with_derived_keys_are_adopted_once,
+    |app: TestApp| async move {
+        use base64::Engine;
+        use ed25519_dalek::Signer;
+        let s = Setup::create(&app).await;
+        let entry = s.write_and_sign().await;
+        let entry_id = entry["id"].as_i64().expect("entry id");
+        // The database as the old scheme left it: the entry signed with the key derived from the
+        // visit-link secret, no key rows, and no KEK file yet.
+        let secret = std::fs::read(app.settings().data_dir.join("visit-link.key")).expect("secret");
+        let derived = telehealth::notes::legacy_signing_key(
+            &secret,
+            telehealth::domain::ids::ClinicianId(s.cast.specialist),
+        )
+        .expect("derived key");
+        let derived_public = telehealth::notes::public_key(&derived);
+        drop_entry_triggers(&app).await;
+        let document = entry["document"].as_str().expect("document");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        overwrite_entry(
+            &app,
+            entry_id,
+            document,
+            entry["content_hash"].as_str().expect("hash"),
+            &b64.encode(derived.sign(document.as_bytes()).to_bytes()),
+            &derived_public,
+        )
+        .await;
+        app.exec("DELETE FROM clinician_signing_keys").await;
+        std::fs::remove_file(app.settings().data_dir.join("notes-kek.key")).expect("KEK removed");
+
+        // The first start with a KEK records the derived key as retired, for that entry.
+        let app = app.restart().await;
+        let spec = app.as_token(s.spec.token.as_deref().expect("signed in"));
+        let note = spec.get(&s.path("note")).await.expect(200).body;
+        assert_eq!(note["entries"][0]["verification"], "verified", "{note}");
+        let published = app
+            .get(&format!(
+                "/api/v1/clinicians/{}/signing-key",
+                s.cast.specialist
+            ))
+            .await
+            .expect(200)
+            .body;
+        assert!(published["public_key"].is_null(), "{published}");
+        assert_eq!(published["keys"][0]["public_key"], derived_public.as_str());
+        assert_eq!(published["keys"][0]["legacy_through_entry"], entry_id);
+        assert!(published["keys"][0]["retired_at"].is_string());
+
+        // New signatures use a random key; an addendum forged later with the derived key does not
+        // verify, nor after another restart.
+        let addendum = spec
+            .post(
+                &s.path("note/addenda"),
+                json!({"text": "Bổ sung: tái khám sau 1 tuần."}),
+            )
+            .await
+            .expect(201)
+            .body;
+        assert_eq!(addendum["verification"], "verified");
+        assert_ne!(addendum["public_key"], derived_public.as_str());
+        let addendum_id = addendum["id"].as_i64().expect("id");
+        let forged = addendum["document"]
+            .as_str()
+            .expect("document")
+            .replace("tái khám sau 1 tuần", TAMPERED);
+        overwrite_entry(
+            &app,
+            addendum_id,
+            &forged,
+            &sha256_hex(forged.as_bytes()),
+            &b64.encode(derived.sign(forged.as_bytes()).to_bytes()),
+            &derived_public,
+        )
+        .await;
+        let app = app.restart().await;
+        let spec = app.as_token(s.spec.token.as_deref().expect("signed in"));
+        let note = spec.get(&s.path("note")).await.expect(200);
+        assert_eq!(note.body["entries"][0]["verification"], "verified");
+        assert_eq!(note.body["entries"][1]["verification"], "failed");
+        assert!(!note.text.contains(TAMPERED));
+        let (code, said) = notes_verify(&app);
+        assert_eq!(code, Some(1), "{said}");
+        assert!(said.contains(&format!("entry {addendum_id} ")), "{said}");
+        assert!(!said.contains(&format!("entry {entry_id} ")), "{said}");
     }
 );
