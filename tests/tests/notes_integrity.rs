@@ -281,6 +281,7 @@ both_engines!(
             .await
             .expect(200)
             .body;
+        let record_id = entry_id.to_string();
         let failed: Vec<&Value> = events
             .as_array()
             .expect("events")
@@ -289,7 +290,7 @@ both_engines!(
             .collect();
         assert!(failed.len() >= 7, "{events}");
         assert!(failed.iter().all(|e| e["record_type"] == "note_entry"
-            && e["record_id"] == entry_id.to_string()
+            && e["record_id"] == record_id.as_str()
             && e["outcome"] == "failed"));
         assert!(failed.iter().any(|e| e["actor"] == "pat"));
         assert!(failed.iter().any(|e| e["actor"] == "spec"));
