@@ -201,6 +201,15 @@ impl Application {
         };
         let visit_secret = visit_link_key(settings)?;
         let (notes_kek, kek_created) = notes_kek(settings, true)?;
+        if !crate::notes::keys::kek_matches(&db, &notes_kek).await? {
+            // Not fatal: reads still answer (every entry then fails verification, as it should),
+            // but signing is refused until the deployment's KEK file is back in place.
+            tracing::error!(
+                path = %notes_kek_path(settings).display(),
+                "the notes KEK file does not match the stored note signing keys: signing will fail \
+                 and every signed entry will fail verification until the deployment's KEK is restored"
+            );
+        }
         if kek_created {
             // Only now, with the entries as they are when the KEK is born: see adopt_legacy.
             let adopted = crate::notes::keys::adopt_legacy(&db, &notes_kek, &visit_secret).await?;

@@ -330,6 +330,19 @@ pub async fn current(db: &Db, kek: &Kek, clinician: ClinicianId) -> Result<Signi
     Err(NotesError::NoKey)
 }
 
+/// Whether `kek` is the KEK the stored keys were made under: `false` when key rows exist and
+/// none of the first few has a tag that checks (a wrong or replaced `notes_kek_file`).
+pub async fn kek_matches(db: &Db, kek: &Kek) -> Result<bool> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        key_columns!(),
+        " FROM clinician_signing_keys ORDER BY id LIMIT 20"
+    );
+    let mut c = db.acquire().await?;
+    let rows: Vec<KeyRow> = on_conn!(c.conn(), c => sqlx::query_as(SQL).fetch_all(&mut *c).await)?;
+    Ok(rows.is_empty() || rows.iter().any(|r| kek.tag_checks(r)))
+}
+
 /// `clinician`'s published keys (those this server trusts), oldest first.
 pub async fn published(db: &Db, kek: &Kek, clinician: ClinicianId) -> Result<Vec<PublishedKey>> {
     let mut c = db.acquire().await?;
@@ -338,10 +351,20 @@ pub async fn published(db: &Db, kek: &Kek, clinician: ClinicianId) -> Result<Vec
 }
 
 /// Records, as retired keys, the keys derived from the visit-link secret `secret` that signed
-/// the entries stored now. Run once, when the KEK is created: run later, it would let whoever
-/// holds that secret and the database add forged entries and have them adopted. Returns how
-/// many keys it recorded.
+/// the entries stored now. Run once, when the KEK is created, and only on a database that has no
+/// key rows yet: run later (or after a KEK file was removed), it would let whoever holds that
+/// secret and the database add forged entries and have them adopted. Returns how many keys it
+/// recorded.
 pub async fn adopt_legacy(db: &Db, kek: &Kek, secret: &[u8]) -> Result<usize> {
+    let existing: i64 = {
+        let mut c = db.acquire().await?;
+        on_conn!(c.conn(), c => sqlx::query_scalar("SELECT COUNT(*) FROM clinician_signing_keys")
+            .fetch_one(&mut *c)
+            .await)?
+    };
+    if existing > 0 {
+        return Ok(0);
+    }
     let candidates: Vec<(ClinicianId, String, i64)> = {
         let mut c = db.acquire().await?;
         on_conn!(c.conn(), c => sqlx::query_as(
