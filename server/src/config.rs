@@ -12,6 +12,7 @@
 //! | hold length, seconds | `hold_seconds` | `TELEHEALTH_HOLD_SECONDS` | | 300 |
 //! | largest JSON body | `max_body_bytes` | `TELEHEALTH_MAX_BODY_BYTES` | | 65536 |
 //! | visit-link key file | `visit_link_key_file` | `TELEHEALTH_VISIT_LINK_KEY_FILE` | | `<data_dir>/visit-link.key` |
+//! | note signing keys' key-encryption key file | `notes_kek_file` | `TELEHEALTH_NOTES_KEK_FILE` | | `<data_dir>/notes-kek.key` |
 //! | TLS certificate chain, PEM | `tls_cert` | `TELEHEALTH_TLS_CERT` | | none: plain HTTP |
 //! | TLS private key, PEM | `tls_key` | `TELEHEALTH_TLS_KEY` | | none: plain HTTP |
 //! | self-signed TLS for development | `tls_self_signed` | `TELEHEALTH_TLS_SELF_SIGNED` | | `false` |
@@ -135,6 +136,10 @@ pub struct Settings {
     /// The key that signs visit links; created on first start when missing. Every node of one
     /// deployment must share it, or links issued by one node fail on another.
     pub visit_link_key_file: Option<PathBuf>,
+    /// The key-encryption key of clinicians' note signing keys (stored encrypted in the
+    /// database); created (owner-only) on first start when missing. Keep it outside the database
+    /// and its backups; every node of one deployment must share it.
+    pub notes_kek_file: Option<PathBuf>,
     /// STUN servers offered to call participants, e.g. `stun:stun.example.vn:3478`.
     pub stun_urls: Vec<String>,
     /// TURN servers offered with time-limited credentials (needs `turn_secret`).
@@ -216,6 +221,7 @@ impl Default for Settings {
             tls_key: None,
             tls_self_signed: false,
             visit_link_key_file: None,
+            notes_kek_file: None,
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,

@@ -61,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Signed encounter notes.
+    Notes {
+        #[command(subcommand)]
+        command: NotesCommand,
+    },
     /// Accounts (for the first administrator; afterwards use the API).
     Account {
         #[command(subcommand)]
@@ -79,6 +84,13 @@ enum AuditCommand {
         #[arg(long)]
         public_key: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum NotesCommand {
+    /// Check every signed note entry (hash, signature, signer's published key, what the document
+    /// names) and name each one that fails (exit 1 if any). Reads the notes_kek_file.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -170,6 +182,38 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
                 Ok(())
             } else {
                 Err("the audit trail failed verification (see above)".into())
+            }
+        }
+        Command::Notes {
+            command: NotesCommand::Verify,
+        } => {
+            // Read only: a missing KEK file is reported, never made here.
+            let (kek, _) = startup::notes_kek(&settings, false)?;
+            let summary = telehealth::notes::verify_all(&db, &kek, 500, |e| {
+                println!(
+                    "entry {} (consultation {}, seq {}, signer clinician {}) FAILED: {}",
+                    e.id,
+                    e.consultation_id.0,
+                    e.seq,
+                    e.signer_clinician_id.0,
+                    e.verification_failure.unwrap_or("")
+                )
+            })
+            .await?;
+            db.close().await;
+            if summary.failures == 0 {
+                println!("signed notes intact: {} entries verified", summary.entries);
+                Ok(())
+            } else {
+                println!(
+                    "{} of {} signed note entries failed verification",
+                    summary.failures, summary.entries
+                );
+                Err(format!(
+                    "{} signed note entries failed verification",
+                    summary.failures
+                )
+                .into())
             }
         }
         Command::Check => {

@@ -29,10 +29,12 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Routes(#[from] RouterError),
-    #[error("no randomness for the visit-link key: {0}")]
-    Random(getrandom::Error),
     #[error("visit-link key {path}: {reason}")]
     VisitLinkKey { path: String, reason: String },
+    #[error("note signing keys' key-encryption key {path}: {reason}")]
+    NotesKek { path: String, reason: String },
+    #[error("recording the legacy note signing keys: {0}")]
+    LegacyKeys(#[from] crate::notes::NotesError),
     /// A TLS setting names a missing or unusable file, or the settings conflict.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -68,35 +70,65 @@ fn visit_link_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
         .visit_link_key_file
         .clone()
         .unwrap_or_else(|| settings.data_dir.join("visit-link.key"));
-    let fail = |reason: String| StartupError::VisitLinkKey {
-        path: path.display().to_string(),
-        reason,
-    };
-    match std::fs::read(&path) {
-        Ok(key) if key.len() >= 32 => Ok(key),
-        Ok(_) => Err(fail("shorter than 32 bytes".into())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = crate::auth::tokens::new_secret().map_err(StartupError::Random)?;
+    key_file(&path, true)
+        .map(|(key, _)| key)
+        .map_err(|reason| StartupError::VisitLinkKey {
+            path: path.display().to_string(),
+            reason,
+        })
+}
+
+/// Where the KEK of note signing keys is kept.
+pub fn notes_kek_path(settings: &Settings) -> std::path::PathBuf {
+    settings
+        .notes_kek_file
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join("notes-kek.key"))
+}
+
+/// The key-encryption key of note signing keys, read from its file; with `create`, made there
+/// (owner-only) when missing. Also says whether it was made now.
+pub fn notes_kek(
+    settings: &Settings,
+    create: bool,
+) -> Result<(crate::notes::Kek, bool), StartupError> {
+    let path = notes_kek_path(settings);
+    key_file(&path, create)
+        .map(|(key, created)| (crate::notes::Kek::from_secret(&key), created))
+        .map_err(|reason| StartupError::NotesKek {
+            path: path.display().to_string(),
+            reason,
+        })
+}
+
+/// A secret of 32 bytes or more kept in the file at `path`: read, or (with `create`) made there
+/// owner-only when missing. Says whether it was made now.
+fn key_file(path: &std::path::Path, create: bool) -> Result<(Vec<u8>, bool), String> {
+    match std::fs::read(path) {
+        Ok(key) if key.len() >= 32 => Ok((key, false)),
+        Ok(_) => Err("shorter than 32 bytes".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            let key = crate::auth::tokens::new_secret().map_err(|e| e.to_string())?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                crate::storage::create_private_dir(dir).map_err(|e| fail(e.to_string()))?;
+                crate::storage::create_private_dir(dir).map_err(|e| e.to_string())?;
             }
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(&path) {
+            match options.open(path) {
                 Ok(mut file) => {
-                    std::io::Write::write_all(&mut file, &key).map_err(|e| fail(e.to_string()))?;
-                    Ok(key)
+                    std::io::Write::write_all(&mut file, &key).map_err(|e| e.to_string())?;
+                    Ok((key, true))
                 }
                 // Another process created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    std::fs::read(&path).map_err(|e| fail(e.to_string()))
-                }
-                Err(e) => Err(fail(e.to_string())),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
+                    .map(|k| (k, false))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
             }
         }
-        Err(e) => Err(fail(e.to_string())),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -171,6 +203,23 @@ impl Application {
             }
         };
         let visit_secret = visit_link_key(settings)?;
+        let (notes_kek, kek_created) = notes_kek(settings, true)?;
+        if !crate::notes::keys::kek_matches(&db, &notes_kek).await? {
+            // Not fatal: reads still answer (every entry then fails verification, as it should),
+            // but signing is refused until the deployment's KEK file is back in place.
+            tracing::error!(
+                path = %notes_kek_path(settings).display(),
+                "the notes KEK file does not match the stored note signing keys: signing will fail \
+                 and every signed entry will fail verification until the deployment's KEK is restored"
+            );
+        }
+        if kek_created {
+            // Only now, with the entries as they are when the KEK is born: see adopt_legacy.
+            let adopted = crate::notes::keys::adopt_legacy(&db, &notes_kek, &visit_secret).await?;
+            if adopted > 0 {
+                tracing::info!(adopted, "recorded legacy note signing keys as retired keys");
+            }
+        }
         let checkpoints = crate::audit::checkpoint::Checkpointer::start(
             &crate::audit::checkpoint::CheckpointSettings::from_settings(settings),
         )?;
@@ -203,6 +252,7 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             metrics: telemetry::metrics_handle(),
             visit_secret: Arc::new(visit_secret),
+            notes_kek: Arc::new(notes_kek),
             secure_cookies: tls.is_some(),
             sessions: Arc::new(crate::auth::cache::SessionCache::default()),
             hub,
@@ -220,7 +270,9 @@ impl Application {
                 settings.booking_per_account_burst,
             )),
         };
-        let router = Arc::new(Router::new(route_table())?);
+        let routes = route_table();
+        crate::api::dispatch::register_unjournaled_counters(&routes);
+        let router = Arc::new(Router::new(routes)?);
         Ok(Application {
             listener,
             addr,

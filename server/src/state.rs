@@ -22,10 +22,13 @@ pub struct AppState {
     pub hold_ttl: Duration,
     pub max_body_bytes: usize,
     pub metrics: Option<Arc<PrometheusHandle>>,
-    /// Signs visit links; clinicians' note-signing keys are derived from it. Loaded from
-    /// `visit_link_key_file` (default `<data_dir>/visit-link.key`), created there on first start,
-    /// so links and signing keys survive restarts and every node sharing the file agrees.
+    /// Signs visit links. Loaded from `visit_link_key_file` (default
+    /// `<data_dir>/visit-link.key`), created there on first start, so links survive restarts and
+    /// every node sharing the file agrees. Note signing keys do not depend on it.
     pub visit_secret: Arc<Vec<u8>>,
+    /// Encrypts clinicians' note signing keys and vouches for their published key history
+    /// (`notes_kek_file`, default `<data_dir>/notes-kek.key`).
+    pub notes_kek: Arc<crate::notes::Kek>,
     /// Cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
     pub sessions: Arc<SessionCache>,

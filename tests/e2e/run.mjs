@@ -229,12 +229,19 @@ async function main() {
     await page.waitForFunction((n) => document.querySelectorAll('li[data-exception]').length === n, excBefore);
     ok(!(await page.locator('li[data-exception]', { hasText: 'Hội thảo' }).count()), 'the exception just added was not the one removed');
 
-    // Reschedule, then cancel, a booking from the calendar.
+    // Reschedule, then cancel, a booking from the calendar: one still ahead, on the day it is
+    // (after the demo day's sessions are over, that is the next working day).
+    const ahead = (await apiAs(page, 'GET', `/consultations?status=booked&from=${encodeURIComponent(new Date().toISOString())}&limit=100`)).body;
+    const pick = ahead.filter((c) => Date.parse(c.start_at) > Date.now() + 3600e3).pop();
+    ok(pick, 'the demo has no booking ahead for the scheduler to manage');
+    const doc = (await apiAs(page, 'GET', `/clinicians/${pick.clinician_id}`)).body;
+    const hub = (await apiAs(page, 'GET', `/facilities/${doc.facility_id}`)).body;
+    const day = new Intl.DateTimeFormat('en-CA', { timeZone: hub.time_zone }).format(new Date(pick.start_at));
     await page.click('.tabs a[href="/schedule"]');
+    await page.fill('main form input[type=date]', day);
     await page.selectOption('main form select >> nth=-1', 'week');
     await page.click('main form button[type=submit]');
-    await page.waitForSelector('.entry.st-booked a');
-    await page.click('.entry.st-booked a >> nth=-1');
+    await page.click(`.entry.st-booked a[href="/consultations/${pick.id}"]`);
     await page.waitForSelector('#manage-h');
     await checkVietnamese(page, 'consultation (scheduler)');
     const id = Number(page.url().split('/').pop());

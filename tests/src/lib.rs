@@ -552,6 +552,13 @@ impl TestApp {
         self.start_beside().await
     }
 
+    /// Stops the server and waits for it to drain, keeping its database and data folder (and
+    /// this handle's pool on the database) for a node started some other way, such as a process
+    /// of its own.
+    pub async fn stop(&self) {
+        self.inner.stop().await;
+    }
+
     /// Like [`TestApp::restart`], with the settings adjusted by `adjust` first.
     pub async fn restart_with(&self, adjust: impl FnOnce(&mut Settings)) -> TestApp {
         self.inner.stop().await;

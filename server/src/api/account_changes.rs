@@ -18,15 +18,13 @@ use crate::domain::text::BoundedText;
 const MAX_REASON: usize = 500;
 
 /// Names the change, its account and (for a patient link) the patient in this request's audit
-/// event, under `action`.
+/// event, under `action` (a proposal's journaled event names them itself: see
+/// [`crate::auth::changes`]).
 pub fn audit_change(ctx: &Ctx, change: &Change, action: &str) {
     ctx.audit(|n| {
         n.action = Some(action.to_string());
         n.record_type = Some("account_change".into());
-        n.record_id = Some(format!(
-            "change={} account={}",
-            change.id, change.account_id
-        ));
+        n.record_id = Some(changes::record_label(change));
         if change.patient_id.is_some() {
             n.patient_id = change.patient_id;
         }
@@ -115,7 +113,7 @@ pub async fn approve(ctx: Ctx) -> ApiResult {
     let id = change_to_decide(&ctx, "approve_account_change").await?;
     no_fields(&ctx)?;
     let decider = ctx.user()?.account_id;
-    let change = changes::approve(&ctx.state.db, id, decider).await?;
+    let change = changes::approve(&ctx.state.db, id, decider, &ctx.journal_ok()).await?;
     // Its sessions act with the new roles and links from their next request on this node.
     ctx.state.sessions.forget_account(change.account_id);
     ok(&change)
@@ -147,6 +145,7 @@ pub async fn reject(ctx: Ctx) -> ApiResult {
         id,
         decider,
         reason.as_ref().map(BoundedText::as_str),
+        &ctx.journal_ok(),
     )
     .await?;
     ok(&change)

@@ -2,7 +2,7 @@
 //! administrator. A change that reaches further waits for a second administrator
 //! ([`super::account_changes`]).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use warp::http::StatusCode;
 
 use super::account_changes;
@@ -113,13 +113,24 @@ pub async fn create(ctx: Ctx) -> ApiResult {
         grants,
     };
     if needs_approval {
-        let (_, change) = changes::propose_new_account(&ctx.state.db, new, proposer).await?;
-        account_changes::audit_change(&ctx, &change, "propose_account_change");
+        propose(&ctx);
+        let journal = ctx.journal(StatusCode::ACCEPTED);
+        let (_, change) =
+            changes::propose_new_account(&ctx.state.db, new, proposer, &journal).await?;
         return account_changes::accepted(&change);
     }
-    let view = accounts::create_account(&ctx.state.db, new).await?;
-    ctx.audit(|n| n.record_id = Some(view.account.id.to_string()));
+    let journal = ctx.journal(StatusCode::CREATED);
+    let view = accounts::create_account_journaled(&ctx.state.db, new, &journal).await?;
     created(&view)
+}
+
+/// Names a proposal as this request's action; the change it makes is named by the write (its id
+/// is known only then).
+fn propose(ctx: &Ctx) {
+    ctx.audit(|n| {
+        n.action = Some("propose_account_change".into());
+        n.record_type = Some("account_change".into());
+    });
 }
 
 /// Hashes a new account's password once it passes the strength rules, which refuse one that
@@ -246,22 +257,25 @@ pub async fn set_roles(ctx: Ctx) -> ApiResult {
         grants,
     };
     if changes::needs_approval(&linked(&current.roles), &linked(&grants)) {
-        let change =
-            changes::propose_roles(&ctx.state.db, id, &current.roles, &grants, proposer).await?;
-        account_changes::audit_change(&ctx, &change, "propose_account_change");
+        propose(&ctx);
+        let journal = ctx.journal(StatusCode::ACCEPTED);
+        let change = changes::propose_roles(
+            &ctx.state.db,
+            id,
+            &current.roles,
+            &grants,
+            proposer,
+            &journal,
+        )
+        .await?;
         return account_changes::accepted(&change);
     }
-    accounts::set_roles(&ctx.state.db, id, &grants).await?;
+    let changed = accounts::set_roles(&ctx.state.db, id, &grants, &ctx.journal_ok()).await?;
     ctx.state.sessions.forget_account(id);
-    match accounts::get_account(&ctx.state.db, id).await? {
+    match changed {
         Some(v) => ok(&v),
         None => Err(ApiError::not_found("account")),
     }
-}
-
-#[derive(Serialize)]
-struct Revoked {
-    revoked_sessions: u64,
 }
 
 /// POST /api/v1/accounts/{id}/revoke-sessions
@@ -271,9 +285,7 @@ pub async fn revoke_sessions(ctx: Ctx) -> ApiResult {
     if accounts::get_account(&ctx.state.db, id).await?.is_none() {
         return Err(ApiError::not_found("account"));
     }
-    let n = accounts::revoke_all(&ctx.state.db, id).await?;
+    let revoked = accounts::revoke_all(&ctx.state.db, id, &ctx.journal_ok()).await?;
     ctx.state.sessions.forget_account(id);
-    ok(&Revoked {
-        revoked_sessions: n,
-    })
+    ok(&revoked)
 }

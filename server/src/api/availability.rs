@@ -2,6 +2,7 @@
 
 use chrono::{Duration, NaiveTime};
 use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
 
 use super::ctx::Ctx;
 use super::error::ApiError;
@@ -73,7 +74,8 @@ pub async fn create_rule(ctx: Ctx) -> ApiResult {
         valid_from: body.valid_from.map(Date::get),
         valid_until: body.valid_until.map(Date::get),
     };
-    created(&availability::create_rule(&ctx.state.db, clinician, &rule).await?)
+    let journal = ctx.journal(StatusCode::CREATED);
+    created(&availability::create_rule(&ctx.state.db, clinician, &rule, &journal).await?)
 }
 
 /// GET /api/v1/clinicians/{id}/availability/rules
@@ -89,7 +91,8 @@ pub async fn delete_rule(ctx: Ctx) -> ApiResult {
     let clinician: ClinicianId = ctx.param("id")?;
     let rule: RuleId = ctx.param("rule_id")?;
     schedules(&ctx, clinician).await?;
-    availability::delete_rule(&ctx.state.db, clinician, rule).await?;
+    let journal = ctx.journal(StatusCode::NO_CONTENT);
+    availability::delete_rule(&ctx.state.db, clinician, rule, &journal).await?;
     no_content()
 }
 
@@ -179,7 +182,17 @@ pub async fn create_exception(ctx: Ctx) -> ApiResult {
         return Err(ApiError::internal());
     };
     schedules(&ctx, clinician).await?;
-    created(&availability::create_exception(&ctx.state.db, clinician, &exception, &note).await?)
+    let journal = ctx.journal(StatusCode::CREATED);
+    created(
+        &availability::create_exception(
+            &ctx.state.db,
+            clinician,
+            &exception,
+            &note,
+            Some(&journal),
+        )
+        .await?,
+    )
 }
 
 #[derive(Deserialize)]
@@ -250,6 +263,7 @@ pub async fn delete_exception(ctx: Ctx) -> ApiResult {
     let clinician: ClinicianId = ctx.param("id")?;
     let id: ExceptionId = ctx.param("exception_id")?;
     schedules(&ctx, clinician).await?;
-    availability::delete_exception(&ctx.state.db, clinician, id).await?;
+    let journal = ctx.journal(StatusCode::NO_CONTENT);
+    availability::delete_exception(&ctx.state.db, clinician, id, &journal).await?;
     no_content()
 }

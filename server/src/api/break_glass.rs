@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use warp::http::StatusCode;
 
 use super::ctx::Ctx;
 use super::error::ApiError;
@@ -65,9 +66,9 @@ pub async fn open(ctx: Ctx) -> ApiResult {
         p.account_id,
         reason.as_str(),
         policy::BREAK_GLASS_MINUTES,
+        &ctx.journal(StatusCode::CREATED),
     )
     .await?;
-    ctx.audit(|n| n.record_id = Some(grant.id.to_string()));
     created(&grant)
 }
 

@@ -105,6 +105,39 @@ impl Ctx {
         }
     }
 
+    /// Records an event of its own for something this request came across (beside the
+    /// request's event, which the dispatcher writes), before the answer is sent: named `action`,
+    /// about `record_type` `record_id` of `patient`, with `outcome`.
+    pub async fn record_event(
+        &self,
+        action: &str,
+        record_type: &str,
+        record_id: String,
+        patient: PatientId,
+        outcome: crate::audit::Outcome,
+    ) -> Result<(), ApiError> {
+        let note = AuditNote {
+            action: Some(action.to_string()),
+            record_type: Some(record_type.to_string()),
+            record_id: Some(record_id),
+            patient_id: Some(patient),
+            ..AuditNote::default()
+        };
+        let answered = Answered {
+            method: &self.method,
+            template: self.template,
+            principal: self.principal.as_ref(),
+            client_addr: self.client_addr.clone(),
+            status: StatusCode::OK,
+        };
+        let mut event = request_audit::event(answered, note);
+        event.outcome = outcome;
+        self.state.audit.record(event).await.map_err(|e| {
+            tracing::error!(error = %e, "an audit event could not be recorded");
+            ApiError::internal()
+        })
+    }
+
     /// Notes the patient whose data this request touches.
     pub fn audit_patient(&self, patient: PatientId) {
         self.audit(|n| n.patient_id = Some(patient));

@@ -184,7 +184,10 @@ pub async fn create_department(ctx: Ctx) -> ApiResult {
     let body: DepartmentBody = ctx.json()?;
     let name = BoundedText::parse(&body.name, MAX_NAME, false)
         .map_err(|e| ApiError::invalid_field("name", e))?;
-    created(&directory::create_department(&ctx.state.db, id, name).await?)
+    created(
+        &directory::create_department(&ctx.state.db, id, name, &ctx.journal(StatusCode::CREATED))
+            .await?,
+    )
 }
 
 /// GET /api/v1/facilities/{id}/departments
@@ -220,7 +223,16 @@ pub async fn create_specialty(ctx: Ctx) -> ApiResult {
     let (Some(code), Some(en), Some(vi)) = (code, en, vi) else {
         return Err(ApiError::internal());
     };
-    created(&directory::create_specialty(&ctx.state.db, code, en, vi).await?)
+    created(
+        &directory::create_specialty(
+            &ctx.state.db,
+            code,
+            en,
+            vi,
+            &ctx.journal(StatusCode::CREATED),
+        )
+        .await?,
+    )
 }
 
 /// GET /api/v1/specialties
@@ -265,6 +277,7 @@ pub async fn create_clinician(ctx: Ctx) -> ApiResult {
             title,
             specialty_codes: body.specialties,
         },
+        &ctx.journal(StatusCode::CREATED),
     )
     .await?;
     created(&c)
@@ -369,9 +382,9 @@ pub async fn create_patient(ctx: Ctx) -> ApiResult {
             national_id: body.national_id,
             home_facility_id: body.home_facility_id,
         },
+        &ctx.journal(StatusCode::CREATED),
     )
     .await?;
-    ctx.audit_patient(patient.id);
     created(&patient)
 }
 

@@ -20,7 +20,7 @@ use super::idempotency;
 use super::reply::ApiResult;
 use super::request_audit::{self, Answered};
 use super::request_body::read_body;
-use super::routes::{AuditPolicy, Found, Route, Router};
+use super::routes::{AuditPolicy, Found, Route, Router, Writes};
 use crate::auth::Principal;
 use crate::journal::{self, Claim, Journal};
 use crate::state::AppState;
@@ -92,21 +92,23 @@ where
     let started = Instant::now();
     let note = Arc::new(Mutex::new(AuditNote::default()));
     let journaled = Arc::new(AtomicBool::new(false));
-    let (result, template, policy, principal) = match router.find(&request.method, path) {
+    let (result, template, policy, writes, principal) = match router.find(&request.method, path) {
         Err(unrouted) => (
             Err(unrouted.error),
             unrouted.template,
             AuditPolicy::Never,
+            Writes::NoWrite,
             None,
         ),
         Ok(found) => {
-            let (template, policy) = (found.route.path, found.route.audit);
+            let (template, policy, writes) =
+                (found.route.path, found.route.audit, found.route.writes);
             let shared = Shared {
                 note: &note,
                 journaled: &journaled,
             };
             let (result, principal) = run(&state, found, path, &request, query, body, shared).await;
-            (result, template, policy, principal)
+            (result, template, policy, writes, principal)
         }
     };
     let mut response = result.unwrap_or_else(ApiError::into_response);
@@ -120,6 +122,17 @@ where
     // Nothing is answered that the audit trail does not hold. An answer that is already a 503
     // (the database failed the handler too) stays: it says more, such as `storage_full`.
     let written = Journal::is_written(&journaled);
+    let replayed = note.lock().is_ok_and(|n| n.replayed);
+    if unjournaled(writes, response.status(), written, replayed) {
+        // A handler of a journaled route committed a change without staging its event in that
+        // transaction (a bug): the event is recorded the old way below, after the change, which
+        // a crash in between would lose. Counted so that it is found.
+        metrics::counter!("api_unjournaled_writes_total", "route" => template).increment(1);
+        tracing::error!(
+            route = template,
+            "a journaled route answered without journaling its write; its event is recorded after the change"
+        );
+    }
     if !record_audit(&state, policy, &note, answered, written).await
         && response.status() != StatusCode::SERVICE_UNAVAILABLE
     {
@@ -174,14 +187,18 @@ where
             state.max_body_bytes,
         )
         .await?;
-        let claim = idempotency::claim(
-            &request.method,
-            &request.headers,
-            principal.as_ref(),
-            path,
-            &query,
-            &body,
-        )?;
+        // Only a journaled write stores answers; elsewhere the key is not looked at.
+        let claim = match route.writes {
+            Writes::Journaled => idempotency::claim(
+                &request.method,
+                &request.headers,
+                principal.as_ref(),
+                path,
+                &query,
+                &body,
+            )?,
+            Writes::NoWrite => None,
+        };
         if let Some(claim) = &claim
             && let Some(replayed) = replay(state, claim, note).await?
         {
@@ -297,6 +314,20 @@ async fn record_audit(
         .is_ok()
 }
 
+/// True when a route declared [`Writes::Journaled`] answered a success that neither its write
+/// journaled nor a stored answer replayed.
+fn unjournaled(writes: Writes, status: StatusCode, written: bool, replayed: bool) -> bool {
+    writes == Writes::Journaled && status.is_success() && !written && !replayed
+}
+
+/// Registers `api_unjournaled_writes_total` at 0 for every journaled route, so a scrape (and the
+/// test that runs every write route) sees each one, not only those that went wrong.
+pub fn register_unjournaled_counters(routes: &[Route]) {
+    for r in routes.iter().filter(|r| r.writes == Writes::Journaled) {
+        metrics::counter!("api_unjournaled_writes_total", "route" => r.path).increment(0);
+    }
+}
+
 /// Counts the request and its duration, by route template and final status.
 fn count(method: &Method, template: &'static str, status: StatusCode, started: Instant) {
     let status_label = status.as_u16().to_string();
@@ -304,4 +335,31 @@ fn count(method: &Method, template: &'static str, status: StatusCode, started: I
         .increment(1);
     metrics::histogram!("http_api_request_duration_seconds", "route" => template)
         .record(started.elapsed().as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unjournaled_success_of_a_journaled_route_counts() {
+        let ok = StatusCode::OK;
+        assert!(unjournaled(Writes::Journaled, ok, false, false));
+        assert!(unjournaled(
+            Writes::Journaled,
+            StatusCode::ACCEPTED,
+            false,
+            false
+        ));
+        assert!(
+            !unjournaled(Writes::Journaled, ok, true, false),
+            "journaled"
+        );
+        assert!(!unjournaled(Writes::Journaled, ok, false, true), "a replay");
+        assert!(
+            !unjournaled(Writes::Journaled, StatusCode::CONFLICT, false, false),
+            "refused"
+        );
+        assert!(!unjournaled(Writes::NoWrite, ok, false, false), "a read");
+    }
 }

@@ -18,6 +18,7 @@ use super::directory::{NoQuery, page};
 use super::error::ApiError;
 use super::reply::{ApiResult, created, ok};
 use super::validate::Validator;
+use crate::audit::Outcome;
 use crate::auth::Principal;
 use crate::auth::policy;
 use crate::domain::code::ErrorCode;
@@ -37,7 +38,7 @@ mod wording;
 
 use wording::{
     Lang, PatientNote, PlainAddendum, addendum_text, entry_content, plain_follow_up, plain_label,
-    sections,
+    sections, unverified_text,
 };
 
 #[derive(Deserialize)]
@@ -237,10 +238,24 @@ async fn clinician_view(
         status,
         version: note.version,
         draft,
-        entries: notes::entries(&ctx.state.db, &[note.id]).await?,
+        entries: load_entries(ctx, &[note.id]).await?,
         created_at: Some(note.created_at),
         updated_at: Some(note.updated_at),
     })
+}
+
+/// [`ClinicianNote`] of a note as the write that changed it left it (see [`notes::Written`]).
+fn clinician_note(c: &Consultation, w: notes::Written) -> ClinicianNote {
+    ClinicianNote {
+        consultation_id: c.id,
+        patient_id: c.patient_id,
+        status: w.note.status.as_str(),
+        version: w.note.version,
+        draft: w.draft,
+        entries: w.entries,
+        created_at: Some(w.note.created_at),
+        updated_at: Some(w.note.updated_at),
+    }
 }
 
 fn patient_view(
@@ -253,6 +268,7 @@ fn patient_view(
         return Ok(PatientNote {
             consultation_id: consultation,
             status: "pending",
+            verification: None,
             lang,
             title,
             signed_by: None,
@@ -261,10 +277,40 @@ fn patient_view(
             addenda: Vec::new(),
         });
     };
+    let addenda = entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::Addendum)
+        .map(|e| PlainAddendum {
+            label: plain_label("addendum", lang),
+            verification: e.verification,
+            text: if e.verified() {
+                addendum_text(e)
+            } else {
+                unverified_text(lang).to_string()
+            },
+            signed_by: e.signer_name.clone(),
+            signed_at: e.signed_at,
+        })
+        .collect();
+    if !original.verified() {
+        // Nothing of what is stored is shown as the doctor's words.
+        return Ok(PatientNote {
+            consultation_id: consultation,
+            status: "verification_failed",
+            verification: Some(original.verification),
+            lang,
+            title,
+            signed_by: None,
+            signed_at: Some(original.signed_at),
+            sections: Vec::new(),
+            addenda,
+        });
+    }
     let content = entry_content(original)?;
     Ok(PatientNote {
         consultation_id: consultation,
         status: "signed",
+        verification: Some(original.verification),
         lang,
         title,
         signed_by: Some(original.signer_name.clone()),
@@ -274,17 +320,32 @@ fn patient_view(
             |k| plain_label(k, lang),
             |f| plain_follow_up(f, lang),
         ),
-        addenda: entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Addendum)
-            .map(|e| PlainAddendum {
-                label: plain_label("addendum", lang),
-                text: addendum_text(e),
-                signed_by: e.signer_name.clone(),
-                signed_at: e.signed_at,
-            })
-            .collect(),
+        addenda,
     })
+}
+
+/// The signed entries of `note_ids`, verified; each that fails is recorded in the audit trail
+/// before it is answered (the read counted it in `note_verification_failures_total`).
+async fn load_entries(ctx: &Ctx, note_ids: &[i64]) -> Result<Vec<Entry>, ApiError> {
+    let entries = notes::entries(&ctx.state.db, &ctx.state.notes_kek, note_ids).await?;
+    for e in entries.iter().filter(|e| !e.verified()) {
+        // Ids and a fixed reason only: never the entry's text.
+        tracing::warn!(
+            entry = e.id,
+            consultation = e.consultation_id.0,
+            reason = e.verification_failure.unwrap_or(""),
+            "a signed note entry failed verification"
+        );
+        ctx.record_event(
+            "note_verification_failed",
+            "note_entry",
+            e.id.to_string(),
+            e.patient_id,
+            Outcome::Failed,
+        )
+        .await?;
+    }
+    Ok(entries)
 }
 
 /// The caller's clinician id, which [`policy::can_write_note`] has made sure of.
@@ -318,7 +379,7 @@ pub async fn get(ctx: Ctx) -> ApiResult {
         return ok(&clinician_view(&ctx, c, note).await?);
     }
     let entries = match notes::find(&ctx.state.db, id).await? {
-        Some(n) if n.status == NoteStatus::Signed => notes::entries(&ctx.state.db, &[n.id]).await?,
+        Some(n) if n.status == NoteStatus::Signed => load_entries(&ctx, &[n.id]).await?,
         _ => Vec::new(),
     };
     ok(&patient_view(id, &entries, lang)?)
@@ -341,8 +402,18 @@ pub async fn save_draft(ctx: Ctx) -> ApiResult {
         ));
     }
     check_open(&c)?;
-    let note = notes::save_draft(&ctx.state.db, &c, me(&p)?, body.version, &content).await?;
-    ok(&clinician_view(&ctx, &c, Some(note)).await?)
+    let saved = notes::save_draft(
+        &ctx.state.db,
+        &c,
+        me(&p)?,
+        body.version,
+        &content,
+        &ctx.state.notes_kek,
+        &ctx.journal_ok(),
+        |w| clinician_note(&c, w),
+    )
+    .await?;
+    ok(&saved)
 }
 
 /// POST /api/v1/consultations/{id}/note/sign
@@ -362,9 +433,17 @@ pub async fn sign(ctx: Ctx) -> ApiResult {
     }
     check_open(&c)?;
     let signer = me(&p)?;
-    let key = notes::signing_key(&ctx.state.visit_secret, signer)?;
-    let (note, _) = notes::sign(&ctx.state.db, &c, signer, &key, body.version).await?;
-    ok(&clinician_view(&ctx, &c, Some(note)).await?)
+    let signed = notes::sign(
+        &ctx.state.db,
+        &c,
+        signer,
+        &ctx.state.notes_kek,
+        body.version,
+        &ctx.journal_ok(),
+        |w| clinician_note(&c, w),
+    )
+    .await?;
+    ok(&signed)
 }
 
 /// POST /api/v1/consultations/{id}/note/addenda
@@ -382,8 +461,16 @@ pub async fn add_addendum(ctx: Ctx) -> ApiResult {
         ));
     }
     let signer = me(&p)?;
-    let key = notes::signing_key(&ctx.state.visit_secret, signer)?;
-    let entry = notes::add_addendum(&ctx.state.db, &c, signer, &key, &text).await?;
+    let journal = ctx.journal(StatusCode::CREATED);
+    let entry = notes::add_addendum(
+        &ctx.state.db,
+        &c,
+        signer,
+        &ctx.state.notes_kek,
+        &text,
+        &journal,
+    )
+    .await?;
     created(&entry)
 }
 
@@ -414,7 +501,7 @@ pub async fn history(ctx: Ctx) -> ApiResult {
     let (revisions, entries) = match note {
         Some(n) => (
             notes::revisions(&ctx.state.db, n.id).await?,
-            notes::entries(&ctx.state.db, &[n.id]).await?,
+            load_entries(&ctx, &[n.id]).await?,
         ),
         None => (Vec::new(), Vec::new()),
     };
@@ -456,7 +543,7 @@ pub async fn summary(ctx: Ctx) -> ApiResult {
                 "the summary prints the signed note, and this consultation's note is not signed yet",
             )
         })?;
-    let entries = notes::entries(&ctx.state.db, &[note.id]).await?;
+    let entries = load_entries(&ctx, &[note.id]).await?;
     let db = &ctx.state.db;
     let patient = directory::get_patient(db, c.patient_id).await?;
     let clinician = directory::get_clinician(db, c.clinician_id).await?;
@@ -528,7 +615,7 @@ pub async fn timeline(ctx: Ctx) -> ApiResult {
         .filter(|r| r.note_status == Some(NoteStatus::Signed))
         .filter_map(|r| r.note_id)
         .collect();
-    let mut entries = notes::entries(&ctx.state.db, &signed).await?;
+    let mut entries = load_entries(&ctx, &signed).await?;
     let mut take = |note_id: Option<i64>| -> Vec<Entry> {
         let Some(note_id) = note_id else {
             return Vec::new();
@@ -564,8 +651,11 @@ pub async fn timeline(ctx: Ctx) -> ApiResult {
 struct SigningKeyView {
     clinician_id: ClinicianId,
     algorithm: &'static str,
-    /// Base64 (standard, padded) of the 32-byte Ed25519 public key.
-    public_key: String,
+    /// Base64 (standard, padded) of the 32-byte Ed25519 public key the clinician signs with now;
+    /// null until their first signature.
+    public_key: Option<String>,
+    /// Every key that verifies the clinician's entries, oldest first, retired ones included.
+    keys: Vec<notes::PublishedKey>,
 }
 
 /// GET /api/v1/clinicians/{id}/signing-key
@@ -573,10 +663,14 @@ pub async fn signing_key(ctx: Ctx) -> ApiResult {
     let id: ClinicianId = ctx.param("id")?;
     let _: NoQuery = ctx.query()?;
     directory::facility_of_clinician(&ctx.state.db, id).await?;
-    let key = notes::signing_key(&ctx.state.visit_secret, id)?;
+    let keys = notes::keys::published(&ctx.state.db, &ctx.state.notes_kek, id).await?;
     ok(&SigningKeyView {
         clinician_id: id,
         algorithm: "Ed25519",
-        public_key: notes::public_key(&key),
+        public_key: keys
+            .iter()
+            .find(|k| k.retired_at.is_none())
+            .map(|k| k.public_key.clone()),
+        keys,
     })
 }

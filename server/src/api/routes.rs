@@ -30,6 +30,7 @@ pub struct Route {
     /// Public routes answer without a session; every other route needs one.
     pub public: bool,
     pub audit: AuditPolicy,
+    pub writes: Writes,
 }
 
 /// Which requests of a route go to the audit trail.
@@ -43,27 +44,44 @@ pub enum AuditPolicy {
     Never,
 }
 
-/// Wraps an `async fn(Ctx) -> ApiResult` into a table entry.
+/// Whether a route changes stored state, and so how its audit event is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    /// The handler's write stages its audit event, and the answer to an `Idempotency-Key`, in
+    /// the transaction of the change ([`crate::journal`]). A success answered without that is a
+    /// bug the dispatcher makes up for and counts (`api_unjournaled_writes_total`).
+    Journaled,
+    /// Changes nothing stored (reads, and the few writes listed in the test below): the
+    /// dispatcher records the event before it answers, and an `Idempotency-Key` is not looked at.
+    NoWrite,
+}
+
+/// Wraps an `async fn(Ctx) -> ApiResult` into a table entry. `write` declares a route whose
+/// handler journals its change (see [`Writes`]).
 macro_rules! route {
     ($method:ident $path:literal => $handler:path) => {
-        route!(@ $method $path => $handler, false, AuditPolicy::Always)
+        route!(@ $method $path => $handler, false, AuditPolicy::Always, Writes::NoWrite)
+    };
+    (write $method:ident $path:literal => $handler:path) => {
+        route!(@ $method $path => $handler, false, AuditPolicy::Always, Writes::Journaled)
     };
     (directory $method:ident $path:literal => $handler:path) => {
-        route!(@ $method $path => $handler, false, AuditPolicy::Refusals)
+        route!(@ $method $path => $handler, false, AuditPolicy::Refusals, Writes::NoWrite)
     };
-    (public $method:ident $path:literal => $handler:path) => {
-        route!(@ $method $path => $handler, true, AuditPolicy::Always)
+    (public write $method:ident $path:literal => $handler:path) => {
+        route!(@ $method $path => $handler, true, AuditPolicy::Always, Writes::Journaled)
     };
     (public quiet $method:ident $path:literal => $handler:path) => {
-        route!(@ $method $path => $handler, true, AuditPolicy::Never)
+        route!(@ $method $path => $handler, true, AuditPolicy::Never, Writes::NoWrite)
     };
-    (@ $method:ident $path:literal => $handler:path, $public:expr, $audit:expr) => {
+    (@ $method:ident $path:literal => $handler:path, $public:expr, $audit:expr, $writes:expr) => {
         Route {
             method: Method::$method,
             path: $path,
             handler: |ctx| Box::pin($handler(ctx)),
             public: $public,
             audit: $audit,
+            writes: $writes,
         }
     };
 }
@@ -72,58 +90,58 @@ macro_rules! route {
 pub fn route_table() -> Vec<Route> {
     vec![
         route!(public quiet GET "/api/v1/openapi.json" => openapi::get),
-        route!(public POST "/api/v1/auth/login" => sessions::login),
-        route!(public POST "/api/v1/auth/visit" => visit_links::visit),
-        route!(POST "/api/v1/auth/logout" => sessions::logout),
+        route!(public write POST "/api/v1/auth/login" => sessions::login),
+        route!(public write POST "/api/v1/auth/visit" => visit_links::visit),
+        route!(write POST "/api/v1/auth/logout" => sessions::logout),
         route!(GET "/api/v1/auth/me" => sessions::me),
         route!(GET "/api/v1/accounts" => accounts::list),
-        route!(POST "/api/v1/accounts" => accounts::create),
+        route!(write POST "/api/v1/accounts" => accounts::create),
         route!(GET "/api/v1/accounts/{id}" => accounts::get),
-        route!(POST "/api/v1/accounts/{id}/roles" => accounts::set_roles),
-        route!(POST "/api/v1/accounts/{id}/revoke-sessions" => accounts::revoke_sessions),
+        route!(write POST "/api/v1/accounts/{id}/roles" => accounts::set_roles),
+        route!(write POST "/api/v1/accounts/{id}/revoke-sessions" => accounts::revoke_sessions),
         route!(GET "/api/v1/account-changes" => account_changes::list),
-        route!(POST "/api/v1/account-changes/{id}/approve" => account_changes::approve),
-        route!(POST "/api/v1/account-changes/{id}/reject" => account_changes::reject),
+        route!(write POST "/api/v1/account-changes/{id}/approve" => account_changes::approve),
+        route!(write POST "/api/v1/account-changes/{id}/reject" => account_changes::reject),
         route!(GET "/api/v1/audit" => audit_trail::list),
         route!(directory GET "/api/v1/facilities" => directory::list_facilities),
-        route!(POST "/api/v1/facilities" => directory::create_facility),
+        route!(write POST "/api/v1/facilities" => directory::create_facility),
         route!(directory GET "/api/v1/facilities/{id}" => directory::get_facility),
         route!(directory GET "/api/v1/facilities/{id}/departments" => directory::list_departments),
-        route!(POST "/api/v1/facilities/{id}/departments" => directory::create_department),
+        route!(write POST "/api/v1/facilities/{id}/departments" => directory::create_department),
         route!(GET "/api/v1/facilities/{id}/calendar" => schedule::calendar),
         route!(GET "/api/v1/facilities/{id}/utilisation" => schedule::utilisation),
         route!(directory GET "/api/v1/specialties" => directory::list_specialties),
-        route!(POST "/api/v1/specialties" => directory::create_specialty),
+        route!(write POST "/api/v1/specialties" => directory::create_specialty),
         route!(directory GET "/api/v1/clinicians" => directory::list_clinicians),
-        route!(POST "/api/v1/clinicians" => directory::create_clinician),
+        route!(write POST "/api/v1/clinicians" => directory::create_clinician),
         route!(directory GET "/api/v1/clinicians/{id}" => directory::get_clinician),
         route!(directory GET "/api/v1/clinicians/{id}/availability/rules" => availability::list_rules),
-        route!(POST "/api/v1/clinicians/{id}/availability/rules" => availability::create_rule),
-        route!(DELETE "/api/v1/clinicians/{id}/availability/rules/{rule_id}" => availability::delete_rule),
+        route!(write POST "/api/v1/clinicians/{id}/availability/rules" => availability::create_rule),
+        route!(write DELETE "/api/v1/clinicians/{id}/availability/rules/{rule_id}" => availability::delete_rule),
         route!(directory GET "/api/v1/clinicians/{id}/availability/exceptions" => availability::list_exceptions),
-        route!(POST "/api/v1/clinicians/{id}/availability/exceptions" => availability::create_exception),
-        route!(DELETE "/api/v1/clinicians/{id}/availability/exceptions/{exception_id}" => availability::delete_exception),
+        route!(write POST "/api/v1/clinicians/{id}/availability/exceptions" => availability::create_exception),
+        route!(write DELETE "/api/v1/clinicians/{id}/availability/exceptions/{exception_id}" => availability::delete_exception),
         route!(GET "/api/v1/patients" => directory::list_patients),
-        route!(POST "/api/v1/patients" => directory::create_patient),
+        route!(write POST "/api/v1/patients" => directory::create_patient),
         route!(GET "/api/v1/patients/{id}" => directory::get_patient),
-        route!(POST "/api/v1/patients/{id}/break-glass" => break_glass::open),
+        route!(write POST "/api/v1/patients/{id}/break-glass" => break_glass::open),
         route!(GET "/api/v1/break-glass" => break_glass::list),
         route!(directory GET "/api/v1/slots" => schedule::search_slots),
         route!(GET "/api/v1/consultations" => consultations::list),
-        route!(POST "/api/v1/consultations" => consultations::create),
+        route!(write POST "/api/v1/consultations" => consultations::create),
         route!(GET "/api/v1/consultations/{id}" => consultations::get),
-        route!(POST "/api/v1/consultations/{id}/confirm" => consultations::confirm),
-        route!(POST "/api/v1/consultations/{id}/cancel" => consultations::cancel),
-        route!(POST "/api/v1/consultations/{id}/reschedule" => consultations::reschedule),
-        route!(POST "/api/v1/consultations/{id}/start" => consultations::start),
-        route!(POST "/api/v1/consultations/{id}/complete" => consultations::complete),
-        route!(POST "/api/v1/consultations/{id}/no-show" => consultations::no_show),
-        route!(POST "/api/v1/consultations/{id}/visit-link" => visit_links::issue),
+        route!(write POST "/api/v1/consultations/{id}/confirm" => consultations::confirm),
+        route!(write POST "/api/v1/consultations/{id}/cancel" => consultations::cancel),
+        route!(write POST "/api/v1/consultations/{id}/reschedule" => consultations::reschedule),
+        route!(write POST "/api/v1/consultations/{id}/start" => consultations::start),
+        route!(write POST "/api/v1/consultations/{id}/complete" => consultations::complete),
+        route!(write POST "/api/v1/consultations/{id}/no-show" => consultations::no_show),
+        route!(write POST "/api/v1/consultations/{id}/visit-link" => visit_links::issue),
         route!(POST "/api/v1/consultations/{id}/join-token" => calls::join_token),
         route!(GET "/api/v1/consultations/{id}/note" => notes::get),
-        route!(PUT "/api/v1/consultations/{id}/note" => notes::save_draft),
-        route!(POST "/api/v1/consultations/{id}/note/sign" => notes::sign),
-        route!(POST "/api/v1/consultations/{id}/note/addenda" => notes::add_addendum),
+        route!(write PUT "/api/v1/consultations/{id}/note" => notes::save_draft),
+        route!(write POST "/api/v1/consultations/{id}/note/sign" => notes::sign),
+        route!(write POST "/api/v1/consultations/{id}/note/addenda" => notes::add_addendum),
         route!(GET "/api/v1/consultations/{id}/note/history" => notes::history),
         route!(GET "/api/v1/consultations/{id}/summary" => notes::summary),
         route!(GET "/api/v1/patients/{id}/timeline" => notes::timeline),
@@ -219,6 +237,70 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    /// The routes that take a method other than GET and still store nothing, and why. Any other
+    /// such route must be declared `write` (journaled).
+    const STORE_NOTHING: &[(&str, &str, &str)] = &[(
+        "POST",
+        "/api/v1/consultations/{id}/join-token",
+        "issues a signed, short-lived call token; nothing is stored, the event is recorded before the answer",
+    )];
+
+    #[test]
+    fn every_route_that_changes_state_is_journaled() {
+        for r in route_table() {
+            let name = format!("{} {}", r.method, r.path);
+            let exempt = STORE_NOTHING
+                .iter()
+                .any(|(m, p, _)| *m == r.method.as_str() && *p == r.path);
+            match (r.method == Method::GET, r.writes) {
+                (true, Writes::Journaled) => panic!("{name} is a read declared as a write"),
+                (true, Writes::NoWrite) => {}
+                (false, Writes::Journaled) => {
+                    assert!(!exempt, "{name} is journaled: take it off STORE_NOTHING")
+                }
+                (false, Writes::NoWrite) => assert!(
+                    exempt,
+                    "{name} may change state but is not declared `write`: journal its change \
+                     (ctx.journal in the service's transaction) and declare it in the table"
+                ),
+            }
+        }
+        for (m, p, _) in STORE_NOTHING {
+            assert!(
+                route_table()
+                    .iter()
+                    .any(|r| r.method.as_str() == *m && r.path == *p),
+                "STORE_NOTHING names {m} {p}, which is not a route"
+            );
+        }
+    }
+
+    #[test]
+    fn every_keyed_write_documents_its_idempotency_key() {
+        let doc = openapi::document().expect("openapi.json parses");
+        let key = serde_json::json!({"$ref": "#/components/parameters/IdempotencyKey"});
+        for r in route_table() {
+            if r.writes != Writes::Journaled || r.public {
+                continue;
+            }
+            let op = &doc["paths"][r.path][r.method.as_str().to_lowercase()];
+            let documented = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.contains(&key));
+            assert!(
+                documented,
+                "{} {}: no Idempotency-Key parameter",
+                r.method, r.path
+            );
+            assert!(
+                op["responses"]["422"].is_object() && op["responses"]["400"].is_object(),
+                "{} {}: 400 invalid_idempotency_key and 422 idempotency_key_reused are undocumented",
+                r.method,
+                r.path
+            );
+        }
+    }
 
     #[test]
     fn the_table_matches_the_openapi_document() {

@@ -65,7 +65,14 @@ impl From<NotesError> for ApiError {
                 ApiError::internal()
             }
             NotesError::NoKey => {
-                tracing::error!("note signing key cannot be derived");
+                tracing::error!("a note signing key cannot be made");
+                ApiError::internal()
+            }
+            NotesError::KeyUnusable => {
+                tracing::error!(
+                    "a clinician's note signing key does not open with this server's notes_kek_file: \
+                     is it the deployment's KEK?"
+                );
                 ApiError::internal()
             }
             NotesError::Storage(e) => e.into(),

@@ -11,7 +11,6 @@ use crate::auth::accounts;
 use crate::auth::throttle::{Refusal, Rule};
 use crate::auth::{AccountId, password};
 use crate::domain::code::ErrorCode;
-use crate::domain::ids::ConsultationId;
 use crate::domain::time;
 use crate::state::SESSION_COOKIE;
 
@@ -35,16 +34,14 @@ struct SessionBody<'a> {
     account: &'a accounts::AccountView,
 }
 
-/// Opens a session for `account` (limited to `consultation` when given) and answers with its
-/// token, in the body and as the session cookie.
-pub(super) async fn start_session(
+/// The answer to a sign-in: the new session's token, in the body and as the session cookie,
+/// with the account it signs in as.
+pub(super) async fn session_answer(
     ctx: &Ctx,
     account: AccountId,
-    consultation: Option<ConsultationId>,
+    token: String,
     expires_at: DateTime<Utc>,
 ) -> ApiResult {
-    let (token, expires_at) =
-        accounts::create_session(&ctx.state.db, account, consultation, expires_at).await?;
     let view = accounts::get_account(&ctx.state.db, account)
         .await?
         .ok_or_else(ApiError::internal)?;
@@ -123,7 +120,15 @@ pub async fn login(ctx: Ctx) -> ApiResult {
         ));
     };
     ctx.audit(|n| n.record_id = Some(account.to_string()));
-    start_session(&ctx, account, None, accounts::default_expiry()).await
+    // The session and the sign-in's event commit together.
+    let (token, expires_at) = accounts::create_session(
+        &ctx.state.db,
+        account,
+        accounts::default_expiry(),
+        &ctx.journal_ok(),
+    )
+    .await?;
+    session_answer(&ctx, account, token, expires_at).await
 }
 
 /// The 429 of a refused sign-in: which limit, and when to try again, in the message, the
@@ -172,9 +177,10 @@ fn too_many_attempts(refusal: Refusal) -> ApiResult {
 /// POST /api/v1/auth/logout
 pub async fn logout(ctx: Ctx) -> ApiResult {
     let p = ctx.user()?;
-    accounts::revoke_session(&ctx.state.db, p.session_id).await?;
-    ctx.state.sessions.forget_session(p.session_id);
     ctx.audit(|n| n.action = Some("logout".into()));
+    let journal = ctx.journal(StatusCode::NO_CONTENT);
+    accounts::revoke_session(&ctx.state.db, p.session_id, &journal).await?;
+    ctx.state.sessions.forget_session(p.session_id);
     let mut response = no_content()?;
     response
         .headers_mut()

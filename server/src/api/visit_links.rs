@@ -9,7 +9,7 @@ use super::access::{consultation_access, may_see_patient};
 use super::ctx::Ctx;
 use super::error::ApiError;
 use super::reply::{ApiResult, created};
-use super::sessions::start_session;
+use super::sessions::session_answer;
 use crate::auth::accounts;
 use crate::auth::policy;
 use crate::auth::tokens::{self, VisitLinkError};
@@ -55,13 +55,18 @@ pub async fn visit(ctx: Ctx) -> ApiResult {
     if consultation.patient_id != claims.patient_id {
         return Err(refuse("this visit link is not valid"));
     }
-    if !accounts::consume_visit_link(&ctx.state.db, &claims).await? {
-        return Err(refuse("this visit link has already been used"));
-    }
+    // The patient's account exists before the link is used (made on a first visit, by itself: a
+    // concurrent first use may make it too); then the link's use, the session and the event
+    // commit together, so a used link always has its session and its event.
     let account = accounts::patient_account(&ctx.state.db, claims.patient_id).await?;
     // The session lasts until a while after the visit, and no longer than a normal one.
     let until = (consultation.end_at + Duration::hours(2)).min(accounts::default_expiry());
-    start_session(&ctx, account, Some(consultation.id), until).await
+    let Some((token, expires_at)) =
+        accounts::visit_session(&ctx.state.db, &claims, account, until, &ctx.journal_ok()).await?
+    else {
+        return Err(refuse("this visit link has already been used"));
+    };
+    session_answer(&ctx, account, token, expires_at).await
 }
 
 #[derive(Serialize)]
@@ -98,9 +103,16 @@ pub async fn issue(ctx: Ctx) -> ApiResult {
         ));
     }
     let expires_at = c.end_at + Duration::hours(1);
-    let claims =
-        accounts::issue_visit_link(&ctx.state.db, id, c.patient_id, p.account_id, expires_at)
-            .await?;
+    let journal = ctx.journal(StatusCode::CREATED);
+    let claims = accounts::issue_visit_link(
+        &ctx.state.db,
+        id,
+        c.patient_id,
+        p.account_id,
+        expires_at,
+        &journal,
+    )
+    .await?;
     let token = tokens::sign_visit_link(&ctx.state.visit_secret, &claims)
         .map_err(|_| ApiError::internal())?;
     created(&VisitLink {

@@ -12,8 +12,9 @@ use super::AccountId;
 use super::policy::{CareLink, PatientFacts};
 use crate::domain::consultation::Status;
 use crate::domain::ids::{ClinicianId, FacilityId, PatientId};
-use crate::on_db;
+use crate::journal::{About, Journal};
 use crate::storage::Db;
+use crate::{on_conn, on_db};
 
 /// One row of [`patient_facts`]'s query: the patient's home, a care link or a grant.
 #[derive(sqlx::FromRow)]
@@ -135,7 +136,8 @@ const GRANT_SELECT: &str =
         g.account_id, g.reason, g.granted_at, g.expires_at
  FROM break_glass_grants g JOIN clinicians cl ON cl.id = g.clinician_id";
 
-/// Records a grant of `minutes` from now.
+/// Records a grant of `minutes` from now, with the request's audit event (and idempotent
+/// answer) in its transaction.
 pub async fn grant_break_glass(
     db: &Db,
     patient: PatientId,
@@ -143,10 +145,12 @@ pub async fn grant_break_glass(
     account: AccountId,
     reason: &str,
     minutes: i64,
+    journal: &Journal,
 ) -> Result<Grant, sqlx::Error> {
     let now = Utc::now().trunc_subsecs(0);
     let until = now + Duration::minutes(minutes);
-    let id: i64 = on_db!(db, pool => sqlx::query_scalar(
+    let mut tx = db.begin().await?;
+    let id: i64 = on_conn!(tx.conn(), c => sqlx::query_scalar(
         "INSERT INTO break_glass_grants (patient_id, clinician_id, account_id, reason, granted_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
@@ -156,13 +160,17 @@ pub async fn grant_break_glass(
     .bind(reason)
     .bind(now)
     .bind(until)
-    .fetch_one(pool)
+    .fetch_one(&mut *c)
     .await)?;
-    let grant: Grant = on_db!(db, pool => {
+    let grant: Grant = on_conn!(tx.conn(), c => {
         let mut q = sqlx::QueryBuilder::new(GRANT_SELECT);
         q.push(" WHERE g.id = ").push_bind(id);
-        q.build_query_as::<Grant>().fetch_one(pool).await
+        q.build_query_as::<Grant>().fetch_one(&mut *c).await
     })?;
+    journal
+        .write(tx.conn(), About::record(id).patient(patient), &grant)
+        .await?;
+    tx.commit().await?;
     Ok(grant)
 }
 

@@ -368,7 +368,16 @@ pub fn demo_day(zone: Zone) -> chrono::NaiveDate {
     }
 }
 
-/// Books about two thirds of the demo day's slots of every specialist as teleconsultations from
+/// The working day after `day` (Monday after a Friday).
+fn next_working_day(day: chrono::NaiveDate) -> chrono::NaiveDate {
+    match IsoWeekday::of(day).get() {
+        5 => day + Duration::days(3),
+        6 => day + Duration::days(2),
+        _ => day + Duration::days(1),
+    }
+}
+
+/// Books about two thirds of the demo day's (and the next working day's) slots of every specialist as teleconsultations from
 /// care centres: past ones completed, the rest booked.
 async fn book_today(
     db: &Db,
@@ -417,7 +426,13 @@ async fn book_today(
             .filter(|(c, _)| c == clinician)
             .map(|(_, r)| r.clone())
             .collect();
-        for slot in slots_on(today, *zone, &theirs, &[]) {
+        // The next working day too: a demo opened after the day's sessions still has bookings
+        // ahead to manage (reschedule, cancel, join).
+        let days = [today, next_working_day(today)];
+        let slots = days
+            .into_iter()
+            .flat_map(|day| slots_on(day, *zone, &theirs, &[]));
+        for slot in slots {
             if !rng.random_bool(0.65) {
                 continue;
             }
@@ -509,6 +524,8 @@ async fn book_today(
 
 /// One account per role, tied to people who meet on the demo day: a hub specialist, the rural
 /// clinician and patient of one of their consultations, that hub's scheduler, an administrator.
+/// A consultation still ahead is preferred; once the day's sessions are over (a demo started in
+/// the evening) the day's last one is taken, so every persona can still sign in.
 async fn seed_accounts(db: &Db) -> Result<(), sqlx::Error> {
     let present = on_db!(db, pool => sqlx::query_scalar::<_, String>(
         "SELECT value FROM platform_meta WHERE key = $1",
@@ -524,8 +541,9 @@ async fn seed_accounts(db: &Db) -> Result<(), sqlx::Error> {
     let pick = on_db!(db, pool => sqlx::query_as::<_, (ClinicianId, FacilityId, Option<ClinicianId>, PatientId)>(
         "SELECT c.clinician_id, k.facility_id, c.referring_clinician_id, c.patient_id
          FROM consultations c JOIN clinicians k ON k.id = c.clinician_id
-         WHERE c.start_at >= $1 AND c.status = $2 AND c.referring_clinician_id IS NOT NULL
-         ORDER BY c.start_at, c.id LIMIT 1",
+         WHERE c.start_at >= $1 AND c.referring_clinician_id IS NOT NULL
+         ORDER BY CASE WHEN c.status = $2 THEN 0 ELSE 1 END,
+                  CASE WHEN c.status = $2 THEN c.start_at END, c.start_at DESC, c.id LIMIT 1",
     )
     .bind(zone.day_start(day))
     .bind(Status::Booked)
@@ -738,6 +756,7 @@ pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
             clinician,
             &Exception::Extra { date, session },
             ON_CALL_NOTE,
+            None,
         )
         .await
         .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;

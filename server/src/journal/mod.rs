@@ -143,6 +143,15 @@ impl Journal {
         Ok(())
     }
 
+    /// Writes only the audit event, on the connection of the write's transaction, and never an
+    /// answer, even when the client sent a key: for writes whose answer is a credential (a
+    /// session, a visit link), which is not kept at rest. A retry of such a write runs again.
+    pub async fn stage(&self, conn: Conn<'_>, about: About) -> Result<(), sqlx::Error> {
+        audit::stage(conn, &self.event(&about)).await?;
+        self.mark_written();
+        Ok(())
+    }
+
     /// Says the event was staged by other means (a statement that staged it itself, such as the
     /// booking's single PostgreSQL statement).
     pub fn mark_written(&self) {

@@ -11,6 +11,7 @@
 //!
 //! The rules and the signed documents live here; the SQL is in [`store`].
 
+pub mod keys;
 pub mod store;
 
 use base64::Engine;
@@ -28,7 +29,9 @@ use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::note::{self, DOCUMENT_FORMAT, EntryKind, NoteContent, NoteStatus};
 use crate::domain::text::BoundedText;
 use crate::domain::time;
+use crate::journal::{About, Journal};
 use crate::storage::{Conn, Db};
+pub use keys::{Kek, KeyHistory, PublishedKey};
 use store::{ENTRY_SEQ, EntryRow, NOTE_OF_CONSULTATION, NewEntry, REVISION_VERSION, RevisionRow};
 pub use store::{NoteRow, TimelineRow};
 
@@ -48,8 +51,12 @@ pub enum NotesError {
     /// A stored document that does not parse: a bug or tampering, never the client's doing.
     #[error("stored note data is unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
-    #[error("the signing key cannot be derived")]
+    #[error("a signing key cannot be made")]
     NoKey,
+    /// The clinician's stored key does not open under this server's KEK (a wrong or replaced
+    /// `notes_kek_file`, or a changed key row): an operator's problem, never the client's.
+    #[error("the stored signing key cannot be opened with this server's key-encryption key")]
+    KeyUnusable,
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
 }
@@ -77,6 +84,18 @@ impl TryFrom<RevisionRow> for Revision {
     }
 }
 
+/// Whether an entry, as stored now, is what its signer signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// The hash covers the document, the signature verifies it under one of the signer's
+    /// published keys, and the document names this entry's consultation, patient, position and
+    /// signer.
+    Verified,
+    /// Any of that does not hold: the entry's text is not served.
+    Failed,
+}
+
 /// A signed entry: the note (`kind` = `note`, `seq` 1) or an addendum.
 #[derive(Clone, Debug, Serialize)]
 pub struct Entry {
@@ -86,33 +105,64 @@ pub struct Entry {
     /// The entry an addendum amends.
     pub amends: Option<i64>,
     pub signer_clinician_id: ClinicianId,
+    /// From the signed document; empty when the entry fails verification.
     pub signer_name: String,
     pub signed_at: DateTime<Utc>,
-    /// What was signed: the note's content, or `{"text"}` for an addendum.
+    /// Checked on every read; a failing entry has no `content` and no `document`.
+    pub verification: Verification,
+    /// Why it failed, for the clinicians and operators who investigate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification_failure: Option<&'static str>,
+    /// What was signed: the note's content, or `{"text"}` for an addendum (null when failed).
     pub content: serde_json::Value,
-    /// The exact signed bytes (canonical JSON), for verification outside the platform.
-    pub document: String,
+    /// The exact signed bytes (canonical JSON), for verification outside the platform (null when
+    /// failed).
+    pub document: Option<String>,
     /// Lowercase hex SHA-256 of `document`.
     pub content_hash: String,
-    /// Base64 Ed25519 signature of `document` by the signer's key (absent only on entries signed
-    /// before signatures existed).
+    /// Base64 Ed25519 signature of `document` by the signer's key.
     pub signature: Option<String>,
-    /// Base64 Ed25519 public key of the signer that verifies `signature`.
+    /// Base64 Ed25519 public key of the signer that verifies `signature`: one of the keys
+    /// `GET /api/v1/clinicians/{id}/signing-key` publishes.
     pub public_key: Option<String>,
     #[serde(skip)]
     pub note_id: i64,
+    #[serde(skip)]
+    pub patient_id: PatientId,
+    #[serde(skip)]
+    pub consultation_id: ConsultationId,
 }
 
-impl TryFrom<EntryRow> for Entry {
-    type Error = NotesError;
-    fn try_from(r: EntryRow) -> Result<Entry> {
-        let mut doc: serde_json::Value = serde_json::from_str(&r.document)?;
-        let signer_name = doc["signer"]["name"].as_str().unwrap_or("").to_string();
-        let content = doc
-            .get_mut("content")
-            .map(serde_json::Value::take)
-            .unwrap_or_default();
-        Ok(Entry {
+impl Entry {
+    /// The entry `r` as it may be served: verified against `keys`, or without its text.
+    fn checked(r: EntryRow, keys: &KeyHistory) -> Entry {
+        let (verification, failure, signer_name, content, document) = match check(&r, keys) {
+            Ok(mut doc) => {
+                let signer_name = doc["signer"]["name"].as_str().unwrap_or("").to_string();
+                let content = doc
+                    .get_mut("content")
+                    .map(serde_json::Value::take)
+                    .unwrap_or_default();
+                (
+                    Verification::Verified,
+                    None,
+                    signer_name,
+                    content,
+                    Some(r.document),
+                )
+            }
+            Err(why) => {
+                metrics::counter!("note_verification_failures_total").increment(1);
+                (
+                    Verification::Failed,
+                    Some(why),
+                    String::new(),
+                    serde_json::Value::Null,
+                    None,
+                )
+            }
+        };
+        Entry {
             id: r.id,
             seq: r.seq,
             kind: r.kind,
@@ -120,14 +170,61 @@ impl TryFrom<EntryRow> for Entry {
             signer_clinician_id: r.signer_clinician_id,
             signer_name,
             signed_at: r.signed_at,
+            verification,
+            verification_failure: failure,
             content,
-            document: r.document,
+            document,
             content_hash: r.content_hash,
             signature: r.signature,
             public_key: r.public_key,
             note_id: r.note_id,
-        })
+            patient_id: r.patient_id,
+            consultation_id: r.consultation_id,
+        }
     }
+
+    pub fn verified(&self) -> bool {
+        self.verification == Verification::Verified
+    }
+}
+
+/// Checks a stored entry; returns its parsed document, or why it fails.
+fn check(r: &EntryRow, keys: &KeyHistory) -> std::result::Result<serde_json::Value, &'static str> {
+    use ed25519_dalek::{Signature, VerifyingKey};
+    if note::sha256_hex(r.document.as_bytes()) != r.content_hash {
+        return Err("the content hash does not match the stored document");
+    }
+    let (Some(signature), Some(public)) = (r.signature.as_deref(), r.public_key.as_deref()) else {
+        return Err("the entry has no signature");
+    };
+    if !keys.allows(r.signer_clinician_id, public, r.id) {
+        return Err("the public key is not one of the signer's published signing keys");
+    }
+    let key: [u8; 32] = STANDARD
+        .decode(public)
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or("the public key is not an Ed25519 key")?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| "the public key is not an Ed25519 key")?;
+    let signature: [u8; 64] = STANDARD
+        .decode(signature)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or("the signature is not an Ed25519 signature")?;
+    key.verify_strict(r.document.as_bytes(), &Signature::from_bytes(&signature))
+        .map_err(|_| "the signature does not verify the stored document")?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&r.document).map_err(|_| "the signed document is not JSON")?;
+    let names = doc["format"] == DOCUMENT_FORMAT
+        && doc["kind"] == r.kind.as_str()
+        && doc["seq"] == r.seq
+        && doc["consultation_id"] == r.consultation_id.0
+        && doc["patient_id"] == r.patient_id.0
+        && doc["signer"]["clinician_id"] == r.signer_clinician_id.0;
+    if !names {
+        return Err("the signed document names another consultation, patient, position or signer");
+    }
+    Ok(doc)
 }
 
 /// What a signature covers. Field order does not matter: the canonical form sorts keys.
@@ -165,11 +262,11 @@ struct AddendumContent<'a> {
     text: &'a str,
 }
 
-/// A clinician's Ed25519 key, derived from the server's secret: HMAC-SHA256 of a label naming
-/// the clinician is the key's seed. Nothing per clinician is stored, every node of a deployment
-/// (sharing the secret) derives the same key, and each entry stores the public key it was signed
-/// with, so it stays verifiable if the secret is ever rotated.
-pub fn signing_key(secret: &[u8], clinician: ClinicianId) -> Result<SigningKey> {
+/// The key a clinician signed with before per-clinician keys ([`keys`]): derived from the
+/// visit-link secret (HMAC-SHA256 of a label naming the clinician is the seed), so anyone with
+/// that secret could make it. Kept only so [`keys::adopt_legacy`] can recognise the entries it
+/// signed; nothing signs with it any more.
+pub fn legacy_signing_key(secret: &[u8], clinician: ClinicianId) -> Result<SigningKey> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| NotesError::NoKey)?;
     mac.update(format!("telehealth/note-signing-key/v1/clinician/{clinician}").as_bytes());
     let seed: [u8; 32] = mac.finalize().into_bytes().into();
@@ -266,14 +363,106 @@ pub async fn revisions(db: &Db, note_id: i64) -> Result<Vec<Revision>> {
     rows.into_iter().map(Revision::try_from).collect()
 }
 
-/// The signed entries of the notes `note_ids`, each note's in order (the note, then addenda).
-pub async fn entries(db: &Db, note_ids: &[i64]) -> Result<Vec<Entry>> {
+/// The signed entries of the notes `note_ids`, each note's in order (the note, then addenda),
+/// each verified against its signer's keys as `kek` vouches for them. Every failing entry counts
+/// in `note_verification_failures_total`.
+pub async fn entries(db: &Db, kek: &Kek, note_ids: &[i64]) -> Result<Vec<Entry>> {
     if note_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut c = db.acquire().await?;
     let rows = store::entries(c.conn(), note_ids).await?;
-    rows.into_iter().map(Entry::try_from).collect()
+    checked(c.conn(), kek, rows).await
+}
+
+async fn checked(conn: Conn<'_>, kek: &Kek, rows: Vec<EntryRow>) -> Result<Vec<Entry>> {
+    let mut signers: Vec<ClinicianId> = rows.iter().map(|r| r.signer_clinician_id).collect();
+    signers.sort_unstable();
+    signers.dedup();
+    let keys = KeyHistory::load(conn, kek, &signers).await?;
+    Ok(rows.into_iter().map(|r| Entry::checked(r, &keys)).collect())
+}
+
+/// What `telehealth notes verify` found.
+#[derive(Debug, Default)]
+pub struct VerifySummary {
+    pub entries: u64,
+    pub failures: u64,
+}
+
+/// Verifies every signed entry in the database, `page` at a time, calling `failed` with each
+/// entry that does not verify.
+pub async fn verify_all(
+    db: &Db,
+    kek: &Kek,
+    page: i64,
+    mut failed: impl FnMut(&Entry),
+) -> Result<VerifySummary> {
+    let mut summary = VerifySummary::default();
+    let mut after = 0;
+    loop {
+        let mut c = db.acquire().await?;
+        let rows = store::entries_after(c.conn(), after, page).await?;
+        let Some(last) = rows.last().map(|r| r.id) else {
+            return Ok(summary);
+        };
+        after = last;
+        for e in checked(c.conn(), kek, rows).await? {
+            summary.entries += 1;
+            if !e.verified() {
+                summary.failures += 1;
+                failed(&e);
+            }
+        }
+    }
+}
+
+/// A note as it stands inside the write that changed it, read in that write's transaction: what
+/// the write answers (and stores for an idempotency key).
+pub struct Written {
+    pub note: NoteRow,
+    /// The draft at the note's version, while it is a draft.
+    pub draft: Option<Revision>,
+    /// The signed note and its addenda, in order.
+    pub entries: Vec<Entry>,
+}
+
+async fn written(mut conn: Conn<'_>, kek: &Kek, note: NoteRow) -> Result<Written> {
+    let draft = if note.status == NoteStatus::Draft {
+        let row = store::revision(conn.reborrow(), note.id, note.version).await?;
+        Some(
+            row.ok_or(NotesError::NotFound("note revision"))?
+                .try_into()?,
+        )
+    } else {
+        None
+    };
+    // Verified as every read verifies them: the answer stored for a retry is what a GET shows.
+    let rows = store::entries(conn.reborrow(), &[note.id]).await?;
+    let entries = checked(conn, kek, rows).await?;
+    Ok(Written {
+        note,
+        draft,
+        entries,
+    })
+}
+
+/// Writes the request's journal (audit event, idempotent answer) for note `note` of `c`: the
+/// answer is `answer` of the note as the write left it.
+async fn journal_note<T: Serialize>(
+    mut conn: Conn<'_>,
+    c: &Consultation,
+    note: NoteRow,
+    kek: &Kek,
+    journal: &Journal,
+    answer: impl FnOnce(Written) -> T,
+) -> Result<T> {
+    let id = note.id;
+    let answer = answer(written(conn.reborrow(), kek, note).await?);
+    journal
+        .write(conn, About::record(id).patient(c.patient_id), &answer)
+        .await?;
+    Ok(answer)
 }
 
 /// Explains why a guarded write touched nothing.
@@ -299,21 +488,25 @@ async fn refusal(db: &Db, consultation: ConsultationId, expected: i32) -> NotesE
 }
 
 /// Saves `content` as the next draft of `c`'s note, if the note is still at version `expected`
-/// (0: no note yet).
-pub async fn save_draft(
+/// (0: no note yet), with the request's journal; answers `answer` of the saved note.
+pub async fn save_draft<T: Serialize>(
     db: &Db,
     c: &Consultation,
     author: ClinicianId,
     expected: i32,
     content: &NoteContent,
-) -> Result<NoteRow> {
+    kek: &Kek,
+    journal: &Journal,
+    answer: impl FnOnce(Written) -> T,
+) -> Result<T> {
     let json = serde_json::to_string(content)?;
     let now = time::now();
     let mut tx = db.begin().await?;
     match write_draft(tx.conn(), c, expected, &json, author, now).await? {
         Some(note) => {
+            let answer = journal_note(tx.conn(), c, note, kek, journal, answer).await?;
             tx.commit().await?;
-            Ok(note)
+            Ok(answer)
         }
         None => {
             // Nothing of it is kept: dropping the transaction rolls it back.
@@ -361,14 +554,17 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Signs the draft of `c`'s note at `expected`, which must be its current version.
-pub async fn sign(
+/// Signs the draft of `c`'s note at `expected`, which must be its current version, with the
+/// request's journal; answers `answer` of the signed note.
+pub async fn sign<T: Serialize>(
     db: &Db,
     c: &Consultation,
     signer: ClinicianId,
-    key: &SigningKey,
+    kek: &Kek,
     expected: i32,
-) -> Result<(NoteRow, Entry)> {
+    journal: &Journal,
+    answer: impl FnOnce(Written) -> T,
+) -> Result<T> {
     let Some(note) = find(db, c.id).await? else {
         return Err(conflict(
             ErrorCode::NoDraft,
@@ -397,6 +593,7 @@ pub async fn sign(
         ));
     }
     let (name, title) = signer_of(db, signer).await?;
+    let key = &keys::current(db, kek, signer).await?;
     let now = time::now();
     let signed = Signed::new(
         key,
@@ -422,18 +619,21 @@ pub async fn sign(
         return Err(refusal(db, c.id, expected).await);
     };
     let entry = signed.entry(note.id, 1, EntryKind::Note, None, signer, now);
-    let entry = store::insert_entry(tx.conn(), &entry).await?;
+    store::insert_entry(tx.conn(), &entry).await?;
+    let answer = journal_note(tx.conn(), c, row, kek, journal, answer).await?;
     tx.commit().await?;
-    Ok((row, entry.try_into()?))
+    Ok(answer)
 }
 
-/// Adds a signed addendum by `signer` to `c`'s signed note, amending the note's first entry.
+/// Adds a signed addendum by `signer` to `c`'s signed note, amending the note's first entry,
+/// with the request's journal (the answer is the entry).
 pub async fn add_addendum(
     db: &Db,
     c: &Consultation,
     signer: ClinicianId,
-    key: &SigningKey,
+    kek: &Kek,
     text: &BoundedText,
+    journal: &Journal,
 ) -> Result<Entry> {
     let note = match find(db, c.id).await? {
         Some(n) if n.status == NoteStatus::Signed => n,
@@ -446,10 +646,11 @@ pub async fn add_addendum(
         }
     };
     let (name, title) = signer_of(db, signer).await?;
+    let key = &keys::current(db, kek, signer).await?;
     // Two addenda at once may both pick the same next position; the unique (note_id, seq) lets
     // one in and the other tries again with the next one.
     for _ in 0..5 {
-        let existing = entries(db, &[note.id]).await?;
+        let existing = entries(db, kek, &[note.id]).await?;
         let Some(original) = existing.iter().find(|e| e.seq == 1) else {
             return Err(NotesError::NotFound("signed note"));
         };
@@ -486,17 +687,38 @@ pub async fn add_addendum(
             signer,
             now,
         );
-        let mut conn = db.acquire().await?;
-        match store::insert_entry(conn.conn(), &entry).await {
+        let mut tx = db.begin().await?;
+        let entry: Entry = match store::insert_entry(tx.conn(), &entry).await {
+            // The failed insert ended the transaction (on PostgreSQL); the next try has its own.
             Err(e) if ENTRY_SEQ.violated_by(&e) => continue,
-            inserted => return inserted?.try_into(),
-        }
+            inserted => entry_in(tx.conn(), kek, note.id, inserted?).await?,
+        };
+        journal
+            .write(
+                tx.conn(),
+                About::record(note.id).patient(c.patient_id),
+                &entry,
+            )
+            .await?;
+        tx.commit().await?;
+        return Ok(entry);
     }
     Err(conflict(
         ErrorCode::Busy,
         "too many addenda are being added at once; try again",
         note.version,
     ))
+}
+
+/// Entry `id` of note `note_id`, as a read serves it (verified), read on `conn`: inside the
+/// write that made it, so the stored answer is what a later read shows.
+async fn entry_in(mut conn: Conn<'_>, kek: &Kek, note_id: i64, id: i64) -> Result<Entry> {
+    let rows = store::entries(conn.reborrow(), &[note_id]).await?;
+    checked(conn, kek, rows)
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or(NotesError::NotFound("signed entry"))
 }
 
 /// A patient's consultations (but holds that never became bookings), newest first.
@@ -520,12 +742,12 @@ mod tests {
     #[test]
     fn each_clinician_has_one_stable_key() {
         let secret = b"a secret of the deployment";
-        let a = signing_key(secret, ClinicianId(1)).expect("key");
-        let again = signing_key(secret, ClinicianId(1)).expect("key");
-        let b = signing_key(secret, ClinicianId(2)).expect("key");
+        let a = legacy_signing_key(secret, ClinicianId(1)).expect("key");
+        let again = legacy_signing_key(secret, ClinicianId(1)).expect("key");
+        let b = legacy_signing_key(secret, ClinicianId(2)).expect("key");
         assert_eq!(public_key(&a), public_key(&again));
         assert_ne!(public_key(&a), public_key(&b));
-        let other_secret = signing_key(b"another deployment", ClinicianId(1)).expect("key");
+        let other_secret = legacy_signing_key(b"another deployment", ClinicianId(1)).expect("key");
         assert_ne!(public_key(&a), public_key(&other_secret));
 
         let signature = a.sign(b"{\"seq\":1}");

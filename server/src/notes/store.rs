@@ -69,11 +69,15 @@ pub struct EntryRow {
     pub signed_at: DateTime<Utc>,
     pub signature: Option<String>,
     pub public_key: Option<String>,
+    /// The note's consultation and patient, which the signed document must name.
+    pub consultation_id: ConsultationId,
+    pub patient_id: PatientId,
 }
 
 macro_rules! entry_columns {
     () => {
-        "id, note_id, seq, kind, amends, document, content_hash, signer_clinician_id, signed_at, signature, public_key"
+        "e.id, e.note_id, e.seq, e.kind, e.amends, e.document, e.content_hash, e.signer_clinician_id, \
+         e.signed_at, e.signature, e.public_key, n.consultation_id, n.patient_id"
     };
 }
 
@@ -222,25 +226,39 @@ pub async fn entries(conn: Conn<'_>, note_ids: &[i64]) -> Result<Vec<EntryRow>, 
         let mut q = sqlx::QueryBuilder::new(concat!(
             "SELECT ",
             entry_columns!(),
-            " FROM note_entries WHERE note_id IN ("
+            " FROM note_entries e JOIN encounter_notes n ON n.id = e.note_id WHERE e.note_id IN ("
         ));
         let mut sep = q.separated(", ");
         for id in note_ids {
             sep.push_bind(*id);
         }
-        q.push(") ORDER BY note_id, seq");
+        q.push(") ORDER BY e.note_id, e.seq");
         q.build_query_as::<EntryRow>().fetch_all(&mut *c).await
     })
 }
 
-pub async fn insert_entry(conn: Conn<'_>, e: &NewEntry<'_>) -> Result<EntryRow, sqlx::Error> {
+/// Every entry after `after` (by id), at most `limit`, oldest first: for the whole-database check.
+pub async fn entries_after(
+    conn: Conn<'_>,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<EntryRow>, sqlx::Error> {
     const SQL: &str = concat!(
+        "SELECT ",
+        entry_columns!(),
+        " FROM note_entries e JOIN encounter_notes n ON n.id = e.note_id
+         WHERE e.id > $1 ORDER BY e.id LIMIT $2"
+    );
+    on_conn!(conn, c => sqlx::query_as(SQL).bind(after).bind(limit).fetch_all(&mut *c).await)
+}
+
+/// Inserts a signed entry; returns its id.
+pub async fn insert_entry(conn: Conn<'_>, e: &NewEntry<'_>) -> Result<i64, sqlx::Error> {
+    const SQL: &str =
         "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash,
                                    signer_clinician_id, signed_at, signature, public_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
-        entry_columns!()
-    );
-    on_conn!(conn, c => sqlx::query_as(SQL)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+    on_conn!(conn, c => sqlx::query_scalar(SQL)
         .bind(e.note_id)
         .bind(e.seq)
         .bind(e.kind)

@@ -62,6 +62,11 @@ export function patientNote(c, zone) {
   (async () => {
     try {
       const note = await getNote(c.id);
+      if (!isClinicianView(note) && note.status === 'verification_failed') {
+        // The stored note is not what the doctor signed: the server sends none of its text.
+        mount(box, heading, h('p', { class: 'error', role: 'alert', 'data-verification': 'failed' }, t('note.unverified')));
+        return;
+      }
       if (isClinicianView(note) || note.status !== 'signed') { mount(box, heading, h('p', { class: 'empty' }, t('note.none'))); return; }
       mount(box, heading,
         h('p', { class: 'hint' }, t('note.by', { name: note.signed_by, when: fmtDateTime(note.signed_at, zone) })),
@@ -90,7 +95,8 @@ function contentList(content, { skipAdvice = false } = {}) {
 
 function signedView(c, note, zone) {
   const entry = signedEntry(note);
-  const content = entry ? entry.content : {};
+  const failed = !!entry && entry.verification === 'failed';
+  const content = entry && !failed ? entry.content : {};
   const referring = c.referring_clinician_id && c.referring_clinician_id === myClinicianId();
   const list = h('ol', { class: 'addenda' }, addenda(note).map((a) => addendumItem(a, zone)));
   const addendaBox = h('section', { 'aria-labelledby': 'add-h' }, h('h3', { id: 'add-h' }, t('note.addenda')), list);
@@ -116,13 +122,16 @@ function signedView(c, note, zone) {
   return h('div', { class: 'signed-note', 'data-status': 'signed' },
     h('p', { class: 'hint', role: 'status', tabindex: -1 }, t('note.signed_by', { name: entry ? entry.signer_name : '', when: entry ? fmtDateTime(entry.signed_at, zone) : '' })),
     referring && content.advice ? h('section', { class: 'advice', 'aria-labelledby': 'advice-h' }, h('h3', { id: 'advice-h' }, t('note.advice_for_you')), h('p', { 'data-advice': true }, content.advice)) : null,
-    contentList(content, { skipAdvice: !!(referring && content.advice) }),
+    failed ? h('p', { class: 'error', role: 'alert', 'data-verification': 'failed' }, t('note.unverified'))
+      : contentList(content, { skipAdvice: !!(referring && content.advice) }),
     entry ? h('p', { class: 'hash' }, h('small', {}, `${t('note.hash')}: `, h('code', {}, entry.content_hash))) : null,
     addendaBox, form, h('p', {}, printLink(c.id)));
 }
 
 function addendumItem(a, zone) {
-  return h('li', { 'data-addendum': a.seq }, h('p', {}, (a.content && a.content.text) || ''),
+  const failed = a.verification === 'failed';
+  return h('li', { 'data-addendum': a.seq, 'data-verification': a.verification || null },
+    failed ? h('p', { class: 'error' }, t('note.unverified')) : h('p', {}, (a.content && a.content.text) || ''),
     h('small', {}, t('note.by', { name: a.signer_name, when: fmtDateTime(a.signed_at, zone) })));
 }
 

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::wording::{Lang, addendum_text, entry_content, plain_follow_up, plain_label, sections};
+use super::wording::{
+    Lang, addendum_text, entry_content, plain_follow_up, plain_label, sections, unverified_text,
+};
 use crate::api::error::ApiError;
 use crate::domain::consultation::Consultation;
 use crate::domain::note::{EntryKind, FollowUp};
@@ -44,6 +46,7 @@ dl.meta dt{font-weight:600}dl.meta dd{margin:0}\
 .sig{margin-top:1rem;font-size:.9rem;border-top:1px solid #999;padding-top:.5rem}\
 .hash{font-family:monospace;word-break:break-all;font-size:.8rem}\
 .addendum{margin-top:1rem;padding-left:.75rem;border-left:3px solid #999}\
+.verification-failed{margin-top:1rem;padding:.5rem .75rem;border:2px solid #b00020;color:#b00020}\
 @media print{body{margin:0;max-width:none;font-size:11pt}section,.addendum,.sig{break-inside:avoid}\
 @page{size:A4;margin:15mm}}";
 
@@ -193,7 +196,20 @@ pub fn render(s: &Summary) -> Result<String, ApiError> {
     meta(lang.pick("Lý do khám", "Reason"), &c.reason);
     out.push_str("</dl>\n");
     for entry in s.entries {
-        if entry.kind == EntryKind::Note {
+        if !entry.verified() {
+            let _ = write!(
+                out,
+                "<div class=\"verification-failed\">\n<h2>{}</h2>\n<p class=\"text\">{}</p>\n",
+                esc(if entry.kind == EntryKind::Note {
+                    lang.pick("Ghi chú buổi khám", "Consultation note")
+                } else {
+                    label(s.audience, "addendum", lang)
+                }),
+                esc(unverified_text(lang))
+            );
+            signature(&mut out, s, entry);
+            out.push_str("</div>\n");
+        } else if entry.kind == EntryKind::Note {
             let content = entry_content(entry)?;
             for section in sections(
                 &content,

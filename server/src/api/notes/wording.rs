@@ -9,7 +9,7 @@ use crate::api::ctx::Ctx;
 use crate::api::error::ApiError;
 use crate::domain::ids::ConsultationId;
 use crate::domain::note::{FollowUp, NoteContent};
-use crate::notes::{self, Entry};
+use crate::notes::{self, Entry, Verification};
 
 /// The language of words written for people (labels, the summary).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -69,6 +69,8 @@ pub struct PlainSection {
 #[derive(Serialize)]
 pub struct PlainAddendum {
     pub label: &'static str,
+    /// `failed`: `text` says so instead of what is stored.
+    pub verification: Verification,
     pub text: String,
     pub signed_by: String,
     pub signed_at: DateTime<Utc>,
@@ -78,8 +80,12 @@ pub struct PlainAddendum {
 #[derive(Serialize)]
 pub struct PatientNote {
     pub consultation_id: ConsultationId,
-    /// `signed`, or `pending` while the doctor has not signed it yet.
+    /// `signed`; `pending` while the doctor has not signed it yet; `verification_failed` when
+    /// the stored note is not what the doctor signed (no sections are shown then).
     pub status: &'static str,
+    /// The signed note's verification (absent while pending).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     pub lang: Lang,
     pub title: &'static str,
     pub signed_by: Option<String>,
@@ -176,4 +182,12 @@ pub fn entry_content(entry: &Entry) -> Result<NoteContent, ApiError> {
 /// The text of an addendum entry.
 pub fn addendum_text(entry: &Entry) -> String {
     entry.content["text"].as_str().unwrap_or("").to_string()
+}
+
+/// What is shown in place of an entry that fails verification.
+pub fn unverified_text(lang: Lang) -> &'static str {
+    lang.pick(
+        "Mục này không xác minh được: nội dung đang lưu không khớp với nội dung bác sĩ đã ký, nên không được hiển thị.",
+        "This entry failed verification: what is stored is not what the doctor signed, so it is not shown.",
+    )
 }

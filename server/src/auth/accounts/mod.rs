@@ -9,6 +9,7 @@ use super::tokens::{self, VisitClaims};
 use super::{AccountId, Grant, Principal, Role};
 use crate::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use crate::domain::time;
+use crate::journal::{About, Journal};
 use crate::storage::{Conn, Db};
 pub use store::Account;
 use store::{CLINICIAN_LINK, NewAccountRow, NewSession, PATIENT_LINK, USERNAME};
@@ -90,16 +91,47 @@ pub fn normalise_username(raw: &str) -> Option<String> {
     ok.then_some(u)
 }
 
+/// Creates an account outside any request: the command line's first administrators, the demo's
+/// seed, and a patient's account on first use of a visit link (which that request's own event
+/// names). An administrator's request uses [`create_account_journaled`].
 pub async fn create_account(db: &Db, a: NewAccount) -> Result<AccountView, AccountError> {
+    insert_account(db, a, None).await
+}
+
+/// Creates an account for an administrator's request: its audit event (and idempotent answer)
+/// commit with it.
+pub async fn create_account_journaled(
+    db: &Db,
+    a: NewAccount,
+    journal: &Journal,
+) -> Result<AccountView, AccountError> {
+    insert_account(db, a, Some(journal)).await
+}
+
+async fn insert_account(
+    db: &Db,
+    a: NewAccount,
+    journal: Option<&Journal>,
+) -> Result<AccountView, AccountError> {
     let mut tx = db.begin().await?;
     let id = store::insert_account(tx.conn(), &a.row(true, time::now()))
         .await
         .map_err(|e| AccountError::of_insert(e, &a.username))?;
     store::insert_grants(tx.conn(), id, &a.grants).await?;
-    tx.commit().await?;
-    get_account(db, id)
+    let created = view(tx.conn(), id)
         .await?
-        .ok_or_else(|| AccountError::Invalid("the account vanished".into()))
+        .ok_or_else(|| AccountError::Invalid("the account vanished".into()))?;
+    if let Some(journal) = journal {
+        journal
+            .write(
+                tx.conn(),
+                About::record(id).patient(created.account.patient_id),
+                &created,
+            )
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(created)
 }
 
 pub async fn grants_of(db: &Db, id: AccountId) -> Result<Vec<Grant>, sqlx::Error> {
@@ -140,12 +172,29 @@ pub async fn list_accounts(
     Ok(out)
 }
 
-/// Replaces the roles of an account.
-pub async fn set_roles(db: &Db, id: AccountId, grants: &[Grant]) -> Result<(), sqlx::Error> {
+/// Replaces the roles of an account, with the request's audit event (and idempotent answer);
+/// returns the account as it is now, or `None` when there is no such account.
+pub async fn set_roles(
+    db: &Db,
+    id: AccountId,
+    grants: &[Grant],
+    journal: &Journal,
+) -> Result<Option<AccountView>, sqlx::Error> {
     let mut tx = db.begin().await?;
     store::delete_grants(tx.conn(), id).await?;
     store::insert_grants(tx.conn(), id, grants).await?;
-    tx.commit().await
+    let Some(changed) = view(tx.conn(), id).await? else {
+        return Ok(None);
+    };
+    journal
+        .write(
+            tx.conn(),
+            About::record(id).patient(changed.account.patient_id),
+            &changed,
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Some(changed))
 }
 
 /// The account and password hash for a login attempt.
@@ -157,15 +206,64 @@ pub async fn login_record(
     store::login_record(c.conn(), username).await
 }
 
-/// A new session; returns the token to hand to the client, once.
+/// A new session, with the sign-in's audit event in its transaction; returns the token to hand
+/// to the client, once. The token is the answer, so no answer is stored for an idempotency key.
 pub async fn create_session(
     db: &Db,
     account: AccountId,
+    expires_at: DateTime<Utc>,
+    journal: &Journal,
+) -> Result<(String, DateTime<Utc>), AccountError> {
+    let mut tx = db.begin().await?;
+    let token = insert_session(tx.conn(), account, None, expires_at).await?;
+    journal.stage(tx.conn(), About::record(account)).await?;
+    tx.commit().await?;
+    Ok((token, expires_at))
+}
+
+/// Uses the visit link of `claims` and opens a session for `account` limited to its
+/// consultation, with the request's audit event, in one transaction: `None` when the link was
+/// used already (nothing is written then).
+pub async fn visit_session(
+    db: &Db,
+    claims: &VisitClaims,
+    account: AccountId,
+    expires_at: DateTime<Utc>,
+    journal: &Journal,
+) -> Result<Option<(String, DateTime<Utc>)>, AccountError> {
+    let mut tx = db.begin().await?;
+    let now = time::now();
+    if !store::use_visit_link(
+        tx.conn(),
+        claims.link_id,
+        claims.consultation_id,
+        claims.patient_id,
+        now,
+    )
+    .await?
+    {
+        return Ok(None);
+    }
+    let token =
+        insert_session(tx.conn(), account, Some(claims.consultation_id), expires_at).await?;
+    journal
+        .stage(
+            tx.conn(),
+            About::record(claims.consultation_id).patient(claims.patient_id),
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(Some((token, expires_at)))
+}
+
+/// Inserts a session row; returns its token.
+async fn insert_session(
+    conn: Conn<'_>,
+    account: AccountId,
     consultation: Option<ConsultationId>,
     expires_at: DateTime<Utc>,
-) -> Result<(String, DateTime<Utc>), AccountError> {
+) -> Result<String, AccountError> {
     let (token, hash) = tokens::new_session_token()?;
-    let mut c = db.acquire().await?;
     let session = NewSession {
         token_hash: &hash,
         account,
@@ -173,8 +271,8 @@ pub async fn create_session(
         created_at: time::now(),
         expires_at,
     };
-    store::insert_session(c.conn(), &session).await?;
-    Ok((token, expires_at))
+    store::insert_session(conn, &session).await?;
+    Ok(token)
 }
 
 pub fn default_expiry() -> DateTime<Utc> {
@@ -231,28 +329,55 @@ pub async fn authenticate(
     }))
 }
 
-pub async fn revoke_session(db: &Db, session_id: i64) -> Result<(), sqlx::Error> {
-    let mut c = db.acquire().await?;
-    store::revoke_session(c.conn(), session_id, time::now()).await
+/// Ends one session (signing out), with the request's audit event (and idempotent answer, which
+/// has no body).
+pub async fn revoke_session(
+    db: &Db,
+    session_id: i64,
+    journal: &Journal,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    store::revoke_session(tx.conn(), session_id, time::now()).await?;
+    journal.write(tx.conn(), About::request(), &()).await?;
+    tx.commit().await
 }
 
-/// Ends every session of an account; returns how many were live.
-pub async fn revoke_all(db: &Db, account: AccountId) -> Result<u64, sqlx::Error> {
-    let mut c = db.acquire().await?;
-    store::revoke_sessions_of(c.conn(), account, time::now()).await
+/// How many sessions [`revoke_all`] ended.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Revoked {
+    pub revoked_sessions: u64,
 }
 
-/// Records a new visit link and returns its claims (the caller signs them).
+/// Ends every session of an account, with the request's audit event (and idempotent answer).
+pub async fn revoke_all(
+    db: &Db,
+    account: AccountId,
+    journal: &Journal,
+) -> Result<Revoked, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let revoked = Revoked {
+        revoked_sessions: store::revoke_sessions_of(tx.conn(), account, time::now()).await?,
+    };
+    journal
+        .write(tx.conn(), About::record(account), &revoked)
+        .await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// Records a new visit link, with the request's audit event, and returns its claims (the caller
+/// signs them). The signed link is a credential, so no answer is stored for an idempotency key.
 pub async fn issue_visit_link(
     db: &Db,
     consultation: ConsultationId,
     patient: PatientId,
     issued_by: AccountId,
     expires_at: DateTime<Utc>,
+    journal: &Journal,
 ) -> Result<VisitClaims, sqlx::Error> {
-    let mut c = db.acquire().await?;
+    let mut tx = db.begin().await?;
     let link_id = store::insert_visit_link(
-        c.conn(),
+        tx.conn(),
         consultation,
         patient,
         issued_by,
@@ -260,25 +385,16 @@ pub async fn issue_visit_link(
         expires_at,
     )
     .await?;
+    journal
+        .stage(tx.conn(), About::record(consultation).patient(patient))
+        .await?;
+    tx.commit().await?;
     Ok(VisitClaims {
         link_id,
         consultation_id: consultation,
         patient_id: patient,
         expires_at,
     })
-}
-
-/// Marks a visit link used; false when it was used already or does not match its record.
-pub async fn consume_visit_link(db: &Db, claims: &VisitClaims) -> Result<bool, sqlx::Error> {
-    let mut c = db.acquire().await?;
-    store::use_visit_link(
-        c.conn(),
-        claims.link_id,
-        claims.consultation_id,
-        claims.patient_id,
-        time::now(),
-    )
-    .await
 }
 
 pub async fn account_of_patient(

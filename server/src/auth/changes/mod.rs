@@ -21,6 +21,7 @@ use super::{AccountId, Grant, Role};
 pub use crate::domain::account_change::Status;
 use crate::domain::ids::{AccountChangeId, ClinicianId, PatientId};
 use crate::domain::time;
+use crate::journal::{About, Journal};
 use crate::storage::{Conn, Db, OnViolation, is_foreign_key_violation};
 use accounts::store::{CLINICIAN_LINK, PATIENT_LINK, USERNAME};
 use store::{NewChange, ONE_PENDING, Pending, Row};
@@ -152,6 +153,16 @@ pub enum ChangeError {
     Storage(#[from] sqlx::Error),
 }
 
+/// How an audit event names a change: `change=4 account=17`.
+pub fn record_label(change: &Change) -> String {
+    format!("change={} account={}", change.id, change.account_id)
+}
+
+/// What a proposal's audit event is about: the change, its account and the patient it links.
+fn about(change: &Change) -> About {
+    About::record(record_label(change)).patient(change.patient_id)
+}
+
 fn roles_json(grants: &[Grant]) -> Result<String, ChangeError> {
     serde_json::to_string(grants).map_err(|e| ChangeError::Corrupt(e.to_string()))
 }
@@ -163,11 +174,13 @@ fn same_roles(a: &[Grant], b: &[Grant]) -> bool {
 
 /// Creates the account with neither links nor roles, and proposes its links and roles, in one
 /// transaction: the account exists (its name is taken, it may sign in) but reaches nothing until
-/// another administrator approves.
+/// another administrator approves. The request's audit event (and idempotent answer, the change)
+/// commit with both.
 pub async fn propose_new_account(
     db: &Db,
     a: NewAccount,
     proposer: AccountId,
+    journal: &Journal,
 ) -> Result<(AccountView, Change), ChangeError> {
     let now = time::now();
     let after = roles_json(&a.grants)?;
@@ -188,21 +201,24 @@ pub async fn propose_new_account(
         roles_after: &after,
     };
     let change = store::insert(tx.conn(), &change).await?;
-    tx.commit().await?;
-    let view = accounts::get_account(db, account)
+    let view = accounts::view(tx.conn(), account)
         .await?
         .ok_or(ChangeError::NotFound)?;
-    let change = get(db, change).await?.ok_or(ChangeError::NotFound)?;
+    let change = get_on(tx.conn(), change).await?;
+    journal.write(tx.conn(), about(&change), &change).await?;
+    tx.commit().await?;
     Ok((view, change))
 }
 
-/// Proposes replacing `account`'s roles `before` with `after`.
+/// Proposes replacing `account`'s roles `before` with `after`, with the request's audit event
+/// (and idempotent answer).
 pub async fn propose_roles(
     db: &Db,
     account: AccountId,
     before: &[Grant],
     after: &[Grant],
     proposer: AccountId,
+    journal: &Journal,
 ) -> Result<Change, ChangeError> {
     let now = time::now();
     expire_due(db, now).await?;
@@ -217,21 +233,30 @@ pub async fn propose_roles(
         roles_before: &before,
         roles_after: &after,
     };
-    let mut c = db.acquire().await?;
-    let id = match store::insert(c.conn(), &change).await {
+    let mut tx = db.begin().await?;
+    let id = match store::insert(tx.conn(), &change).await {
         Ok(id) => id,
         Err(e) if ONE_PENDING.violated_by(&e) => {
-            return Err(
-                match store::pending_of(c.conn(), account, time::now()).await? {
-                    Some(id) => ChangeError::Pending(id),
-                    None => ChangeError::Storage(e),
-                },
-            );
+            // On PostgreSQL the failed insert ended the transaction: look on a connection of its
+            // own.
+            drop(tx);
+            return Err(match pending_of(db, account).await? {
+                Some(id) => ChangeError::Pending(id),
+                None => ChangeError::Storage(e),
+            });
         }
         Err(e) => return Err(e.into()),
     };
-    drop(c);
-    get(db, id).await?.ok_or(ChangeError::NotFound)
+    let change = get_on(tx.conn(), id).await?;
+    journal.write(tx.conn(), about(&change), &change).await?;
+    tx.commit().await?;
+    Ok(change)
+}
+
+/// Change `id` as it reads on the caller's connection (in the transaction that wrote it).
+async fn get_on(conn: Conn<'_>, id: AccountChangeId) -> Result<Change, ChangeError> {
+    let row = store::get(conn, id).await?.ok_or(ChangeError::NotFound)?;
+    change_of(row, time::now())
 }
 
 /// Marks pending changes past their time as expired, so the one-pending-change index frees their
@@ -309,11 +334,13 @@ async fn decidable(
 }
 
 /// Applies change `id` as approved by `decider`, in one transaction: the change is claimed, the
-/// account is checked to be as it was when proposed, then linked and given its roles.
+/// account is checked to be as it was when proposed, then linked and given its roles, and the
+/// request's audit event (and idempotent answer) are written.
 pub async fn approve(
     db: &Db,
     id: AccountChangeId,
     decider: AccountId,
+    journal: &Journal,
 ) -> Result<Change, ChangeError> {
     let now = time::now();
     expire_due(db, now).await?;
@@ -328,8 +355,10 @@ pub async fn approve(
         return Err(ChangeError::NotPending(Status::Approved));
     }
     apply(tx.conn(), id, &p).await?;
+    let change = get_on(tx.conn(), id).await?;
+    journal.write(tx.conn(), about(&change), &change).await?;
     tx.commit().await?;
-    get(db, id).await?.ok_or(ChangeError::NotFound)
+    Ok(change)
 }
 
 /// Links the account of claimed change `id` and gives it the change's roles, if it is still as
@@ -371,12 +400,14 @@ async fn apply(mut conn: Conn<'_>, id: AccountChangeId, p: &Pending) -> Result<(
         })
 }
 
-/// Records that `decider` rejected change `id`; nothing of it is applied.
+/// Records that `decider` rejected change `id`, with the request's audit event (and idempotent
+/// answer); nothing of it is applied.
 pub async fn reject(
     db: &Db,
     id: AccountChangeId,
     decider: AccountId,
     reason: Option<&str>,
+    journal: &Journal,
 ) -> Result<Change, ChangeError> {
     let now = time::now();
     expire_due(db, now).await?;
@@ -385,8 +416,10 @@ pub async fn reject(
     if !store::decide(tx.conn(), id, Status::Rejected, decider, now, reason).await? {
         return Err(ChangeError::NotPending(Status::Rejected));
     }
+    let change = get_on(tx.conn(), id).await?;
+    journal.write(tx.conn(), about(&change), &change).await?;
     tx.commit().await?;
-    get(db, id).await?.ok_or(ChangeError::NotFound)
+    Ok(change)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::domain::availability::{Exception, ExceptionKind, IsoWeekday, Session,
 use crate::domain::code::ErrorCode;
 use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
 use crate::domain::time;
+use crate::journal::{About, Journal};
 use crate::storage::Db;
 
 pub(crate) use store::DayRow;
@@ -20,7 +21,13 @@ pub use store::{ExceptionRow, RuleRow};
 /// Upper bound on rules per clinician: enough for any real week, small enough to stay cheap.
 pub const MAX_RULES_PER_CLINICIAN: i64 = 50;
 
-pub async fn create_rule(db: &Db, clinician: ClinicianId, rule: &WeeklyRule) -> Result<RuleRow> {
+/// Adds a weekly rule; its audit event (and idempotent answer) commit with it.
+pub async fn create_rule(
+    db: &Db,
+    clinician: ClinicianId,
+    rule: &WeeklyRule,
+    journal: &Journal,
+) -> Result<RuleRow> {
     let mut tx = db.begin().await?;
     if store::count_rules(tx.conn(), clinician).await? >= MAX_RULES_PER_CLINICIAN {
         return Err(SchedulingError::conflict(
@@ -31,6 +38,9 @@ pub async fn create_rule(db: &Db, clinician: ClinicianId, rule: &WeeklyRule) -> 
         ));
     }
     let row = store::insert_rule(tx.conn(), clinician, rule, time::now()).await?;
+    journal
+        .write(tx.conn(), About::record(row.id), &row)
+        .await?;
     tx.commit().await?;
     Ok(row)
 }
@@ -40,11 +50,19 @@ pub async fn list_rules(db: &Db, clinician: ClinicianId) -> Result<Vec<RuleRow>>
     Ok(store::rules(c.conn(), clinician).await?)
 }
 
-pub async fn delete_rule(db: &Db, clinician: ClinicianId, rule: RuleId) -> Result<()> {
+/// Deletes a weekly rule; its audit event (and idempotent answer, which has no body) commit
+/// with the deletion.
+pub async fn delete_rule(
+    db: &Db,
+    clinician: ClinicianId,
+    rule: RuleId,
+    journal: &Journal,
+) -> Result<()> {
     let mut tx = db.begin().await?;
     if store::delete_rule(tx.conn(), clinician, rule).await? == 0 {
         return Err(SchedulingError::NotFound("availability rule"));
     }
+    journal.write(tx.conn(), About::record(rule), &()).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -57,6 +75,7 @@ pub async fn create_exception(
     clinician: ClinicianId,
     exception: &Exception,
     note: &str,
+    journal: Option<&Journal>,
 ) -> Result<ExceptionRow> {
     let mut tx = db.begin().await?;
     if store::count_exceptions(tx.conn(), clinician).await? >= MAX_EXCEPTIONS_PER_CLINICIAN {
@@ -68,6 +87,12 @@ pub async fn create_exception(
         ));
     }
     let row = store::insert_exception(tx.conn(), clinician, exception, note, time::now()).await?;
+    // None: the demo's seed, which is no request.
+    if let Some(journal) = journal {
+        journal
+            .write(tx.conn(), About::record(row.id), &row)
+            .await?;
+    }
     tx.commit().await?;
     Ok(row)
 }
@@ -82,11 +107,18 @@ pub async fn list_exceptions(
     Ok(store::exceptions(c.conn(), clinician, from, to).await?)
 }
 
-pub async fn delete_exception(db: &Db, clinician: ClinicianId, id: ExceptionId) -> Result<()> {
+/// Deletes a dated exception, with its audit event (see [`delete_rule`]).
+pub async fn delete_exception(
+    db: &Db,
+    clinician: ClinicianId,
+    id: ExceptionId,
+    journal: &Journal,
+) -> Result<()> {
     let mut tx = db.begin().await?;
     if store::delete_exception(tx.conn(), clinician, id).await? == 0 {
         return Err(SchedulingError::NotFound("availability exception"));
     }
+    journal.write(tx.conn(), About::record(id), &()).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -66,10 +66,13 @@ pub async fn list_facilities(db: &Db, filter: &FacilityFilter) -> Result<Vec<Fac
     Ok(store::facilities(c.conn(), filter).await?)
 }
 
+/// Creates a department of an existing facility; its audit event (and idempotent answer) commit
+/// with it.
 pub async fn create_department(
     db: &Db,
     facility_id: FacilityId,
     name: BoundedText,
+    journal: &Journal,
 ) -> Result<Department> {
     let mut tx = db.begin().await?;
     existing_facility(tx.conn(), facility_id).await?;
@@ -81,6 +84,9 @@ pub async fn create_department(
                 "this facility already has a department with that name",
             )
         })?;
+    journal
+        .write(tx.conn(), About::record(department.id), &department)
+        .await?;
     tx.commit().await?;
     Ok(department)
 }
@@ -91,11 +97,13 @@ pub async fn list_departments(db: &Db, facility_id: FacilityId) -> Result<Vec<De
     Ok(store::departments(c.conn(), facility_id).await?)
 }
 
+/// Creates a specialty; its audit event (and idempotent answer) commit with it.
 pub async fn create_specialty(
     db: &Db,
     code: BoundedText,
     name_en: BoundedText,
     name_vi: BoundedText,
+    journal: &Journal,
 ) -> Result<Specialty> {
     let mut tx = db.begin().await?;
     let specialty =
@@ -107,6 +115,9 @@ pub async fn create_specialty(
                     format!("a specialty with code {:?} already exists", code.as_str()),
                 )
             })?;
+    journal
+        .write(tx.conn(), About::record(specialty.id), &specialty)
+        .await?;
     tx.commit().await?;
     Ok(specialty)
 }
@@ -117,8 +128,8 @@ pub async fn list_specialties(db: &Db) -> Result<Vec<Specialty>> {
 }
 
 /// Creates a clinician in an existing facility (and department of it), with known specialties,
-/// all in one transaction.
-pub async fn create_clinician(db: &Db, c: NewClinician) -> Result<Clinician> {
+/// all in one transaction with its audit event (and idempotent answer).
+pub async fn create_clinician(db: &Db, c: NewClinician, journal: &Journal) -> Result<Clinician> {
     let mut tx = db.begin().await?;
     existing_facility(tx.conn(), c.facility_id).await?;
     if let Some(dep) = c.department_id
@@ -135,6 +146,9 @@ pub async fn create_clinician(db: &Db, c: NewClinician) -> Result<Clinician> {
         store::add_specialty(tx.conn(), id, s).await?;
     }
     let clinician = existing_clinician(tx.conn(), id).await?;
+    journal
+        .write(tx.conn(), About::record(clinician.id), &clinician)
+        .await?;
     tx.commit().await?;
     Ok(clinician)
 }
@@ -204,7 +218,9 @@ async fn attach_specialties(conn: Conn<'_>, clinicians: &mut [Clinician]) -> Res
     Ok(())
 }
 
-pub async fn create_patient(db: &Db, p: NewPatient) -> Result<Patient> {
+/// Registers a patient; the audit event naming them (and the idempotent answer) commits with the
+/// record.
+pub async fn create_patient(db: &Db, p: NewPatient, journal: &Journal) -> Result<Patient> {
     let mut tx = db.begin().await?;
     if let Some(f) = p.home_facility_id {
         existing_facility(tx.conn(), f).await?;
@@ -217,6 +233,13 @@ pub async fn create_patient(db: &Db, p: NewPatient) -> Result<Patient> {
                 "a patient with this national ID number already exists",
             )
         })?;
+    journal
+        .write(
+            tx.conn(),
+            About::record(patient.id).patient(patient.id),
+            &patient,
+        )
+        .await?;
     tx.commit().await?;
     Ok(patient)
 }
