@@ -326,6 +326,37 @@ mod tests {
     }
 
     #[test]
+    fn audit_checkpoint_settings_from_a_file_and_the_sink_never_printed() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let file = dir.path().join("telehealth.toml");
+        std::fs::write(
+            &file,
+            "audit_checkpoint_key_file = \"/etc/th/audit.key\"\naudit_checkpoint_log = \"/var/log/th/checkpoints.jsonl\"\naudit_checkpoint_interval_ms = 250\naudit_checkpoint_url = \"https://sink.example.vn/c?k=hush-4242\"\naudit_checkpoint_token = \"tok-hush-0123\"\n",
+        )
+        .expect("config written");
+        let s = Settings::load(Some(&file), Overrides::default()).expect("settings load");
+        assert_eq!(
+            s.audit_checkpoint_key_file,
+            Some(PathBuf::from("/etc/th/audit.key"))
+        );
+        assert_eq!(
+            s.audit_checkpoint_log,
+            Some(PathBuf::from("/var/log/th/checkpoints.jsonl"))
+        );
+        assert_eq!(s.audit_checkpoint_interval_ms, 250);
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hush"), "{printed}");
+        let d = Settings::default();
+        assert_eq!(d.audit_checkpoint_interval_ms, 1000);
+        let cs = crate::audit::checkpoint::CheckpointSettings::from_settings(&d);
+        assert_eq!(
+            cs.key_file,
+            PathBuf::from("./data/keys/audit-checkpoint.key")
+        );
+        assert_eq!(cs.log_file, PathBuf::from("./data/audit/checkpoints.jsonl"));
+    }
+
+    #[test]
     fn metrics_settings_from_a_file_and_never_printed() {
         let dir = tempfile::tempdir().expect("temporary folder");
         let file = dir.path().join("telehealth.toml");
