@@ -33,6 +33,11 @@
 //! | holds one patient has at once (0: no cap) | `holds_per_patient` | `TELEHEALTH_HOLDS_PER_PATIENT` | | 10 |
 //! | booking requests per account per minute, per node (0: no limit) | `booking_per_account_per_minute` | `TELEHEALTH_BOOKING_PER_ACCOUNT_PER_MINUTE` | | 600 |
 //! | booking requests per account at once, per node | `booking_per_account_burst` | `TELEHEALTH_BOOKING_PER_ACCOUNT_BURST` | | 120 |
+//! | audit checkpoint signing key (Ed25519 seed) | `audit_checkpoint_key_file` | `TELEHEALTH_AUDIT_CHECKPOINT_KEY_FILE` | | `<data_dir>/keys/audit-checkpoint.key` |
+//! | audit checkpoint log (JSON lines) | `audit_checkpoint_log` | `TELEHEALTH_AUDIT_CHECKPOINT_LOG` | | `<data_dir>/audit/checkpoints.jsonl` |
+//! | least time between audit checkpoints, ms | `audit_checkpoint_interval_ms` | `TELEHEALTH_AUDIT_CHECKPOINT_INTERVAL_MS` | | 1000 |
+//! | HTTP endpoint each audit checkpoint is POSTed to | `audit_checkpoint_url` | `TELEHEALTH_AUDIT_CHECKPOINT_URL` | | none |
+//! | Bearer token for that endpoint | `audit_checkpoint_token` | `TELEHEALTH_AUDIT_CHECKPOINT_TOKEN` | | none |
 //!
 //! Lists in the environment are written as TOML arrays:
 //! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
@@ -184,6 +189,21 @@ pub struct Settings {
     pub booking_per_account_per_minute: u32,
     /// ...and at once.
     pub booking_per_account_burst: u32,
+    // --- audit checkpoints (issue 12; see `audit::checkpoint`) ---
+    /// The Ed25519 key that signs audit checkpoints; created owner-only on first start. Keep it
+    /// out of database backups: it is what a database alone cannot forge.
+    pub audit_checkpoint_key_file: Option<PathBuf>,
+    /// The append-only log of signed checkpoints. Best on another disk or filesystem than the
+    /// database; with several nodes, each keeps its own (or they share one file).
+    pub audit_checkpoint_log: Option<PathBuf>,
+    /// The least time between two checkpoints (one per audit batch, at most this often): bounds
+    /// the fsyncs and the log's growth, and is how old unanchored events can be.
+    pub audit_checkpoint_interval_ms: u64,
+    /// An HTTP(S) endpoint each checkpoint is POSTed to as JSON, so a copy lives beyond this
+    /// machine. May carry credentials: never printed.
+    pub audit_checkpoint_url: Option<Secret>,
+    /// Sent to `audit_checkpoint_url` as `Authorization: Bearer <token>`.
+    pub audit_checkpoint_token: Option<Secret>,
 }
 
 impl Default for Settings {
@@ -219,6 +239,11 @@ impl Default for Settings {
             holds_per_patient: 10,
             booking_per_account_per_minute: 600,
             booking_per_account_burst: 120,
+            audit_checkpoint_key_file: None,
+            audit_checkpoint_log: None,
+            audit_checkpoint_interval_ms: 1000,
+            audit_checkpoint_url: None,
+            audit_checkpoint_token: None,
         }
     }
 }

@@ -75,8 +75,15 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the hash chain of the audit trail and name the first broken link (exit 1 if any).
-    Verify,
+    /// Check the hash chain of the audit trail, then the trail against the signed checkpoint log
+    /// (truncation, rewriting, a missing log, bad signatures): exit 1 on any finding. Prints the
+    /// checkpoint public key, to pin elsewhere.
+    Verify {
+        /// Verify the checkpoints against this public key (base64, as printed) instead of the
+        /// one derived from the key file: a key pinned off the machine cannot have been swapped.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,22 +161,27 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
     let db = startup::open_database(&settings).await?;
     match command {
         Command::Audit {
-            command: AuditCommand::Verify,
+            command: AuditCommand::Verify { public_key },
         } => {
-            let report = telehealth::audit::verify(&db).await?;
+            use telehealth::audit::checkpoint;
+            let cs = checkpoint::CheckpointSettings::from_settings(&settings);
+            let key = match public_key {
+                Some(text) => checkpoint::parse_public_key(&text)
+                    .ok_or("--public-key is not a base64 Ed25519 public key")?,
+                None => checkpoint::public_key_from_file(&cs.key_file).map_err(|e| {
+                    format!("{e} (a server creates it on first start; or pass --public-key)")
+                })?,
+            };
+            let report = checkpoint::verify_trail(&db, &cs.log_file, &key).await;
             db.close().await;
-            match report.first_broken {
-                None => {
-                    println!(
-                        "audit trail intact: {} events, every link verified",
-                        report.events
-                    );
-                    Ok(())
-                }
-                Some((seq, why)) => {
-                    println!("audit trail BROKEN at event {seq}: {why}");
-                    Err(format!("the audit trail is broken at event {seq}").into())
-                }
+            let report = report?;
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if report.is_intact() {
+                Ok(())
+            } else {
+                Err("the audit trail failed verification (see above)".into())
             }
         }
         Command::Notes {

@@ -46,6 +46,9 @@ pub enum StartupError {
         "metrics_token must be at least 16 characters: it is the only thing between /metrics and anyone who can reach the port"
     )]
     MetricsTokenTooShort,
+    /// The audit checkpoint key or log cannot be read or created.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::audit::checkpoint::CheckpointError),
 }
 
 /// A bound, migrated server that has not started serving yet.
@@ -217,7 +220,10 @@ impl Application {
                 tracing::info!(adopted, "recorded legacy note signing keys as retired keys");
             }
         }
-        let (audit, _writer) = AuditLog::start(db.clone());
+        let checkpoints = crate::audit::checkpoint::Checkpointer::start(
+            &crate::audit::checkpoint::CheckpointSettings::from_settings(settings),
+        )?;
+        let (audit, _writer) = AuditLog::start(db.clone(), checkpoints);
         let join_key = telehealth_signaling::token::key_from_master(&visit_secret);
         let recorder = crate::calls::CallRecorder::start(db.clone(), audit.clone());
         let hub = telehealth_signaling::Hub::new(

@@ -12,7 +12,14 @@
 //! into the chain in its next batch, which the write asks for ([`AuditLog::flush`]) before it
 //! answers. On PostgreSQL an advisory lock keeps the chain linear across server nodes. The SQL is
 //! in [`store`].
+//!
+//! The chain shows that events agree with one another, not that none were cut off or that the
+//! chain was not recomputed after a change: after each batch the writer hands the newest link to
+//! [`checkpoint`], which signs it with a key kept outside the database and appends it to a log
+//! outside it (and optionally ships it off the machine); `audit verify` checks the trail against
+//! those checkpoints ([`checkpoint::verify_trail`]).
 
+pub mod checkpoint;
 mod event;
 pub mod store;
 
@@ -24,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::auth::AccountId;
 use crate::domain::ids::PatientId;
 use crate::storage::{Conn, Db};
+use checkpoint::Checkpointer;
 pub use event::{AuditQuery, Event, Outcome, Stored};
 use store::Link;
 
@@ -140,10 +148,10 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Starts the writer task for `db`.
-    pub fn start(db: Db) -> (AuditLog, tokio::task::JoinHandle<()>) {
+    /// Starts the writer task for `db`; it hands each batch's newest link to `checkpoints`.
+    pub fn start(db: Db, checkpoints: Checkpointer) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Request>(4096);
-        let task = tokio::spawn(writer(db, rx));
+        let task = tokio::spawn(writer(db, rx, checkpoints));
         (AuditLog { tx }, task)
     }
 
@@ -174,7 +182,15 @@ impl AuditLog {
     }
 }
 
-async fn writer(db: Db, mut rx: mpsc::Receiver<Request>) {
+async fn writer(db: Db, mut rx: mpsc::Receiver<Request>, checkpoints: Checkpointer) {
+    // The trail as it stands at start is checkpointed at once: a trail from before checkpoints
+    // existed is anchored from its first start with them, and events chained by other nodes or
+    // by a writer that stopped before its checkpoint are covered too.
+    match head(&db).await {
+        Ok(Some((seq, hash))) => checkpoints.note(seq, hash),
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "audit head not read for a checkpoint"),
+    }
     let mut batch: Vec<Request> = Vec::with_capacity(BATCH);
     // Staged events left by a crash, or by writes whose flush failed, are chained within this
     // long even when no request asks: the first tick is at once, on start.
@@ -205,11 +221,15 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Request>) {
                 failing = true;
             }
             Err(err) => tracing::debug!(error = %err, "audit append still failing"),
-            Ok(()) if failing => {
+            Ok(_) if failing => {
                 tracing::info!("audit appends work again");
                 failing = false;
             }
-            Ok(()) => {}
+            Ok(_) => {}
+        }
+        // Only after the commit: a checkpoint never names an event that could still roll back.
+        if let Ok(Some((seq, hash))) = &result {
+            checkpoints.note(*seq, hash.clone());
         }
         for Request { done, .. } in batch.drain(..) {
             let _ = done.send(
@@ -222,13 +242,20 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<Request>) {
     }
 }
 
-/// Appends a batch, and the events staged so far, in a transaction of its own. With nothing to
-/// append and nothing staged, no write transaction is opened (the writer ticks every second).
-async fn commit_batch(db: &Db, events: &[&Event]) -> Result<(), sqlx::Error> {
+/// The newest link of the chain.
+async fn head(db: &Db) -> Result<Option<(i64, String)>, sqlx::Error> {
+    let mut c = db.acquire().await?;
+    store::last_link(c.conn()).await
+}
+
+/// Appends a batch, and the events staged so far, in a transaction of its own, and returns the
+/// newest link it made. With nothing to append and nothing staged, no write transaction is
+/// opened (the writer ticks every second).
+async fn commit_batch(db: &Db, events: &[&Event]) -> Result<Option<(i64, String)>, sqlx::Error> {
     if events.is_empty() {
         let mut c = db.acquire().await?;
         if store::pending_count(c.conn()).await? == 0 {
-            return Ok(());
+            return Ok(None);
         }
     }
     let mut tx = db.begin().await?;
@@ -245,8 +272,9 @@ async fn commit_batch(db: &Db, events: &[&Event]) -> Result<(), sqlx::Error> {
         .map(|(e, at)| (e, *at))
         .chain(events.iter().map(|e| (*e, now)))
         .collect();
-    link(conn, &stamped).await?;
-    tx.commit().await
+    let head = link(conn, &stamped).await?;
+    tx.commit().await?;
+    Ok(head)
 }
 
 /// Stages `event` in the caller's write transaction: it commits with the write or not at all,
@@ -269,14 +297,17 @@ pub async fn append(mut conn: Conn<'_>, events: &[&Event]) -> Result<(), sqlx::E
     // Read under the lock, so the times of appended events never go backwards.
     let now = Utc::now().trunc_subsecs(3);
     let stamped: Vec<(&Event, DateTime<Utc>)> = events.iter().map(|e| (*e, now)).collect();
-    link(conn, &stamped).await
+    link(conn, &stamped).await.map(|_| ())
 }
 
-/// Chains `stamped` (each event with its time) after the newest stored event and inserts them;
-/// the caller holds the chain lock.
-async fn link(mut conn: Conn<'_>, stamped: &[(&Event, DateTime<Utc>)]) -> Result<(), sqlx::Error> {
+/// Chains `stamped` (each event with its time) after the newest stored event and inserts them,
+/// returning the newest link; the caller holds the chain lock.
+async fn link(
+    mut conn: Conn<'_>,
+    stamped: &[(&Event, DateTime<Utc>)],
+) -> Result<Option<(i64, String)>, sqlx::Error> {
     if stamped.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let (mut seq, mut prev) = store::last_link(conn.reborrow())
         .await?
@@ -298,7 +329,8 @@ async fn link(mut conn: Conn<'_>, stamped: &[(&Event, DateTime<Utc>)]) -> Result
         .iter()
         .flat_map(|l| l.event.patients.iter().map(move |p| (l.seq, *p)))
         .collect();
-    store::insert_event_patients(conn, &listed).await
+    store::insert_event_patients(conn, &listed).await?;
+    Ok(Some((seq, prev)))
 }
 
 /// The result of checking the chain.

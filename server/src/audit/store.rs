@@ -113,6 +113,21 @@ pub async fn events_after(
     on_conn!(conn, c => sqlx::query_as(SQL).bind(seq).bind(limit).fetch_all(&mut *c).await)
 }
 
+/// Up to `limit` `(seq, hash)` pairs after `seq`, in order: what checkpoints are checked against.
+pub async fn hashes_after(
+    conn: Conn<'_>,
+    seq: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as(
+        "SELECT seq, hash FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(seq)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
 /// The patients of list reads among the events `seqs` (not empty), as `(seq, patient)` pairs
 /// in order.
 pub async fn event_patients(
@@ -220,7 +235,6 @@ pub async fn take_pending(conn: Conn<'_>, limit: i64) -> Result<Vec<PendingRow>,
     Ok(rows)
 }
 
-/// How many staged events wait to be chained.
 impl PendingRow {
     pub fn into_event(self) -> (Event, DateTime<Utc>) {
         let event = Event {
@@ -240,6 +254,7 @@ impl PendingRow {
     }
 }
 
+/// How many staged events wait to be chained.
 pub async fn pending_count(conn: Conn<'_>) -> Result<i64, sqlx::Error> {
     on_conn!(conn, c => sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
         .fetch_one(&mut *c)
