@@ -408,7 +408,6 @@ pub async fn save_draft(ctx: Ctx) -> ApiResult {
         me(&p)?,
         body.version,
         &content,
-        &ctx.state.notes_kek,
         &ctx.journal_ok(),
         |w| clinician_note(&c, w),
     )

@@ -427,7 +427,8 @@ pub struct Written {
     pub entries: Vec<Entry>,
 }
 
-async fn written(mut conn: Conn<'_>, kek: &Kek, note: NoteRow) -> Result<Written> {
+/// A draft has no signed entries; a signed note's are read with `kek`, which verifies them.
+async fn written(mut conn: Conn<'_>, kek: Option<&Kek>, note: NoteRow) -> Result<Written> {
     let draft = if note.status == NoteStatus::Draft {
         let row = store::revision(conn.reborrow(), note.id, note.version).await?;
         Some(
@@ -438,8 +439,13 @@ async fn written(mut conn: Conn<'_>, kek: &Kek, note: NoteRow) -> Result<Written
         None
     };
     // Verified as every read verifies them: the answer stored for a retry is what a GET shows.
-    let rows = store::entries(conn.reborrow(), &[note.id]).await?;
-    let entries = checked(conn, kek, rows).await?;
+    let entries = match kek {
+        Some(kek) if note.status == NoteStatus::Signed => {
+            let rows = store::entries(conn.reborrow(), &[note.id]).await?;
+            checked(conn, kek, rows).await?
+        }
+        _ => Vec::new(),
+    };
     Ok(Written {
         note,
         draft,
@@ -453,7 +459,7 @@ async fn journal_note<T: Serialize>(
     mut conn: Conn<'_>,
     c: &Consultation,
     note: NoteRow,
-    kek: &Kek,
+    kek: Option<&Kek>,
     journal: &Journal,
     answer: impl FnOnce(Written) -> T,
 ) -> Result<T> {
@@ -495,7 +501,6 @@ pub async fn save_draft<T: Serialize>(
     author: ClinicianId,
     expected: i32,
     content: &NoteContent,
-    kek: &Kek,
     journal: &Journal,
     answer: impl FnOnce(Written) -> T,
 ) -> Result<T> {
@@ -504,7 +509,7 @@ pub async fn save_draft<T: Serialize>(
     let mut tx = db.begin().await?;
     match write_draft(tx.conn(), c, expected, &json, author, now).await? {
         Some(note) => {
-            let answer = journal_note(tx.conn(), c, note, kek, journal, answer).await?;
+            let answer = journal_note(tx.conn(), c, note, None, journal, answer).await?;
             tx.commit().await?;
             Ok(answer)
         }
@@ -620,7 +625,7 @@ pub async fn sign<T: Serialize>(
     };
     let entry = signed.entry(note.id, 1, EntryKind::Note, None, signer, now);
     store::insert_entry(tx.conn(), &entry).await?;
-    let answer = journal_note(tx.conn(), c, row, kek, journal, answer).await?;
+    let answer = journal_note(tx.conn(), c, row, Some(kek), journal, answer).await?;
     tx.commit().await?;
     Ok(answer)
 }
