@@ -334,5 +334,9 @@ fn no_secret_or_health_data_reaches_the_logs() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("audit trail intact: 4 events"), "{text}");
+    assert!(
+        text.contains("chain: 4 events, every link verified")
+            && text.contains("audit trail intact"),
+        "{text}"
+    );
 }

@@ -895,15 +895,20 @@ impl Cast {
     /// starting at the next five-minute mark, and a booking of its first slot.
     pub async fn book_now(&self, app: &TestApp) -> i64 {
         use chrono::Timelike;
-        // Local time in Vietnam; the session must not cross midnight, so near it use tomorrow
-        // 00:00 (still within the 15 minutes before the start when the window opens).
+        // Local time in Vietnam. A session cannot cross midnight: late in the evening it ends at
+        // 23:55 (with 5-minute slots in the last quarter hour), and only in the last minutes of
+        // the day does it start tomorrow at 00:00, within the 15 minutes before a start when the
+        // window opens. (A session starting tomorrow any earlier would not open yet.)
+        const LAST: u32 = 23 * 60 + 55;
         let local = Utc::now() + chrono::Duration::hours(7);
         let minutes = local.hour() * 60 + local.minute();
         let next = (minutes / 5 + 1) * 5;
-        let (date, start_minutes) = if next + 60 >= 24 * 60 {
-            ((local + chrono::Duration::days(1)).date_naive(), 0)
+        let (date, start_minutes, end_minutes, slot) = if next + 20 <= LAST {
+            (local.date_naive(), next, (next + 60).min(LAST), 20)
+        } else if next + 5 <= LAST {
+            (local.date_naive(), next, LAST, 5)
         } else {
-            (local.date_naive(), next)
+            ((local + chrono::Duration::days(1)).date_naive(), 0, 60, 20)
         };
         let hhmm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
         app.post(
@@ -912,7 +917,7 @@ impl Cast {
                 self.specialist
             ),
             json!({"date": date, "kind": "extra", "start_time": hhmm(start_minutes),
-                   "end_time": hhmm(start_minutes + 60), "slot_minutes": 20, "buffer_minutes": 0}),
+                   "end_time": hhmm(end_minutes), "slot_minutes": slot, "buffer_minutes": 0}),
         )
         .await
         .expect(201);
