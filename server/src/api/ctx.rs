@@ -132,9 +132,10 @@ impl Ctx {
         };
         let mut event = request_audit::event(answered, note);
         event.outcome = outcome;
+        // Like the dispatcher's own event: an answer the trail cannot hold is a 503, not a 500.
         self.state.audit.record(event).await.map_err(|e| {
             tracing::error!(error = %e, "an audit event could not be recorded");
-            ApiError::internal()
+            ApiError::unavailable()
         })
     }
 
