@@ -70,7 +70,7 @@ fn visit_link_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
         .visit_link_key_file
         .clone()
         .unwrap_or_else(|| settings.data_dir.join("visit-link.key"));
-    key_file(&path, true)
+    crate::storage::secret_file(&path, true)
         .map(|(key, _)| key)
         .map_err(|reason| StartupError::VisitLinkKey {
             path: path.display().to_string(),
@@ -93,43 +93,12 @@ pub fn notes_kek(
     create: bool,
 ) -> Result<(crate::notes::Kek, bool), StartupError> {
     let path = notes_kek_path(settings);
-    key_file(&path, create)
+    crate::storage::secret_file(&path, create)
         .map(|(key, created)| (crate::notes::Kek::from_secret(&key), created))
         .map_err(|reason| StartupError::NotesKek {
             path: path.display().to_string(),
             reason,
         })
-}
-
-/// A secret of 32 bytes or more kept in the file at `path`: read, or (with `create`) made there
-/// owner-only when missing. Says whether it was made now.
-fn key_file(path: &std::path::Path, create: bool) -> Result<(Vec<u8>, bool), String> {
-    match std::fs::read(path) {
-        Ok(key) if key.len() >= 32 => Ok((key, false)),
-        Ok(_) => Err("shorter than 32 bytes".into()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-            let key = crate::auth::tokens::new_secret().map_err(|e| e.to_string())?;
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                crate::storage::create_private_dir(dir).map_err(|e| e.to_string())?;
-            }
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(path) {
-                Ok(mut file) => {
-                    std::io::Write::write_all(&mut file, &key).map_err(|e| e.to_string())?;
-                    Ok((key, true))
-                }
-                // Another process created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
-                    .map(|k| (k, false))
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Connects to the configured database and applies migrations.

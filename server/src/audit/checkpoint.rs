@@ -171,8 +171,12 @@ fn key_error(path: &Path, reason: impl ToString) -> CheckpointError {
 
 fn read_seed(path: &Path) -> Result<SigningKey, CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| key_error(path, e))?;
+    seed_key(path, &bytes)
+}
+
+/// The Ed25519 key whose seed is `bytes`, read from `path`.
+fn seed_key(path: &Path, bytes: &[u8]) -> Result<SigningKey, CheckpointError> {
     let seed: [u8; 32] = bytes
-        .as_slice()
         .try_into()
         .map_err(|_| key_error(path, "not a 32-byte Ed25519 seed"))?;
     Ok(SigningKey::from_bytes(&seed))
@@ -185,31 +189,8 @@ pub fn public_key_from_file(path: &Path) -> Result<VerifyingKey, CheckpointError
 
 /// The signing key at `path`, created there (owner-only, fsynced) when missing.
 fn load_or_create_key(path: &Path) -> Result<SigningKey, CheckpointError> {
-    match std::fs::metadata(path) {
-        Ok(_) => return read_seed(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(key_error(path, e)),
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::storage::create_private_dir(dir).map_err(|e| key_error(path, e))?;
-    }
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| key_error(path, e))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut file) => {
-            file.write_all(&seed)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| key_error(path, e))?;
-            Ok(SigningKey::from_bytes(&seed))
-        }
-        // Another node on the same data directory created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_seed(path),
-        Err(e) => Err(key_error(path, e)),
-    }
+    let (bytes, _) = crate::storage::secret_file(path, true).map_err(|e| key_error(path, e))?;
+    seed_key(path, &bytes)
 }
 
 /// Opens the log for appending (owner-only when created). A line torn by a crash mid-write is

@@ -509,6 +509,42 @@ impl BeginWrite for PgPool {
     }
 }
 
+/// A secret of 32 bytes or more kept in the file at `path`, outside the database (a signing or
+/// encryption key): read, or with `create` made there when missing, 32 random bytes, owner-only
+/// and fsynced. Says whether it was made now. Several nodes on one data folder starting at once
+/// end up with the same secret: the first to create the file wins and the others read it.
+pub fn secret_file(path: &Path, create: bool) -> Result<(Vec<u8>, bool), String> {
+    match std::fs::read(path) {
+        Ok(key) if key.len() >= 32 => Ok((key, false)),
+        Ok(_) => Err("shorter than 32 bytes".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| e.to_string())?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                create_private_dir(dir).map_err(|e| e.to_string())?;
+            }
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(path) {
+                Ok(mut file) => {
+                    std::io::Write::write_all(&mut file, &key)
+                        .and_then(|()| file.sync_all())
+                        .map_err(|e| e.to_string())?;
+                    Ok((key, true))
+                }
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)
+                    .map(|k| (k, false))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Creates `path` (and missing parents) readable by its owner only. A folder that is already
 /// there is left as the operator made it, with a warning when others may read it.
 pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
