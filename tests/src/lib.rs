@@ -930,6 +930,48 @@ impl Cast {
     }
 }
 
+/// A booked consultation with the people of its note signed in: the specialist who writes and
+/// signs it, the referring rural clinician, and the patient. The fixture of the note tests.
+pub struct NoteCast {
+    pub cast: Cast,
+    /// The consultation, booked on the next Tuesday at 08:00 (local).
+    pub k: i64,
+    pub spec: TestApp,
+    pub rural: TestApp,
+    pub patient: TestApp,
+}
+
+impl NoteCast {
+    pub async fn create(app: &TestApp) -> NoteCast {
+        let cast = Cast::create(app).await;
+        app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
+            .await;
+        let day = next_weekday(2);
+        let slots = app.free_slots(cast.specialist, day, day).await;
+        let k = app
+            .post("/api/v1/consultations", cast.booking(slots[0]))
+            .await
+            .expect(201)
+            .id();
+        let spec = app
+            .as_new_user("spec", &[("clinician", None)], None, Some(cast.specialist))
+            .await;
+        let rural = app
+            .as_new_user("rural", &[("clinician", None)], None, Some(cast.rural))
+            .await;
+        let patient = app
+            .as_new_user("pat", &[("patient", None)], Some(cast.patient), None)
+            .await;
+        NoteCast {
+            cast,
+            k,
+            spec,
+            rural,
+            patient,
+        }
+    }
+}
+
 /// Today's date in Vietnam, and a week later.
 pub fn this_week() -> (NaiveDate, NaiveDate) {
     let today = (Utc::now() + chrono::Duration::hours(7)).date_naive();

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use telehealth::storage::Db;
-use telehealth_tests::{Cast, TestApp, both_engines, next_weekday};
+use telehealth_tests::{Cast, NoteCast, TestApp, both_engines, next_weekday};
 
 struct Setup {
     app: TestApp,
@@ -18,25 +18,13 @@ struct Setup {
 
 impl Setup {
     async fn create(app: &TestApp) -> Setup {
-        let cast = Cast::create(app).await;
-        app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
-            .await;
-        let day = next_weekday(2);
-        let slots = app.free_slots(cast.specialist, day, day).await;
-        let k = app
-            .post("/api/v1/consultations", cast.booking(slots[0]))
-            .await
-            .expect(201)
-            .id();
-        let spec = app
-            .as_new_user("spec", &[("clinician", None)], None, Some(cast.specialist))
-            .await;
-        let rural = app
-            .as_new_user("rural", &[("clinician", None)], None, Some(cast.rural))
-            .await;
-        let patient = app
-            .as_new_user("pat", &[("patient", None)], Some(cast.patient), None)
-            .await;
+        let NoteCast {
+            cast,
+            k,
+            spec,
+            rural,
+            patient,
+        } = NoteCast::create(app).await;
         Setup {
             app: app.clone(),
             cast,

@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use telehealth::config::Secret;
 use telehealth::storage::Db;
-use telehealth_tests::{Cast, TestApp, both_engines, next_weekday, target_dir};
+use telehealth_tests::{Cast, NoteCast, TestApp, both_engines, target_dir};
 
 const METRICS_TOKEN: &str = "scrape-notes-integrity-0123";
 /// Only in the tampered document: a drug the clinician never prescribed.
@@ -27,22 +27,13 @@ struct Setup {
 
 impl Setup {
     async fn create(app: &TestApp) -> Setup {
-        let cast = Cast::create(app).await;
-        app.add_daily_rule(cast.specialist, "08:00:00", "12:00:00", 30, 0)
-            .await;
-        let day = next_weekday(2);
-        let slots = app.free_slots(cast.specialist, day, day).await;
-        let k = app
-            .post("/api/v1/consultations", cast.booking(slots[0]))
-            .await
-            .expect(201)
-            .id();
-        let spec = app
-            .as_new_user("spec", &[("clinician", None)], None, Some(cast.specialist))
-            .await;
-        let patient = app
-            .as_new_user("pat", &[("patient", None)], Some(cast.patient), None)
-            .await;
+        let NoteCast {
+            cast,
+            k,
+            spec,
+            patient,
+            ..
+        } = NoteCast::create(app).await;
         Setup {
             app: app.clone(),
             cast,
