@@ -13,6 +13,7 @@
 //! | largest JSON body | `max_body_bytes` | `TELEHEALTH_MAX_BODY_BYTES` | | 65536 |
 //! | visit-link key file | `visit_link_key_file` | `TELEHEALTH_VISIT_LINK_KEY_FILE` | | `<data_dir>/visit-link.key` |
 //! | note signing keys' key-encryption key file | `notes_kek_file` | `TELEHEALTH_NOTES_KEK_FILE` | | `<data_dir>/notes-kek.key` |
+//! | the address users open (passkeys are bound to its host) | `public_url` | `TELEHEALTH_PUBLIC_URL` | | none: passkeys on `localhost`, any port |
 //! | TLS certificate chain, PEM | `tls_cert` | `TELEHEALTH_TLS_CERT` | | none: plain HTTP |
 //! | TLS private key, PEM | `tls_key` | `TELEHEALTH_TLS_KEY` | | none: plain HTTP |
 //! | self-signed TLS for development | `tls_self_signed` | `TELEHEALTH_TLS_SELF_SIGNED` | | `false` |
@@ -140,6 +141,10 @@ pub struct Settings {
     /// database); created (owner-only) on first start when missing. Keep it outside the database
     /// and its backups; every node of one deployment must share it.
     pub notes_kek_file: Option<PathBuf>,
+    /// The address users open, e.g. `https://telehealth.example.vn`: clinicians' passkeys are
+    /// bound to its host name, which must not change once they enrol. Without it, passkeys work
+    /// on `localhost` only (a laptop, the tests).
+    pub public_url: Option<String>,
     /// STUN servers offered to call participants, e.g. `stun:stun.example.vn:3478`.
     pub stun_urls: Vec<String>,
     /// TURN servers offered with time-limited credentials (needs `turn_secret`).
@@ -222,6 +227,7 @@ impl Default for Settings {
             tls_self_signed: false,
             visit_link_key_file: None,
             notes_kek_file: None,
+            public_url: None,
             stun_urls: Vec::new(),
             turn_urls: Vec::new(),
             turn_secret: None,

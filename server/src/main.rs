@@ -189,7 +189,13 @@ async fn run(command: Command, settings: Settings) -> Result<(), Box<dyn std::er
         } => {
             // Read only: a missing KEK file is reported, never made here.
             let (kek, _) = startup::notes_kek(&settings, false)?;
-            let summary = telehealth::notes::verify_all(&db, &kek, 500, |e| {
+            let signatures = telehealth::notes::Signatures {
+                kek,
+                passkeys: telehealth::notes::passkeys::RelyingParty::new(
+                    settings.public_url.as_deref(),
+                )?,
+            };
+            let summary = telehealth::notes::verify_all(&db, &signatures, 500, |e| {
                 println!(
                     "entry {} (consultation {}, seq {}, signer clinician {}) FAILED: {}",
                     e.id,

@@ -33,6 +33,8 @@ pub enum StartupError {
     VisitLinkKey { path: String, reason: String },
     #[error("note signing keys' key-encryption key {path}: {reason}")]
     NotesKek { path: String, reason: String },
+    #[error(transparent)]
+    Passkeys(#[from] crate::notes::passkeys::RelyingPartyError),
     #[error("recording the legacy note signing keys: {0}")]
     LegacyKeys(#[from] crate::notes::NotesError),
     /// A TLS setting names a missing or unusable file, or the settings conflict.
@@ -221,7 +223,12 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             metrics: telemetry::metrics_handle(),
             visit_secret: Arc::new(visit_secret),
-            notes_kek: Arc::new(notes_kek),
+            notes: Arc::new(crate::notes::Signatures {
+                kek: notes_kek,
+                passkeys: crate::notes::passkeys::RelyingParty::new(
+                    settings.public_url.as_deref(),
+                )?,
+            }),
             secure_cookies: tls.is_some(),
             sessions: Arc::new(crate::auth::cache::SessionCache::default()),
             hub,
@@ -339,16 +346,25 @@ async fn sweep_holds(db: Db, mut stop: tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// Deletes idempotent answers past their lifetime ([`journal::KEY_LIFETIME_HOURS`]).
+/// Deletes idempotent answers past their lifetime ([`journal::KEY_LIFETIME_HOURS`]) and passkey
+/// ceremonies that expired unanswered.
 async fn purge_idempotency_keys(db: &Db) {
     let purged = async {
         let mut c = db.acquire().await?;
-        journal::purge_old_answers(c.conn()).await
+        let answers = journal::purge_old_answers(c.conn()).await?;
+        let ceremonies = crate::notes::passkeys::purge_expired(c.conn()).await?;
+        Ok::<_, sqlx::Error>((answers, ceremonies))
     }
     .await;
     match purged {
-        Ok(0) => {}
-        Ok(n) => tracing::debug!(purged = n, "old idempotency keys purged"),
+        Ok((0, 0)) => {}
+        Ok((answers, ceremonies)) => {
+            tracing::debug!(
+                answers,
+                ceremonies,
+                "old idempotency keys and ceremonies purged"
+            )
+        }
         Err(err) => tracing::warn!(error = %err, "idempotency key purge failed"),
     }
 }

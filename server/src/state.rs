@@ -26,9 +26,10 @@ pub struct AppState {
     /// `<data_dir>/visit-link.key`), created there on first start, so links survive restarts and
     /// every node sharing the file agrees. Note signing keys do not depend on it.
     pub visit_secret: Arc<Vec<u8>>,
-    /// Encrypts clinicians' note signing keys and vouches for their published key history
-    /// (`notes_kek_file`, default `<data_dir>/notes-kek.key`).
-    pub notes_kek: Arc<crate::notes::Kek>,
+    /// What signs and verifies notes: the KEK that encrypts clinicians' note signing keys and
+    /// vouches for their published keys and passkeys (`notes_kek_file`, default
+    /// `<data_dir>/notes-kek.key`), and the passkey relying party (`public_url`).
+    pub notes: Arc<crate::notes::Signatures>,
     /// Cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
     pub sessions: Arc<SessionCache>,

@@ -339,6 +339,8 @@ const WRITTEN_TABLES: &[&str] = &[
     "SELECT COUNT(*) FROM encounter_notes",
     "SELECT COUNT(*) FROM note_revisions",
     "SELECT COUNT(*) FROM note_entries",
+    "SELECT COUNT(*) FROM clinician_passkeys",
+    "SELECT COUNT(*) FROM webauthn_ceremonies",
 ];
 
 async fn written_rows(app: &TestApp) -> Vec<i64> {
@@ -802,7 +804,7 @@ both_engines!(
             "PUT",
             "/api/v1/consultations/{id}/note",
             &on(noted, "note"),
-            json!({"version": 0, "content": content}),
+            json!({"version": 0, "content": content.clone()}),
             Some(json!({"version": 0, "content": {"assessment": "khác"}})),
             200,
         )
@@ -827,6 +829,114 @@ both_engines!(
             &on(noted, "note/addenda"),
             json!({"text": "Bổ sung: đã gọi lại"}),
             Some(json!({"text": "khác"})),
+            201,
+        )
+        .await;
+
+        // Passkeys: the rural clinician enrols one and signs an addendum with it; the specialist,
+        // with one too, asks to sign another consultation's draft.
+        let origin =
+            url::Url::parse(&format!("http://localhost:{}", app.addr().port())).expect("origin");
+        let mut key = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
+        let start = w
+            .keyed(
+                &rural,
+                "POST",
+                "/api/v1/me/passkeys/registration",
+                "/api/v1/me/passkeys/registration",
+                json!({}),
+                Some(json!({"x": 1})),
+                201,
+            )
+            .await;
+        let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+            &mut key,
+            origin.clone(),
+            serde_json::from_value(start.body["options"].clone()).expect("options"),
+        )
+        .expect("a credential");
+        let finish = json!({"ceremony_id": start.body["ceremony_id"], "name": "phone", "credential": credential});
+        let mut other = finish.clone();
+        other["name"] = json!("key");
+        w.keyed(
+            &rural,
+            "POST",
+            "/api/v1/me/passkeys",
+            "/api/v1/me/passkeys",
+            finish,
+            Some(other),
+            201,
+        )
+        .await;
+        let challenge = w
+            .keyed(
+                &rural,
+                "POST",
+                "/api/v1/consultations/{id}/note/addenda/challenge",
+                &on(noted, "note/addenda/challenge"),
+                json!({"text": "Bổ sung: đã hẹn tái khám"}),
+                Some(json!({"text": "khác"})),
+                201,
+            )
+            .await;
+        let assertion = webauthn_authenticator_rs::WebauthnAuthenticator::do_authentication(
+            &mut key,
+            origin.clone(),
+            serde_json::from_value(challenge.body["options"].clone()).expect("options"),
+        )
+        .expect("an assertion");
+        let by_passkey = w
+            .keyed(
+                &rural,
+                "POST",
+                "/api/v1/consultations/{id}/note/addenda",
+                &on(noted, "note/addenda"),
+                json!({"text": "Bổ sung: đã hẹn tái khám", "passkey": {
+                    "ceremony_id": challenge.body["ceremony_id"], "credential": assertion}}),
+                Some(json!({"text": "khác"})),
+                201,
+            )
+            .await;
+        assert_eq!(
+            by_passkey.body["signed_with"], "passkey",
+            "{}",
+            by_passkey.text
+        );
+        let mut spec_key = webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true);
+        let start = spec
+            .post("/api/v1/me/passkeys/registration", json!({}))
+            .await
+            .expect(201);
+        let credential = webauthn_authenticator_rs::WebauthnAuthenticator::do_registration(
+            &mut spec_key,
+            origin,
+            serde_json::from_value(start.body["options"].clone()).expect("options"),
+        )
+        .expect("a credential");
+        spec.post(
+            "/api/v1/me/passkeys",
+            json!({"ceremony_id": start.body["ceremony_id"], "name": "phone", "credential": credential}),
+        )
+        .await
+        .expect(201);
+        let drafted = app
+            .post("/api/v1/consultations", cast.booking(slots[6]))
+            .await
+            .expect(201)
+            .id();
+        spec.put(
+            &on(drafted, "note"),
+            json!({"version": 0, "content": content}),
+        )
+        .await
+        .expect(200);
+        w.keyed(
+            &spec,
+            "POST",
+            "/api/v1/consultations/{id}/note/sign/challenge",
+            &on(drafted, "note/sign/challenge"),
+            json!({"version": 1}),
+            Some(json!({"version": 2})),
             201,
         )
         .await;

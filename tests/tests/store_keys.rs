@@ -14,13 +14,14 @@ use telehealth::auth::accounts::store::{
 use telehealth::auth::changes::store::{self as changes, NewChange, ONE_PENDING};
 use telehealth::domain::ids::{ClinicianId, ConsultationId, PatientId};
 use telehealth::domain::note::EntryKind;
+use telehealth::notes::passkeys::store::{self as passkeys, CREDENTIAL_ID, NewPasskey};
 use telehealth::notes::store::{
     self as notes, ENTRY_SEQ, NOTE_OF_CONSULTATION, NewEntry, REVISION_VERSION,
 };
 use telehealth::storage::{Db, UniqueKey};
 use telehealth_tests::{Cast, TestApp, both_engines};
 
-const ALL: [UniqueKey; 7] = [
+const ALL: [UniqueKey; 8] = [
     USERNAME,
     PATIENT_LINK,
     CLINICIAN_LINK,
@@ -28,6 +29,7 @@ const ALL: [UniqueKey; 7] = [
     NOTE_OF_CONSULTATION,
     REVISION_VERSION,
     ENTRY_SEQ,
+    CREDENTIAL_ID,
 ];
 
 /// `err` is a violation of `key` and of no other rule.
@@ -149,8 +151,35 @@ both_engines!(note_rules_are_recognised, |app: TestApp| async move {
         signed_at: now,
         signature: "",
         public_key: "",
+        passkey_assertion: None,
     };
     notes::insert_entry(c.conn(), &entry).await.expect("entry");
     let again = notes::insert_entry(c.conn(), &entry).await;
     only(again.expect_err("one entry per position"), &ENTRY_SEQ);
+});
+
+both_engines!(passkey_rule_is_recognised, |app: TestApp| async move {
+    let cast = Cast::create(&app).await;
+    let row = NewPasskey {
+        clinician: ClinicianId(cast.specialist),
+        credential_id: "Y3JlZGVudGlhbA",
+        name: "phone",
+        credential: "{}",
+        public_jwk: "{}",
+        tag: "-",
+        created_at: Utc::now(),
+    };
+    let mut c = app.db().acquire().await.expect("connection");
+    passkeys::insert_passkey(c.conn(), &row)
+        .await
+        .expect("first passkey");
+    let other = NewPasskey {
+        clinician: ClinicianId(cast.rural),
+        ..row
+    };
+    let again = passkeys::insert_passkey(c.conn(), &other).await;
+    only(
+        again.expect_err("a credential is enrolled once"),
+        &CREDENTIAL_ID,
+    );
 });

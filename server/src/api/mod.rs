@@ -37,6 +37,7 @@ pub mod consultations;
 pub mod directory;
 pub mod notes;
 pub mod openapi;
+pub mod passkeys;
 pub mod schedule;
 pub mod sessions;
 pub mod visit_links;

@@ -30,7 +30,8 @@ use crate::domain::note::{
     MAX_SECTION, NoteContent, NoteStatus,
 };
 use crate::domain::text::BoundedText;
-use crate::notes::{self, Entry, NoteRow, Revision};
+use crate::notes::passkeys::SigningAnswer;
+use crate::notes::{self, Entry, NoteRow, Revision, SignAs};
 use crate::scheduling::directory;
 
 mod summary;
@@ -88,11 +89,28 @@ struct DraftBody {
 #[serde(deny_unknown_fields)]
 struct SignBody {
     version: i32,
+    /// The passkey's answer to the signing challenge; required once the signer has a passkey.
+    #[serde(default)]
+    passkey: Option<SigningAnswer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignChallengeBody {
+    version: i32,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddendumBody {
+    text: String,
+    #[serde(default)]
+    passkey: Option<SigningAnswer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddendumChallengeBody {
     text: String,
 }
 
@@ -327,7 +345,7 @@ fn patient_view(
 /// The signed entries of `note_ids`, verified; each that fails is recorded in the audit trail
 /// before it is answered (the read counted it in `note_verification_failures_total`).
 async fn load_entries(ctx: &Ctx, note_ids: &[i64]) -> Result<Vec<Entry>, ApiError> {
-    let entries = notes::entries(&ctx.state.db, &ctx.state.notes_kek, note_ids).await?;
+    let entries = notes::entries(&ctx.state.db, &ctx.state.notes, note_ids).await?;
     for e in entries.iter().filter(|e| !e.verified()) {
         // Ids and a fixed reason only: never the entry's text.
         tracing::warn!(
@@ -431,18 +449,56 @@ pub async fn sign(ctx: Ctx) -> ApiResult {
         ));
     }
     check_open(&c)?;
-    let signer = me(&p)?;
+    let who = SignAs {
+        clinician: me(&p)?,
+        account: p.account_id,
+        passkey: body.passkey.as_ref(),
+    };
     let signed = notes::sign(
         &ctx.state.db,
         &c,
-        signer,
-        &ctx.state.notes_kek,
+        who,
+        &ctx.state.notes,
         body.version,
         &ctx.journal_ok(),
         |w| clinician_note(&c, w),
     )
     .await?;
     ok(&signed)
+}
+
+/// POST /api/v1/consultations/{id}/note/sign/challenge: the document that signing the draft at
+/// `version` would store, and a WebAuthn challenge (its hash) for the signer's passkey.
+pub async fn sign_challenge(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    audit_note(&ctx);
+    let body: SignChallengeBody = ctx.json()?;
+    let mut v = Validator::default();
+    check_version(&mut v, body.version);
+    v.finish()?;
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (found.principal, found.consultation);
+    if !policy::can_sign_note(&p, &c) {
+        return Err(ApiError::forbidden(
+            "sign this note: only the consulted clinician signs it (others add signed addenda once it is signed)",
+        ));
+    }
+    check_open(&c)?;
+    let who = SignAs {
+        clinician: me(&p)?,
+        account: p.account_id,
+        passkey: None,
+    };
+    let challenge = notes::sign_challenge(
+        &ctx.state.db,
+        &c,
+        who,
+        &ctx.state.notes,
+        body.version,
+        &ctx.journal(StatusCode::CREATED),
+    )
+    .await?;
+    created(&challenge)
 }
 
 /// POST /api/v1/consultations/{id}/note/addenda
@@ -459,18 +515,42 @@ pub async fn add_addendum(ctx: Ctx) -> ApiResult {
             "amend this consultation's note (its clinicians amend it)",
         ));
     }
-    let signer = me(&p)?;
+    let who = SignAs {
+        clinician: me(&p)?,
+        account: p.account_id,
+        passkey: body.passkey.as_ref(),
+    };
     let journal = ctx.journal(StatusCode::CREATED);
-    let entry = notes::add_addendum(
-        &ctx.state.db,
-        &c,
-        signer,
-        &ctx.state.notes_kek,
-        &text,
-        &journal,
-    )
-    .await?;
+    let entry =
+        notes::add_addendum(&ctx.state.db, &c, who, &ctx.state.notes, &text, &journal).await?;
     created(&entry)
+}
+
+/// POST /api/v1/consultations/{id}/note/addenda/challenge: the document of an addendum with
+/// `text` and a WebAuthn challenge (its hash) for the signer's passkey.
+pub async fn addendum_challenge(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    audit_note(&ctx);
+    let body: AddendumChallengeBody = ctx.json()?;
+    let text = BoundedText::parse(&body.text, MAX_SECTION, true)
+        .map_err(|e| ApiError::invalid_field("text", e))?;
+    let found = consultation_access(&ctx, id).await?;
+    let (p, c) = (found.principal, found.consultation);
+    if !policy::can_write_note(&p, &c) {
+        return Err(ApiError::forbidden(
+            "amend this consultation's note (its clinicians amend it)",
+        ));
+    }
+    let who = SignAs {
+        clinician: me(&p)?,
+        account: p.account_id,
+        passkey: None,
+    };
+    let journal = ctx.journal(StatusCode::CREATED);
+    let challenge =
+        notes::addendum_challenge(&ctx.state.db, &c, who, &ctx.state.notes, &text, &journal)
+            .await?;
+    created(&challenge)
 }
 
 #[derive(Serialize)]
@@ -655,6 +735,12 @@ struct SigningKeyView {
     public_key: Option<String>,
     /// Every key that verifies the clinician's entries, oldest first, retired ones included.
     keys: Vec<notes::PublishedKey>,
+    /// The relying party id the passkeys are bound to: an assertion's authenticator data starts
+    /// with its SHA-256.
+    relying_party_id: String,
+    /// The clinician's passkeys: an entry signed after the first was enrolled carries an
+    /// assertion by one of them.
+    passkeys: Vec<notes::passkeys::PublishedPasskey>,
 }
 
 /// GET /api/v1/clinicians/{id}/signing-key
@@ -662,7 +748,8 @@ pub async fn signing_key(ctx: Ctx) -> ApiResult {
     let id: ClinicianId = ctx.param("id")?;
     let _: NoQuery = ctx.query()?;
     directory::facility_of_clinician(&ctx.state.db, id).await?;
-    let keys = notes::keys::published(&ctx.state.db, &ctx.state.notes_kek, id).await?;
+    let keys = notes::keys::published(&ctx.state.db, &ctx.state.notes.kek, id).await?;
+    let passkeys = notes::passkeys::published(&ctx.state.db, &ctx.state.notes.kek, id).await?;
     ok(&SigningKeyView {
         clinician_id: id,
         algorithm: "Ed25519",
@@ -671,5 +758,7 @@ pub async fn signing_key(ctx: Ctx) -> ApiResult {
             .find(|k| k.retired_at.is_none())
             .map(|k| k.public_key.clone()),
         keys,
+        relying_party_id: ctx.state.notes.passkeys.rp_id().to_string(),
+        passkeys,
     })
 }

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::reply::ApiResult;
 use super::{
     account_changes, accounts, audit_trail, availability, break_glass, calls, consultations,
-    directory, notes, openapi, schedule, sessions, visit_links,
+    directory, notes, openapi, passkeys, schedule, sessions, visit_links,
 };
 use crate::domain::code::ErrorCode;
 
@@ -94,6 +94,9 @@ pub fn route_table() -> Vec<Route> {
         route!(public write POST "/api/v1/auth/visit" => visit_links::visit),
         route!(write POST "/api/v1/auth/logout" => sessions::logout),
         route!(GET "/api/v1/auth/me" => sessions::me),
+        route!(GET "/api/v1/me/passkeys" => passkeys::list),
+        route!(write POST "/api/v1/me/passkeys/registration" => passkeys::start),
+        route!(write POST "/api/v1/me/passkeys" => passkeys::finish),
         route!(GET "/api/v1/accounts" => accounts::list),
         route!(write POST "/api/v1/accounts" => accounts::create),
         route!(GET "/api/v1/accounts/{id}" => accounts::get),
@@ -141,7 +144,9 @@ pub fn route_table() -> Vec<Route> {
         route!(GET "/api/v1/consultations/{id}/note" => notes::get),
         route!(write PUT "/api/v1/consultations/{id}/note" => notes::save_draft),
         route!(write POST "/api/v1/consultations/{id}/note/sign" => notes::sign),
+        route!(write POST "/api/v1/consultations/{id}/note/sign/challenge" => notes::sign_challenge),
         route!(write POST "/api/v1/consultations/{id}/note/addenda" => notes::add_addendum),
+        route!(write POST "/api/v1/consultations/{id}/note/addenda/challenge" => notes::addendum_challenge),
         route!(GET "/api/v1/consultations/{id}/note/history" => notes::history),
         route!(GET "/api/v1/consultations/{id}/summary" => notes::summary),
         route!(GET "/api/v1/patients/{id}/timeline" => notes::timeline),

@@ -8,6 +8,7 @@ use crate::auth::accounts::AccountError;
 use crate::auth::changes::{self, ChangeError, Status};
 use crate::auth::policy::Forbidden;
 use crate::notes::NotesError;
+use crate::notes::passkeys::PasskeyError;
 use crate::scheduling::SchedulingError;
 
 impl From<Forbidden> for ApiError {
@@ -75,7 +76,42 @@ impl From<NotesError> for ApiError {
                 );
                 ApiError::internal()
             }
+            NotesError::PasskeyRequired => ApiError::conflict(
+                ErrorCode::PasskeyRequired,
+                "you have enrolled a passkey, so your signature is made with it: ask for a \
+                 signing challenge and answer it with your passkey",
+            ),
+            NotesError::Passkey(e) => e.into(),
             NotesError::Storage(e) => e.into(),
+        }
+    }
+}
+
+impl From<PasskeyError> for ApiError {
+    fn from(err: PasskeyError) -> Self {
+        match err {
+            PasskeyError::UnknownCeremony => ApiError::not_found("passkey request"),
+            e @ PasskeyError::Rejected(_) => {
+                ApiError::unprocessable(ErrorCode::PasskeyRejected, e.to_string())
+            }
+            e @ PasskeyError::NotEnrolled => {
+                ApiError::conflict(ErrorCode::PasskeyNotEnrolled, e.to_string())
+            }
+            e @ PasskeyError::AlreadyEnrolled => {
+                ApiError::conflict(ErrorCode::PasskeyEnrolled, e.to_string())
+            }
+            e @ PasskeyError::TooMany => {
+                ApiError::conflict(ErrorCode::TooManyPasskeys, e.to_string())
+            }
+            PasskeyError::StateShape => {
+                tracing::error!("webauthn-rs ceremony state has an unexpected shape");
+                ApiError::internal()
+            }
+            PasskeyError::Json(e) => {
+                tracing::error!(error = %e, "passkey data cannot be (de)serialised");
+                ApiError::internal()
+            }
+            PasskeyError::Storage(e) => e.into(),
         }
     }
 }

@@ -141,6 +141,19 @@ impl Kek {
         STANDARD.encode(mac.finalize().into_bytes())
     }
 
+    /// The tag of another kind of row (a passkey's), over `text`, which names the kind.
+    pub(crate) fn tag_text(&self, text: &str) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.tag).expect("HMAC accepts any key length");
+        mac.update(text.as_bytes());
+        STANDARD.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `tag` is [`Kek::tag_text`] of `text`.
+    pub(crate) fn tag_matches(&self, text: &str, tag: &str) -> bool {
+        constant_time_eq(&self.tag_text(text), tag)
+    }
+
     fn tag_checks(&self, row: &KeyRow) -> bool {
         let expected = self.tag(&RowFields {
             clinician: row.clinician_id,
@@ -149,15 +162,19 @@ impl Kek {
             legacy_through: row.legacy_through_entry,
             retired: row.retired_at.is_some(),
         });
-        // Both are base64 of a fixed-length MAC: comparing them leaks nothing worth a timing
-        // attack's effort, but compare in constant time anyway.
-        expected.len() == row.tag.len()
-            && expected
-                .bytes()
-                .zip(row.tag.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        constant_time_eq(&expected, &row.tag)
     }
+}
+
+/// Both are base64 of a fixed-length MAC: comparing them leaks nothing worth a timing attack's
+/// effort, but compare in constant time anyway.
+fn constant_time_eq(expected: &str, given: &str) -> bool {
+    expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 struct RowFields<'a> {

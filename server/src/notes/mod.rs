@@ -12,7 +12,10 @@
 //! The rules and the signed documents live here; the SQL is in [`store`].
 
 pub mod keys;
+pub mod passkeys;
 pub mod store;
+
+use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -22,6 +25,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
+use crate::auth::AccountId;
 use crate::auth::policy::Visibility;
 use crate::domain::code::ErrorCode;
 use crate::domain::consultation::Consultation;
@@ -32,6 +36,10 @@ use crate::domain::time;
 use crate::journal::{About, Journal};
 use crate::storage::{Conn, Db};
 pub use keys::{Kek, KeyHistory, PublishedKey};
+use passkeys::{
+    Assertion, PasskeyError, Purpose, RelyingParty, SigningAnswer, SigningCeremony,
+    SigningChallenge, TrustedPasskey,
+};
 use store::{ENTRY_SEQ, EntryRow, NOTE_OF_CONSULTATION, NewEntry, REVISION_VERSION, RevisionRow};
 pub use store::{NoteRow, TimelineRow};
 
@@ -57,11 +65,34 @@ pub enum NotesError {
     /// `notes_kek_file`, or a changed key row): an operator's problem, never the client's.
     #[error("the stored signing key cannot be opened with this server's key-encryption key")]
     KeyUnusable,
+    /// The signer has a passkey, so the server may not sign for them with its own key.
+    #[error("you have a passkey: sign with it")]
+    PasskeyRequired,
+    #[error(transparent)]
+    Passkey(#[from] PasskeyError),
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
 }
 
 pub type Result<T> = std::result::Result<T, NotesError>;
+
+/// What signing and verifying entries needs besides the database: the key-encryption key of the
+/// server-held signing keys (and of the passkey rows' tags), and the passkey relying party.
+#[derive(Debug)]
+pub struct Signatures {
+    pub kek: Kek,
+    pub passkeys: RelyingParty,
+}
+
+/// How an entry was signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignedWith {
+    /// By the signer's passkey (and countersigned with their server-held key).
+    Passkey,
+    /// By the signer's server-held key only: they had no passkey then.
+    ServerKey,
+}
 
 /// One saved draft.
 #[derive(Clone, Debug, Serialize)]
@@ -125,6 +156,10 @@ pub struct Entry {
     /// Base64 Ed25519 public key of the signer that verifies `signature`: one of the keys
     /// `GET /api/v1/clinicians/{id}/signing-key` publishes.
     pub public_key: Option<String>,
+    pub signed_with: SignedWith,
+    /// The signer's passkey assertion over `document` (its challenge is the document's SHA-256),
+    /// verifiable with the passkey `GET /api/v1/clinicians/{id}/signing-key` publishes.
+    pub passkey_assertion: Option<Assertion>,
     #[serde(skip)]
     pub note_id: i64,
     #[serde(skip)]
@@ -135,8 +170,8 @@ pub struct Entry {
 
 impl Entry {
     /// The entry `r` as it may be served: verified against `keys`, or without its text.
-    fn checked(r: EntryRow, keys: &KeyHistory) -> Entry {
-        let (verification, failure, signer_name, content, document) = match check(&r, keys) {
+    fn checked(r: EntryRow, trust: &Trust<'_>) -> Entry {
+        let (verification, failure, signer_name, content, document) = match check(&r, trust) {
             Ok(mut doc) => {
                 let signer_name = doc["signer"]["name"].as_str().unwrap_or("").to_string();
                 let content = doc
@@ -162,6 +197,10 @@ impl Entry {
                 )
             }
         };
+        let passkey_assertion = r
+            .passkey_assertion
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok());
         Entry {
             id: r.id,
             seq: r.seq,
@@ -177,6 +216,12 @@ impl Entry {
             content_hash: r.content_hash,
             signature: r.signature,
             public_key: r.public_key,
+            signed_with: if r.passkey_assertion.is_some() {
+                SignedWith::Passkey
+            } else {
+                SignedWith::ServerKey
+            },
+            passkey_assertion,
             note_id: r.note_id,
             patient_id: r.patient_id,
             consultation_id: r.consultation_id,
@@ -188,9 +233,17 @@ impl Entry {
     }
 }
 
+/// What entries are checked against: their signers' trusted keys and passkeys.
+struct Trust<'a> {
+    keys: KeyHistory,
+    passkeys: HashMap<ClinicianId, Vec<TrustedPasskey>>,
+    rp: &'a RelyingParty,
+}
+
 /// Checks a stored entry; returns its parsed document, or why it fails.
-fn check(r: &EntryRow, keys: &KeyHistory) -> std::result::Result<serde_json::Value, &'static str> {
+fn check(r: &EntryRow, trust: &Trust<'_>) -> std::result::Result<serde_json::Value, &'static str> {
     use ed25519_dalek::{Signature, VerifyingKey};
+    let keys = &trust.keys;
     if note::sha256_hex(r.document.as_bytes()) != r.content_hash {
         return Err("the content hash does not match the stored document");
     }
@@ -223,6 +276,19 @@ fn check(r: &EntryRow, keys: &KeyHistory) -> std::result::Result<serde_json::Val
         && doc["signer"]["clinician_id"] == r.signer_clinician_id.0;
     if !names {
         return Err("the signed document names another consultation, patient, position or signer");
+    }
+    let passkeys = trust
+        .passkeys
+        .get(&r.signer_clinician_id)
+        .map_or(&[][..], Vec::as_slice);
+    match &r.passkey_assertion {
+        Some(a) => passkeys::verify(trust.rp, passkeys, &r.document, a)?,
+        // Once a clinician has a passkey the server signs nothing for them with its own key, so
+        // such an entry is one the server (or whoever holds its keys) made alone.
+        None if passkeys.iter().any(|p| p.created_at() <= r.signed_at) => {
+            return Err("signed without the passkey the signer had enrolled by then");
+        }
+        None => {}
     }
     Ok(doc)
 }
@@ -292,26 +358,28 @@ struct Signed {
 }
 
 impl Signed {
-    fn new<C: Serialize>(key: &SigningKey, document: &SignedDocument<'_, C>) -> Result<Signed> {
-        let document = note::canonical_json(document)?;
-        Ok(Signed {
+    /// `document` (canonical JSON) signed with `key`.
+    fn new(key: &SigningKey, document: String) -> Signed {
+        Signed {
             hash: note::sha256_hex(document.as_bytes()),
             signature: sign_document(key, &document),
             public_key: public_key(key),
             document,
-        })
+        }
     }
 
-    /// The entry that stores this document.
-    fn entry(
-        &self,
+    /// The entry that stores this document (and the passkey assertion that signed it).
+    #[allow(clippy::too_many_arguments)]
+    fn entry<'a>(
+        &'a self,
         note_id: i64,
         seq: i32,
         kind: EntryKind,
         amends: Option<i64>,
         signer: ClinicianId,
         at: DateTime<Utc>,
-    ) -> NewEntry<'_> {
+        passkey_assertion: Option<&'a str>,
+    ) -> NewEntry<'a> {
         NewEntry {
             note_id,
             seq,
@@ -323,6 +391,7 @@ impl Signed {
             signed_at: at,
             signature: &self.signature,
             public_key: &self.public_key,
+            passkey_assertion,
         }
     }
 }
@@ -366,21 +435,28 @@ pub async fn revisions(db: &Db, note_id: i64) -> Result<Vec<Revision>> {
 /// The signed entries of the notes `note_ids`, each note's in order (the note, then addenda),
 /// each verified against its signer's keys as `kek` vouches for them. Every failing entry counts
 /// in `note_verification_failures_total`.
-pub async fn entries(db: &Db, kek: &Kek, note_ids: &[i64]) -> Result<Vec<Entry>> {
+pub async fn entries(db: &Db, sig: &Signatures, note_ids: &[i64]) -> Result<Vec<Entry>> {
     if note_ids.is_empty() {
         return Ok(Vec::new());
     }
     let mut c = db.acquire().await?;
     let rows = store::entries(c.conn(), note_ids).await?;
-    checked(c.conn(), kek, rows).await
+    checked(c.conn(), sig, rows).await
 }
 
-async fn checked(conn: Conn<'_>, kek: &Kek, rows: Vec<EntryRow>) -> Result<Vec<Entry>> {
+async fn checked(mut conn: Conn<'_>, sig: &Signatures, rows: Vec<EntryRow>) -> Result<Vec<Entry>> {
     let mut signers: Vec<ClinicianId> = rows.iter().map(|r| r.signer_clinician_id).collect();
     signers.sort_unstable();
     signers.dedup();
-    let keys = KeyHistory::load(conn, kek, &signers).await?;
-    Ok(rows.into_iter().map(|r| Entry::checked(r, &keys)).collect())
+    let trust = Trust {
+        keys: KeyHistory::load(conn.reborrow(), &sig.kek, &signers).await?,
+        passkeys: passkeys::trusted(conn, &sig.kek, &signers).await?,
+        rp: &sig.passkeys,
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| Entry::checked(r, &trust))
+        .collect())
 }
 
 /// What `telehealth notes verify` found.
@@ -394,7 +470,7 @@ pub struct VerifySummary {
 /// entry that does not verify.
 pub async fn verify_all(
     db: &Db,
-    kek: &Kek,
+    sig: &Signatures,
     page: i64,
     mut failed: impl FnMut(&Entry),
 ) -> Result<VerifySummary> {
@@ -407,7 +483,7 @@ pub async fn verify_all(
             return Ok(summary);
         };
         after = last;
-        for e in checked(c.conn(), kek, rows).await? {
+        for e in checked(c.conn(), sig, rows).await? {
             summary.entries += 1;
             if !e.verified() {
                 summary.failures += 1;
@@ -428,7 +504,7 @@ pub struct Written {
 }
 
 /// A draft has no signed entries; a signed note's are read with `kek`, which verifies them.
-async fn written(mut conn: Conn<'_>, kek: Option<&Kek>, note: NoteRow) -> Result<Written> {
+async fn written(mut conn: Conn<'_>, sig: Option<&Signatures>, note: NoteRow) -> Result<Written> {
     let draft = if note.status == NoteStatus::Draft {
         let row = store::revision(conn.reborrow(), note.id, note.version).await?;
         Some(
@@ -439,10 +515,10 @@ async fn written(mut conn: Conn<'_>, kek: Option<&Kek>, note: NoteRow) -> Result
         None
     };
     // Verified as every read verifies them: the answer stored for a retry is what a GET shows.
-    let entries = match kek {
-        Some(kek) if note.status == NoteStatus::Signed => {
+    let entries = match sig {
+        Some(sig) if note.status == NoteStatus::Signed => {
             let rows = store::entries(conn.reborrow(), &[note.id]).await?;
-            checked(conn, kek, rows).await?
+            checked(conn, sig, rows).await?
         }
         _ => Vec::new(),
     };
@@ -459,12 +535,12 @@ async fn journal_note<T: Serialize>(
     mut conn: Conn<'_>,
     c: &Consultation,
     note: NoteRow,
-    kek: Option<&Kek>,
+    sig: Option<&Signatures>,
     journal: &Journal,
     answer: impl FnOnce(Written) -> T,
 ) -> Result<T> {
     let id = note.id;
-    let answer = answer(written(conn.reborrow(), kek, note).await?);
+    let answer = answer(written(conn.reborrow(), sig, note).await?);
     journal
         .write(conn, About::record(id).patient(c.patient_id), &answer)
         .await?;
@@ -559,17 +635,69 @@ fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// Signs the draft of `c`'s note at `expected`, which must be its current version, with the
-/// request's journal; answers `answer` of the signed note.
-pub async fn sign<T: Serialize>(
+/// Who signs: the clinician and their account, and, when they sign with a passkey, its answer
+/// to the challenge the server gave them.
+#[derive(Clone, Copy)]
+pub struct SignAs<'a> {
+    pub clinician: ClinicianId,
+    pub account: AccountId,
+    pub passkey: Option<&'a SigningAnswer>,
+}
+
+impl SignAs<'_> {
+    fn ceremony(
+        &self,
+        purpose: Purpose,
+        c: &Consultation,
+        version: Option<i32>,
+    ) -> SigningCeremony {
+        SigningCeremony {
+            account: self.account,
+            clinician: self.clinician,
+            purpose,
+            consultation: c.id,
+            note_version: version,
+        }
+    }
+}
+
+/// The document to store and, when a passkey signed it, the verified answer: the passkey's
+/// document, or `fresh` (built now) when the signer has no passkey. A signer with a passkey who
+/// sends no answer is refused: the server no longer signs for them alone.
+async fn authorised(
     db: &Db,
-    c: &Consultation,
-    signer: ClinicianId,
-    kek: &Kek,
-    expected: i32,
-    journal: &Journal,
-    answer: impl FnOnce(Written) -> T,
-) -> Result<T> {
+    sig: &Signatures,
+    who: &SignAs<'_>,
+    ceremony: SigningCeremony,
+    fresh: impl std::future::Future<Output = Result<String>>,
+) -> Result<(String, Option<passkeys::Signed>)> {
+    match who.passkey {
+        Some(answer) => {
+            let signed =
+                passkeys::finish_signing(db, &sig.passkeys, &sig.kek, ceremony, answer).await?;
+            Ok((signed.document.clone(), Some(signed)))
+        }
+        None if !passkeys::published(db, &sig.kek, who.clinician)
+            .await?
+            .is_empty() =>
+        {
+            Err(NotesError::PasskeyRequired)
+        }
+        None => Ok((fresh.await?, None)),
+    }
+}
+
+/// The `signed_at` a document names (RFC 3339): what the entry's column stores.
+fn signed_at_of(document: &serde_json::Value) -> Result<DateTime<Utc>> {
+    document["signed_at"]
+        .as_str()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or(NotesError::NotFound("signing time"))
+}
+
+/// `c`'s note, which must be a draft at `expected`.
+async fn draft_at(db: &Db, c: &Consultation, expected: i32) -> Result<NoteRow> {
     let Some(note) = find(db, c.id).await? else {
         return Err(conflict(
             ErrorCode::NoDraft,
@@ -583,8 +711,19 @@ pub async fn sign<T: Serialize>(
     if note.version != expected {
         return Err(refusal(db, c.id, expected).await);
     }
+    Ok(note)
+}
+
+/// The canonical document that signs `note`'s draft at `expected`, dated now.
+async fn note_document(
+    db: &Db,
+    c: &Consultation,
+    note: &NoteRow,
+    signer: ClinicianId,
+    expected: i32,
+) -> Result<String> {
     // Revisions never change, so the content read here is the content of `expected` for good;
-    // the guarded update below makes sure `expected` is still the latest when it is signed.
+    // the guarded update that signs makes sure `expected` is still the latest.
     let draft = revision(db, note.id, expected).await?;
     let missing = draft
         .content
@@ -598,106 +737,214 @@ pub async fn sign<T: Serialize>(
         ));
     }
     let (name, title) = signer_of(db, signer).await?;
-    let key = &keys::current(db, kek, signer).await?;
-    let now = time::now();
-    let signed = Signed::new(
-        key,
-        &SignedDocument {
-            format: DOCUMENT_FORMAT,
-            kind: EntryKind::Note,
-            consultation_id: c.id,
-            patient_id: c.patient_id,
-            seq: 1,
-            amends: None,
-            signer: Signer {
-                clinician_id: signer,
-                name: &name,
-                title: &title,
-            },
-            signed_at: rfc3339(now),
-            content: &draft.content,
+    Ok(note::canonical_json(&SignedDocument {
+        format: DOCUMENT_FORMAT,
+        kind: EntryKind::Note,
+        consultation_id: c.id,
+        patient_id: c.patient_id,
+        seq: 1,
+        amends: None,
+        signer: Signer {
+            clinician_id: signer,
+            name: &name,
+            title: &title,
         },
-    )?;
+        signed_at: rfc3339(time::now()),
+        content: &draft.content,
+    })?)
+}
+
+/// Starts signing the draft of `c`'s note at `expected` with `who`'s passkey: the document to
+/// sign and the challenge (its hash), with the request's journal.
+pub async fn sign_challenge(
+    db: &Db,
+    c: &Consultation,
+    who: SignAs<'_>,
+    sig: &Signatures,
+    expected: i32,
+    journal: &Journal,
+) -> Result<SigningChallenge> {
+    let note = draft_at(db, c, expected).await?;
+    let document = note_document(db, c, &note, who.clinician, expected).await?;
+    let ceremony = who.ceremony(Purpose::SignNote, c, Some(expected));
+    Ok(passkeys::start_signing(db, &sig.passkeys, &sig.kek, ceremony, document, journal).await?)
+}
+
+/// Signs the draft of `c`'s note at `expected`, which must be its current version, with the
+/// request's journal; answers `answer` of the signed note. With a passkey answer the entry is
+/// the document the passkey signed; without one (a signer with no passkey) a document made now,
+/// signed by the signer's server-held key. Both are countersigned with that key.
+pub async fn sign<T: Serialize>(
+    db: &Db,
+    c: &Consultation,
+    who: SignAs<'_>,
+    sig: &Signatures,
+    expected: i32,
+    journal: &Journal,
+    answer: impl FnOnce(Written) -> T,
+) -> Result<T> {
+    let note = draft_at(db, c, expected).await?;
+    let ceremony = who.ceremony(Purpose::SignNote, c, Some(expected));
+    let fresh = note_document(db, c, &note, who.clinician, expected);
+    let (document, by_passkey) = authorised(db, sig, &who, ceremony, fresh).await?;
+    let at = signed_at_of(&serde_json::from_str(&document)?)?;
+    let key = &keys::current(db, &sig.kek, who.clinician).await?;
+    let signed = Signed::new(key, document);
+    let assertion = by_passkey.as_ref().map(|p| p.assertion.as_str());
     let mut tx = db.begin().await?;
-    let Some(row) = store::mark_signed(tx.conn(), note.id, expected, now).await? else {
+    let Some(row) = store::mark_signed(tx.conn(), note.id, expected, at).await? else {
         drop(tx);
         return Err(refusal(db, c.id, expected).await);
     };
-    let entry = signed.entry(note.id, 1, EntryKind::Note, None, signer, now);
+    let entry = signed.entry(
+        note.id,
+        1,
+        EntryKind::Note,
+        None,
+        who.clinician,
+        at,
+        assertion,
+    );
     store::insert_entry(tx.conn(), &entry).await?;
-    let answer = journal_note(tx.conn(), c, row, Some(kek), journal, answer).await?;
+    if let Some(p) = &by_passkey {
+        p.record_use(tx.conn()).await?;
+    }
+    let answer = journal_note(tx.conn(), c, row, Some(sig), journal, answer).await?;
     tx.commit().await?;
     Ok(answer)
 }
 
-/// Adds a signed addendum by `signer` to `c`'s signed note, amending the note's first entry,
-/// with the request's journal (the answer is the entry).
+/// `c`'s note, which must be signed (addenda amend signed notes only).
+async fn signed_note(db: &Db, c: &Consultation) -> Result<NoteRow> {
+    match find(db, c.id).await? {
+        Some(n) if n.status == NoteStatus::Signed => Ok(n),
+        other => Err(conflict(
+            ErrorCode::NoteNotSigned,
+            "only a signed note takes addenda; while it is a draft, edit the draft instead",
+            other.map(|n| n.version).unwrap_or(0),
+        )),
+    }
+}
+
+/// The signed note's first entry (what addenda amend) and the next free position.
+async fn addendum_position(db: &Db, sig: &Signatures, note: &NoteRow) -> Result<(Entry, i32)> {
+    let existing = entries(db, sig, &[note.id]).await?;
+    let seq = existing.iter().map(|e| e.seq).max().unwrap_or(1) + 1;
+    let original = existing
+        .into_iter()
+        .find(|e| e.seq == 1)
+        .ok_or(NotesError::NotFound("signed note"))?;
+    Ok((original, seq))
+}
+
+/// The canonical document of an addendum by `signer` with `text` at the next position, dated now.
+async fn addendum_document(
+    db: &Db,
+    sig: &Signatures,
+    c: &Consultation,
+    note: &NoteRow,
+    signer: ClinicianId,
+    text: &BoundedText,
+) -> Result<String> {
+    let (name, title) = signer_of(db, signer).await?;
+    let (original, seq) = addendum_position(db, sig, note).await?;
+    Ok(note::canonical_json(&SignedDocument {
+        format: DOCUMENT_FORMAT,
+        kind: EntryKind::Addendum,
+        consultation_id: c.id,
+        patient_id: c.patient_id,
+        seq,
+        amends: Some(Amends {
+            seq: original.seq,
+            content_hash: &original.content_hash,
+        }),
+        signer: Signer {
+            clinician_id: signer,
+            name: &name,
+            title: &title,
+        },
+        signed_at: rfc3339(time::now()),
+        content: &AddendumContent {
+            text: text.as_str(),
+        },
+    })?)
+}
+
+/// Starts signing an addendum with `text` to `c`'s signed note with `who`'s passkey.
+pub async fn addendum_challenge(
+    db: &Db,
+    c: &Consultation,
+    who: SignAs<'_>,
+    sig: &Signatures,
+    text: &BoundedText,
+    journal: &Journal,
+) -> Result<SigningChallenge> {
+    let note = signed_note(db, c).await?;
+    let document = addendum_document(db, sig, c, &note, who.clinician, text).await?;
+    let ceremony = who.ceremony(Purpose::SignAddendum, c, None);
+    Ok(passkeys::start_signing(db, &sig.passkeys, &sig.kek, ceremony, document, journal).await?)
+}
+
+/// Adds a signed addendum by `who` with `text` to `c`'s signed note, amending the note's first
+/// entry, with the request's journal (the answer is the entry). With a passkey answer the
+/// addendum is the document the passkey signed, which must carry `text`.
 pub async fn add_addendum(
     db: &Db,
     c: &Consultation,
-    signer: ClinicianId,
-    kek: &Kek,
+    who: SignAs<'_>,
+    sig: &Signatures,
     text: &BoundedText,
     journal: &Journal,
 ) -> Result<Entry> {
-    let note = match find(db, c.id).await? {
-        Some(n) if n.status == NoteStatus::Signed => n,
-        other => {
-            return Err(conflict(
-                ErrorCode::NoteNotSigned,
-                "only a signed note takes addenda; while it is a draft, edit the draft instead",
-                other.map(|n| n.version).unwrap_or(0),
-            ));
-        }
-    };
-    let (name, title) = signer_of(db, signer).await?;
-    let key = &keys::current(db, kek, signer).await?;
+    let note = signed_note(db, c).await?;
+    let key = &keys::current(db, &sig.kek, who.clinician).await?;
     // Two addenda at once may both pick the same next position; the unique (note_id, seq) lets
-    // one in and the other tries again with the next one.
+    // one in and the other tries again with the next one (a passkey's document names its
+    // position, so that one is refused instead: its signer signs again).
     for _ in 0..5 {
-        let existing = entries(db, kek, &[note.id]).await?;
-        let Some(original) = existing.iter().find(|e| e.seq == 1) else {
-            return Err(NotesError::NotFound("signed note"));
-        };
-        let seq = existing.iter().map(|e| e.seq).max().unwrap_or(1) + 1;
-        let now = time::now();
-        let signed = Signed::new(
-            key,
-            &SignedDocument {
-                format: DOCUMENT_FORMAT,
-                kind: EntryKind::Addendum,
-                consultation_id: c.id,
-                patient_id: c.patient_id,
-                seq,
-                amends: Some(Amends {
-                    seq: original.seq,
-                    content_hash: &original.content_hash,
-                }),
-                signer: Signer {
-                    clinician_id: signer,
-                    name: &name,
-                    title: &title,
-                },
-                signed_at: rfc3339(now),
-                content: &AddendumContent {
-                    text: text.as_str(),
-                },
-            },
-        )?;
+        let ceremony = who.ceremony(Purpose::SignAddendum, c, None);
+        let fresh = addendum_document(db, sig, c, &note, who.clinician, text);
+        let (document, by_passkey) = authorised(db, sig, &who, ceremony, fresh).await?;
+        let doc: serde_json::Value = serde_json::from_str(&document)?;
+        if doc["content"]["text"] != text.as_str() {
+            return Err(NotesError::Invalid(vec![(
+                "text",
+                "is not the text the passkey signed: send the same text".to_string(),
+            )]));
+        }
+        let at = signed_at_of(&doc)?;
+        let (original, next) = addendum_position(db, sig, &note).await?;
+        let seq = doc["seq"]
+            .as_i64()
+            .and_then(|s| i32::try_from(s).ok())
+            .unwrap_or(next);
+        let signed = Signed::new(key, document);
+        let assertion = by_passkey.as_ref().map(|p| p.assertion.as_str());
         let entry = signed.entry(
             note.id,
             seq,
             EntryKind::Addendum,
             Some(original.id),
-            signer,
-            now,
+            who.clinician,
+            at,
+            assertion,
         );
         let mut tx = db.begin().await?;
         let entry: Entry = match store::insert_entry(tx.conn(), &entry).await {
             // The failed insert ended the transaction (on PostgreSQL); the next try has its own.
-            Err(e) if ENTRY_SEQ.violated_by(&e) => continue,
-            inserted => entry_in(tx.conn(), kek, note.id, inserted?).await?,
+            Err(e) if ENTRY_SEQ.violated_by(&e) && by_passkey.is_none() => continue,
+            Err(e) if ENTRY_SEQ.violated_by(&e) => {
+                return Err(conflict(
+                    ErrorCode::Busy,
+                    "another addendum was signed while you signed yours: sign it again",
+                    note.version,
+                ));
+            }
+            inserted => entry_in(tx.conn(), sig, note.id, inserted?).await?,
         };
+        if let Some(p) = &by_passkey {
+            p.record_use(tx.conn()).await?;
+        }
         journal
             .write(
                 tx.conn(),
@@ -717,9 +964,9 @@ pub async fn add_addendum(
 
 /// Entry `id` of note `note_id`, as a read serves it (verified), read on `conn`: inside the
 /// write that made it, so the stored answer is what a later read shows.
-async fn entry_in(mut conn: Conn<'_>, kek: &Kek, note_id: i64, id: i64) -> Result<Entry> {
+async fn entry_in(mut conn: Conn<'_>, sig: &Signatures, note_id: i64, id: i64) -> Result<Entry> {
     let rows = store::entries(conn.reborrow(), &[note_id]).await?;
-    checked(conn, kek, rows)
+    checked(conn, sig, rows)
         .await?
         .into_iter()
         .find(|e| e.id == id)

@@ -69,6 +69,8 @@ pub struct EntryRow {
     pub signed_at: DateTime<Utc>,
     pub signature: Option<String>,
     pub public_key: Option<String>,
+    /// The passkey assertion that signed the document, when the signer used a passkey (JSON).
+    pub passkey_assertion: Option<String>,
     /// The note's consultation and patient, which the signed document must name.
     pub consultation_id: ConsultationId,
     pub patient_id: PatientId,
@@ -77,7 +79,7 @@ pub struct EntryRow {
 macro_rules! entry_columns {
     () => {
         "e.id, e.note_id, e.seq, e.kind, e.amends, e.document, e.content_hash, e.signer_clinician_id, \
-         e.signed_at, e.signature, e.public_key, n.consultation_id, n.patient_id"
+         e.signed_at, e.signature, e.public_key, e.passkey_assertion, n.consultation_id, n.patient_id"
     };
 }
 
@@ -93,6 +95,7 @@ pub struct NewEntry<'a> {
     pub signed_at: DateTime<Utc>,
     pub signature: &'a str,
     pub public_key: &'a str,
+    pub passkey_assertion: Option<&'a str>,
 }
 
 pub async fn find(
@@ -256,8 +259,9 @@ pub async fn entries_after(
 pub async fn insert_entry(conn: Conn<'_>, e: &NewEntry<'_>) -> Result<i64, sqlx::Error> {
     const SQL: &str =
         "INSERT INTO note_entries (note_id, seq, kind, amends, document, content_hash,
-                                   signer_clinician_id, signed_at, signature, public_key)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id";
+                                   signer_clinician_id, signed_at, signature, public_key,
+                                   passkey_assertion)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
     on_conn!(conn, c => sqlx::query_scalar(SQL)
         .bind(e.note_id)
         .bind(e.seq)
@@ -269,6 +273,7 @@ pub async fn insert_entry(conn: Conn<'_>, e: &NewEntry<'_>) -> Result<i64, sqlx:
         .bind(e.signed_at)
         .bind(e.signature)
         .bind(e.public_key)
+        .bind(e.passkey_assertion)
         .fetch_one(&mut *c)
         .await)
 }
