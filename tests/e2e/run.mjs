@@ -73,7 +73,7 @@ let browser;
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
 
-async function person(username, { locale = 'vi-VN', viewport = DESKTOP } = {}) {
+async function person(username, { locale = 'vi-VN', viewport = DESKTOP, base = BASE } = {}) {
   const context = await browser.newContext({ locale, viewport, timezoneId: 'Europe/London', permissions: ['camera', 'microphone'] });
   await context.addInitScript(() => {
     window.__csp = [];
@@ -81,11 +81,11 @@ async function person(username, { locale = 'vi-VN', viewport = DESKTOP } = {}) {
   });
   const page = await context.newPage();
   page.on('pageerror', (e) => { pageErrors.push(`${username}: ${e.message}`); console.log(`        [${username} page error] ${e.message}`); });
-  await page.goto(`${BASE}/signin`);
+  await page.goto(`${base}/signin`);
   await page.fill('input[name=username]', username);
   await page.fill('input[name=password]', PASSWORD);
   await page.click('form button[type=submit]');
-  await page.waitForURL(`${BASE}/`);
+  await page.waitForURL(`${base}/`);
   await page.waitForSelector('main h1');
   await page.waitForFunction(() => !document.querySelector('main .loading'));
   return { context, page };
@@ -111,8 +111,8 @@ async function checkVietnamese(page, screen) {
   ok(!r.keys.length, `${screen}: untranslated keys shown: ${r.keys.join(', ')}`);
 }
 
-async function apiAs(page, method, path, body) {
-  const res = await page.request.fetch(`${BASE}/api/v1${path}`, { method, data: body, headers: { origin: BASE } });
+async function apiAs(page, method, path, body, base = BASE) {
+  const res = await page.request.fetch(`${base}/api/v1${path}`, { method, data: body, headers: { origin: base } });
   return { status: res.status(), body: await res.json().catch(() => null) };
 }
 
@@ -309,6 +309,57 @@ async function main() {
   });
 
   await test('call: rural clinician books, specialist and patient join, admit, video both ways, chat, signed note, dropped socket resumes, referring clinician reads the advice, patient reads the note', () => callJourney());
+
+  // Last: from here on the specialist signs with a passkey.
+  await test('passkey: the specialist enrols one in Chromium\'s virtual authenticator and signs a note with it, in Vietnamese', () => passkeyJourney());
+}
+
+/** Passkeys are bound to `localhost` (the demo has no public_url), so this person opens that. */
+async function passkeyJourney() {
+  const LOCAL = `http://localhost:${port}`;
+  const doc = await person('bacsi', { base: LOCAL });
+  const cdp = await doc.context.newCDPSession(doc.page);
+  await cdp.send('WebAuthn.enable');
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', { options: {
+    protocol: 'ctap2', transport: 'internal', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true,
+  } });
+  await doc.page.waitForSelector('.passkey-card form');
+  await checkVietnamese(doc.page, 'passkey card');
+  await doc.page.fill('.passkey-card input[name=passkey_name]', 'Máy tính phòng khám');
+  await doc.page.click('.passkey-card button[type=submit]');
+  await doc.page.waitForSelector('.passkey-card [data-passkey]');
+  ok((await doc.page.textContent('.passkey-card')).includes('Máy tính phòng khám'), 'the new passkey is not listed');
+  const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+  ok(credentials.length === 1, `the authenticator holds ${credentials.length} credentials, not the one just made`);
+  await shot(doc.page, 'passkey-1-enrolled-desktop');
+
+  // A consultation of the specialist's with no note yet: a full draft, then "sign" in the page.
+  const me = (await apiAs(doc.page, 'GET', '/auth/me', undefined, LOCAL)).body;
+  const mine = (await apiAs(doc.page, 'GET', `/consultations?clinician_id=${me.clinician_id}&limit=100`, undefined, LOCAL)).body;
+  let target = null;
+  for (const c of mine.filter((x) => x.status === 'booked')) {
+    const note = (await apiAs(doc.page, 'GET', `/consultations/${c.id}/note`, undefined, LOCAL)).body;
+    if (note && note.status === 'none') { target = c; break; }
+  }
+  ok(target, `the specialist has no booked consultation without a note: ${JSON.stringify(mine.map((c) => c.status))}`);
+  const content = { subjective: 'Ho kéo dài 3 tuần', assessment: 'Viêm phế quản', plan: 'Kháng sinh 7 ngày', diagnoses: [{ code: 'J20.9', text: 'Viêm phế quản cấp' }],
+    advice: 'Uống nhiều nước, tái khám nếu sốt', follow_up: 'teleconsultation' };
+  const draft = await apiAs(doc.page, 'PUT', `/consultations/${target.id}/note`, { version: 0, content }, LOCAL);
+  ok(draft.status === 200, `the draft is not saved: ${JSON.stringify(draft)}`);
+  await doc.page.goto(`${LOCAL}/consultations/${target.id}`);
+  await doc.page.waitForSelector('.notes button.primary');
+  await doc.page.locator('.notes button.primary').click();
+  await doc.page.waitForSelector('.notes .signed-note [data-signed-with=passkey]');
+  await checkVietnamese(doc.page, 'note signed with a passkey');
+  await shot(doc.page, 'passkey-2-note-signed-desktop');
+  const note = (await apiAs(doc.page, 'GET', `/consultations/${target.id}/note`, undefined, LOCAL)).body;
+  const entry = note.entries[0];
+  ok(entry.signed_with === 'passkey' && entry.verification === 'verified', `not signed with the passkey: ${JSON.stringify(entry)}`);
+  const client = JSON.parse(Buffer.from(entry.passkey_assertion.client_data_json, 'base64url').toString());
+  const { createHash } = await import('node:crypto');
+  ok(client.challenge === createHash('sha256').update(entry.document).digest('base64url'), 'the challenge is not the document\'s hash');
+  ok(client.origin === LOCAL && client.type === 'webauthn.get', `unexpected client data: ${JSON.stringify(client)}`);
+  await doc.context.close();
 }
 
 /** Video decoded on `page`: getStats inbound-rtp video framesDecoded > 0 and still rising a moment

@@ -10,6 +10,10 @@
 
 import { api, ApiError } from './api.js';
 import { lang } from './i18n.js';
+import { signNoteWithPasskey, addAddendumWithPasskey } from './passkeys.js';
+
+/** A signer with a passkey signs with it: the server says so (409 passkey_required). */
+const needsPasskey = (e) => e instanceof ApiError && e.status === 409 && e.code === 'passkey_required';
 
 export const SOAP = ['subjective', 'objective', 'assessment', 'plan'];
 export const FOLLOW_UPS = ['none', 'teleconsultation', 'in_person_referral', 'urgent_transfer'];
@@ -29,13 +33,24 @@ export function saveDraft(consultationId, version, content) {
   return api('PUT', `/consultations/${consultationId}/note`, { version, content });
 }
 
-/** Signs the draft at `version`; a signed note never changes again, it takes addenda. */
-export function signNote(consultationId, version) {
-  return api('POST', `/consultations/${consultationId}/note/sign`, { version });
+/** Signs the draft at `version`, with the clinician's passkey once they have one; a signed note
+ * never changes again, it takes addenda. */
+export async function signNote(consultationId, version) {
+  try {
+    return await api('POST', `/consultations/${consultationId}/note/sign`, { version });
+  } catch (e) {
+    if (needsPasskey(e)) return signNoteWithPasskey(consultationId, version);
+    throw e;
+  }
 }
 
-export function addAddendum(consultationId, text) {
-  return api('POST', `/consultations/${consultationId}/note/addenda`, { text });
+export async function addAddendum(consultationId, text) {
+  try {
+    return await api('POST', `/consultations/${consultationId}/note/addenda`, { text });
+  } catch (e) {
+    if (needsPasskey(e)) return addAddendumWithPasskey(consultationId, text);
+    throw e;
+  }
 }
 
 /** The printable summary (HTML, its own strict CSP), in the interface language. */

@@ -5,14 +5,15 @@
 #
 #   tests/bench/pgbench/run.sh [seconds] [clients]      # default 20 s, 8 clients
 #
-# Needs a built `telehealth` (target/release, else target/debug) and TEST_POSTGRES_URL (default
+# Needs a built `telehealth` ($SERVER_BIN, else target/release, else target/debug) and
+# TEST_POSTGRES_URL (default
 # postgres://postgres@127.0.0.1:5432/postgres).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 SECONDS_TO_RUN="${1:-20}"
 CLIENTS="${2:-8}"
 ADMIN="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-BIN=target/release/telehealth
+BIN="${SERVER_BIN:-target/release/telehealth}"
 [ -x "$BIN" ] || BIN=target/debug/telehealth
 PGBENCH="$(command -v pgbench || ls /usr/lib/postgresql/*/bin/pgbench 2>/dev/null | sort -V | tail -1)"
 [ -x "$PGBENCH" ] || { echo "pgbench not found (Debian package postgresql-contrib or postgresql)" >&2; exit 1; }

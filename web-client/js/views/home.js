@@ -6,7 +6,8 @@ import { t, fmtTime, fmtDate, localDate, zoneMidnight } from '../i18n.js';
 import { get, query } from '../api.js';
 import * as s from '../session.js';
 import { calendarView } from './schedule.js';
-import { statusBadge, urgencyBadge, patientName, clinician, zoneOf, loading, errorBox } from './common.js';
+import { statusBadge, urgencyBadge, patientName, clinician, zoneOf, loading, errorBox, errorText } from './common.js';
+import { passkeysSupported, listPasskeys, enrolPasskey } from '../passkeys.js';
 
 const JOIN_EARLY_MS = 15 * 60 * 1000;
 const JOIN_LATE_MS = 30 * 60 * 1000;
@@ -56,12 +57,45 @@ async function patientHome(main) {
   }
 }
 
+/** A clinician's passkeys: with one, their notes are signed on their own device, so the server
+ * cannot sign for them. */
+function passkeyCard() {
+  const list = h('ul', { class: 'passkeys' });
+  const msg = h('p', { role: 'status', 'aria-live': 'polite' });
+  const name = h('input', { name: 'passkey_name', maxlength: 60, required: true, value: t('passkey.default_name'), autocomplete: 'off' });
+  const show = (keys) => {
+    mount(list, ...keys.map((k) => h('li', { 'data-passkey': k.id }, `${k.name} · ${fmtDate(k.created_at)}`)));
+    msg.textContent = keys.length ? t('passkey.active') : t('passkey.none');
+  };
+  const add = h('button', { type: 'submit' }, t('passkey.add'));
+  const form = h('form', { class: 'row', onsubmit: async (e) => {
+    e.preventDefault();
+    add.disabled = true;
+    try {
+      await enrolPasskey(name.value.trim() || t('passkey.default_name'));
+      show(await listPasskeys());
+      msg.textContent = t('passkey.added');
+    } catch (x) {
+      const cancelled = x && (x.name === 'NotAllowedError' || x.name === 'AbortError');
+      // SecurityError: this address is not the one passkeys are bound to (an IP address, say).
+      msg.textContent = cancelled ? t('passkey.cancelled') : x && x.name === 'SecurityError' ? t('passkey.unsupported') : errorText(x);
+    } finally { add.disabled = false; }
+  } }, h('label', {}, t('passkey.name'), ' ', name), add);
+  const card = h('section', { class: 'card passkey-card', 'aria-labelledby': 'passkey-h' },
+    h('h2', { id: 'passkey-h' }, t('passkey.title')), h('p', { class: 'hint' }, t('passkey.lead')), list, msg);
+  if (!passkeysSupported()) card.append(h('p', { class: 'hint' }, t('passkey.unsupported')));
+  else card.append(form);
+  listPasskeys().then(show, (x) => { msg.textContent = errorText(x); });
+  return card;
+}
+
 async function ruralHome(main) {
   const zone = s.session.clinician.time_zone;
   const from = zoneMidnight(localDate(new Date(), zone), zone).toISOString();
   const all = await get(`/consultations${query({ requesting_facility_id: s.session.clinician.facility_id, from, limit: 100 })}`);
   await list(main, t('rural.title'), s.session.clinician.facility_name, all.filter((c) => c.status !== 'cancelled' && c.status !== 'expired'), {}, 'rural.none',
     h('p', {}, h('a', { href: '/book', 'data-nav': true, class: 'button primary' }, t('rural.book'))));
+  main.append(passkeyCard());
 }
 
 async function specialistHome(main) {
@@ -73,6 +107,7 @@ async function specialistHome(main) {
   const all = await get(`/consultations${query({ clinician_id: me.id, from: from.toISOString(), to: to.toISOString(), limit: 100 })}`);
   const day = all.filter((c) => c.status !== 'cancelled' && c.status !== 'expired');
   await list(main, t('today.title'), `${me.title} ${me.full_name} · ${fmtDate(from.toISOString(), zone)}`, day, { showClinician: false }, 'today.none');
+  main.append(passkeyCard());
 }
 
 export async function homeView(main) {

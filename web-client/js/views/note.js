@@ -28,6 +28,9 @@ function noteError(x) {
     return t('note.missing', { fields: x.details.fields.map((f) => fieldName(f.field)).join(', ') });
   }
   if (x && x.code === 'note_signed') return t('note.already_signed');
+  // The browser's own refusals: the clinician cancelled, or the passkey prompt timed out.
+  if (x && (x.name === 'NotAllowedError' || x.name === 'AbortError')) return t('passkey.cancelled');
+  if (x && x.code === 'passkey_rejected') return t('passkey.rejected');
   if (x && x.code === 'consultation_not_open') return t('note.not_open');
   return errorText(x);
 }
@@ -124,6 +127,7 @@ function signedView(c, note, zone) {
     referring && content.advice ? h('section', { class: 'advice', 'aria-labelledby': 'advice-h' }, h('h3', { id: 'advice-h' }, t('note.advice_for_you')), h('p', { 'data-advice': true }, content.advice)) : null,
     failed ? h('p', { class: 'error', role: 'alert', 'data-verification': 'failed' }, t('note.unverified'))
       : contentList(content, { skipAdvice: !!(referring && content.advice) }),
+    entry && entry.signed_with === 'passkey' ? h('p', { class: 'hint', 'data-signed-with': 'passkey' }, t('passkey.signed_with')) : null,
     entry ? h('p', { class: 'hash' }, h('small', {}, `${t('note.hash')}: `, h('code', {}, entry.content_hash))) : null,
     addendaBox, form, h('p', {}, printLink(c.id)));
 }
