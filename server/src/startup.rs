@@ -223,6 +223,7 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             metrics: telemetry::metrics_handle(),
             visit_secret: Arc::new(visit_secret),
+            public_url: settings.public_url.clone(),
             notes: Arc::new(crate::notes::Signatures {
                 kek: notes_kek,
                 passkeys: crate::notes::passkeys::RelyingParty::new(

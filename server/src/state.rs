@@ -30,6 +30,8 @@ pub struct AppState {
     /// vouches for their published keys and passkeys (`notes_kek_file`, default
     /// `<data_dir>/notes-kek.key`), and the passkey relying party (`public_url`).
     pub notes: Arc<crate::notes::Signatures>,
+    /// The address users open (`public_url`), for links the server hands out whole (QR codes).
+    pub public_url: Option<String>,
     /// Cookies carry `Secure` when the server speaks TLS.
     pub secure_cookies: bool,
     pub sessions: Arc<SessionCache>,

@@ -308,6 +308,48 @@ async function main() {
     await context.close();
   });
 
+  await test('visit link: the clinic sends it with a QR code; the patient confirms their date of birth once per phone and can tap it again', async () => {
+    const clinic = await person('dieuphoi');
+    const booked = (await apiAs(clinic.page, 'GET', '/consultations?status=booked&limit=20')).body;
+    ok(Array.isArray(booked) && booked.length, `no booked consultation for the scheduler: ${JSON.stringify(booked)}`);
+    const c = booked[booked.length - 1];
+    const born = (await apiAs(clinic.page, 'GET', `/patients/${c.patient_id}`)).body.date_of_birth;
+    await clinic.page.goto(`${BASE}/consultations/${c.id}`);
+    await clinic.page.click('[data-visit-links] button:not(.danger)');
+    await clinic.page.waitForSelector('[data-visit-links] [data-qr] svg');
+    const url = await clinic.page.inputValue('[data-visit-link]');
+    ok(url.startsWith(`${BASE}/visit#`), `not a visit link: ${url}`);
+    await checkVietnamese(clinic.page, 'visit link card');
+    await shot(clinic.page, 'visit-link-1-clinic-desktop');
+
+    const context = await browser.newContext({ locale: 'vi-VN', viewport: { width: 360, height: 640 } });
+    const phone = await context.newPage();
+    phone.on('pageerror', (e) => pageErrors.push(`patient: ${e.message}`));
+    await phone.goto(url);
+    await phone.waitForSelector('input[name=date_of_birth]');
+    await checkVietnamese(phone, 'visit link date of birth');
+    await shot(phone, 'visit-link-2-date-of-birth-phone');
+    await phone.fill('input[name=date_of_birth]', '1901-01-01');
+    await phone.click('form button[type=submit]');
+    await phone.waitForFunction(() => /\d/.test(document.querySelector('form [role=alert]').textContent));
+    ok((await phone.textContent('form [role=alert]')).includes('4'), 'a wrong date does not say how many tries are left');
+    await phone.fill('input[name=date_of_birth]', born);
+    await phone.click('form button[type=submit]');
+    await phone.waitForURL(`${BASE}/`);
+    await phone.waitForSelector('main h1');
+    // Tapped again on the same phone: straight in, no question.
+    await phone.goto(url);
+    await phone.waitForURL(`${BASE}/`);
+    ok(!(await phone.$('input[name=date_of_birth]')), 'the same phone is asked again');
+    await context.close();
+
+    await clinic.page.reload();
+    await clinic.page.waitForFunction(() => document.querySelector('[data-visit-links] [data-link]'));
+    const used = await clinic.page.textContent('[data-visit-links] [data-link]');
+    ok(used.includes('2'), `the clinic does not see the link opened twice: ${used}`);
+    await clinic.context.close();
+  });
+
   await test('call: rural clinician books, specialist and patient join, admit, video both ways, chat, signed note, dropped socket resumes, referring clinician reads the advice, patient reads the note', () => callJourney());
 
   // Last: from here on the specialist signs with a passkey.

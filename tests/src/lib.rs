@@ -303,6 +303,10 @@ pub struct TestApp {
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A response, read whole.
+/// The date of birth of the patients [`TestApp::create_patient`] makes, which a visit link asks
+/// for on a device with no session of the patient's.
+pub const PATIENT_BIRTH_DATE: &str = "1988-04-02";
+
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
@@ -784,10 +788,11 @@ impl TestApp {
         .id()
     }
 
+    /// A new patient, born on [`PATIENT_BIRTH_DATE`].
     pub async fn create_patient(&self, home: Option<i64>) -> i64 {
         self.post(
             "/api/v1/patients",
-            json!({"full_name": "Lò Thị Mai", "date_of_birth": "1988-04-02", "sex": "female",
+            json!({"full_name": "Lò Thị Mai", "date_of_birth": PATIENT_BIRTH_DATE, "sex": "female",
                    "phone": "0912345678", "home_facility_id": home}),
         )
         .await

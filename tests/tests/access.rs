@@ -39,6 +39,9 @@ struct Row {
 struct World {
     cast: Cast,
     consultation: i64,
+    /// Another booked consultation of the same patient, whose links the visit-link caller does
+    /// not hold: withdrawing them ends no session of the table's callers.
+    second: i64,
     rule: i64,
     exception: i64,
     spare_account: i64,
@@ -444,6 +447,51 @@ fn rows(w: &World) -> Vec<Row> {
             Some(json!({"text": "access test"})),
             "RNRNANARNR",
         ),
+        // The note is a draft: an allowed caller meets 409 no_draft / note_not_signed.
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/note/sign/challenge",
+            format!("/api/v1/consultations/{k}/note/sign/challenge"),
+            Some(json!({"version": 99})),
+            "RNRNANRRNR",
+        ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/note/addenda/challenge",
+            format!("/api/v1/consultations/{k}/note/addenda/challenge"),
+            Some(json!({"text": "access test"})),
+            "RNRNANARNR",
+        ),
+        // Passkeys are clinicians' own: only the three clinicians get past access control.
+        row(
+            "GET",
+            "/api/v1/me/passkeys",
+            "/api/v1/me/passkeys".into(),
+            None,
+            "RRRRAAARRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/me/passkeys/registration",
+            "/api/v1/me/passkeys/registration".into(),
+            Some(json!({})),
+            "RRRRAAARRR",
+        ),
+        // A credential that is no credential: an allowed caller meets 400.
+        row(
+            "POST",
+            "/api/v1/me/passkeys",
+            "/api/v1/me/passkeys".into(),
+            Some(json!({"ceremony_id": "x", "name": "n", "credential": {}})),
+            "RRRRAAARRR",
+        ),
+        row(
+            "GET",
+            "/api/v1/consultations/{id}/visit-links",
+            format!("/api/v1/consultations/{k}/visit-links"),
+            None,
+            "RNANANARNR",
+        ),
         row(
             "GET",
             "/api/v1/consultations/{id}/summary",
@@ -482,6 +530,14 @@ fn rows(w: &World) -> Vec<Row> {
             Some(json!({"reason": "access test: patient collapsed in the waiting room"})),
             "RRRRAAARRR",
         ),
+        row(
+            "POST",
+            "/api/v1/consultations/{id}/visit-links/revoke",
+            format!("/api/v1/consultations/{}/visit-links/revoke", w.second),
+            Some(json!({})),
+            // After break-glass: the other specialist sees the consultation but may not manage it.
+            "RNANARARNN",
+        ),
         // Last: it ends the caller's session.
         row(
             "POST",
@@ -506,6 +562,11 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
     let slots = app.free_slots(cast.specialist, day, day).await;
     let consultation = app
         .post("/api/v1/consultations", cast.booking(slots[0]))
+        .await
+        .expect(201)
+        .id();
+    let second = app
+        .post("/api/v1/consultations", cast.booking(slots[2]))
         .await
         .expect(201)
         .id();
@@ -586,7 +647,7 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
         .anonymous()
         .post(
             "/api/v1/auth/visit",
-            json!({"token": link.body["token"].as_str().expect("token")}),
+            json!({"token": link.body["token"].as_str().expect("token"), "date_of_birth": telehealth_tests::PATIENT_BIRTH_DATE}),
         )
         .await
         .expect(200);
@@ -597,6 +658,7 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
         World {
             cast,
             consultation,
+            second,
             rule,
             exception,
             spare_account,

@@ -534,7 +534,7 @@ async fn build(app: &TestApp, rng: &mut Rng, round: u64) -> (World, Model, Vec<C
             .anonymous()
             .post(
                 "/api/v1/auth/visit",
-                json!({"token": link.body["token"].as_str().expect("token")}),
+                json!({"token": link.body["token"].as_str().expect("token"), "date_of_birth": telehealth_tests::PATIENT_BIRTH_DATE}),
             )
             .await
             .expect(200);

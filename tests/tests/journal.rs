@@ -962,7 +962,17 @@ both_engines!(
             &app.anonymous(),
             "/api/v1/auth/visit",
             "/api/v1/auth/visit",
-            json!({"token": token}),
+            json!({"token": token, "date_of_birth": telehealth_tests::PATIENT_BIRTH_DATE}),
+            200,
+        )
+        .await;
+        w.keyed(
+            &app,
+            "POST",
+            "/api/v1/consultations/{id}/visit-links/revoke",
+            &on(noted, "visit-links/revoke"),
+            json!({}),
+            Some(json!({"x": 1})),
             200,
         )
         .await;
@@ -1155,7 +1165,7 @@ both_engines!(
                 &anonymous,
                 "POST",
                 "/api/v1/auth/visit".into(),
-                json!({"token": token}),
+                json!({"token": token, "date_of_birth": telehealth_tests::PATIENT_BIRTH_DATE}),
             ),
             (
                 &anonymous,

@@ -983,7 +983,7 @@ both_engines!(each_role_sees_what_it_should, |app: TestApp| async move {
         .anonymous()
         .post(
             "/api/v1/auth/visit",
-            json!({"token": link.body["token"].as_str().expect("token")}),
+            json!({"token": link.body["token"].as_str().expect("token"), "date_of_birth": telehealth_tests::PATIENT_BIRTH_DATE}),
         )
         .await
         .expect(200);

@@ -24,8 +24,10 @@ export async function signIn(username, password) {
   return load();
 }
 
-export async function signInWithVisitLink(token) {
-  const s = await post('/auth/visit', { token });
+/** Opens the visit of link `token`; a device with no session of the patient's sends their date
+ * of birth too (`YYYY-MM-DD`), else the server answers `date_of_birth_required`. */
+export async function signInWithVisitLink(token, dateOfBirth) {
+  const s = await post('/auth/visit', dateOfBirth ? { token, date_of_birth: dateOfBirth } : { token });
   sessionStorage.setItem(NAME_KEY, s.account.display_name);
   return load();
 }

@@ -69,6 +69,8 @@ pub async fn start(ctx: Ctx) -> ApiResult {
 /// registration it answers, and stored.
 pub async fn finish(ctx: Ctx) -> ApiResult {
     audit_passkey(&ctx);
+    let p = ctx.user()?;
+    let me = clinician(p)?;
     let body: FinishBody = ctx.json()?;
     let name = BoundedText::parse(&body.name, MAX_NAME, false)
         .map_err(|e| ApiError::invalid_field("name", e))?;
@@ -78,8 +80,6 @@ pub async fn finish(ctx: Ctx) -> ApiResult {
             "is not a ceremony id",
         ));
     }
-    let p = ctx.user()?;
-    let me = clinician(p)?;
     let enrolled = passkeys::finish_registration(
         &ctx.state.db,
         &ctx.state.notes.passkeys,

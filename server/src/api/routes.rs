@@ -140,6 +140,8 @@ pub fn route_table() -> Vec<Route> {
         route!(write POST "/api/v1/consultations/{id}/complete" => consultations::complete),
         route!(write POST "/api/v1/consultations/{id}/no-show" => consultations::no_show),
         route!(write POST "/api/v1/consultations/{id}/visit-link" => visit_links::issue),
+        route!(GET "/api/v1/consultations/{id}/visit-links" => visit_links::list),
+        route!(write POST "/api/v1/consultations/{id}/visit-links/revoke" => visit_links::revoke),
         route!(POST "/api/v1/consultations/{id}/join-token" => calls::join_token),
         route!(GET "/api/v1/consultations/{id}/note" => notes::get),
         route!(write PUT "/api/v1/consultations/{id}/note" => notes::save_draft),

@@ -39,6 +39,7 @@ error_codes! {
     ChangeStale => "change_stale",
     ConsultationNotOpen => "consultation_not_open",
     CrossSiteRequest => "cross_site_request",
+    DateOfBirthRequired => "date_of_birth_required",
     DuplicateCode => "duplicate_code",
     DuplicateDepartment => "duplicate_department",
     DuplicateNationalId => "duplicate_national_id",
@@ -89,6 +90,8 @@ error_codes! {
     UnsupportedMediaType => "unsupported_media_type",
     ValidationFailed => "validation_failed",
     VersionConflict => "version_conflict",
+    VisitLinkLocked => "visit_link_locked",
+    WrongDateOfBirth => "wrong_date_of_birth",
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -44,7 +44,7 @@ export async function consultationView(main, { id }) {
   else if (myId && (c.clinician_id === myId || c.referring_clinician_id === myId)) main.append(notePanel(c, zone));
 
   if (!s.isPatient() && live) main.append(manage(c, zone));
-  if (!s.isPatient() && (c.status === 'booked')) main.append(visitLink(c));
+  if (!s.isPatient() && (c.status === 'booked' || c.status === 'in_progress')) main.append(visitLink(c, zone));
   main.append(h('section', { class: 'card' }, h('h2', {}, t('consultation.history')),
     h('ol', { class: 'history' }, c.events.map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), eventDetail(e))))));
 }
@@ -91,17 +91,49 @@ function manage(c, zone) {
   return box;
 }
 
-function visitLink(c) {
-  const out = h('p', { class: 'linkout' });
-  return h('section', { class: 'card' }, h('h2', {}, t('link.title')), h('p', { class: 'hint' }, t('link.hint')),
-    h('button', {
+/** The visit links of `c`: send one (with its expiry, a copy button and a QR code), see how
+ * the ones sent were used (a locked one is flagged), withdraw them. */
+function visitLink(c, zone) {
+  const out = h('div', { class: 'linkout' });
+  const sent = h('ul', { class: 'links-sent' });
+  const msg = h('p', { role: 'status', 'aria-live': 'polite' });
+  const refresh = async () => {
+    let links = [];
+    try { links = await get(`/consultations/${c.id}/visit-links`); } catch (x) { mount(sent, h('li', {}, errorText(x))); return; }
+    mount(sent, ...links.map((l) => h('li', { 'data-link': l.id, 'data-state': l.revoked_at ? 'revoked' : l.locked_at ? 'locked' : 'live' },
+      t('link.sent', { when: fmtDateTime(l.issued_at, zone) }), ' · ',
+      l.revoked_at ? t('link.revoked') : l.locked_at ? h('strong', { class: 'error' }, t('link.locked')) : t('link.uses', { n: l.uses }))));
+    revoke.hidden = !links.some((l) => !l.revoked_at && new Date(l.expires_at) > new Date());
+  };
+  const show = (l) => {
+    const url = `${location.origin}${l.path}`;
+    const input = h('input', { readonly: true, value: url, 'aria-label': t('link.title'), 'data-visit-link': true, onfocus: (e) => e.target.select() });
+    const copy = h('button', { type: 'button', onclick: async () => {
+      try { await navigator.clipboard.writeText(url); msg.textContent = t('link.copied'); } catch { input.select(); msg.textContent = t('link.copy_by_hand'); }
+    } }, t('link.copy'));
+    const qr = h('figure', { class: 'qr', 'data-qr': true });
+    // The server's SVG drawing of the link (no script, no style): parsed as SVG, not HTML.
+    const svg = new DOMParser().parseFromString(l.qr_svg, 'image/svg+xml').documentElement;
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', t('link.qr'));
+    qr.append(document.importNode(svg, true), h('figcaption', {}, t('link.qr')));
+    mount(out, h('p', {}, t('link.expires', { when: fmtDateTime(l.expires_at, zone) })), h('div', { class: 'row' }, input, copy), qr);
+  };
+  const revoke = h('button', { type: 'button', class: 'danger', hidden: true, onclick: async () => {
+    if (!confirm(t('link.revoke_confirm'))) return;
+    try { await post(`/consultations/${c.id}/visit-links/revoke`); mount(out); msg.textContent = t('link.revoked_all'); } catch (x) { msg.textContent = errorText(x); }
+    refresh();
+  } }, t('link.revoke'));
+  refresh();
+  return h('section', { class: 'card', 'data-visit-links': true }, h('h2', {}, t('link.title')), h('p', { class: 'hint' }, t('link.hint')),
+    h('div', { class: 'row' }, h('button', {
       type: 'button',
       onclick: async () => {
         try {
-          const l = await post(`/consultations/${c.id}/visit-link`);
-          const url = `${location.origin}${l.path}`;
-          mount(out, h('input', { readonly: true, value: url, 'aria-label': t('link.title'), 'data-visit-link': true, onfocus: (e) => e.target.select() }));
+          show(await post(`/consultations/${c.id}/visit-link`));
+          msg.textContent = '';
+          refresh();
         } catch (x) { mount(out, errorBox(x)); }
       },
-    }, t('link.issue')), out);
+    }, t('link.issue')), revoke), out, msg, sent);
 }

@@ -53,13 +53,47 @@ export async function visitView(main) {
   const status = h('p', { role: 'status' }, t('visit.opening'));
   mount(main, h('section', { class: 'card narrow' }, h('h1', {}, t('visit.title')), status));
   if (!token) { status.textContent = t('visit.no_token'); return; }
-  try {
-    await s.signInWithVisitLink(token);
+  const card = main.querySelector('section');
+  const open = async (dateOfBirth) => {
+    await s.signInWithVisitLink(token, dateOfBirth);
     drawBar();
     navigate('/', true);
-  } catch (x) {
+  };
+  const refused = (x) => {
     status.className = 'error';
-    status.textContent = x.status === 401 ? t('visit.invalid') : errorText(x);
-    main.querySelector('section').append(h('a', { href: '/signin', 'data-nav': true }, t('visit.signin_instead')));
+    status.textContent = visitRefusal(x);
+    card.append(h('a', { href: '/signin', 'data-nav': true }, t('visit.signin_instead')));
+  };
+  try {
+    await open();
+  } catch (x) {
+    // A device the patient has not used for this visit yet: they confirm who they are first.
+    if (x.code === 'date_of_birth_required') askBirthDate(card, status, open, refused);
+    else refused(x);
   }
+}
+
+function visitRefusal(x) {
+  if (x.code === 'visit_link_locked') return t('visit.locked');
+  return x.status === 401 ? t('visit.invalid') : errorText(x);
+}
+
+function askBirthDate(card, status, open, refused) {
+  status.textContent = t('visit.dob_prompt');
+  const input = h('input', { type: 'date', name: 'date_of_birth', required: true, max: new Date().toISOString().slice(0, 10) });
+  const err = h('p', { class: 'error', role: 'alert' });
+  const go = h('button', { type: 'submit', class: 'primary' }, t('visit.dob_continue'));
+  const form = h('form', { onsubmit: async (e) => {
+    e.preventDefault();
+    err.textContent = '';
+    go.disabled = true;
+    try {
+      await open(input.value);
+    } catch (x) {
+      if (x.code === 'wrong_date_of_birth') err.textContent = t('visit.dob_wrong', { n: x.details ? x.details.tries_left : 0 });
+      else { form.remove(); refused(x); }
+    } finally { go.disabled = false; }
+  } }, field(t('visit.dob_label'), input), err, go);
+  card.append(form);
+  input.focus();
 }

@@ -397,6 +397,91 @@ pub async fn issue_visit_link(
     })
 }
 
+/// Wrong dates of birth a visit link takes before it locks (the clinic then sends a new one).
+pub const BIRTH_DATE_TRIES: i32 = 5;
+
+/// What a date of birth entered with a visit link on a new device came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BirthDate {
+    Matches,
+    /// Wrong; this many tries are left before the link locks.
+    Wrong {
+        tries_left: i32,
+    },
+    /// Wrong, and the link is locked now (or was already).
+    Locked,
+}
+
+/// Link `claims.link_id` as stored, if it is this consultation's and patient's.
+pub async fn visit_link(
+    db: &Db,
+    claims: &VisitClaims,
+) -> Result<Option<store::VisitLinkRow>, sqlx::Error> {
+    let mut c = db.acquire().await?;
+    store::visit_link(
+        c.conn(),
+        claims.link_id,
+        claims.consultation_id,
+        claims.patient_id,
+    )
+    .await
+}
+
+/// Checks `entered` against the patient's date of birth; a wrong one counts against the link,
+/// which locks at [`BIRTH_DATE_TRIES`].
+pub async fn check_birth_date(
+    db: &Db,
+    claims: &VisitClaims,
+    entered: chrono::NaiveDate,
+) -> Result<BirthDate, sqlx::Error> {
+    let mut c = db.acquire().await?;
+    let born = store::patient_birth_date(c.conn(), claims.patient_id).await?;
+    if born == Some(entered) {
+        return Ok(BirthDate::Matches);
+    }
+    let counted =
+        store::wrong_birth_date(c.conn(), claims.link_id, BIRTH_DATE_TRIES, time::now()).await?;
+    Ok(match counted {
+        Some((n, false)) => BirthDate::Wrong {
+            tries_left: BIRTH_DATE_TRIES - n,
+        },
+        _ => BirthDate::Locked,
+    })
+}
+
+/// A consultation's visit links, newest first.
+pub async fn visit_links_of(
+    db: &Db,
+    consultation: ConsultationId,
+) -> Result<Vec<store::VisitLinkRow>, sqlx::Error> {
+    let mut c = db.acquire().await?;
+    store::visit_links_of(c.conn(), consultation).await
+}
+
+/// Withdraws every live visit link of `consultation` and ends the sessions they opened, with the
+/// request's journal; returns how many links.
+pub async fn revoke_visit_links(
+    db: &Db,
+    consultation: ConsultationId,
+    patient: PatientId,
+    journal: &Journal,
+) -> Result<u64, sqlx::Error> {
+    let now = time::now();
+    let mut tx = db.begin().await?;
+    let links = store::revoke_visit_links(tx.conn(), consultation, now).await?;
+    store::revoke_visit_sessions(tx.conn(), consultation, now).await?;
+    let answer = serde_json::json!({ "revoked_links": links });
+    journal
+        .write(
+            tx.conn(),
+            About::record(consultation).patient(patient),
+            &answer,
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(links)
+}
+
 pub async fn account_of_patient(
     db: &Db,
     patient: PatientId,

@@ -342,8 +342,9 @@ pub async fn insert_visit_link(
     .await)
 }
 
-/// Marks link `id` used, when it is unused, unexpired at `now`, and for this consultation and
-/// patient; false otherwise.
+/// Records a use of link `id`, when it is unexpired at `now`, neither withdrawn nor locked, and
+/// for this consultation and patient; false otherwise. A link opens the visit as often as the
+/// patient needs until it expires (each new device confirming their date of birth first).
 pub async fn use_visit_link(
     conn: Conn<'_>,
     id: i64,
@@ -352,8 +353,9 @@ pub async fn use_visit_link(
     now: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
     let n = on_conn!(conn, c => sqlx::query(
-        "UPDATE visit_links SET used_at = $1
-         WHERE id = $2 AND consultation_id = $3 AND patient_id = $4 AND used_at IS NULL AND expires_at > $1",
+        "UPDATE visit_links SET used_at = COALESCE(used_at, $1), last_used_at = $1, uses = uses + 1
+         WHERE id = $2 AND consultation_id = $3 AND patient_id = $4 AND expires_at > $1
+           AND revoked_at IS NULL AND locked_at IS NULL",
     )
     .bind(now)
     .bind(id)
@@ -363,4 +365,130 @@ pub async fn use_visit_link(
     .await
     .map(|r| r.rows_affected()))?;
     Ok(n == 1)
+}
+
+/// A visit link as the clinic sees it (never its token, which is not stored).
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct VisitLinkRow {
+    pub id: i64,
+    pub issued_by: AccountId,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// How many times it opened the visit, first and last.
+    pub uses: i32,
+    pub used_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Wrong dates of birth entered with it.
+    pub failed_attempts: i32,
+    pub locked_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+macro_rules! visit_link_columns {
+    () => {
+        "id, issued_by, issued_at, expires_at, uses, used_at, last_used_at, failed_attempts, \
+         locked_at, revoked_at"
+    };
+}
+
+/// Link `id` of this consultation and patient.
+pub async fn visit_link(
+    conn: Conn<'_>,
+    id: i64,
+    consultation: ConsultationId,
+    patient: PatientId,
+) -> Result<Option<VisitLinkRow>, sqlx::Error> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        visit_link_columns!(),
+        " FROM visit_links WHERE id = $1 AND consultation_id = $2 AND patient_id = $3"
+    );
+    on_conn!(conn, c => sqlx::query_as(SQL)
+        .bind(id)
+        .bind(consultation)
+        .bind(patient)
+        .fetch_optional(&mut *c)
+        .await)
+}
+
+/// The links of a consultation, newest first.
+pub async fn visit_links_of(
+    conn: Conn<'_>,
+    consultation: ConsultationId,
+) -> Result<Vec<VisitLinkRow>, sqlx::Error> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        visit_link_columns!(),
+        " FROM visit_links WHERE consultation_id = $1 ORDER BY id DESC LIMIT 50"
+    );
+    on_conn!(conn, c => sqlx::query_as(SQL)
+        .bind(consultation)
+        .fetch_all(&mut *c)
+        .await)
+}
+
+/// Counts a wrong date of birth against link `id` and locks it at `max` of them; returns the
+/// count and whether it is locked now (None when the link is locked or gone already).
+pub async fn wrong_birth_date(
+    conn: Conn<'_>,
+    id: i64,
+    max: i32,
+    now: DateTime<Utc>,
+) -> Result<Option<(i32, bool)>, sqlx::Error> {
+    let row: Option<(i32, Option<DateTime<Utc>>)> = on_conn!(conn, c => sqlx::query_as(
+        "UPDATE visit_links SET failed_attempts = failed_attempts + 1,
+                locked_at = CASE WHEN failed_attempts + 1 >= $2 THEN $3 ELSE locked_at END
+         WHERE id = $1 AND locked_at IS NULL
+         RETURNING failed_attempts, locked_at",
+    )
+    .bind(id)
+    .bind(max)
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await)?;
+    Ok(row.map(|(n, locked)| (n, locked.is_some())))
+}
+
+/// Withdraws every live link of a consultation; returns how many.
+pub async fn revoke_visit_links(
+    conn: Conn<'_>,
+    consultation: ConsultationId,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE visit_links SET revoked_at = $2
+         WHERE consultation_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(consultation)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// Ends the visit-link sessions of a consultation (the patient's sessions limited to it).
+pub async fn revoke_visit_sessions(
+    conn: Conn<'_>,
+    consultation: ConsultationId,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE sessions SET revoked_at = $2 WHERE consultation_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(consultation)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// The patient's date of birth, which a new device confirms before a visit link opens on it.
+pub async fn patient_birth_date(
+    conn: Conn<'_>,
+    patient: PatientId,
+) -> Result<Option<chrono::NaiveDate>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_scalar("SELECT date_of_birth FROM patients WHERE id = $1")
+        .bind(patient)
+        .fetch_optional(&mut *c)
+        .await)
 }
