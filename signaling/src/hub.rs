@@ -99,6 +99,27 @@ pub enum CloseReason {
     Cancelled,
     /// Moved to a time whose join window does not contain now.
     Rescheduled,
+    Completed,
+    NoShow,
+}
+
+/// Who is in one room right now, for the clinician's day list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RoomPresence {
+    pub call_started: Option<DateTime<Utc>>,
+    pub members: Vec<PresentMember>,
+}
+
+/// One member of a room: admitted (in the call) or waiting, and since when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PresentMember {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+    pub admitted: bool,
+    pub state: Presence,
+    /// When they entered the room (its waiting room, for those not admitted).
+    pub since: DateTime<Utc>,
 }
 
 /// A snapshot of this node's load.
@@ -253,6 +274,8 @@ struct Member {
     /// Changes whenever the socket is attached or detached, so a grace timer started for an
     /// earlier drop does nothing.
     epoch: u64,
+    /// When they entered the room.
+    since: DateTime<Utc>,
 }
 
 impl Member {
@@ -431,7 +454,9 @@ impl Hub {
         let mut effects = Effects::default();
         {
             let mut rooms = self.lock_rooms();
-            if reason == CloseReason::Cancelled {
+            // A closed consultation's tokens are refused on this node at once (a join whose
+            // check ran just before the change committed); a moved one's may join again.
+            if reason != CloseReason::Rescheduled {
                 let now = Utc::now();
                 let mut closed = self.lock_closed();
                 if closed.len() >= CLOSED_PRUNE_AT {
@@ -446,6 +471,8 @@ impl Hub {
             let reason = match reason {
                 CloseReason::Cancelled => RoomClosedReason::Cancelled,
                 CloseReason::Rescheduled => RoomClosedReason::Rescheduled,
+                CloseReason::Completed => RoomClosedReason::Completed,
+                CloseReason::NoShow => RoomClosedReason::NoShow,
             };
             room.broadcast(&ServerMessage::RoomClosed { reason }, |_| true);
             for member in &room.members {
@@ -462,6 +489,43 @@ impl Hub {
             }
         }
         self.apply(effects);
+    }
+
+    /// Who is in `consultation`'s room on this node, or `None` when it has no room here.
+    pub fn presence(&self, consultation: i64) -> Option<RoomPresence> {
+        let rooms = self.lock_rooms();
+        let room = rooms.get(&consultation)?;
+        Some(RoomPresence {
+            call_started: room.call_started,
+            members: room
+                .members
+                .iter()
+                .map(|m| PresentMember {
+                    id: m.id.clone(),
+                    name: m.name.clone(),
+                    role: m.role,
+                    admitted: m.admitted,
+                    state: m.info().state,
+                    since: m.since,
+                })
+                .collect(),
+        })
+    }
+
+    /// Tells those waiting in `consultation`'s room that its clinician runs `minutes` late (0: on
+    /// time again). Returns how many were told.
+    pub fn announce_running_late(&self, consultation: i64, minutes: u32) -> usize {
+        let rooms = self.lock_rooms();
+        let Some(room) = rooms.get(&consultation) else {
+            return 0;
+        };
+        let told = room
+            .members
+            .iter()
+            .filter(|m| !m.admitted && m.conn.is_some())
+            .count();
+        room.broadcast(&ServerMessage::RunningLate { minutes }, |m| !m.admitted);
+        told
     }
 
     /// The platform changed who may join `consultation` (it was moved to another clinician):
@@ -761,6 +825,7 @@ impl Hub {
                     session: new_session(),
                     media: MediaState::default(),
                     epoch: 0,
+                    since: now,
                 });
                 self.participants.fetch_add(1, Ordering::Relaxed);
                 let index = room.members.len() - 1;

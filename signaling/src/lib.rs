@@ -14,7 +14,9 @@ pub mod token;
 pub mod ws;
 
 pub use admission::{Admission, RoomAccess, RoomState, Unavailable};
-pub use hub::{CallObserver, CloseReason, Hub, HubConfig, HubStats, RoomEvent};
+pub use hub::{
+    CallObserver, CloseReason, Hub, HubConfig, HubStats, PresentMember, RoomEvent, RoomPresence,
+};
 
 /// Version of the signaling protocol that the server speaks.
 pub const PROTOCOL_VERSION: u32 = protocol::VERSION;

@@ -202,6 +202,11 @@ pub enum RoomClosedReason {
     Cancelled,
     /// Moved to a time whose join window does not contain now.
     Rescheduled,
+    /// A clinician completed the visit.
+    Completed,
+    /// A clinician recorded that the patient did not come.
+    #[serde(rename = "no_show")]
+    NoShow,
 }
 
 /// Why the platform took a participant's access away (`access-revoked`).
@@ -295,6 +300,10 @@ pub enum ServerMessage {
     },
     RoomClosed {
         reason: RoomClosedReason,
+    },
+    /// To those waiting: the clinician runs this many minutes late (0: on time again).
+    RunningLate {
+        minutes: u32,
     },
     Pong {
         nonce: u64,
@@ -496,7 +505,7 @@ mod tests {
             server_types.insert(type_of(&line));
         }
         assert_eq!(client_types.len(), 13, "{client_types:?}");
-        assert_eq!(server_types.len(), 21, "{server_types:?}");
+        assert_eq!(server_types.len(), 22, "{server_types:?}");
     }
 
     /// Arbitrary bytes and mutations of valid frames never panic: every outcome is a message or

@@ -525,15 +525,31 @@ async function callJourney() {
     await p.waitForURL(`${BASE}/call/${id}`);
     await p.waitForFunction(() => { const v = document.querySelector('video.preview'); return v && v.videoWidth > 0; });
   };
-  await joinFromHome(doc.page);
-  await checkVietnamese(doc.page, 'device check (specialist)');
-  await doc.page.click('.device button.primary');
-  await doc.page.waitForSelector('.call:not([hidden])');
+  // The patient is there first and waits; the specialist's day list shows them waiting.
   await joinFromHome(pat.page);
   await pat.page.click('.device button.primary');
   await pat.page.waitForSelector('.waiting-room:not([hidden])');
   await checkVietnamese(pat.page, 'waiting room');
   await shot(pat.page, 'call-journey-2-patient-waiting-room-phone');
+  const patientName = (await apiAs(doc.page, 'GET', `/patients/${patientId}`)).body.full_name;
+  await doc.page.goto(`${BASE}/`);
+  await doc.page.waitForSelector(`li[data-consultation="${id}"][data-room-state=waiting]`, { timeout: 25000 });
+  ok((await doc.page.textContent(`[data-room="${id}"]`)).includes(patientName), 'the day list does not name the patient waiting');
+  await checkVietnamese(doc.page, 'day list with a patient waiting');
+  await shot(doc.page, 'call-journey-2-specialist-day-list-waiting-desktop');
+  // Running late: the waiting patient reads by how much, and when to expect the specialist.
+  await doc.page.selectOption('select[name=late_minutes]', '15');
+  await doc.page.click('.late-card button[type=submit]');
+  await doc.page.waitForSelector('.late-card [role=status]:not(:empty)');
+  await pat.page.waitForSelector('.waiting-room .late:not([hidden])');
+  ok((await pat.page.textContent('.waiting-room .late')).includes('15 phút'), 'the waiting room does not say the specialist runs 15 minutes late');
+  ok((await apiAs(pat.page, 'GET', `/consultations/${id}`)).body.running_late_minutes === 15, 'the delay is not on the consultation');
+  await checkVietnamese(pat.page, 'waiting room, specialist running late');
+  await shot(pat.page, 'call-journey-2-patient-running-late-phone');
+  await joinFromHome(doc.page);
+  await checkVietnamese(doc.page, 'device check (specialist)');
+  await doc.page.click('.device button.primary');
+  await doc.page.waitForSelector('.call:not([hidden])');
   await doc.page.waitForSelector('[data-admit]');
   await checkVietnamese(doc.page, 'admit list');
   await shot(doc.page, 'call-journey-2-specialist-admit-desktop');
@@ -624,7 +640,9 @@ async function callJourney() {
   await checkVietnamese(rural.page, 'advice (referring clinician)');
   await shot(rural.page, 'call-journey-5-referring-advice-desktop');
 
-  // The patient leaves the call and reads the signed note in plain words, and can print it.
+  // The patient leaves the call (after saying yes) and reads the signed note in plain words,
+  // and can print it.
+  pat.page.once('dialog', (d) => { ok(d.type() === 'confirm', 'leaving asks with a confirm'); d.accept(); });
   await pat.page.click('.controls button.danger');
   await pat.page.waitForURL(new RegExp(`/consultations/${id}$`));
   await pat.page.waitForSelector('dd[data-section=plan]');
@@ -637,14 +655,34 @@ async function callJourney() {
   const printable = await pat.page.request.get(`${BASE}${href}`);
   ok(printable.status() === 200 && (await printable.text()).includes('tái khám sau 2 tuần'), `the printable summary is not there (${printable.status()})`);
   ok((printable.headers()['content-security-policy'] || '').startsWith("default-src 'none'"), 'the printable summary has no strict CSP');
+  // The specialist leaves too (said no first: still in the call), and is offered to complete
+  // the visit; they do.
+  doc.page.once('dialog', (d) => d.dismiss());
   await doc.page.click('.controls button.danger');
-  await doc.page.waitForURL(new RegExp(`/consultations/${id}$`));
+  ok(await doc.page.locator('.call').isVisible(), 'saying no to "leave the call?" left the call');
+  doc.page.once('dialog', (d) => d.accept());
+  await doc.page.click('.controls button.danger');
+  await doc.page.waitForSelector(`[data-life-cycle] [data-complete="${id}"]`);
+  await checkVietnamese(doc.page, 'left the call: complete the visit?');
+  await shot(doc.page, 'call-journey-7-specialist-left-complete-desktop');
   // The last one out ends the call: recorded, and shown in words.
   await expectEventually(async () => (await apiAs(doc.page, 'GET', `/consultations/${id}`)).body.events.some((e) => e.action === 'call_ended'), 'the end of the call is not recorded');
-  await doc.page.reload();
+  doc.page.once('dialog', (d) => d.accept());
+  await doc.page.click(`[data-complete="${id}"]`);
+  await doc.page.waitForURL(new RegExp(`/consultations/${id}$`));
+  await doc.page.waitForSelector('.badge.st-completed');
+  ok((await apiAs(doc.page, 'GET', `/consultations/${id}`)).body.status === 'completed', 'the visit is not completed');
+  ok(!(await doc.page.$('#manage-h')), 'a completed visit still offers to cancel or move it');
   await doc.page.waitForFunction(() => [...document.querySelectorAll('.history li')].some((li) => li.textContent.includes('Kết thúc cuộc gọi')));
   await checkVietnamese(doc.page, 'consultation after the call (specialist)');
   await shot(doc.page, 'call-journey-7-specialist-after-call-desktop');
+  // The patient's home keeps the visit under past visits, with the way to its summary.
+  await pat.page.goto(`${BASE}/`);
+  await pat.page.waitForSelector(`[data-past] li[data-consultation="${id}"]`);
+  await checkVietnamese(pat.page, 'patient home with a past visit');
+  await shot(pat.page, 'call-journey-8-patient-past-visits-phone');
+  await pat.page.click(`[data-past] li[data-consultation="${id}"] .actions a`);
+  await pat.page.waitForSelector('dd[data-section=plan]');
   await rural.context.close();
   await doc.context.close();
   await pat.context.close();

@@ -396,6 +396,21 @@ fn rows(w: &World) -> Vec<Row> {
         ),
         row(
             "POST",
+            "/api/v1/consultations/{id}/running-late",
+            format!("/api/v1/consultations/{k}/running-late"),
+            // Not a step of five minutes: an allowed caller meets 422 and nothing changes.
+            Some(json!({"minutes": 7})),
+            "RNANANARNR",
+        ),
+        row(
+            "GET",
+            "/api/v1/rooms",
+            format!("/api/v1/rooms?consultation_ids={k}"),
+            None,
+            "RNANANARNR",
+        ),
+        row(
+            "POST",
             "/api/v1/consultations/{id}/visit-link",
             format!("/api/v1/consultations/{k}/visit-link"),
             Some(json!({})),

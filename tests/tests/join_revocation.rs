@@ -6,14 +6,10 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as Span, Utc};
-use futures::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use telehealth::storage::Db;
+use telehealth_tests::ws::{answer, closed, join, send, token, try_join, until};
 use telehealth_tests::{Cast, TestApp, both_engines, eventually};
-use tokio_tungstenite::tungstenite::Message;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// The specialist, the rural clinician, the patient and a scheduler of the hub, signed in.
 struct People {
@@ -37,104 +33,6 @@ async fn people(app: &TestApp, cast: &Cast) -> People {
         scheduler: app
             .as_new_user("dieuphoi", &[("scheduler", Some(cast.hub))], None, None)
             .await,
-    }
-}
-
-async fn token(who: &TestApp, consultation: i64, body: Value) -> String {
-    let r = who
-        .post(
-            &format!("/api/v1/consultations/{consultation}/join-token"),
-            body,
-        )
-        .await
-        .expect(201);
-    r.body["token"].as_str().expect("token").to_string()
-}
-
-async fn join(app: &TestApp, token: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/signaling", app.addr()))
-        .await
-        .expect("WebSocket upgrade at /signaling");
-    send(&mut ws, json!({"v": 1, "type": "join", "token": token})).await;
-    ws
-}
-
-async fn send(ws: &mut Ws, message: Value) {
-    ws.send(Message::text(message.to_string()))
-        .await
-        .expect("send");
-}
-
-/// What a socket reads: a message, or its close code.
-#[derive(Debug)]
-enum Read {
-    Message(Value),
-    Closed(Option<u16>),
-}
-
-async fn read(ws: &mut Ws) -> Read {
-    let next = async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    return Read::Message(serde_json::from_str(&text).expect("server sends JSON"));
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    return Read::Closed(frame.map(|f| u16::from(f.code)));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Read::Closed(None),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), next)
-        .await
-        .expect("the server answered within 10 s")
-}
-
-/// The next message of `kind`, skipping others.
-async fn until(ws: &mut Ws, kind: &str) -> Value {
-    loop {
-        match read(ws).await {
-            Read::Message(v) if v["type"] == kind => return v,
-            Read::Message(_) => {}
-            Read::Closed(code) => panic!("closed ({code:?}) while waiting for {kind}"),
-        }
-    }
-}
-
-/// The first answer to a join: `joined`, `waiting`, or the `error` code of a refusal (then the
-/// socket must close with `close`).
-async fn answer(ws: &mut Ws) -> String {
-    match read(ws).await {
-        Read::Message(v) if v["type"] == "error" => {
-            let code = v["code"].as_str().expect("code").to_string();
-            match read(ws).await {
-                Read::Closed(Some(1008)) | Read::Closed(Some(1013)) => code,
-                other => panic!("a refused join closes the socket: {other:?}"),
-            }
-        }
-        Read::Message(v) => v["type"].as_str().expect("type").to_string(),
-        Read::Closed(code) => panic!("closed ({code:?}) instead of answering the join"),
-    }
-}
-
-/// Joins with `token` and returns the first answer, for joins expected to be refused.
-async fn try_join(app: &TestApp, token: &str) -> String {
-    answer(&mut join(app, token).await).await
-}
-
-/// Expects the socket to be closed with `code`, returning the messages before.
-async fn closed(ws: &mut Ws, code: u16) -> Vec<Value> {
-    let mut before = Vec::new();
-    loop {
-        match read(ws).await {
-            Read::Message(v) => before.push(v),
-            Read::Closed(got) => {
-                assert_eq!(got, Some(code), "read before the close: {before:?}");
-                return before;
-            }
-        }
     }
 }
 

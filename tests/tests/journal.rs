@@ -680,6 +680,16 @@ both_engines!(
         w.keyed(
             &app,
             "POST",
+            "/api/v1/consultations/{id}/running-late",
+            &on(missed, "running-late"),
+            json!({"minutes": 15}),
+            Some(json!({"minutes": 20})),
+            200,
+        )
+        .await;
+        w.keyed(
+            &app,
+            "POST",
             "/api/v1/consultations/{id}/no-show",
             &on(missed, "no-show"),
             json!({}),

@@ -198,3 +198,106 @@ fn open_now(
     }
     Ok((opens, closes))
 }
+
+/// Most consultations one presence request may ask about (a specialist's day, with room).
+pub const MAX_ROOMS_PER_REQUEST: usize = 50;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomsQuery {
+    /// Comma-separated consultation ids.
+    consultation_ids: String,
+}
+
+#[derive(Serialize)]
+struct RoomPerson {
+    name: String,
+    role: CallRole,
+    /// `connected`, or `reconnecting` within the grace period.
+    state: telehealth_signaling::protocol::Presence,
+    since: DateTime<Utc>,
+}
+
+#[derive(Serialize)]
+struct RoomState {
+    consultation_id: ConsultationId,
+    call_started_at: Option<DateTime<Utc>>,
+    in_call: Vec<RoomPerson>,
+    waiting: Vec<RoomPerson>,
+}
+
+/// Parses `1,2,3` into at most [`MAX_ROOMS_PER_REQUEST`] distinct consultation ids.
+fn consultation_ids(list: &str) -> Result<Vec<ConsultationId>, ApiError> {
+    let mut ids = Vec::new();
+    for part in list.split(',') {
+        let id: i64 = part.trim().parse().map_err(|_| {
+            ApiError::invalid_field(
+                "consultation_ids",
+                "must be consultation ids separated by commas",
+            )
+        })?;
+        if id <= 0 {
+            return Err(ApiError::invalid_field(
+                "consultation_ids",
+                "ids are positive",
+            ));
+        }
+        if !ids.contains(&ConsultationId(id)) {
+            ids.push(ConsultationId(id));
+        }
+    }
+    if ids.len() > MAX_ROOMS_PER_REQUEST {
+        return Err(ApiError::invalid_field(
+            "consultation_ids",
+            format!("at most {MAX_ROOMS_PER_REQUEST} consultations at a time"),
+        ));
+    }
+    Ok(ids)
+}
+
+/// GET /api/v1/rooms?consultation_ids=1,2,3
+///
+/// Who is in the call and who waits, for consultations the caller runs (their day list). This
+/// node's rooms only: a deployment of several nodes answers for the rooms each one holds.
+pub async fn rooms(ctx: Ctx) -> ApiResult {
+    let q: RoomsQuery = ctx.query()?;
+    let ids = consultation_ids(&q.consultation_ids)?;
+    let mut out = Vec::with_capacity(ids.len());
+    let mut patients = Vec::with_capacity(ids.len());
+    for id in ids {
+        let found = consultation_access(&ctx, id).await?;
+        if !crate::auth::policy::can_run_consultation(&found.principal, &found.facts()) {
+            return Err(ApiError::forbidden(
+                "see who is in this consultation's room",
+            ));
+        }
+        patients.push(found.consultation.patient_id);
+        let presence = ctx.state.hub.presence(id.0);
+        let (mut in_call, mut waiting) = (Vec::new(), Vec::new());
+        let mut call_started_at = None;
+        if let Some(p) = presence {
+            call_started_at = p.call_started;
+            for m in p.members {
+                let person = RoomPerson {
+                    name: m.name,
+                    role: m.role,
+                    state: m.state,
+                    since: m.since,
+                };
+                if m.admitted {
+                    in_call.push(person);
+                } else {
+                    waiting.push(person);
+                }
+            }
+        }
+        out.push(RoomState {
+            consultation_id: id,
+            call_started_at,
+            in_call,
+            waiting,
+        });
+    }
+    ctx.audit_patients(patients);
+    super::reply::ok(&serde_json::json!({ "rooms": out }))
+}

@@ -1,4 +1,5 @@
-//! Consultation endpoints: book or hold, confirm, cancel, reschedule, start, complete, no-show.
+//! Consultation endpoints: book or hold, confirm, cancel, reschedule, start, complete, no-show,
+//! running late.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use crate::auth::Principal;
 use crate::auth::policy::{self, BookingRefusal, Visibility};
 use crate::domain::code::ErrorCode;
 use crate::domain::consultation::Consultation;
-use crate::domain::consultation::{Kind, Status, Urgency};
+use crate::domain::consultation::{Delay, Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::scheduling::booking::{self, ConsultationFilter, Event, NewBooking};
@@ -382,7 +383,12 @@ pub async fn complete(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
     let p = run(&ctx, id).await?;
-    ok(&booking::complete(&ctx.state.db, &p, id, &ctx.journal_ok()).await?)
+    let done = booking::complete(&ctx.state.db, &p, id, &ctx.journal_ok()).await?;
+    // The visit is over: whoever is still in its room (or waiting) is told, and the call ends.
+    ctx.state
+        .hub
+        .close_room(id.0, telehealth_signaling::CloseReason::Completed);
+    ok(&done)
 }
 
 /// POST /api/v1/consultations/{id}/no-show
@@ -390,5 +396,29 @@ pub async fn no_show(ctx: Ctx) -> ApiResult {
     let id: ConsultationId = ctx.param("id")?;
     no_body(&ctx)?;
     let p = run(&ctx, id).await?;
-    ok(&booking::no_show(&ctx.state.db, &p, id, &ctx.journal_ok()).await?)
+    let missed = booking::no_show(&ctx.state.db, &p, id, &ctx.journal_ok()).await?;
+    ctx.state
+        .hub
+        .close_room(id.0, telehealth_signaling::CloseReason::NoShow);
+    ok(&missed)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunningLateBody {
+    minutes: i64,
+}
+
+/// POST /api/v1/consultations/{id}/running-late
+pub async fn running_late(ctx: Ctx) -> ApiResult {
+    let id: ConsultationId = ctx.param("id")?;
+    let body: RunningLateBody = ctx.json()?;
+    // Who may comes first: a caller who may not learns nothing from the value's rules.
+    let p = run(&ctx, id).await?;
+    let delay = Delay::parse(body.minutes).map_err(|e| ApiError::invalid_field("minutes", e))?;
+    let late = booking::running_late(&ctx.state.db, &p, id, delay, &ctx.journal_ok()).await?;
+    // Those already waiting learn at once; who joins later reads it from the consultation.
+    let minutes = delay.minutes().map_or(0, i32::unsigned_abs);
+    ctx.state.hub.announce_running_late(id.0, minutes);
+    ok(&late)
 }

@@ -139,6 +139,8 @@ pub fn route_table() -> Vec<Route> {
         route!(write POST "/api/v1/consultations/{id}/start" => consultations::start),
         route!(write POST "/api/v1/consultations/{id}/complete" => consultations::complete),
         route!(write POST "/api/v1/consultations/{id}/no-show" => consultations::no_show),
+        route!(write POST "/api/v1/consultations/{id}/running-late" => consultations::running_late),
+        route!(GET "/api/v1/rooms" => calls::rooms),
         route!(write POST "/api/v1/consultations/{id}/visit-link" => visit_links::issue),
         route!(GET "/api/v1/consultations/{id}/visit-links" => visit_links::list),
         route!(write POST "/api/v1/consultations/{id}/visit-links/revoke" => visit_links::revoke),

@@ -145,6 +145,8 @@ pub struct Consultation {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
+    /// The delay its clinician announced to waiting patients, in minutes; `None` when on time.
+    pub running_late_minutes: Option<i32>,
 }
 
 impl Consultation {
@@ -155,6 +157,32 @@ impl Consultation {
             self.status = Status::Expired;
         }
         self
+    }
+}
+
+/// A delay a clinician announces to the patients waiting for them: 5 to
+/// [`Delay::MAX_MINUTES`] minutes, in steps of 5 (what a waiting room can promise), or none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delay(Option<i32>);
+
+impl Delay {
+    pub const MAX_MINUTES: i32 = 180;
+
+    /// Parses a number of minutes; 0 means on time again.
+    pub fn parse(minutes: i64) -> Result<Delay, &'static str> {
+        match minutes {
+            0 => Ok(Delay(None)),
+            m if !(0..=i64::from(Delay::MAX_MINUTES)).contains(&m) => {
+                Err("must be between 0 and 180 minutes")
+            }
+            m if m % 5 != 0 => Err("must be a multiple of 5 minutes"),
+            // In range: at most 180, so it fits.
+            m => Ok(Delay(Some(m as i32))),
+        }
+    }
+
+    pub fn minutes(self) -> Option<i32> {
+        self.0
     }
 }
 
@@ -195,7 +223,9 @@ impl Status {
         match (self, transition) {
             (Held, T::Confirm) => Some(Booked),
             (Booked, T::Start) => Some(InProgress),
-            (InProgress, T::Complete) => Some(Completed),
+            // A booked visit can be completed without a video call (the call failed and the
+            // specialist phoned): the record must not stay "booked" for ever.
+            (Booked | InProgress, T::Complete) => Some(Completed),
             (Held | Booked, T::Cancel) => Some(Cancelled),
             (Booked, T::NoShow) => Some(NoShow),
             (Held | Booked, T::Reschedule) => Some(self),
@@ -207,6 +237,16 @@ impl Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delays_are_whole_steps_of_five_minutes() {
+        assert_eq!(Delay::parse(0).map(Delay::minutes), Ok(None));
+        assert_eq!(Delay::parse(15).map(Delay::minutes), Ok(Some(15)));
+        assert_eq!(Delay::parse(180).map(Delay::minutes), Ok(Some(180)));
+        for bad in [-5, 7, 185, i64::MAX, i64::MIN] {
+            assert!(Delay::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn life_cycle() {

@@ -127,6 +127,7 @@ export class Room extends EventTarget {
       case 'ice-restart': { const p = this.peers.get(m.from); if (p) p.pc.restartIce(); break; }
       case 'chat': this.emit('chat', m); break;
       case 'media-state': this.emit('media-state', m); break;
+      case 'running-late': this.emit('running-late', m); break;
       case 'denied': case 'removed': case 'room-closed': case 'access-revoked':
         this.closed = true;
         this.emit('ended', { why: m.type === 'room-closed' ? `closed_${m.reason}` : m.type === 'access-revoked' ? `revoked_${m.reason}` : m.type });

@@ -12,6 +12,7 @@ import * as s from '../session.js';
 import { acquire, listDevices, meter, stopStream } from '../call/devices.js';
 import { Room } from '../call/room.js';
 import { notePanel } from './note.js';
+import { lifeCycle } from './consultation.js';
 import { errorBox, zoneOf, errorText } from './common.js';
 
 const POOR_SAMPLES = 3;
@@ -86,8 +87,25 @@ export async function callView(main, { id }) {
     const muteBtn = toggle('mute');
     const camBtn = toggle('camera_off');
     const audioBtn = toggle('audio_only');
-    const leaveBtn = h('button', { type: 'button', class: 'danger', onclick: () => { cleanup(); navigate(`/consultations/${c.id}`); } }, t('call.leave'));
-    const lobby = h('section', { class: 'card waiting-room', role: 'status' }, h('h2', {}, t('call.waiting_title')), h('p', {}, t('call.waiting_text')));
+    const myId = s.session.me && s.session.me.clinician_id;
+    const runs = clinician && (s.isScheduler() || (myId && (c.clinician_id === myId || c.referring_clinician_id === myId)));
+    // Leaving is one tap away from the controls: ask first, since coming back means waiting to
+    // be admitted again. Whoever runs the visit is then offered to complete it.
+    const leaveBtn = h('button', { type: 'button', class: 'danger', onclick: () => {
+      if (!confirm(t(clinician ? 'call.leave_confirm_clinician' : 'call.leave_confirm'))) return;
+      cleanup();
+      if (!runs) { navigate(`/consultations/${c.id}`); return; }
+      mount(main, h('h1', {}, t('call.left')), lifeCycle({ ...c, status: 'in_progress' }, { after: () => navigate(`/consultations/${c.id}`, true) }),
+        h('p', {}, h('a', { href: `/consultations/${c.id}`, 'data-nav': true, class: 'button' }, t('visit.not_yet'))));
+    } }, t('call.leave'));
+    const late = h('p', { class: 'late', 'data-late': c.running_late_minutes || 0, hidden: !c.running_late_minutes });
+    const showLate = (m) => {
+      late.dataset.late = m;
+      late.hidden = !m;
+      late.textContent = m ? t('late.waiting', { n: m, time: fmtTime(new Date(new Date(c.start_at).getTime() + m * 60000).toISOString(), zone) }) : '';
+    };
+    showLate(c.running_late_minutes || 0);
+    const lobby = h('section', { class: 'card waiting-room', role: 'status' }, h('h2', {}, t('call.waiting_title')), h('p', {}, t('call.waiting_text')), late);
     const callBox = h('div', { class: 'call', hidden: true },
       h('div', { class: 'videos' }, stage, self),
       h('div', { class: 'controls', role: 'toolbar', 'aria-label': t('call.controls') }, muteBtn, camBtn, audioBtn, qualityEl, leaveBtn));
@@ -95,7 +113,6 @@ export async function callView(main, { id }) {
       h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); const v = chatIn.value.trim(); if (v) { room.chat(v); chatIn.value = ''; } } },
         field(t('call.message'), chatIn), h('button', { type: 'submit' }, t('call.send'))));
     const side = h('aside', { class: 'side' }, waitingBox, chatBox);
-    const myId = s.session.me && s.session.me.clinician_id;
     if (clinician && myId && (c.clinician_id === myId || c.referring_clinician_id === myId)) side.append(notePanel(c, zone, { compact: true }));
     mount(main, h('h1', {}, t('call.title')), banner, offer, lobby, h('div', { class: 'call-layout' }, callBox, side));
 
@@ -130,6 +147,7 @@ export async function callView(main, { id }) {
 
     room.addEventListener('reconnecting', () => { banner.hidden = false; banner.textContent = t('call.reconnecting'); banner.dataset.state = 'reconnecting'; });
     room.addEventListener('waiting', () => { banner.hidden = true; lobby.hidden = false; });
+    room.addEventListener('running-late', (e) => showLate(e.detail.minutes));
     room.addEventListener('joined', (e) => {
       banner.hidden = true;
       banner.dataset.state = 'connected';

@@ -36,6 +36,7 @@ export async function consultationView(main, { id }) {
         [t('consultation.reason'), c.reason],
         [t('consultation.status'), h('span', {}, statusBadge(c.status), ' ', urgencyBadge(c.urgency))],
         [t('consultation.cancel_reason'), c.cancel_reason],
+        [t('late.title'), live && c.running_late_minutes ? t('late.badge', { n: c.running_late_minutes }) : null],
       ]),
       w.open ? h('p', {}, h('a', { href: `/call/${c.id}`, 'data-nav': true, class: 'button primary', 'data-join': c.id }, t('visit.join'))) : null));
 
@@ -43,7 +44,11 @@ export async function consultationView(main, { id }) {
   if (s.isPatient()) main.append(patientNote(c, zone));
   else if (myId && (c.clinician_id === myId || c.referring_clinician_id === myId)) main.append(notePanel(c, zone));
 
-  if (!s.isPatient() && live) main.append(manage(c, zone));
+  const runs = s.isScheduler() || (myId && (c.clinician_id === myId || c.referring_clinician_id === myId));
+  if (runs && (c.status === 'booked' || c.status === 'in_progress')) main.append(lifeCycle(c));
+  // An in-progress visit is past moving or cancelling: it is completed (or, if it never took
+  // place, left to the clinic to record).
+  if (!s.isPatient() && (c.status === 'held' || c.status === 'booked')) main.append(manage(c, zone));
   if (!s.isPatient() && (c.status === 'booked' || c.status === 'in_progress')) main.append(visitLink(c, zone));
   main.append(h('section', { class: 'card' }, h('h2', {}, t('consultation.history')),
     h('ol', { class: 'history' }, c.events.map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), eventDetail(e))))));
@@ -53,7 +58,41 @@ export async function consultationView(main, { id }) {
 function eventDetail(e) {
   if (!e.detail) return '';
   const d = /^duration (\d+) s$/.exec(e.detail);
-  return ` — ${d ? t('event.duration', { m: Math.floor(d[1] / 60), s: d[1] % 60 }) : e.detail}`;
+  if (d) return ` — ${t('event.duration', { m: Math.floor(d[1] / 60), s: d[1] % 60 })}`;
+  // A delay announced (`15 min`) or withdrawn (`on time`).
+  const late = e.action === 'running_late' && /^(\d+) min$/.exec(e.detail);
+  if (late) return ` — ${t('late.minutes', { n: late[1] })}`;
+  if (e.action === 'running_late' && e.detail === 'on time') return ` — ${t('late.on_time')}`;
+  return ` — ${e.detail}`;
+}
+
+/** Ending the visit: "completed" (after the call, or without one once its time has come) or
+ * "did not attend" (once its start has passed), each confirmed first. */
+export function lifeCycle(c, { after } = {}) {
+  const msg = h('p', { role: 'status', 'aria-live': 'polite' });
+  const now = Date.now();
+  const start = new Date(c.start_at).getTime();
+  const act = (path, question, done) => async (e) => {
+    if (!confirm(question)) return;
+    e.target.disabled = true;
+    try {
+      await post(`/consultations/${c.id}/${path}`);
+      toast(done);
+      if (after) after(); else navigate(`/consultations/${c.id}`, true);
+    } catch (x) { e.target.disabled = false; msg.textContent = errorText(x); }
+  };
+  const buttons = [];
+  if (c.status === 'in_progress' || (c.status === 'booked' && now >= start - 30 * 60000)) {
+    buttons.push(h('button', { type: 'button', class: 'primary', 'data-complete': c.id, onclick: act('complete', t('visit.complete_confirm'), t('visit.completed')) }, t('visit.complete')));
+  }
+  if (c.status === 'booked' && now >= start) {
+    buttons.push(h('button', { type: 'button', 'data-no-show': c.id, onclick: act('no-show', t('visit.no_show_confirm'), t('visit.no_show_done')) }, t('visit.no_show')));
+  }
+  const box = h('section', { class: 'card', 'aria-labelledby': 'life-h', 'data-life-cycle': true }, h('h2', { id: 'life-h' }, t('visit.end_title')));
+  if (!buttons.length) box.append(h('p', { class: 'hint' }, t('visit.end_later')));
+  else box.append(h('p', { class: 'hint' }, t('visit.end_lead')), h('div', { class: 'row' }, buttons));
+  box.append(msg);
+  return box;
 }
 
 function manage(c, zone) {

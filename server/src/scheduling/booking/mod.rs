@@ -63,7 +63,9 @@ use super::{Result, SchedulingError};
 use crate::auth::Principal;
 use crate::domain::availability::{Exception, Slot, WeeklyRule, slots_on};
 use crate::domain::code::ErrorCode;
-use crate::domain::consultation::{Consultation, FacilityKind, Kind, Status, Transition, Urgency};
+use crate::domain::consultation::{
+    Consultation, Delay, FacilityKind, Kind, Status, Transition, Urgency,
+};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone, on_grid};
@@ -545,6 +547,10 @@ async fn refuse(db: &Db, id: ConsultationId, transition: Transition) -> Scheduli
             ErrorCode::TooEarly,
             "a consultation can start at most 30 minutes before its time",
         ),
+        (Status::Booked, Transition::Complete) => SchedulingError::conflict(
+            ErrorCode::TooEarly,
+            "a consultation can be completed at most 30 minutes before its time",
+        ),
         (Status::Booked, Transition::NoShow) => SchedulingError::conflict(
             ErrorCode::TooEarly,
             "a no-show can be recorded only once the consultation's time has come",
@@ -587,7 +593,11 @@ fn status_change<'a>(
             Stamp::Started,
             Some(now + Duration::minutes(STARTS_EARLY_MINUTES)),
         ),
-        Transition::Complete => (Stamp::Ended, None),
+        // From booked (no call), no earlier than a start could be.
+        Transition::Complete => (
+            Stamp::Ended,
+            Some(now + Duration::minutes(STARTS_EARLY_MINUTES)),
+        ),
         Transition::Cancel => (Stamp::CancelReason(detail), None),
         Transition::NoShow => (Stamp::None, Some(now)),
         Transition::Reschedule => (Stamp::None, None),
@@ -713,6 +723,51 @@ pub async fn no_show(
     transition(db, actor, id, Transition::NoShow, "", journal).await
 }
 
+/// Announces (or, with no minutes, withdraws) that booked consultation `id` runs late; its
+/// event and audit record commit with it.
+pub async fn running_late(
+    db: &Db,
+    actor: &Principal,
+    id: ConsultationId,
+    delay: Delay,
+    journal: &Journal,
+) -> Result<Consultation> {
+    let now = time::now();
+    let detail = match delay.minutes() {
+        Some(m) => format!("{m} min"),
+        None => "on time".to_owned(),
+    };
+    let mut tx = db.begin().await?;
+    let Some(row) = store::set_running_late(tx.conn(), id, delay.minutes(), now).await? else {
+        drop(tx);
+        let c = get(db, id).await?;
+        return Err(SchedulingError::conflict(
+            ErrorCode::InvalidTransition,
+            format!(
+                "only a booked consultation can run late; this one is {}",
+                c.status
+            ),
+        ));
+    };
+    let event = NewEvent {
+        consultation: row.id,
+        at: now,
+        actor: &actor.username,
+        action: "running_late",
+        detail: &detail,
+    };
+    store::insert_event(tx.conn(), &event).await?;
+    journal
+        .write(
+            tx.conn(),
+            About::record(row.id).patient(row.patient_id),
+            &row,
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
 /// Moves a held or booked consultation to `start` (with `clinician`, or its own) atomically.
 pub async fn reschedule(
     db: &Db,
@@ -810,7 +865,10 @@ mod tests {
             allowed_from(Transition::Cancel),
             [Status::Held, Status::Booked]
         );
-        assert_eq!(allowed_from(Transition::Complete), [Status::InProgress]);
+        assert_eq!(
+            allowed_from(Transition::Complete),
+            [Status::Booked, Status::InProgress]
+        );
         for t in [
             Transition::Confirm,
             Transition::Start,

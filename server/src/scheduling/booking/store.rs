@@ -25,7 +25,7 @@ macro_rules! consultation_columns {
     () => {
         "id, kind, status, clinician_id, patient_id, requesting_facility_id,
          referring_clinician_id, reason, urgency, start_at, end_at, hold_expires_at, cancel_reason,
-         started_at, ended_at, created_at, updated_at, version"
+         started_at, ended_at, created_at, updated_at, version, running_late_minutes"
     };
 }
 
@@ -622,12 +622,36 @@ pub async fn move_consultation(
         q.push_bind(clinician).push(" THEN 0 ELSE 1 END");
         q.push(", start_at = ").push_bind(start);
         q.push(", end_at = ").push_bind(end);
+        // A delay announced for the old time says nothing about the new one.
+        q.push(", running_late_minutes = NULL");
         q.push(", updated_at = ").push_bind(now);
         q.push(", version = version + 1 WHERE id = ").push_bind(id);
         push_live_in(&mut q, from, now);
         q.push(concat!(" RETURNING ", consultation_columns!()));
         q.build_query_as::<Consultation>().fetch_optional(&mut *c).await
     })
+}
+
+/// Sets the delay of booked consultation `id` (`None`: on time again); `None` when it is not
+/// booked.
+pub async fn set_running_late(
+    conn: Conn<'_>,
+    id: ConsultationId,
+    minutes: Option<i32>,
+    now: DateTime<Utc>,
+) -> Result<Option<Consultation>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as::<_, Consultation>(concat!(
+        "UPDATE consultations SET running_late_minutes = $2, updated_at = $3,
+                version = version + 1
+         WHERE id = $1 AND status = $4 RETURNING ",
+        consultation_columns!()
+    ))
+    .bind(id)
+    .bind(minutes)
+    .bind(now)
+    .bind(Status::Booked)
+    .fetch_optional(&mut *c)
+    .await)
 }
 
 /// ` AND status IN (from…)`, and not a hold past its expiry at `now` (which reads as expired
