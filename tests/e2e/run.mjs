@@ -271,6 +271,70 @@ async function main() {
     await context.close();
   });
 
+  await test('scheduler: leave over booked patients shows them, previews their new times, moves them and saves the leave; overlaps are named; a session is edited', async () => {
+    const { context, page } = await person('dieuphoi');
+    // The demo's next working day (not today, which the call journey uses): one of the hub's
+    // specialists with bookings then.
+    const localDay = (iso, zone) => new Intl.DateTimeFormat('en-CA', { timeZone: zone }).format(new Date(iso));
+    const ahead = (await apiAs(page, 'GET', `/consultations?status=booked&from=${encodeURIComponent(new Date(Date.now() + 3 * 3600e3).toISOString())}&limit=100`)).body;
+    const pick = ahead.find((c) => localDay(c.start_at, 'Asia/Ho_Chi_Minh') !== localDay(new Date().toISOString(), 'Asia/Ho_Chi_Minh'));
+    ok(pick, 'the demo has no bookings on its next working day');
+    const doc = (await apiAs(page, 'GET', `/clinicians/${pick.clinician_id}`)).body;
+    const day = localDay(pick.start_at, doc.time_zone);
+    const hers = (await apiAs(page, 'GET', `/consultations?clinician_id=${doc.id}&status=booked&from=${encodeURIComponent(new Date().toISOString())}&limit=100`)).body;
+    const thatDay = hers.filter((c) => new Intl.DateTimeFormat('en-CA', { timeZone: doc.time_zone }).format(new Date(c.start_at)) === day);
+    await page.click('.tabs a[href="/schedule/availability"]');
+    await page.waitForSelector('#rules-h');
+    await page.selectOption('select[name=clinician]', String(doc.id));
+    await page.waitForSelector('#rules-h');
+    await page.waitForFunction(() => !document.querySelector('main .loading'));
+    const excForm = page.locator('form[aria-label="Thêm nghỉ phép hoặc buổi tăng cường"]');
+    await excForm.locator('input[name=date]').fill(day);
+    await excForm.locator('select[name=kind]').selectOption('leave');
+    await excForm.locator('input[name=note]').fill('Nghỉ phép');
+    await excForm.locator('button[type=submit]').click();
+    await page.waitForSelector('.stranded-card li[data-stranded]');
+    const listed = await page.locator('.stranded-card li[data-stranded]').count();
+    ok(listed === thatDay.length, `the panel names ${listed} visits, ${thatDay.length} are booked that day`);
+    ok(!(await apiAs(page, 'GET', `/clinicians/${doc.id}/availability/exceptions?from=${day}&to=${day}`)).body.some((x) => x.kind === 'leave'), 'the leave was saved before the patients were moved');
+    await checkVietnamese(page, 'stranded patients');
+    await page.fill('textarea[name=stranded_reason]', 'Bác sĩ nghỉ phép, xin lỗi vì sự bất tiện');
+    await page.click('[data-stranded-go]');
+    await page.waitForSelector('.preview-moves tr[data-move]');
+    ok((await page.locator('.preview-moves tr[data-move]').count()) === listed, 'the preview does not show every visit');
+    await checkVietnamese(page, 'stranded patients: preview of new times');
+    await shot(page, 'scheduler-leave-stranded-preview-desktop');
+    await page.click('[data-stranded-go]');
+    await page.waitForFunction(() => !document.querySelector('.stranded-card'));
+    const leaves = (await apiAs(page, 'GET', `/clinicians/${doc.id}/availability/exceptions?from=${day}&to=${day}`)).body;
+    ok(leaves.some((x) => x.kind === 'leave' && !x.start_time), 'the leave was not saved after the moves');
+    for (const c of thatDay) {
+      const now = (await apiAs(page, 'GET', `/consultations/${c.id}`)).body;
+      ok(now.status === 'booked' && now.start_at !== c.start_at, `visit ${c.id} was not moved: ${now.status} ${now.start_at}`);
+    }
+    // A weekly session over another is refused, naming the one in the way.
+    const rules = (await apiAs(page, 'GET', `/clinicians/${doc.id}/availability/rules`)).body;
+    ok(rules.length, 'the clinician has no weekly sessions');
+    // The last session of its day, so that ending it an hour later meets no other.
+    const r = rules.find((x) => Number(x.end_time.slice(0, 2)) < 22 && !rules.some((y) => y.weekday === x.weekday && y.start_time > x.start_time));
+    ok(r, 'no session to edit');
+    const ruleForm = page.locator('form[aria-label="Thêm buổi hằng tuần"]');
+    await ruleForm.locator('select[name=weekday]').selectOption(String(r.weekday));
+    await ruleForm.locator('input[name=start]').fill(r.start_time.slice(0, 5));
+    await ruleForm.locator('input[name=end]').fill(r.end_time.slice(0, 5));
+    await ruleForm.locator('button[type=submit]').click();
+    await page.waitForFunction(() => document.querySelector('#rules-h').parentElement.querySelector('.error').textContent.includes('Trùng với buổi hằng tuần'));
+    // Editing a session: a later end keeps every booking on its slot.
+    await page.click(`[data-edit-rule="${r.id}"]`);
+    const longer = `${String(Number(r.end_time.slice(0, 2)) + 1).padStart(2, '0')}${r.end_time.slice(2, 5)}`;
+    await page.locator('#rules-h ~ form input[name=end]').fill(longer);
+    await page.locator('#rules-h ~ form button[type=submit]').click();
+    await page.waitForFunction(({ id, end }) => { const tr = document.querySelector(`tr[data-rule="${id}"]`); return tr && tr.textContent.includes(end); }, { id: r.id, end: longer });
+    ok((await apiAs(page, 'GET', `/clinicians/${doc.id}/availability/rules`)).body.find((x) => x.id === r.id).end_time.startsWith(longer), 'the session was not changed');
+    await checkVietnamese(page, 'availability after editing a session');
+    await context.close();
+  });
+
   await test('patient on a phone: upcoming visits, the visit page, the device check with preview and microphone level', async () => {
     const { context, page } = await person('benhnhan', { viewport: PHONE });
     await checkVietnamese(page, 'patient home');

@@ -268,6 +268,19 @@ fn rows(w: &World) -> Vec<Row> {
             "RRARRRRRRR",
         ),
         row(
+            "PUT",
+            "/api/v1/clinicians/{id}/availability/rules/{rule_id}",
+            format!(
+                "/api/v1/clinicians/{}/availability/rules/{}",
+                c.specialist, w.rule
+            ),
+            // The rule as it is: an allowed caller changes nothing.
+            Some(
+                json!({"weekday": 7, "start_time": "13:00:00", "end_time": "14:00:00", "slot_minutes": 30}),
+            ),
+            "RRARRRRRRR",
+        ),
+        row(
             "DELETE",
             "/api/v1/clinicians/{id}/availability/rules/{rule_id}",
             format!(
@@ -588,7 +601,8 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
     let rule = app
         .post(
             &format!("/api/v1/clinicians/{}/availability/rules", cast.specialist),
-            json!({"weekday": 7, "start_time": "08:00:00", "end_time": "09:00:00", "slot_minutes": 30}),
+            // After the daily 08:00–12:00 sessions (overlapping sessions are refused).
+            json!({"weekday": 7, "start_time": "13:00:00", "end_time": "14:00:00", "slot_minutes": 30}),
         )
         .await
         .expect(201)

@@ -643,6 +643,17 @@ both_engines!(
         }
         // Another rule, deleted (the first one keeps the bookings below possible).
         let spare_rule = app.post(&rules, rule(5)).await.expect(201).id();
+        let later = |weekday: i64| json!({"weekday": weekday, "start_time": "13:00:00", "end_time": "15:00:00", "slot_minutes": 30});
+        w.keyed(
+            &app,
+            "PUT",
+            "/api/v1/clinicians/{id}/availability/rules/{rule_id}",
+            &format!("{rules}/{spare_rule}"),
+            later(5),
+            Some(later(6)),
+            200,
+        )
+        .await;
         w.keyed(
             &app,
             "DELETE",
@@ -1043,10 +1054,17 @@ both_engines!(
         // A world to write in, made before staging is blocked.
         let cast = Cast::create(&app).await;
         let rules = format!("/api/v1/clinicians/{}/availability/rules", cast.specialist);
-        let rule = app
+        app.post(
+            &rules,
+            json!({"weekday": 2, "start_time": "08:00:00", "end_time": "12:00:00", "slot_minutes": 30}),
+        )
+        .await
+        .expect(201);
+        // A rule nobody is booked in, for the deletion (one with bookings is refused anyway).
+        let spare_rule = app
             .post(
                 &rules,
-                json!({"weekday": 2, "start_time": "08:00:00", "end_time": "12:00:00", "slot_minutes": 30}),
+                json!({"weekday": 4, "start_time": "08:00:00", "end_time": "09:00:00", "slot_minutes": 30}),
             )
             .await
             .expect(201)
@@ -1126,7 +1144,7 @@ both_engines!(
                 rules.clone(),
                 json!({"weekday": 3, "start_time": "08:00:00", "end_time": "09:00:00", "slot_minutes": 30}),
             ),
-            (&app, "DELETE", format!("{rules}/{rule}"), json!({})),
+            (&app, "DELETE", format!("{rules}/{spare_rule}"), json!({})),
             (
                 &app,
                 "POST",

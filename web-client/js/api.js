@@ -56,6 +56,7 @@ export async function api(method, path, body) {
 
 export const get = (path) => api('GET', path);
 export const post = (path, body = {}) => api('POST', path, body);
+export const put = (path, body = {}) => api('PUT', path, body);
 export const del = (path) => api('DELETE', path);
 
 /** `?a=1&b=2` from an object, leaving out empty values. */

@@ -43,7 +43,24 @@ struct RuleBody {
 /// POST /api/v1/clinicians/{id}/availability/rules
 pub async fn create_rule(ctx: Ctx) -> ApiResult {
     let clinician: ClinicianId = ctx.param("id")?;
-    let body: RuleBody = ctx.json()?;
+    let rule = parse_rule(ctx.json()?)?;
+    schedules(&ctx, clinician).await?;
+    let journal = ctx.journal(StatusCode::CREATED);
+    created(&availability::create_rule(&ctx.state.db, clinician, &rule, &journal).await?)
+}
+
+/// PUT /api/v1/clinicians/{id}/availability/rules/{rule_id}
+pub async fn update_rule(ctx: Ctx) -> ApiResult {
+    let clinician: ClinicianId = ctx.param("id")?;
+    let id: RuleId = ctx.param("rule_id")?;
+    let rule = parse_rule(ctx.json()?)?;
+    schedules(&ctx, clinician).await?;
+    let journal = ctx.journal(StatusCode::OK);
+    ok(&availability::update_rule(&ctx.state.db, clinician, id, &rule, &journal).await?)
+}
+
+/// A weekly rule from its body, every field checked (all problems reported at once).
+fn parse_rule(body: RuleBody) -> Result<WeeklyRule, ApiError> {
     let mut v = Validator::default();
     let weekday = IsoWeekday::new(body.weekday);
     if weekday.is_none() {
@@ -67,15 +84,12 @@ pub async fn create_rule(ctx: Ctx) -> ApiResult {
     let (Some(weekday), Some(session)) = (weekday, session) else {
         return Err(ApiError::internal());
     };
-    schedules(&ctx, clinician).await?;
-    let rule = WeeklyRule {
+    Ok(WeeklyRule {
         weekday,
         session,
         valid_from: body.valid_from.map(Date::get),
         valid_until: body.valid_until.map(Date::get),
-    };
-    let journal = ctx.journal(StatusCode::CREATED);
-    created(&availability::create_rule(&ctx.state.db, clinician, &rule, &journal).await?)
+    })
 }
 
 /// GET /api/v1/clinicians/{id}/availability/rules

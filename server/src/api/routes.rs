@@ -120,6 +120,7 @@ pub fn route_table() -> Vec<Route> {
         route!(directory GET "/api/v1/clinicians/{id}" => directory::get_clinician),
         route!(directory GET "/api/v1/clinicians/{id}/availability/rules" => availability::list_rules),
         route!(write POST "/api/v1/clinicians/{id}/availability/rules" => availability::create_rule),
+        route!(write PUT "/api/v1/clinicians/{id}/availability/rules/{rule_id}" => availability::update_rule),
         route!(write DELETE "/api/v1/clinicians/{id}/availability/rules/{rule_id}" => availability::delete_rule),
         route!(directory GET "/api/v1/clinicians/{id}/availability/exceptions" => availability::list_exceptions),
         route!(write POST "/api/v1/clinicians/{id}/availability/exceptions" => availability::create_exception),

@@ -37,6 +37,25 @@ impl From<SchedulingError> for ApiError {
                 ApiError::conflict(ErrorCode::TooManyHolds, message)
                     .with_details(serde_json::json!({ "limit": cap.as_str(), "max": max }))
             }
+            SchedulingError::Strands(consultations) => {
+                let count = consultations.len();
+                let named: Vec<_> = consultations
+                    .into_iter()
+                    .take(crate::scheduling::availability::MAX_NAMED)
+                    .collect();
+                ApiError::conflict(
+                    ErrorCode::BookingsAffected,
+                    format!(
+                        "{count} booked consultations would be left outside the clinician's \
+                         sessions; move or cancel them first"
+                    ),
+                )
+                .with_details(serde_json::json!({ "count": count, "consultations": named }))
+            }
+            SchedulingError::Overlaps { message, clash } => {
+                ApiError::conflict(ErrorCode::SessionsOverlap, message)
+                    .with_details(serde_json::json!({ "clash": clash }))
+            }
             SchedulingError::Storage(e) => e.into(),
         }
     }

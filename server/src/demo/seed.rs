@@ -749,8 +749,24 @@ pub async fn on_call_now(db: &Db) -> Result<Option<OnCall>, sqlx::Error> {
     .fetch_one(pool)
     .await)?;
     if covered == 0 {
-        let session =
-            Session::new(start, end, SLOT, 0).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        // An earlier on-call session may still run to a time after `start`: extra sessions of
+        // one date may not overlap, so the new one starts where it ends.
+        let running_until = on_db!(db, pool => sqlx::query_scalar::<_, Option<NaiveTime>>(
+            "SELECT MAX(end_time) FROM availability_exceptions
+             WHERE clinician_id = $1 AND on_date = $2 AND kind = 'extra'
+               AND start_time < $4 AND end_time > $3",
+        )
+        .bind(clinician)
+        .bind(date)
+        .bind(start)
+        .bind(end)
+        .fetch_one(pool)
+        .await)?;
+        let start = running_until.map_or(start, |t| t.max(start));
+        // Nothing fits after it today: the running session is the on-call one.
+        let Ok(session) = Session::new(start, end, SLOT, 0) else {
+            return Ok(None);
+        };
         crate::scheduling::availability::create_exception(
             db,
             clinician,

@@ -125,6 +125,24 @@ impl Session {
     }
 }
 
+/// Whether two local time ranges `[start, end)` share a moment.
+pub fn times_overlap(a: (NaiveTime, NaiveTime), b: (NaiveTime, NaiveTime)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+/// Whether two date ranges (either end open when `None`) share a date.
+pub fn dates_overlap(
+    a: (Option<NaiveDate>, Option<NaiveDate>),
+    b: (Option<NaiveDate>, Option<NaiveDate>),
+) -> bool {
+    let starts_before_end = |from: Option<NaiveDate>, until: Option<NaiveDate>| match (from, until)
+    {
+        (Some(from), Some(until)) => from <= until,
+        _ => true,
+    };
+    starts_before_end(a.0, b.1) && starts_before_end(b.0, a.1)
+}
+
 /// A weekly recurring rule, optionally bounded in dates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WeeklyRule {
@@ -135,6 +153,19 @@ pub struct WeeklyRule {
 }
 
 impl WeeklyRule {
+    /// Whether this rule and `other` would run sessions at the same time on some date.
+    pub fn overlaps(&self, other: &WeeklyRule) -> bool {
+        self.weekday == other.weekday
+            && dates_overlap(
+                (self.valid_from, self.valid_until),
+                (other.valid_from, other.valid_until),
+            )
+            && times_overlap(
+                (self.session.start(), self.session.end()),
+                (other.session.start(), other.session.end()),
+            )
+    }
+
     fn applies_on(&self, date: NaiveDate) -> bool {
         IsoWeekday::of(date) == self.weekday
             && self.valid_from.is_none_or(|from| date >= from)
@@ -247,6 +278,19 @@ pub fn slots_on(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_ranges() {
+        let (a, b, c) = (t(8, 0), t(10, 0), t(12, 0));
+        assert!(times_overlap((a, c), (b, c)));
+        // Back to back is no overlap.
+        assert!(!times_overlap((a, b), (b, c)));
+        let (d1, d2, d3) = (d(2027, 1, 1), d(2027, 2, 1), d(2027, 3, 1));
+        assert!(dates_overlap((None, None), (Some(d3), None)));
+        assert!(dates_overlap((Some(d1), Some(d2)), (Some(d2), Some(d3))));
+        assert!(!dates_overlap((Some(d1), Some(d2)), (Some(d3), None)));
+        assert!(!dates_overlap((None, Some(d1)), (Some(d2), None)));
+    }
 
     fn t(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).expect("valid literal")

@@ -29,6 +29,16 @@ pub enum SchedulingError {
     /// ([`booking::limits`]).
     #[error("{} already has {max} holds standing", cap.as_str())]
     TooManyHolds { cap: booking::HoldCap, max: u32 },
+    /// A change to availability would leave these consultations outside every session: they
+    /// must be moved or cancelled first.
+    #[error("{} booked consultations would be left outside the clinician's sessions", .0.len())]
+    Strands(Vec<availability::store::LiveConsultation>),
+    /// A new or changed session overlaps another of the same clinician.
+    #[error("{message}")]
+    Overlaps {
+        message: String,
+        clash: serde_json::Value,
+    },
     #[error(transparent)]
     Storage(#[from] sqlx::Error),
 }

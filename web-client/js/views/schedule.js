@@ -3,9 +3,10 @@
 
 import { h, mount, field, select, svg, toast } from '../dom.js';
 import { t, fmtTime, fmtDate, localDate } from '../i18n.js';
-import { get, post, del, query, cached } from '../api.js';
+import { get, post, put, del, query, cached } from '../api.js';
 import * as s from '../session.js';
 import { loading, errorBox, errorText, statusBadge } from './common.js';
+import { strandedPanel, removedBy, overlapText } from './stranded.js';
 
 const tabs = (active) => h('nav', { class: 'tabs', 'aria-label': t('schedule.tabs') }, [
   ['/schedule', 'nav.calendar'], ['/schedule/availability', 'nav.availability'], ['/schedule/utilisation', 'nav.utilisation'],
@@ -74,7 +75,10 @@ export async function availabilityView(main) {
         const doc = clinicians.find((c) => String(c.id) === cid);
         const today = localDate(new Date(), doc.time_zone);
         const [rules, exceptions] = await Promise.all([get(`/clinicians/${cid}/availability/rules`), get(`/clinicians/${cid}/availability/exceptions${query({ from: today })}`)]);
-        mount(out, rulesCard(cid, rules, load), exceptionsCard(cid, exceptions, today, load));
+        // A change refused for the patients it would strand opens the panel above the cards.
+        const stranded = h('div', { 'data-stranded-panel': true });
+        const attempt = availabilityAttempt(doc, stranded, load);
+        mount(out, stranded, rulesCard(cid, rules, load, attempt), exceptionsCard(cid, exceptions, today, load, attempt));
       } catch (x) { mount(out, errorBox(x)); }
     }
     docSel.addEventListener('change', load);
@@ -86,8 +90,35 @@ export async function availabilityView(main) {
 const hm = (x) => (x ? x.slice(0, 5) : '');
 const weekday = (n) => t(`weekday.${n}`);
 
-function rulesCard(cid, rules, reload) {
+/** Runs a change to `doc`'s availability: on success it reloads; refused for the booked patients
+ * it would strand, it opens the panel that moves or cancels them and then tries again; refused
+ * for an overlap, it says which session is in the way. `removed(slot)` tells the panel which
+ * slots the change takes away. Returns the message to show, or '' on success. */
+function availabilityAttempt(doc, panel, reload) {
+  return async (change, removed, doneText) => {
+    mount(panel);
+    try {
+      await change();
+      toast(doneText);
+      reload();
+      return '';
+    } catch (x) {
+      if (x.code === 'bookings_affected') {
+        // The full record: the panel looks for slots of the clinician's specialty.
+        const full = await cached(`/clinicians/${doc.id}`).catch(() => doc);
+        mount(panel, strandedPanel({ refusal: x, doc: full, removed, retry: change, done: reload }));
+        panel.scrollIntoView({ block: 'start' });
+        return t('stranded.refused');
+      }
+      return overlapText(x) || errorText(x);
+    }
+  };
+}
+
+function rulesCard(cid, rules, reload, attempt) {
   const err = h('p', { class: 'error', role: 'alert' });
+  const id = Number(cid);
+  let editing = null;
   const f = {
     weekday: select({ name: 'weekday' }, WEEKDAYS.map((d) => [d, weekday(d)]), 1),
     start: h('input', { type: 'time', name: 'start', step: 300, value: '08:00', required: true }),
@@ -96,32 +127,56 @@ function rulesCard(cid, rules, reload) {
     buffer: h('input', { type: 'number', name: 'buffer', min: 0, max: 120, step: 5, value: 0 }),
   };
   const sorted = [...rules].sort((a, b) => a.weekday - b.weekday || a.start_time.localeCompare(b.start_time));
+  const submit = h('button', { type: 'submit', class: 'primary' }, t('avail.add_rule'));
+  const cancelEdit = h('button', { type: 'button', hidden: true, onclick: () => reload() }, t('avail.cancel_edit'));
+  const form = h('form', {
+    class: 'row', 'aria-label': t('avail.add_rule'),
+    onsubmit: async (e) => {
+      e.preventDefault();
+      const body = { weekday: Number(f.weekday.value), start_time: f.start.value, end_time: f.end.value, slot_minutes: Number(f.slot.value), buffer_minutes: Number(f.buffer.value || 0) };
+      const was = editing;
+      err.textContent = was
+        ? await attempt(() => put(`/clinicians/${cid}/availability/rules/${was.id}`, body),
+          removedBy(id, { weekday: was.weekday, from: hm(was.start_time), to: hm(was.end_time) }), t('avail.saved'))
+        : await attempt(() => post(`/clinicians/${cid}/availability/rules`, body), () => false, t('avail.added'));
+    },
+  }, field(t('avail.weekday'), f.weekday), field(t('avail.start'), f.start), field(t('avail.end'), f.end), field(t('avail.slot'), f.slot), field(t('avail.buffer'), f.buffer),
+  submit, cancelEdit);
   return h('section', { class: 'card', 'aria-labelledby': 'rules-h' },
     h('h2', { id: 'rules-h' }, t('avail.weekly')),
     sorted.length ? h('table', {}, h('thead', {}, h('tr', {}, [t('avail.weekday'), t('avail.hours'), t('avail.slot'), ''].map((x) => h('th', { scope: 'col' }, x)))),
       h('tbody', {}, sorted.map((r) => h('tr', { 'data-rule': r.id },
         h('td', {}, weekday(r.weekday)), h('td', {}, `${hm(r.start_time)}–${hm(r.end_time)}`), h('td', {}, t('avail.minutes', { n: r.slot_minutes })),
-        h('td', {}, h('button', {
+        h('td', { class: 'row' }, h('button', {
+          type: 'button', class: 'link', 'data-edit-rule': r.id, 'aria-label': t('avail.edit_rule', { day: weekday(r.weekday), hours: `${hm(r.start_time)}–${hm(r.end_time)}` }),
+          onclick: () => edit(r),
+        }, t('avail.edit')), h('button', {
           type: 'button', class: 'link danger', 'aria-label': t('avail.delete_rule', { day: weekday(r.weekday), hours: `${hm(r.start_time)}–${hm(r.end_time)}` }),
-          onclick: async () => { try { await del(`/clinicians/${cid}/availability/rules/${r.id}`); toast(t('avail.deleted')); reload(); } catch (x) { err.textContent = errorText(x); } },
+          onclick: async () => {
+            err.textContent = await attempt(() => del(`/clinicians/${cid}/availability/rules/${r.id}`),
+              removedBy(id, { weekday: r.weekday, from: hm(r.start_time), to: hm(r.end_time) }), t('avail.deleted'));
+          },
         }, t('common.delete'))))))) : h('p', { class: 'empty' }, t('avail.no_rules')),
-    h('form', {
-      class: 'row', 'aria-label': t('avail.add_rule'),
-      onsubmit: async (e) => {
-        e.preventDefault();
-        err.textContent = '';
-        try {
-          await post(`/clinicians/${cid}/availability/rules`, { weekday: Number(f.weekday.value), start_time: f.start.value, end_time: f.end.value, slot_minutes: Number(f.slot.value), buffer_minutes: Number(f.buffer.value || 0) });
-          toast(t('avail.added'));
-          reload();
-        } catch (x) { err.textContent = errorText(x); }
-      },
-    }, field(t('avail.weekday'), f.weekday), field(t('avail.start'), f.start), field(t('avail.end'), f.end), field(t('avail.slot'), f.slot), field(t('avail.buffer'), f.buffer),
-    h('button', { type: 'submit', class: 'primary' }, t('avail.add_rule'))), err);
+    form, err);
+
+  /** Fills the form with rule `r`; saving then changes it instead of adding one. */
+  function edit(r) {
+    editing = r;
+    f.weekday.value = String(r.weekday);
+    f.start.value = hm(r.start_time);
+    f.end.value = hm(r.end_time);
+    f.slot.value = r.slot_minutes;
+    f.buffer.value = r.buffer_minutes;
+    submit.textContent = t('avail.save_rule');
+    cancelEdit.hidden = false;
+    form.setAttribute('aria-label', t('avail.edit_rule', { day: weekday(r.weekday), hours: `${hm(r.start_time)}–${hm(r.end_time)}` }));
+    f.weekday.focus();
+  }
 }
 
-function exceptionsCard(cid, exceptions, today, reload) {
+function exceptionsCard(cid, exceptions, today, reload, attempt) {
   const err = h('p', { class: 'error', role: 'alert' });
+  const id = Number(cid);
   const f = {
     date: h('input', { type: 'date', name: 'date', value: today, required: true }),
     kind: select({ name: 'kind' }, [['leave', t('avail.leave')], ['extra', t('avail.extra')]], 'leave'),
@@ -136,7 +191,10 @@ function exceptionsCard(cid, exceptions, today, reload) {
       h('span', {}, `${fmtDate(`${x.on_date}T12:00:00Z`, 'UTC')} · ${t(`avail.${x.kind}`)} · ${x.start_time ? `${hm(x.start_time)}–${hm(x.end_time)}` : t('avail.whole_day')}${x.note ? ` · ${x.note}` : ''}`),
       h('button', {
         type: 'button', class: 'link danger',
-        onclick: async () => { try { await del(`/clinicians/${cid}/availability/exceptions/${x.id}`); toast(t('avail.deleted')); reload(); } catch (y) { err.textContent = errorText(y); } },
+        onclick: async () => {
+          err.textContent = await attempt(() => del(`/clinicians/${cid}/availability/exceptions/${x.id}`),
+            removedBy(id, { date: x.on_date, from: hm(x.start_time), to: hm(x.end_time) }), t('avail.deleted'));
+        },
       }, t('common.delete'))))) : h('p', { class: 'empty' }, t('avail.no_exceptions')),
     h('form', {
       class: 'row', 'aria-label': t('avail.add_exception'),
@@ -148,7 +206,8 @@ function exceptionsCard(cid, exceptions, today, reload) {
         if (f.end.value) body.end_time = f.end.value;
         if (f.kind.value === 'extra') body.slot_minutes = Number(f.slot.value);
         if (f.note.value.trim()) body.note = f.note.value.trim();
-        try { await post(`/clinicians/${cid}/availability/exceptions`, body); toast(t('avail.added')); reload(); } catch (x) { err.textContent = errorText(x); }
+        const removed = body.kind === 'leave' ? removedBy(id, { date: body.date, from: body.start_time, to: body.end_time }) : () => false;
+        err.textContent = await attempt(() => post(`/clinicians/${cid}/availability/exceptions`, body), removed, t('avail.added'));
       },
     }, field(t('avail.date'), f.date), field(t('avail.kind'), f.kind), field(t('avail.start'), f.start, t('avail.leave_hint')), field(t('avail.end'), f.end), field(t('avail.slot'), f.slot), field(t('avail.note'), f.note),
     h('button', { type: 'submit', class: 'primary' }, t('avail.add_exception'))), err);

@@ -3,17 +3,20 @@
 
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use chrono::NaiveDate;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::{Result, SchedulingError};
-use crate::domain::availability::{Exception, ExceptionKind, IsoWeekday, Session, WeeklyRule};
+use crate::domain::availability::{
+    Exception, ExceptionKind, IsoWeekday, Session, Slot, WeeklyRule, slots_on, times_overlap,
+};
 use crate::domain::code::ErrorCode;
-use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
-use crate::domain::time;
+use crate::domain::ids::{ClinicianId, ConsultationId, ExceptionId, RuleId};
+use crate::domain::time::{self, Zone};
 use crate::journal::{About, Journal};
-use crate::storage::Db;
+use crate::storage::{Conn, Db};
+use store::LiveConsultation;
 
 pub(crate) use store::DayRow;
 pub use store::{ExceptionRow, RuleRow};
@@ -37,12 +40,158 @@ pub async fn create_rule(
             ),
         ));
     }
+    refuse_overlap(tx.conn(), clinician, rule, None).await?;
     let row = store::insert_rule(tx.conn(), clinician, rule, time::now()).await?;
     journal
         .write(tx.conn(), About::record(row.id), &row)
         .await?;
     tx.commit().await?;
     Ok(row)
+}
+
+/// Replaces a weekly rule, refused when the new one overlaps another or would leave booked
+/// consultations outside every session; its audit event commits with it.
+pub async fn update_rule(
+    db: &Db,
+    clinician: ClinicianId,
+    rule: RuleId,
+    new: &WeeklyRule,
+    journal: &Journal,
+) -> Result<RuleRow> {
+    let zone = super::directory::get_clinician(db, clinician).await?.zone();
+    let now = time::now();
+    let ahead = (
+        now,
+        now + Duration::days(super::booking::MAX_DAYS_AHEAD + 1),
+    );
+    let mut tx = db.begin().await?;
+    refuse_overlap(tx.conn(), clinician, new, Some(rule)).await?;
+    let before = off_slot(tx.conn(), clinician, zone, ahead, now).await?;
+    let Some(row) = store::update_rule(tx.conn(), clinician, rule, new).await? else {
+        return Err(SchedulingError::NotFound("availability rule"));
+    };
+    refuse_stranding(tx.conn(), clinician, zone, ahead, now, &before).await?;
+    journal
+        .write(tx.conn(), About::record(row.id), &row)
+        .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// At most this many consultations of one clinician are checked against a change to their
+/// availability (a full year's diary and more); at most [`MAX_NAMED`] are named in a refusal.
+const MAX_CHECKED: i64 = 20_000;
+pub const MAX_NAMED: usize = 200;
+
+/// The held and booked consultations of `clinician` starting in `range` that no slot of their
+/// local day offers, as the availability reads in this transaction.
+async fn off_slot(
+    mut conn: Conn<'_>,
+    clinician: ClinicianId,
+    zone: Zone,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+) -> Result<Vec<LiveConsultation>> {
+    let live =
+        store::live_consultations(conn.reborrow(), clinician, range, now, MAX_CHECKED).await?;
+    let (Some(first), Some(last)) = (live.first(), live.last()) else {
+        return Ok(Vec::new());
+    };
+    let (from, to) = (
+        zone.local_date(first.start_at),
+        zone.local_date(last.start_at),
+    );
+    let (mut rules, mut exceptions) = (Vec::new(), Vec::new());
+    for r in store::rows_between(conn, &[clinician], from, to).await? {
+        match r.into_domain() {
+            Some(Either::Rule(rule)) => rules.push(rule),
+            Some(Either::Exception(ex)) => exceptions.push(ex),
+            None => {}
+        }
+    }
+    let mut days: HashMap<NaiveDate, Vec<Slot>> = HashMap::new();
+    Ok(live
+        .into_iter()
+        .filter(|c| {
+            let date = zone.local_date(c.start_at);
+            let slots = days
+                .entry(date)
+                .or_insert_with(|| slots_on(date, zone, &rules, &exceptions));
+            !slots.iter().any(|s| s.start == c.start_at)
+        })
+        .collect())
+}
+
+/// Refuses a change (made in this transaction, not yet committed) that leaves consultations
+/// outside every session that were not already (`before`).
+async fn refuse_stranding(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    zone: Zone,
+    range: (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+    before: &[LiveConsultation],
+) -> Result<()> {
+    let already: HashSet<ConsultationId> = before.iter().map(|c| c.id).collect();
+    let stranded: Vec<_> = off_slot(conn, clinician, zone, range, now)
+        .await?
+        .into_iter()
+        .filter(|c| !already.contains(&c.id))
+        .collect();
+    if stranded.is_empty() {
+        Ok(())
+    } else {
+        Err(SchedulingError::Strands(stranded))
+    }
+}
+
+/// The span of consultations a change on local `date` can affect: the date, whatever the zone,
+/// from now on.
+fn around(date: NaiveDate, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let midnight = date.and_time(chrono::NaiveTime::MIN).and_utc();
+    (
+        (midnight - Duration::hours(14)).max(now),
+        (midnight + Duration::hours(38)).max(now),
+    )
+}
+
+/// Refuses `rule` when it overlaps another weekly rule of `clinician` (other than `except`, the
+/// one it replaces), naming the other.
+async fn refuse_overlap(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    rule: &WeeklyRule,
+    except: Option<RuleId>,
+) -> Result<()> {
+    for other in store::rules(conn, clinician).await? {
+        if Some(other.id) == except {
+            continue;
+        }
+        let Some(Either::Rule(existing)) = other.clone().into_domain() else {
+            continue;
+        };
+        if rule.overlaps(&existing) {
+            return Err(SchedulingError::Overlaps {
+                message: format!(
+                    "overlaps this clinician's weekly session {}–{} on weekday {} (rule {}); \
+                     change or delete that one instead",
+                    other.start_time.format("%H:%M"),
+                    other.end_time.format("%H:%M"),
+                    other.weekday,
+                    other.id.0,
+                ),
+                clash: serde_json::json!({
+                    "rule_id": other.id,
+                    "weekday": other.weekday,
+                    "start_time": other.start_time,
+                    "end_time": other.end_time,
+                    "valid_from": other.valid_from,
+                    "valid_until": other.valid_until,
+                }),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub async fn list_rules(db: &Db, clinician: ClinicianId) -> Result<Vec<RuleRow>> {
@@ -58,10 +207,18 @@ pub async fn delete_rule(
     rule: RuleId,
     journal: &Journal,
 ) -> Result<()> {
+    let zone = super::directory::get_clinician(db, clinician).await?.zone();
+    let now = time::now();
+    let ahead = (
+        now,
+        now + Duration::days(super::booking::MAX_DAYS_AHEAD + 1),
+    );
     let mut tx = db.begin().await?;
+    let before = off_slot(tx.conn(), clinician, zone, ahead, now).await?;
     if store::delete_rule(tx.conn(), clinician, rule).await? == 0 {
         return Err(SchedulingError::NotFound("availability rule"));
     }
+    refuse_stranding(tx.conn(), clinician, zone, ahead, now, &before).await?;
     journal.write(tx.conn(), About::record(rule), &()).await?;
     tx.commit().await?;
     Ok(())
@@ -77,6 +234,7 @@ pub async fn create_exception(
     note: &str,
     journal: Option<&Journal>,
 ) -> Result<ExceptionRow> {
+    let zone = super::directory::get_clinician(db, clinician).await?.zone();
     let mut tx = db.begin().await?;
     if store::count_exceptions(tx.conn(), clinician).await? >= MAX_EXCEPTIONS_PER_CLINICIAN {
         return Err(SchedulingError::conflict(
@@ -86,7 +244,21 @@ pub async fn create_exception(
             ),
         ));
     }
-    let row = store::insert_exception(tx.conn(), clinician, exception, note, time::now()).await?;
+    let now = time::now();
+    let span = around(exception.date(), now);
+    let mut before = Vec::new();
+    match exception {
+        Exception::Extra { date, session } => {
+            refuse_extra_overlap(tx.conn(), clinician, *date, session).await?;
+        }
+        Exception::Leave { .. } => {
+            before = off_slot(tx.conn(), clinician, zone, span, now).await?;
+        }
+    }
+    let row = store::insert_exception(tx.conn(), clinician, exception, note, now).await?;
+    if matches!(exception, Exception::Leave { .. }) {
+        refuse_stranding(tx.conn(), clinician, zone, span, now, &before).await?;
+    }
     // None: the demo's seed, which is no request.
     if let Some(journal) = journal {
         journal
@@ -114,10 +286,19 @@ pub async fn delete_exception(
     id: ExceptionId,
     journal: &Journal,
 ) -> Result<()> {
+    let zone = super::directory::get_clinician(db, clinician).await?.zone();
+    let now = time::now();
     let mut tx = db.begin().await?;
+    let Some(date) = store::exception_date(tx.conn(), clinician, id).await? else {
+        return Err(SchedulingError::NotFound("availability exception"));
+    };
+    // Deleting an extra session can strand what was booked in it (deleting leave cannot).
+    let span = around(date, now);
+    let before = off_slot(tx.conn(), clinician, zone, span, now).await?;
     if store::delete_exception(tx.conn(), clinician, id).await? == 0 {
         return Err(SchedulingError::NotFound("availability exception"));
     }
+    refuse_stranding(tx.conn(), clinician, zone, span, now, &before).await?;
     journal.write(tx.conn(), About::record(id), &()).await?;
     tx.commit().await?;
     Ok(())
@@ -220,5 +401,61 @@ impl DayRow {
                 },
             },
         ))
+    }
+}
+
+/// Refuses an extra session on `date` that overlaps another extra session of that date. (It may
+/// lie over a weekly session: an on-call session with shorter slots during clinic hours is a
+/// real thing, and the slots of both merge, the earliest kept.)
+async fn refuse_extra_overlap(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    date: NaiveDate,
+    session: &Session,
+) -> Result<()> {
+    for other in store::exceptions(conn, clinician, date, date).await? {
+        let (ExceptionKind::Extra, Some(start), Some(end)) =
+            (other.kind, other.start_time, other.end_time)
+        else {
+            continue;
+        };
+        if times_overlap((session.start(), session.end()), (start, end)) {
+            return Err(SchedulingError::Overlaps {
+                message: format!(
+                    "overlaps this clinician's extra session {}–{} on {date} (exception {}); \
+                     change or delete that one instead",
+                    start.format("%H:%M"),
+                    end.format("%H:%M"),
+                    other.id.0,
+                ),
+                clash: serde_json::json!({
+                    "exception_id": other.id,
+                    "date": date,
+                    "start_time": start,
+                    "end_time": end,
+                }),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl RuleRow {
+    /// The rule as a domain value (stored rules were validated on the way in).
+    fn into_domain(self) -> Option<Either> {
+        DayRow {
+            source: "rule".into(),
+            clinician_id: self.clinician_id,
+            weekday: Some(self.weekday),
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+            on_date: None,
+            kind: None,
+            start_time: Some(self.start_time),
+            end_time: Some(self.end_time),
+            slot_minutes: Some(self.slot_minutes),
+            buffer_minutes: Some(self.buffer_minutes),
+        }
+        .into_domain()
     }
 }

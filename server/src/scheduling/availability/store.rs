@@ -8,7 +8,8 @@ use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use serde::Serialize;
 
 use crate::domain::availability::{Exception, ExceptionKind, IsoWeekday, WeeklyRule};
-use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
+use crate::domain::consultation::Status;
+use crate::domain::ids::{ClinicianId, ConsultationId, ExceptionId, PatientId, RuleId};
 use crate::on_conn;
 use crate::storage::Conn;
 
@@ -188,6 +189,21 @@ pub async fn exceptions(
     .await)
 }
 
+/// The date of exception `id` of `clinician`, if there is one.
+pub async fn exception_date(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    id: ExceptionId,
+) -> Result<Option<NaiveDate>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_scalar::<_, NaiveDate>(
+        "SELECT on_date FROM availability_exceptions WHERE id = $1 AND clinician_id = $2",
+    )
+    .bind(id)
+    .bind(clinician)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
 /// Deletes exception `id` of `clinician`; how many rows went (0 or 1).
 pub async fn delete_exception(
     conn: Conn<'_>,
@@ -266,5 +282,69 @@ pub(crate) async fn day_rows(
     .bind(weekday)
     .bind(date)
     .fetch_all(&mut *c)
+    .await)
+}
+
+/// A consultation still ahead, as the availability checks see it.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+pub struct LiveConsultation {
+    pub id: ConsultationId,
+    pub patient_id: PatientId,
+    pub status: Status,
+    pub start_at: DateTime<Utc>,
+    pub end_at: DateTime<Utc>,
+}
+
+/// The held (not lapsed) and booked consultations of `clinician` starting in `[from, to)`, at
+/// most `limit`, by start.
+pub async fn live_consultations(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<LiveConsultation>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as::<_, LiveConsultation>(
+        "SELECT id, patient_id, status, start_at, end_at FROM consultations
+         WHERE clinician_id = $1 AND start_at >= $2 AND start_at < $3
+           AND (status = $4 OR (status = $5 AND hold_expires_at > $6))
+         ORDER BY start_at LIMIT $7",
+    )
+    .bind(clinician)
+    .bind(from)
+    .bind(to)
+    .bind(Status::Booked)
+    .bind(Status::Held)
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Replaces rule `rule` of `clinician` with `new`; `None` when there is no such rule.
+pub async fn update_rule(
+    conn: Conn<'_>,
+    clinician: ClinicianId,
+    rule: RuleId,
+    new: &WeeklyRule,
+) -> Result<Option<RuleRow>, sqlx::Error> {
+    let s = new.session;
+    on_conn!(conn, c => sqlx::query_as::<_, RuleRow>(
+        "UPDATE availability_rules SET weekday = $3, start_time = $4, end_time = $5,
+                slot_minutes = $6, buffer_minutes = $7, valid_from = $8, valid_until = $9
+         WHERE id = $1 AND clinician_id = $2
+         RETURNING id, clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes,
+                   valid_from, valid_until, created_at",
+    )
+    .bind(rule)
+    .bind(clinician)
+    .bind(i32::from(new.weekday.get()))
+    .bind(s.start())
+    .bind(s.end())
+    .bind(s.slot_minutes() as i32)
+    .bind(s.buffer_minutes() as i32)
+    .bind(new.valid_from)
+    .bind(new.valid_until)
+    .fetch_optional(&mut *c)
     .await)
 }
