@@ -5,7 +5,7 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,6 +128,21 @@ async function main() {
     ok(!b.filter((k) => !(k in en)).length, `missing in en: ${b.filter((k) => !(k in en))}`);
     const same = a.filter((k) => vi[k] === en[k] && !SAME_IN_BOTH.has(en[k]));
     ok(!same.length, `not translated: ${same}`);
+  });
+
+  await test('every error code the server can answer has a message for people in both languages (or is one the client never causes)', async () => {
+    const codes = [...readFileSync(join(ROOT, 'server', 'src', 'domain', 'code.rs'), 'utf8').matchAll(/^\s+\w+ => "([a-z_]+)",$/gm)].map((m) => m[1]);
+    ok(codes.length > 50, `read only ${codes.length} codes from code.rs`);
+    // Malformed requests and the operator's endpoints: the web client does not send them, and
+    // the ones a person can meet by status (403, 404, 422 with fields, 503) have messages of
+    // their own.
+    const technical = new Set(['bad_request', 'body_unreadable', 'forbidden', 'headers_too_large', 'idempotency_key_reused', 'internal', 'invalid_idempotency_key',
+      'invalid_json', 'invalid_path', 'invalid_query', 'method_not_allowed', 'metrics_token_required', 'missing_body', 'missing_reference', 'no_route', 'not_found',
+      'not_needed', 'unsupported_media_type', 'validation_failed', 'unavailable']);
+    const without = codes.filter((c) => !technical.has(c) && !(en[`code.${c}`] && vi[`code.${c}`]));
+    ok(!without.length, `codes without a message: ${without.join(', ')}`);
+    const stale = Object.keys(en).filter((k) => k.startsWith('code.') && !codes.includes(k.slice(5)));
+    ok(!stale.length, `messages for codes the server no longer has: ${stale.join(', ')}`);
   });
 
   await test('sign-in per role lands on that role\'s home, in Vietnamese by default', async () => {
@@ -350,6 +365,19 @@ async function main() {
     await page.waitForFunction(() => document.querySelector('select[name=camera]').options.length > 0);
     await checkVietnamese(page, 'device check');
     await shot(page, 'patient-device-check-phone');
+    // Too early: the page says when the call opens, and waits to open it by itself.
+    const later = (await apiAs(page, 'GET', '/consultations')).body
+      .filter((c) => c.status === 'booked' && new Date(c.start_at).getTime() > Date.now() + 20 * 60000)[0];
+    ok(later, 'benhnhan has no visit more than 20 minutes ahead');
+    await page.goto(`${BASE}/call/${later.id}`);
+    await page.waitForFunction(() => document.querySelector('.device button.primary') && !document.querySelector('.device button.primary').disabled);
+    await page.click('.device button.primary');
+    await page.waitForSelector('.banner[data-state=too-early]:not([hidden])');
+    const opens = new Intl.DateTimeFormat('vi-VN', { timeZone: 'Asia/Ho_Chi_Minh', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(new Date(new Date(later.start_at).getTime() - 15 * 60000));
+    ok((await page.textContent('.banner')).includes(opens), `the too-early banner does not say the call opens at ${opens}: ${await page.textContent('.banner')}`);
+    ok(await page.locator('.waiting-room').isHidden(), 'the waiting room shows before the call opens');
+    await checkVietnamese(page, 'call too early');
+    await shot(page, 'patient-call-too-early-phone');
     await context.close();
   });
 

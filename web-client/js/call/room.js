@@ -37,7 +37,15 @@ export class Room extends EventTarget {
     try {
       grant = await post(`/consultations/${this.id}/join-token`);
     } catch (e) {
-      // A refusal by the API (too early, too late, not yours) will not change by retrying.
+      // Too early: the API says when the call opens; wait for it here and join then.
+      if (e.code === 'too_early' && e.details && e.details.opens_at) {
+        const wait = Math.max(1000, new Date(e.details.opens_at).getTime() - Date.now() + 1000);
+        this.emit('too-early', { opens_at: e.details.opens_at });
+        clearTimeout(this.earlyTimer);
+        this.earlyTimer = setTimeout(() => { if (!this.closed) this.connect(); }, Math.min(wait, 2 ** 31 - 1));
+        return;
+      }
+      // Any other refusal by the API (too late, not yours) will not change by retrying.
       if (e.status && e.status < 500 && e.status !== 429) { this.emit('fatal', { code: e.code, message: e.message }); this.closed = true; return; }
       this.retry();
       return;
@@ -276,6 +284,7 @@ export class Room extends EventTarget {
   leave() {
     this.closed = true;
     clearInterval(this.pingTimer);
+    clearTimeout(this.earlyTimer);
     this.send({ type: 'leave' });
     for (const id of [...this.peers.keys()]) this.dropPeer(id);
     if (this.ws) this.ws.close(1000);

@@ -5,7 +5,7 @@
 // while the network is away.
 
 import { h, mount, field, select, toast } from '../dom.js';
-import { t, fmtTime } from '../i18n.js';
+import { t, fmtTime, fmtDateTime, localDate } from '../i18n.js';
 import { get } from '../api.js';
 import { navigate } from '../router.js';
 import * as s from '../session.js';
@@ -148,6 +148,14 @@ export async function callView(main, { id }) {
     room.addEventListener('reconnecting', () => { banner.hidden = false; banner.textContent = t('call.reconnecting'); banner.dataset.state = 'reconnecting'; });
     room.addEventListener('waiting', () => { banner.hidden = true; lobby.hidden = false; });
     room.addEventListener('running-late', (e) => showLate(e.detail.minutes));
+    room.addEventListener('too-early', (e) => {
+      banner.hidden = false;
+      banner.dataset.state = 'too-early';
+      // Not in any waiting room yet: nobody can let them in before the call opens.
+      lobby.hidden = true;
+      const sameDay = localDate(new Date(e.detail.opens_at), zone) === localDate(new Date(), zone);
+      banner.textContent = t('call.opens_at', { time: sameDay ? fmtTime(e.detail.opens_at, zone) : fmtDateTime(e.detail.opens_at, zone) });
+    });
     room.addEventListener('joined', (e) => {
       banner.hidden = true;
       banner.dataset.state = 'connected';

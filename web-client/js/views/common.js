@@ -1,18 +1,27 @@
 // Pieces shared by the screens: status labels, error messages, names of people and places.
 
 import { h } from '../dom.js';
-import { t } from '../i18n.js';
+import { t, tOr, fmtTime } from '../i18n.js';
 import { cached } from '../api.js';
 
+/** What a person reads for an API error: the code's own message in their language when it
+ * has one, the fields to check for invalid input, and when to try again after a refusal for
+ * too many requests. The server's English message is for programs and logs, never shown. */
 export function errorText(e) {
   if (!e) return t('error.generic');
   if (e.code === 'offline') return t('error.offline');
-  if (e.status === 409 && e.code === 'slot_taken') return t('error.slot_taken');
+  const wait = e.details && Number(e.details.retry_after_seconds);
+  const retry = wait > 0 ? ` ${t('error.retry_at', { time: fmtTime(new Date(Date.now() + wait * 1000).toISOString(), Intl.DateTimeFormat().resolvedOptions().timeZone) })}` : '';
+  const own = tOr(`code.${e.code}`, null);
+  if (own) return `${own}${retry}`;
   if (e.status === 403) return t('error.forbidden');
   if (e.status === 404) return t('error.not_found');
-  if (e.status === 422 || e.status === 400) return `${t('error.invalid')} ${e.message || ''}`.trim();
+  if (e.status === 422 || e.status === 400) {
+    const names = ((e.details && e.details.fields) || []).map((f) => tOr(`field.${f.field}`, null)).filter(Boolean);
+    return names.length ? t('error.check_fields', { fields: [...new Set(names)].join(', ') }) : t('error.invalid');
+  }
   if (e.status === 503) return t('error.unavailable');
-  return t('error.generic');
+  return `${t('error.generic')}${retry}`;
 }
 
 export const statusBadge = (status) => h('span', { class: `badge st-${status}` }, t(`status.${status}`));
