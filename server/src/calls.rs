@@ -408,8 +408,9 @@ async fn record_start(db: &Db, consultation: i64, at: DateTime<Utc>) -> Result<(
     let mut tx = db.begin().await?;
     on_conn!(tx.conn(), c => {
         sqlx::query(
+            // A delay announced to the waiting room means nothing once the visit has begun.
             "UPDATE consultations SET status = $3, started_at = COALESCE(started_at, $2),
-                    updated_at = $2, version = version + 1
+                    running_late_minutes = NULL, updated_at = $2, version = version + 1
              WHERE id = $1 AND status = $4",
         )
         .bind(consultation)

@@ -52,11 +52,24 @@ const port = await new Promise((resolve, reject) => {
   probe.listen(0, '127.0.0.1', () => { const p = probe.address().port; probe.close(() => resolve(p)); });
 });
 const BASE = `http://127.0.0.1:${port}`;
-const server = spawn(BIN, ['--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, 'demo', '--care-centres', '20', '--patients-per-centre', '2'],
-  { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
 let serverLog = '';
 let serverEnded = false;
-server.stderr.on('data', (d) => { serverLog = (serverLog + d).slice(-20000); });
+const startServer = () => {
+  const child = spawn(BIN, ['--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, 'demo', '--care-centres', '20', '--patients-per-centre', '2'],
+    { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr.on('data', (d) => { serverLog = (serverLog + d).slice(-20000); });
+  return child;
+};
+let server = startServer();
+/** Stops the server (SIGTERM, as an operator's restart does) and starts it again on the same
+ * data folder and port; rooms, which live in its memory, are gone. */
+async function restartServer() {
+  const ended = new Promise((resolve) => server.once('exit', resolve));
+  server.kill('SIGTERM');
+  await ended;
+  server = startServer();
+  await waitReady();
+}
 async function waitReady() {
   for (let i = 0; i < 240; i++) {
     if (server.exitCode !== null) break;
@@ -720,6 +733,21 @@ async function callJourney() {
   ok(await pat.page.evaluate(() => window.__e2e.resumes() === 1), 'the reloaded page did not resume its place');
   ok(await pat.page.locator('.waiting-room').isHidden(), 'the patient was sent back to the waiting room');
   await Promise.all([framesFlowing(pat.page, 'patient after reloading'), framesFlowing(doc.page, 'specialist after the patient reloaded')]);
+
+  // The server restarts mid-call. Its rooms are gone: the patient is back in the waiting room,
+  // said in words, with no call left on screen; the specialist sees them waiting, not also on
+  // screen; admitted again, the call comes back with frames both ways.
+  await restartServer();
+  await pat.page.waitForSelector('.banner[data-state=reset]:not([hidden])', { timeout: 60000 });
+  await pat.page.waitForSelector('.waiting-room:not([hidden])');
+  ok(await pat.page.locator('.call').isHidden(), 'the patient sees the waiting room above a call that is no longer one');
+  await doc.page.waitForSelector('[data-admit]', { timeout: 60000 });
+  ok(!(await doc.page.$('.tile video')), 'the specialist sees the patient both on screen and as waiting');
+  await checkVietnamese(pat.page, 'waiting room after a server restart');
+  await shot(pat.page, 'call-journey-4-patient-after-restart-phone');
+  await doc.page.click('[data-admit]');
+  await pat.page.waitForSelector('.call:not([hidden])');
+  await Promise.all([framesFlowing(pat.page, 'patient after the restart'), framesFlowing(doc.page, 'specialist after the restart')]);
 
   // The referring clinician reads the advice and adds an addendum.
   await rural.page.goto(`${BASE}/consultations/${id}`);

@@ -159,6 +159,13 @@ both_engines!(
         let who = people(&app, &cast).await;
         let now = cast.book_now(&app).await;
         let mut patient = patient_waits(&app, &who, now).await;
+        who.specialist
+            .post(
+                &format!("/api/v1/consultations/{now}/running-late"),
+                json!({"minutes": 10}),
+            )
+            .await
+            .expect(200);
         let mut doctor = join(&app, &token(&who.specialist, now, json!({})).await).await;
         let joined = until(&mut doctor, "joined").await;
         let waiting = joined["waiting"][0]["id"].clone();
@@ -184,6 +191,8 @@ both_engines!(
             (consultation(&app, now).await["status"] == "in_progress").then_some(())
         })
         .await;
+        // Once the visit has begun, the delay told to the waiting room is over.
+        assert!(consultation(&app, now).await["running_late_minutes"].is_null());
         who.specialist
             .post(&format!("/api/v1/consultations/{now}/complete"), json!({}))
             .await

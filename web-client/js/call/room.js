@@ -88,11 +88,20 @@ export class Room extends EventTarget {
   async onMessage(m) {
     switch (m.type) {
       case 'waiting':
+        // Back in the waiting room after being in the call: the server lost the room (it
+        // restarted) and we joined it anew. The old media goes, so the page never shows the
+        // waiting room above a call that is no longer one.
+        const reset = this.admitted;
+        if (reset) {
+          this.admitted = false;
+          for (const id of [...this.peers.keys()]) { this.dropPeer(id); this.emit('left', { participant: id, reason: 'reset' }); }
+        }
         this.you = m.you.id;
         this.me = m.you;
         this.session = m.session;
         this.attempt = 0;
         this.emit('waiting', m);
+        if (reset) this.emit('reset', m);
         this.sendMediaState();
         break;
       case 'joined': {
@@ -104,6 +113,12 @@ export class Room extends EventTarget {
         this.admitted = true;
         this.attempt = 0;
         if (m.resumed) this.resumes = (this.resumes || 0) + 1;
+        // Whoever we had a call with but the room does not list (a fresh room after the server
+        // restarted: they wait to be admitted again, or have gone) leaves the screen.
+        const present = new Set(m.participants.map((p) => p.id));
+        for (const id of [...this.peers.keys()]) {
+          if (!present.has(id)) { this.dropPeer(id); this.emit('left', { participant: id, reason: 'reset' }); }
+        }
         this.emit('joined', m);
         this.sendMediaState();
         for (const p of m.participants) this.emit('participant', p);

@@ -49,4 +49,5 @@ export default {
   'field.full_name': 'full name', 'field.start': 'time', 'field.minutes': 'delay', 'field.note': 'note', 'field.date': 'date', 'field.weekday': 'day',
   'field.username': 'username', 'field.password': 'password', 'field.valid_until': 'valid until',
   'call.opens_at': 'The call opens at {time}. Stay on this page: it opens by itself.',
+  'call.reset': 'The call was interrupted on the server. You are back in the waiting room: the clinician will let you in again.',
 };

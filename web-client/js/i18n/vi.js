@@ -49,4 +49,5 @@ export default {
   'field.full_name': 'họ tên', 'field.start': 'giờ khám', 'field.minutes': 'số phút chậm', 'field.note': 'ghi chú', 'field.date': 'ngày', 'field.weekday': 'thứ',
   'field.username': 'tên đăng nhập', 'field.password': 'mật khẩu', 'field.valid_until': 'hiệu lực đến',
   'call.opens_at': 'Cuộc gọi mở lúc {time}. Hãy ở lại trang này: cuộc gọi sẽ tự mở.',
+  'call.reset': 'Cuộc gọi bị gián đoạn trên máy chủ. Bạn đã quay lại phòng chờ: bác sĩ sẽ mời bạn vào lại.',
 };

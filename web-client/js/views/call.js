@@ -146,7 +146,9 @@ export async function callView(main, { id }) {
     audioBtn.onclick = () => setAudioOnly(audioBtn.getAttribute('aria-pressed') !== 'true');
 
     room.addEventListener('reconnecting', () => { banner.hidden = false; banner.textContent = t('call.reconnecting'); banner.dataset.state = 'reconnecting'; });
-    room.addEventListener('waiting', () => { banner.hidden = true; lobby.hidden = false; });
+    room.addEventListener('waiting', () => { banner.hidden = true; lobby.hidden = false; callBox.hidden = true; chatBox.hidden = true; });
+    // The server lost the room (a restart): back to the waiting room, said in words.
+    room.addEventListener('reset', () => { banner.hidden = false; banner.dataset.state = 'reset'; banner.textContent = t('call.reset'); });
     room.addEventListener('running-late', (e) => showLate(e.detail.minutes));
     room.addEventListener('too-early', (e) => {
       banner.hidden = false;
@@ -160,6 +162,7 @@ export async function callView(main, { id }) {
       banner.hidden = true;
       banner.dataset.state = 'connected';
       lobby.hidden = true;
+      showLate(0);
       callBox.hidden = false;
       chatBox.hidden = false;
       if (clinician) waitingBox.hidden = false;
