@@ -667,6 +667,32 @@ async function callJourney() {
   await checkVietnamese(doc.page, 'call (specialist)');
   await checkVietnamese(pat.page, 'call (patient)');
 
+  // In the call: no sign-out a tap away; toggles say what they do now.
+  ok(await pat.page.locator('.bar .signout').isHidden(), 'sign-out is offered during the call');
+  await pat.page.click('[data-control=mute]');
+  ok(await pat.page.getAttribute('[data-control=mute]', 'aria-pressed') === 'true' && (await pat.page.textContent('[data-control=mute]')).trim() === vi['call.mute_undo'],
+    'the pressed mute button does not say "unmute"');
+  await pat.page.click('[data-control=mute]');
+  ok((await pat.page.textContent('[data-control=mute]')).trim() === vi['call.mute'], 'the mute button does not say "mute" again');
+  // The referring clinician joins too: on the patient's phone, with two others on screen, the
+  // self view covers neither.
+  await joinFromHome(rural.page);
+  await rural.page.click('.device button.primary');
+  await rural.page.waitForSelector('.call:not([hidden])');
+  await pat.page.waitForFunction(() => document.querySelectorAll('.stage .tile').length === 2);
+  const overlaps = await pat.page.evaluate(() => {
+    const r = (el) => el.getBoundingClientRect();
+    const self = r(document.querySelector('video.self'));
+    return [...document.querySelectorAll('.stage .tile video')].map(r)
+      .filter((x) => self.left < x.right && x.left < self.right && self.top < x.bottom && x.top < self.bottom).length;
+  });
+  ok(overlaps === 0, `the self view covers ${overlaps} of the others' videos in a three-way call on a phone`);
+  await checkVietnamese(pat.page, 'three-way call (patient)');
+  await shot(pat.page, 'call-journey-2-patient-three-way-phone');
+  rural.page.once('dialog', (d) => d.accept());
+  await rural.page.click('.controls button.danger');
+  await pat.page.waitForFunction(() => document.querySelectorAll('.stage .tile').length === 1);
+
   // Chat, both ways.
   await pat.page.fill('input[name=chat]', 'Chào bác sĩ, tôi nghe rõ');
   await pat.page.click('.chat button[type=submit]');

@@ -24,6 +24,6 @@ export function drawBar() {
     h('div', { class: 'who' },
       langSelect,
       s.session.me ? h('span', { class: 'name' }, s.session.name) : null,
-      s.session.me ? h('button', { type: 'button', class: 'link', onclick: async () => { await s.signOut(); drawBar(); navigate('/signin'); } }, t('nav.signout')) : null));
+      s.session.me ? h('button', { type: 'button', class: 'link signout', onclick: async () => { await s.signOut(); drawBar(); navigate('/signin'); } }, t('nav.signout')) : null));
   document.title = t('app.name');
 }

@@ -245,6 +245,21 @@ export class Room extends EventTarget {
   setMuted(muted) { for (const tr of this.local ? this.local.getAudioTracks() : []) tr.enabled = !muted; this.muted = muted; this.sendMediaState(); }
   setCameraOff(off) { for (const tr of this.local ? this.local.getVideoTracks() : []) tr.enabled = !off; this.cameraOff = off; this.sendMediaState(); }
 
+  /** Swaps our microphone or camera for `track` (another device) in every connection, keeping
+   * mute, camera off and audio only as they are. */
+  replaceTrack(track) {
+    const kind = track.kind;
+    if (!this.local) this.local = new MediaStream();
+    for (const old of this.local.getTracks().filter((x) => x.kind === kind)) { this.local.removeTrack(old); old.stop(); }
+    this.local.addTrack(track);
+    track.enabled = kind === 'audio' ? !this.muted : !this.cameraOff;
+    for (const p of this.peers.values()) {
+      const tr = p.pc.getTransceivers().find((x) => !x.stopped && x.receiver.track.kind === kind);
+      if (!tr) continue;
+      tr.sender.replaceTrack(kind === 'video' && this.audioOnly ? null : track);
+    }
+  }
+
   /** Audio only: stop sending video and ask peers to stop sending theirs (transceivers inactive). */
   setAudioOnly(on) {
     this.audioOnly = on;

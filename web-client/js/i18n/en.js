@@ -50,4 +50,5 @@ export default {
   'field.username': 'username', 'field.password': 'password', 'field.valid_until': 'valid until',
   'call.opens_at': 'The call opens at {time}. Stay on this page: it opens by itself.',
   'call.reset': 'The call was interrupted on the server. You are back in the waiting room: the clinician will let you in again.',
+  'call.mute_undo': 'Unmute', 'call.camera_off_undo': 'Camera on', 'call.audio_only_undo': 'Back to video', 'call.fullscreen': 'Full screen', 'call.fullscreen_undo': 'Exit full screen', 'call.devices': 'Microphone and camera', 'call.device_switched': 'Switched.', 'call.device_failed': 'That device could not be used.',
 };

@@ -50,4 +50,5 @@ export default {
   'field.username': 'tên đăng nhập', 'field.password': 'mật khẩu', 'field.valid_until': 'hiệu lực đến',
   'call.opens_at': 'Cuộc gọi mở lúc {time}. Hãy ở lại trang này: cuộc gọi sẽ tự mở.',
   'call.reset': 'Cuộc gọi bị gián đoạn trên máy chủ. Bạn đã quay lại phòng chờ: bác sĩ sẽ mời bạn vào lại.',
+  'call.mute_undo': 'Bật tiếng', 'call.camera_off_undo': 'Bật camera', 'call.audio_only_undo': 'Quay lại video', 'call.fullscreen': 'Toàn màn hình', 'call.fullscreen_undo': 'Thoát toàn màn hình', 'call.devices': 'Micrô và camera', 'call.device_switched': 'Đã chuyển thiết bị.', 'call.device_failed': 'Không dùng được thiết bị này.',
 };

@@ -9,7 +9,7 @@ import { t, fmtTime, fmtDateTime, localDate } from '../i18n.js';
 import { get } from '../api.js';
 import { navigate } from '../router.js';
 import * as s from '../session.js';
-import { acquire, listDevices, meter, stopStream } from '../call/devices.js';
+import { acquire, listDevices, meter, stopStream, VIDEO } from '../call/devices.js';
 import { Room } from '../call/room.js';
 import { notePanel } from './note.js';
 import { lifeCycle } from './consultation.js';
@@ -25,7 +25,11 @@ export async function callView(main, { id }) {
   let stopMeter = () => {};
   let room = null;
   let qualityTimer = null;
-  const cleanup = () => { clearInterval(qualityTimer); stopMeter(); if (room) room.leave(); stopStream(stream); };
+  const cleanup = () => {
+    clearInterval(qualityTimer); stopMeter(); if (room) room.leave(); stopStream(stream);
+    document.body.classList.remove('in-call');
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  };
 
   // --- device check ------------------------------------------------------------------------
   const preview = h('video', { autoplay: true, muted: true, playsinline: true, class: 'preview', 'aria-label': t('device.preview') });
@@ -83,10 +87,38 @@ export async function callView(main, { id }) {
     const countWaiting = () => { nobody.hidden = waitingList.children.length > 0; };
     const chatLog = h('ol', { class: 'chat-log', 'aria-live': 'polite' });
     const chatIn = h('input', { name: 'chat', maxlength: 2000, autocomplete: 'off' });
-    const toggle = (key, on) => h('button', { type: 'button', 'aria-pressed': String(!!on), 'data-control': key }, t(`call.${key}`));
+    // Each toggle says in its label what pressing it does now, and its state in aria-pressed.
+    const toggle = (key) => h('button', { type: 'button', 'aria-pressed': 'false', 'data-control': key }, t(`call.${key}`));
+    const setToggle = (btn, key, on) => { btn.setAttribute('aria-pressed', String(on)); btn.textContent = t(on ? `call.${key}_undo` : `call.${key}`); };
     const muteBtn = toggle('mute');
     const camBtn = toggle('camera_off');
     const audioBtn = toggle('audio_only');
+    const fullBtn = toggle('fullscreen');
+    // Another microphone or camera during the call (a headset plugged in, the back camera).
+    const inMic = select({ name: 'call_mic' }, []);
+    const inCam = select({ name: 'call_camera' }, []);
+    const devices = h('details', { class: 'devices' }, h('summary', {}, t('call.devices')), field(t('device.microphone'), inMic), field(t('device.camera'), inCam));
+    const fillDevices = async () => {
+      try {
+        const d = await listDevices();
+        const cur = (kind) => { const tr = room && room.local && room.local.getTracks().find((x) => x.kind === kind); return tr && tr.getSettings().deviceId; };
+        mount(inMic, d.audio.map((x, i) => h('option', { value: x.deviceId, selected: x.deviceId === cur('audio') }, x.label || t('device.mic_n', { n: i + 1 }))));
+        mount(inCam, d.video.map((x, i) => h('option', { value: x.deviceId, selected: x.deviceId === cur('video') }, x.label || t('device.camera_n', { n: i + 1 }))));
+      } catch { /* device names are a convenience */ }
+    };
+    const switchTo = async (kind, deviceId) => {
+      try {
+        const constraint = { deviceId: { exact: deviceId } };
+        const got = await navigator.mediaDevices.getUserMedia(kind === 'audio' ? { audio: constraint } : { video: { ...VIDEO, ...constraint } });
+        const track = kind === 'audio' ? got.getAudioTracks()[0] : got.getVideoTracks()[0];
+        room.replaceTrack(track);
+        stream = room.local;
+        self.srcObject = stream;
+        toast(t('call.device_switched'));
+      } catch { toast(t('call.device_failed')); fillDevices(); }
+    };
+    inMic.addEventListener('change', () => switchTo('audio', inMic.value));
+    inCam.addEventListener('change', () => switchTo('video', inCam.value));
     const myId = s.session.me && s.session.me.clinician_id;
     const runs = clinician && (s.isScheduler() || (myId && (c.clinician_id === myId || c.referring_clinician_id === myId)));
     // Leaving is one tap away from the controls: ask first, since coming back means waiting to
@@ -108,7 +140,15 @@ export async function callView(main, { id }) {
     const lobby = h('section', { class: 'card waiting-room', role: 'status' }, h('h2', {}, t('call.waiting_title')), h('p', {}, t('call.waiting_text')), late);
     const callBox = h('div', { class: 'call', hidden: true },
       h('div', { class: 'videos' }, stage, self),
-      h('div', { class: 'controls', role: 'toolbar', 'aria-label': t('call.controls') }, muteBtn, camBtn, audioBtn, qualityEl, leaveBtn));
+      h('div', { class: 'controls', role: 'toolbar', 'aria-label': t('call.controls') }, muteBtn, camBtn, audioBtn, fullBtn, qualityEl, leaveBtn), devices);
+    fullBtn.hidden = !(callBox.requestFullscreen && document.fullscreenEnabled);
+    fullBtn.onclick = async () => {
+      try {
+        if (document.fullscreenElement) await document.exitFullscreen();
+        else await callBox.requestFullscreen();
+      } catch { /* refused by the browser: the call goes on as it was */ }
+    };
+    document.addEventListener('fullscreenchange', () => setToggle(fullBtn, 'fullscreen', document.fullscreenElement === callBox));
     const chatBox = h('section', { class: 'card chat', 'aria-labelledby': 'chat-h', hidden: true }, h('h2', { id: 'chat-h' }, t('call.chat')), chatLog,
       h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); const v = chatIn.value.trim(); if (v) { room.chat(v); chatIn.value = ''; } } },
         field(t('call.message'), chatIn), h('button', { type: 'submit' }, t('call.send'))));
@@ -140,9 +180,9 @@ export async function callView(main, { id }) {
       }
       return tiles.get(pid);
     };
-    const setAudioOnly = (on) => { room.setAudioOnly(on); audioBtn.setAttribute('aria-pressed', String(on)); };
-    muteBtn.onclick = () => { const on = muteBtn.getAttribute('aria-pressed') !== 'true'; room.setMuted(on); muteBtn.setAttribute('aria-pressed', String(on)); };
-    camBtn.onclick = () => { const on = camBtn.getAttribute('aria-pressed') !== 'true'; room.setCameraOff(on); camBtn.setAttribute('aria-pressed', String(on)); };
+    const setAudioOnly = (on) => { room.setAudioOnly(on); setToggle(audioBtn, 'audio_only', on); };
+    muteBtn.onclick = () => { const on = muteBtn.getAttribute('aria-pressed') !== 'true'; room.setMuted(on); setToggle(muteBtn, 'mute', on); };
+    camBtn.onclick = () => { const on = camBtn.getAttribute('aria-pressed') !== 'true'; room.setCameraOff(on); setToggle(camBtn, 'camera_off', on); };
     audioBtn.onclick = () => setAudioOnly(audioBtn.getAttribute('aria-pressed') !== 'true');
 
     room.addEventListener('reconnecting', () => { banner.hidden = false; banner.textContent = t('call.reconnecting'); banner.dataset.state = 'reconnecting'; });
@@ -164,6 +204,9 @@ export async function callView(main, { id }) {
       lobby.hidden = true;
       showLate(0);
       callBox.hidden = false;
+      // In the call, signing out is not a button away (it would end the call unasked).
+      document.body.classList.add('in-call');
+      fillDevices();
       chatBox.hidden = false;
       if (clinician) waitingBox.hidden = false;
       if (e.detail.resumed) toast(t('call.resumed'));
