@@ -222,6 +222,7 @@ enum Target<'a> {
 const CLIENT_ROUTES: &[&str] = &[
     "signin",
     "visit",
+    "guest",
     "book",
     "schedule",
     "consultations",

@@ -693,6 +693,38 @@ async function callJourney() {
   await rural.page.click('.controls button.danger');
   await pat.page.waitForFunction(() => document.querySelectorAll('.stage .tile').length === 1);
 
+  // The specialist invites an interpreter: a link (and QR code) that opens the call in a browser
+  // with no account; the guest waits, marked as a guest, until let in.
+  await doc.page.fill('[data-invite] input[name=guest_name]', 'Lò Thị Hoa');
+  await doc.page.selectOption('[data-invite] select[name=guest_role]', 'interpreter');
+  await doc.page.click('[data-invite] button[type=submit]');
+  await doc.page.waitForSelector('[data-invite] [data-qr] svg');
+  const guestLink = await doc.page.inputValue('[data-guest-link]');
+  ok(guestLink.startsWith(`${BASE}/guest#j1.`), `not a guest link: ${guestLink}`);
+  await checkVietnamese(doc.page, 'guest invitation');
+  const guestCtx = await browser.newContext({ locale: 'vi-VN', viewport: { width: 360, height: 640 }, permissions: ['camera', 'microphone'] });
+  const guestPage = await guestCtx.newPage();
+  guestPage.on('pageerror', (e) => pageErrors.push(`guest: ${e.message}`));
+  await guestPage.goto(guestLink);
+  await guestPage.waitForFunction(() => { const v = document.querySelector('video.preview'); return v && v.videoWidth > 0; });
+  ok(new URL(guestPage.url()).pathname === '/guest', `the guest was sent to ${guestPage.url()}`);
+  ok(!guestPage.url().includes('#'), 'the invitation token stays in the address bar');
+  await guestPage.click('.device button.primary');
+  await guestPage.waitForSelector('.waiting-room:not([hidden])');
+  await checkVietnamese(guestPage, 'guest waiting room');
+  await doc.page.waitForSelector('[data-waiting][data-role=guest]');
+  ok((await doc.page.textContent('[data-waiting][data-role=guest]')).includes('khách'), 'the guest is not marked as one in the waiting list');
+  await shot(doc.page, 'call-journey-2-specialist-guest-waiting-desktop');
+  await doc.page.click('[data-waiting][data-role=guest] [data-admit]');
+  await guestPage.waitForSelector('.call:not([hidden])');
+  await pat.page.waitForFunction(() => document.querySelectorAll('.stage .tile').length === 2);
+  await shot(guestPage, 'call-journey-2-guest-in-call-phone');
+  guestPage.once('dialog', (d) => d.accept());
+  await guestPage.click('.controls button.danger');
+  await guestPage.waitForSelector('main h1');
+  await pat.page.waitForFunction(() => document.querySelectorAll('.stage .tile').length === 1);
+  await guestCtx.close();
+
   // Chat, both ways.
   await pat.page.fill('input[name=chat]', 'Chào bác sĩ, tôi nghe rõ');
   await pat.page.click('.chat button[type=submit]');

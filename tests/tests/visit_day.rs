@@ -400,3 +400,44 @@ both_engines!(the_room_list_refuses_bad_lists, |app: TestApp| async move {
     // The same id twice is one entry.
     assert_eq!(rooms(&who.specialist, &[now, now]).await.len(), 1);
 });
+
+both_engines!(
+    a_guest_invitation_is_a_link_and_a_qr_code_that_open_the_call,
+    |app: TestApp| async move {
+        let cast = Cast::create(&app).await;
+        let who = people(&app, &cast).await;
+        let now = cast.book_now(&app).await;
+        let path = format!("/api/v1/consultations/{now}/join-token");
+        let invite = who
+            .specialist
+            .post(&path, json!({"guest_name": "Lò Thị Hoa (phiên dịch)"}))
+            .await
+            .expect(201);
+        let token = invite.body["token"].as_str().expect("token");
+        // Absolute (a phone scanning the code opens it), the token after `#` (never sent to a
+        // server, so never in a log).
+        assert_eq!(
+            invite.body["link"].as_str(),
+            Some(format!("{}/guest#{token}", app.base_url()).as_str())
+        );
+        assert!(
+            invite.body["qr_svg"]
+                .as_str()
+                .is_some_and(|q| q.contains("<svg") && !q.contains("<script")),
+            "{}",
+            invite.text
+        );
+        // The guest joins with it and waits, marked as a guest.
+        let mut guest = join(&app, token).await;
+        assert_eq!(answer(&mut guest).await, "waiting");
+        let seen = rooms(&who.specialist, &[now]).await;
+        assert_eq!(seen[0]["waiting"][0]["role"], "guest");
+        assert_eq!(seen[0]["waiting"][0]["name"], "Lò Thị Hoa (phiên dịch)");
+        // Everyone else's token has no link to hand on.
+        let own = who.patient.post(&path, json!({})).await.expect(201);
+        assert!(own.body.get("link").is_none() && own.body.get("qr_svg").is_none());
+        // The guest page is the client's.
+        let page = app.anonymous().get("/guest").await;
+        assert_eq!(page.status, 200);
+    }
+);

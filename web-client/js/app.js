@@ -8,7 +8,7 @@ import { homeView } from './views/home.js';
 import { bookView } from './views/book.js';
 import { calendarView, availabilityView, utilisationView } from './views/schedule.js';
 import { consultationView } from './views/consultation.js';
-import { callView } from './views/call.js';
+import { callView, guestView } from './views/call.js';
 
 /** Views that need a session send the visitor to sign in first. */
 const guarded = (view) => async (main, params) => {
@@ -20,6 +20,7 @@ const guarded = (view) => async (main, params) => {
 // server/src/web_client.rs): a new first segment must be added there too.
 route('/signin', signinView);
 route('/visit', visitView);
+route('/guest', guestView);
 route('/', guarded(homeView));
 route('/book', guarded(bookView));
 route('/schedule', guarded(calendarView));

@@ -47,6 +47,11 @@ struct JoinToken {
     closes_at: DateTime<Utc>,
     /// The signaling WebSocket, on this server.
     url: &'static str,
+    /// A guest's invitation: the page that opens the call with this token, and its QR code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qr_svg: Option<String>,
 }
 
 fn too(code: ErrorCode, message: String, opens: DateTime<Utc>, closes: DateTime<Utc>) -> ApiError {
@@ -89,7 +94,18 @@ pub async fn join_token(ctx: Ctx) -> ApiResult {
         issued_at: now.timestamp(),
     };
     let token = token::issue(&ctx.state.join_key, &claims);
+    // A guest has no account: the link carries the token, after `#` so that it never reaches a
+    // server log or a Referer.
+    let (link, qr_svg) = if role == CallRole::Guest {
+        let link = super::links::absolute(&ctx, &format!("/guest#{token}"));
+        let qr = super::links::qr_svg(&link)?;
+        (Some(link), Some(qr))
+    } else {
+        (None, None)
+    };
     created(&JoinToken {
+        link,
+        qr_svg,
         token,
         participant: claims.participant,
         role,

@@ -32,6 +32,9 @@ pub struct Ctx {
     pub client_addr: Option<String>,
     /// The client's `Accept-Language`, bounded, for the few responses written in words.
     pub accept_language: Option<String>,
+    /// `scheme://host[:port]` as this request addressed the server, for links handed on to
+    /// someone else (a QR code) when no `public_url` is configured.
+    pub own_origin: Option<String>,
     /// Shared with the dispatcher, which reads it after the handler to write the audit event.
     pub(super) note: Arc<Mutex<AuditNote>>,
     /// The request as its audit event names it: method and route template.

@@ -212,6 +212,14 @@ where
             body,
             client_addr: request.client_addr.clone(),
             accept_language: accept_language(&request.headers),
+            own_origin: request.authority.as_ref().map(|a| {
+                let scheme = if state.secure_cookies {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{a}")
+            }),
             note: note.clone(),
             method: request.method.clone(),
             template: route.path,

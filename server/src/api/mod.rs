@@ -16,6 +16,7 @@ pub mod ctx;
 pub mod dispatch;
 pub mod error;
 pub mod idempotency;
+pub mod links;
 pub mod reply;
 pub mod request_audit;
 pub mod request_body;

@@ -188,25 +188,13 @@ pub async fn issue(ctx: Ctx) -> ApiResult {
     let token = tokens::sign_visit_link(&ctx.state.visit_secret, &claims)
         .map_err(|_| ApiError::internal())?;
     let path = format!("/visit#{token}");
-    let url = match &ctx.state.public_url {
-        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
-        None => path.clone(),
-    };
+    let url = super::links::absolute(&ctx, &path);
     created(&VisitLink {
-        qr_svg: qr_svg(&url)?,
+        qr_svg: super::links::qr_svg(&url)?,
         path,
         token,
         expires_at,
     })
-}
-
-fn qr_svg(text: &str) -> Result<String, ApiError> {
-    let code = qrcode::QrCode::new(text.as_bytes()).map_err(|_| ApiError::internal())?;
-    Ok(code
-        .render::<qrcode::render::svg::Color<'_>>()
-        .min_dimensions(200, 200)
-        .quiet_zone(true)
-        .build())
 }
 
 /// Whoever may send a consultation's links may see and withdraw them (never their tokens).

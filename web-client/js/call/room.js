@@ -12,9 +12,12 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 const sessionId = (sdp) => { const m = /^o=\S+ (\S+) /m.exec(sdp || ''); return m ? m[1] : null; };
 
 export class Room extends EventTarget {
-  constructor(consultationId, localStream) {
+  /** `token`: a guest's join token from their invitation (a guest has no account to ask the
+   * API for one); it lasts the call's window and is used for every reconnection. */
+  constructor(consultationId, localStream, { token = null } = {}) {
     super();
     this.id = consultationId;
+    this.fixedToken = token;
     this.local = localStream;
     this.peers = new Map();
     this.session = null;
@@ -35,7 +38,7 @@ export class Room extends EventTarget {
   async connect() {
     let grant;
     try {
-      grant = await post(`/consultations/${this.id}/join-token`);
+      grant = this.fixedToken ? { token: this.fixedToken, url: '/signaling' } : await post(`/consultations/${this.id}/join-token`);
     } catch (e) {
       // Too early: the API says when the call opens; wait for it here and join then.
       if (e.code === 'too_early' && e.details && e.details.opens_at) {
@@ -158,8 +161,9 @@ export class Room extends EventTarget {
       case 'error':
         // The socket closes; the retry fetches a fresh token, which the API refuses if the
         // consultation no longer includes us (then the call ends there).
-        if (m.code === 'token_expired' || m.code === 'token_revoked') break;
-        if (['token_invalid', 'too_early', 'too_late', 'room_closed', 'room_full', 'replaced'].includes(m.code)) {
+        // A guest's token is all they have: when it no longer admits, the call is over for them.
+        if ((m.code === 'token_expired' || m.code === 'token_revoked') && !this.fixedToken) break;
+        if (['token_invalid', 'token_expired', 'token_revoked', 'too_early', 'too_late', 'room_closed', 'room_full', 'replaced'].includes(m.code)) {
           this.closed = true;
           this.emit('fatal', m);
         } else this.emit('protocol-error', m);

@@ -51,4 +51,8 @@ export default {
   'call.opens_at': 'The call opens at {time}. Stay on this page: it opens by itself.',
   'call.reset': 'The call was interrupted on the server. You are back in the waiting room: the clinician will let you in again.',
   'call.mute_undo': 'Unmute', 'call.camera_off_undo': 'Camera on', 'call.audio_only_undo': 'Back to video', 'call.fullscreen': 'Full screen', 'call.fullscreen_undo': 'Exit full screen', 'call.devices': 'Microphone and camera', 'call.device_switched': 'Switched.', 'call.device_failed': 'That device could not be used.',
+  'guest.title': 'Invite a guest', 'guest.name': 'Guest name', 'guest.role': 'Taking part as', 'guest.interpreter': 'interpreter',
+  'guest.family': 'family member', 'guest.invite': 'Create the invitation', 'guest.link': 'Guest invitation link', 'guest.link_hint': 'Send this link to {name}, or let them scan the code: it opens this call, no account needed, until the call closes. They wait until you let them in.',
+  'guest.qr': 'QR code of the guest invitation', 'guest.badge': 'guest', 'guest.invalid': 'This invitation link is incomplete or not valid. Ask the clinician for a new one.', 'guest.over': 'This call is over. Ask the clinician if you need to join another.',
+  'guest.left': 'You left the call. To come back, open the invitation link again: you will wait to be let in.', 'call.fatal_token_expired': 'Your invitation has expired. Ask the clinician for a new link.', 'call.fatal_token_revoked': 'Your invitation no longer admits you. Ask the clinician for a new link.',
 };

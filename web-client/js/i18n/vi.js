@@ -51,4 +51,8 @@ export default {
   'call.opens_at': 'Cuộc gọi mở lúc {time}. Hãy ở lại trang này: cuộc gọi sẽ tự mở.',
   'call.reset': 'Cuộc gọi bị gián đoạn trên máy chủ. Bạn đã quay lại phòng chờ: bác sĩ sẽ mời bạn vào lại.',
   'call.mute_undo': 'Bật tiếng', 'call.camera_off_undo': 'Bật camera', 'call.audio_only_undo': 'Quay lại video', 'call.fullscreen': 'Toàn màn hình', 'call.fullscreen_undo': 'Thoát toàn màn hình', 'call.devices': 'Micrô và camera', 'call.device_switched': 'Đã chuyển thiết bị.', 'call.device_failed': 'Không dùng được thiết bị này.',
+  'guest.title': 'Mời khách', 'guest.name': 'Tên khách', 'guest.role': 'Tham gia với vai trò', 'guest.interpreter': 'phiên dịch',
+  'guest.family': 'người nhà', 'guest.invite': 'Tạo lời mời', 'guest.link': 'Đường dẫn mời khách', 'guest.link_hint': 'Gửi đường dẫn này cho {name}, hoặc cho họ quét mã: đường dẫn mở cuộc gọi này, không cần tài khoản, cho đến khi cuộc gọi đóng. Họ sẽ chờ đến khi bạn cho vào.',
+  'guest.qr': 'Mã QR của lời mời khách', 'guest.badge': 'khách', 'guest.invalid': 'Đường dẫn mời chưa đầy đủ hoặc không hợp lệ. Hãy xin bác sĩ đường dẫn mới.', 'guest.over': 'Cuộc gọi này đã kết thúc. Hãy hỏi bác sĩ nếu bạn cần tham gia cuộc gọi khác.',
+  'guest.left': 'Bạn đã rời cuộc gọi. Để quay lại, hãy mở lại đường dẫn mời: bạn sẽ chờ được cho vào.', 'call.fatal_token_expired': 'Lời mời của bạn đã hết hạn. Hãy xin bác sĩ đường dẫn mới.', 'call.fatal_token_revoked': 'Lời mời của bạn không còn hiệu lực. Hãy xin bác sĩ đường dẫn mới.',
 };

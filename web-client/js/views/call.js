@@ -6,21 +6,56 @@
 
 import { h, mount, field, select, toast } from '../dom.js';
 import { t, fmtTime, fmtDateTime, localDate } from '../i18n.js';
-import { get } from '../api.js';
+import { get, post } from '../api.js';
 import { navigate } from '../router.js';
 import * as s from '../session.js';
 import { acquire, listDevices, meter, stopStream, VIDEO } from '../call/devices.js';
 import { Room } from '../call/room.js';
 import { notePanel } from './note.js';
 import { lifeCycle } from './consultation.js';
-import { errorBox, zoneOf, errorText } from './common.js';
+import { errorBox, zoneOf, errorText, qrFigure, linkBox } from './common.js';
 
 const POOR_SAMPLES = 3;
 
-export async function callView(main, { id }) {
+/** What a guest's page knows of the visit: what their invitation's token says. */
+function fromClaims(claims) {
+  const opens = claims.opens_at * 1000;
+  return { id: claims.consultation, start_at: new Date(opens + 15 * 60000).toISOString(), running_late_minutes: 0, guest: true };
+}
+
+/** The token of a guest's invitation (`/guest#<token>`): kept for this tab (a reload still works)
+ * and taken out of the address bar; its claims, or null when it is not one. */
+function guestToken() {
+  if (location.hash.length > 1) {
+    sessionStorage.setItem('telehealth.guest', location.hash.slice(1));
+    history.replaceState(null, '', '/guest');
+  }
+  const token = sessionStorage.getItem('telehealth.guest');
+  try {
+    const [version, body] = token.split('.');
+    if (version !== 'j1') return null;
+    const bytes = Uint8Array.from(atob(body.replace(/-/g, '+').replace(/_/g, '/')), (ch) => ch.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims.role === 'guest' ? { token, claims } : null;
+  } catch { return null; }
+}
+
+/** A guest (an interpreter, a family member) invited by the clinician: no account, the call only. */
+export async function guestView(main) {
+  const guest = guestToken();
+  if (!guest) { mount(main, h('h1', {}, t('call.title')), h('p', { class: 'error', role: 'alert' }, t('guest.invalid'))); return undefined; }
+  if (Date.now() / 1000 > guest.claims.closes_at) { mount(main, h('h1', {}, t('call.title')), h('p', { role: 'status' }, t('guest.over'))); return undefined; }
+  return callView(main, { id: guest.claims.consultation }, guest);
+}
+
+export async function callView(main, { id }, guest = null) {
   let c;
-  try { c = await get(`/consultations/${encodeURIComponent(id)}`); } catch (e) { mount(main, h('h1', {}, t('call.title')), errorBox(e)); return undefined; }
-  const zone = await zoneOf(c);
+  if (guest) c = fromClaims(guest.claims);
+  else {
+    try { c = await get(`/consultations/${encodeURIComponent(id)}`); } catch (e) { mount(main, h('h1', {}, t('call.title')), errorBox(e)); return undefined; }
+  }
+  const zone = guest ? 'Asia/Ho_Chi_Minh' : await zoneOf(c);
+  const back = guest ? null : h('a', { href: `/consultations/${c.id}`, 'data-nav': true, class: 'button' }, t('common.back'));
   let stream = null;
   let stopMeter = () => {};
   let room = null;
@@ -66,13 +101,13 @@ export async function callView(main, { id }) {
   mount(main, h('h1', {}, t('device.title')),
     h('p', { class: 'lead' }, t('device.lead', { time: fmtTime(c.start_at, zone) })),
     h('section', { class: 'card device' }, preview, field(t('device.mic_level'), level), field(t('device.microphone'), micSel), field(t('device.camera'), camSel), problem,
-      h('div', { class: 'row' }, joinBtn, h('a', { href: `/consultations/${c.id}`, 'data-nav': true, class: 'button' }, t('common.back')))));
+      h('div', { class: 'row' }, joinBtn, back)));
   await check();
 
   // --- the call ----------------------------------------------------------------------------
   async function startCall() {
     stopMeter();
-    const clinician = s.isClinician();
+    const clinician = !guest && s.isClinician();
     const banner = h('p', { class: 'banner', role: 'status', hidden: true });
     const offer = h('div', { class: 'banner warn', role: 'alert', hidden: true },
       h('span', {}, t('call.poor_offer')), ' ',
@@ -126,6 +161,7 @@ export async function callView(main, { id }) {
     const leaveBtn = h('button', { type: 'button', class: 'danger', onclick: () => {
       if (!confirm(t(clinician ? 'call.leave_confirm_clinician' : 'call.leave_confirm'))) return;
       cleanup();
+      if (guest) { mount(main, h('h1', {}, t('call.left')), h('p', { role: 'status' }, t('guest.left'))); return; }
       if (!runs) { navigate(`/consultations/${c.id}`); return; }
       mount(main, h('h1', {}, t('call.left')), lifeCycle({ ...c, status: 'in_progress' }, { after: () => navigate(`/consultations/${c.id}`, true) }),
         h('p', {}, h('a', { href: `/consultations/${c.id}`, 'data-nav': true, class: 'button' }, t('visit.not_yet'))));
@@ -154,9 +190,11 @@ export async function callView(main, { id }) {
         field(t('call.message'), chatIn), h('button', { type: 'submit' }, t('call.send'))));
     const side = h('aside', { class: 'side' }, waitingBox, chatBox);
     if (clinician && myId && (c.clinician_id === myId || c.referring_clinician_id === myId)) side.append(notePanel(c, zone, { compact: true }));
+    // Below the note: inviting someone is rarer than writing.
+    if (runs && !s.isScheduler()) side.append(inviteCard(c));
     mount(main, h('h1', {}, t('call.title')), banner, offer, lobby, h('div', { class: 'call-layout' }, callBox, side));
 
-    room = new Room(c.id, stream);
+    room = new Room(c.id, stream, { token: guest ? guest.token : null });
     // Browser tests only (navigator.webdriver is true only in a browser under automation): read
     // the decoded video per peer and drop the signaling socket as a network failure would, which
     // the network emulation cannot do to an open WebSocket. Nothing here reaches another user.
@@ -222,7 +260,7 @@ export async function callView(main, { id }) {
     room.addEventListener('waiting-add', (e) => {
       const p = e.detail;
       if (waitingList.querySelector(`[data-waiting="${CSS.escape(p.id)}"]`)) return;
-      waitingList.append(h('li', { class: 'item', 'data-waiting': p.id }, h('span', {}, p.name),
+      waitingList.append(h('li', { class: 'item', 'data-waiting': p.id, 'data-role': p.role }, h('span', {}, p.name, p.role === 'guest' ? h('span', { class: 'badge st-waiting' }, ` ${t('guest.badge')}`) : null),
         h('span', { class: 'row' },
           h('button', { type: 'button', class: 'primary', 'data-admit': p.id, onclick: () => room.admit(p.id) }, t('call.admit')),
           h('button', { type: 'button', onclick: () => room.deny(p.id) }, t('call.deny')))));
@@ -236,7 +274,7 @@ export async function callView(main, { id }) {
       chatLog.append(h('li', {}, h('time', {}, fmtTime(m.at, zone)), ' ', h('strong', {}, who), ': ', h('span', { class: 'text' }, m.text)));
       chatLog.scrollTop = chatLog.scrollHeight;
     });
-    const end = (text) => { cleanup(); mount(main, h('h1', {}, t('call.ended')), h('p', { role: 'status' }, text), h('a', { href: `/consultations/${c.id}`, 'data-nav': true, class: 'button' }, t('common.details'))); };
+    const end = (text) => { cleanup(); mount(main, h('h1', {}, t('call.ended')), h('p', { role: 'status' }, text), guest ? null : h('a', { href: `/consultations/${c.id}`, 'data-nav': true, class: 'button' }, t('common.details'))); };
     room.addEventListener('ended', (e) => end(t(`call.end_${e.detail.why}`)));
     room.addEventListener('fatal', (e) => end(t(`call.fatal_${e.detail.code}`) === `call.fatal_${e.detail.code}` ? errorText(e.detail) : t(`call.fatal_${e.detail.code}`)));
 
@@ -258,4 +296,26 @@ export async function callView(main, { id }) {
   }
 
   return cleanup;
+}
+
+/** Inviting a guest (an interpreter, a family member) into the call: a link and a QR code that
+ * open it without an account, valid until the call's window closes. */
+function inviteCard(c) {
+  const name = h('input', { name: 'guest_name', maxlength: 80, required: true, autocomplete: 'off' });
+  const role = select({ name: 'guest_role' }, [['interpreter', t('guest.interpreter')], ['family', t('guest.family')]], 'interpreter');
+  const out = h('div', { class: 'linkout' });
+  const msg = h('p', { role: 'status', 'aria-live': 'polite' });
+  const form = h('form', { onsubmit: async (e) => {
+    e.preventDefault();
+    const who = name.value.trim();
+    if (!who) { name.focus(); return; }
+    try {
+      const r = await post(`/consultations/${c.id}/join-token`, { guest_name: `${who} (${t(`guest.${role.value}`)})` });
+      const { input, row } = linkBox(r.link, t('guest.link'), msg);
+      input.dataset.guestLink = '';
+      mount(out, h('p', {}, t('guest.link_hint', { name: who })), row, qrFigure(r.qr_svg, t('guest.qr')));
+      msg.textContent = '';
+    } catch (x) { msg.textContent = errorText(x); }
+  } }, field(t('guest.name'), name), field(t('guest.role'), role), h('button', { type: 'submit' }, t('guest.invite')));
+  return h('section', { class: 'card', 'aria-labelledby': 'invite-h', 'data-invite': true }, h('h2', { id: 'invite-h' }, t('guest.title')), form, out, msg);
 }

@@ -50,3 +50,22 @@ export const errorBox = (e) => h('p', { class: 'error', role: 'alert' }, errorTe
 export function specialtyName(sp, lang) {
   return lang === 'vi' ? sp.name_vi : sp.name_en;
 }
+
+/** A QR code the server drew (SVG with no script or style), parsed as SVG, never as HTML. */
+export function qrFigure(svgText, label) {
+  const fig = h('figure', { class: 'qr', 'data-qr': true });
+  const svg = new DOMParser().parseFromString(svgText, 'image/svg+xml').documentElement;
+  svg.setAttribute('role', 'img');
+  svg.setAttribute('aria-label', label);
+  fig.append(document.importNode(svg, true), h('figcaption', {}, label));
+  return fig;
+}
+
+/** A link to hand on: the address (selected on focus), a copy button, and what copying did. */
+export function linkBox(url, label, status) {
+  const input = h('input', { readonly: true, value: url, 'aria-label': label, onfocus: (e) => e.target.select() });
+  const copy = h('button', { type: 'button', onclick: async () => {
+    try { await navigator.clipboard.writeText(url); status.textContent = t('link.copied'); } catch { input.select(); status.textContent = t('link.copy_by_hand'); }
+  } }, t('link.copy'));
+  return { input, row: h('div', { class: 'row' }, input, copy) };
+}

@@ -9,7 +9,7 @@ import { navigate } from '../router.js';
 import * as s from '../session.js';
 import { notePanel, patientNote } from './note.js';
 import { joinWindow } from './home.js';
-import { statusBadge, urgencyBadge, patientName, clinician, facility, zoneOf, loading, errorBox, errorText } from './common.js';
+import { statusBadge, urgencyBadge, patientName, clinician, facility, zoneOf, loading, errorBox, errorText, qrFigure, linkBox } from './common.js';
 
 export async function consultationView(main, { id }) {
   main.append(loading());
@@ -145,18 +145,9 @@ function visitLink(c, zone) {
     revoke.hidden = !links.some((l) => !l.revoked_at && new Date(l.expires_at) > new Date());
   };
   const show = (l) => {
-    const url = `${location.origin}${l.path}`;
-    const input = h('input', { readonly: true, value: url, 'aria-label': t('link.title'), 'data-visit-link': true, onfocus: (e) => e.target.select() });
-    const copy = h('button', { type: 'button', onclick: async () => {
-      try { await navigator.clipboard.writeText(url); msg.textContent = t('link.copied'); } catch { input.select(); msg.textContent = t('link.copy_by_hand'); }
-    } }, t('link.copy'));
-    const qr = h('figure', { class: 'qr', 'data-qr': true });
-    // The server's SVG drawing of the link (no script, no style): parsed as SVG, not HTML.
-    const svg = new DOMParser().parseFromString(l.qr_svg, 'image/svg+xml').documentElement;
-    svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', t('link.qr'));
-    qr.append(document.importNode(svg, true), h('figcaption', {}, t('link.qr')));
-    mount(out, h('p', {}, t('link.expires', { when: fmtDateTime(l.expires_at, zone) })), h('div', { class: 'row' }, input, copy), qr);
+    const { input, row } = linkBox(`${location.origin}${l.path}`, t('link.title'), msg);
+    input.dataset.visitLink = '';
+    mount(out, h('p', {}, t('link.expires', { when: fmtDateTime(l.expires_at, zone) })), row, qrFigure(l.qr_svg, t('link.qr')));
   };
   const revoke = h('button', { type: 'button', class: 'danger', hidden: true, onclick: async () => {
     if (!confirm(t('link.revoke_confirm'))) return;
