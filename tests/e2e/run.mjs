@@ -495,8 +495,21 @@ async function passkeyJourney() {
   ok(draft.status === 200, `the draft is not saved: ${JSON.stringify(draft)}`);
   await doc.page.goto(`${LOCAL}/consultations/${target.id}`);
   await doc.page.waitForSelector('.notes button.primary');
+  // Typed, not saved, then the page reloads: the text comes back.
+  await doc.page.fill('.notes textarea[name=objective]', 'Phổi ran ngáy hai bên');
+  await doc.page.reload();
+  await doc.page.waitForSelector('.notes textarea[name=objective]');
+  await doc.page.waitForFunction(() => document.querySelector('.notes textarea[name=objective]').value === 'Phổi ran ngáy hai bên');
+  ok((await doc.page.textContent('.notes [role=status]')).length > 0, 'the restored text is not announced');
+  // Signing asks first: "no" leaves the draft a draft.
+  doc.page.once('dialog', (d) => { ok(d.type() === 'confirm', 'signing does not ask'); d.dismiss(); });
+  await doc.page.locator('.notes button.primary').click();
+  ok((await apiAs(doc.page, 'GET', `/consultations/${target.id}/note`, undefined, LOCAL)).body.status !== 'signed', 'saying no to "sign?" signed the note');
+  doc.page.once('dialog', (d) => d.accept());
   await doc.page.locator('.notes button.primary').click();
   await doc.page.waitForSelector('.notes .signed-note [data-signed-with=passkey]');
+  const signed = (await apiAs(doc.page, 'GET', `/consultations/${target.id}/note`, undefined, LOCAL)).body;
+  ok(JSON.stringify(signed).includes('Phổi ran ngáy hai bên'), 'the text restored after the reload is not in the signed note');
   await checkVietnamese(doc.page, 'note signed with a passkey');
   await shot(doc.page, 'passkey-2-note-signed-desktop');
   const note = (await apiAs(doc.page, 'GET', `/consultations/${target.id}/note`, undefined, LOCAL)).body;
@@ -761,6 +774,7 @@ async function callJourney() {
   await doc.page.click('[data-conflict=mine]');
   await n.locator('button[type=submit]').click();
   await doc.page.waitForSelector('.notes [role=status][data-version="3"]');
+  doc.page.once('dialog', (d) => d.accept());
   await n.locator('button.primary').click();
   await doc.page.waitForSelector('.notes .signed-note');
   ok((await doc.page.textContent('.notes [data-section=diagnoses]')).includes('J45.9'), 'the signed note lacks the diagnosis');
@@ -827,11 +841,15 @@ async function callJourney() {
   ok((await pat.page.textContent('dd[data-section=plan]')).includes('tái khám sau 2 tuần'), 'the patient does not see the signed plan');
   ok((await pat.page.textContent('dd[data-section=diagnoses]')).includes('J45.9'), 'the patient does not see the diagnosis');
   ok((await pat.page.textContent('li[data-addendum]')).includes('đỡ khó thở'), 'the patient does not see the addendum');
+  ok(!(await pat.page.textContent('main')).includes('chuyển tuyến nếu SpO2'), 'the patient reads the advice written for the referring clinician');
+  ok(!/\b(Giữ chỗ|Xác nhận)\b/.test(await pat.page.textContent('.history')), 'the patient reads the clinic\'s booking steps');
   await checkVietnamese(pat.page, 'visit summary');
   await shot(pat.page, 'call-journey-6-patient-summary-phone');
   const href = await pat.page.getAttribute('a[data-summary]', 'href');
   const printable = await pat.page.request.get(`${BASE}${href}`);
-  ok(printable.status() === 200 && (await printable.text()).includes('tái khám sau 2 tuần'), `the printable summary is not there (${printable.status()})`);
+  const printed = await printable.text();
+  ok(printable.status() === 200 && printed.includes('tái khám sau 2 tuần'), `the printable summary is not there (${printable.status()})`);
+  ok(printed.includes('giờ Việt Nam') && !printed.includes('Asia/Ho_Chi_Minh'), 'the printable summary shows a raw zone name');
   ok((printable.headers()['content-security-policy'] || '').startsWith("default-src 'none'"), 'the printable summary has no strict CSP');
   // The specialist leaves too (said no first: still in the call), and is offered to complete
   // the visit; they do.

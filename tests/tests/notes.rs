@@ -323,15 +323,18 @@ both_engines!(draft_sign_and_amend, |app: TestApp| async move {
         )
     };
     assert_eq!(label(&en, "objective").0, "What the doctor found");
-    assert_eq!(
-        label(&en, "advice"),
-        (
-            "Advice".to_string(),
-            full_content()["advice"]
-                .as_str()
-                .expect("advice")
-                .to_string()
-        )
+    // The advice is the referring clinician's: the patient's summary leaves it out, text and all.
+    let advice = full_content()["advice"]
+        .as_str()
+        .expect("advice")
+        .to_string();
+    assert!(
+        en["sections"]
+            .as_array()
+            .expect("sections")
+            .iter()
+            .all(|x| x["key"] != "advice" && x["text"] != advice.as_str()),
+        "{en}"
     );
     assert!(label(&en, "follow_up").1.contains("video consultation"));
     assert!(label(&en, "diagnoses").1.contains("(I10)"));
@@ -349,7 +352,7 @@ both_engines!(draft_sign_and_amend, |app: TestApp| async move {
         .expect(200)
         .body;
     assert_eq!(vi["lang"], "vi");
-    assert_eq!(label(&vi, "advice").0, "Lời khuyên");
+    assert_eq!(label(&vi, "objective").0, "Điều bác sĩ thấy khi khám");
 
     // The printable summary: HTML, escaped, with its own style allowed by hash only.
     let page = s
@@ -391,7 +394,15 @@ both_engines!(draft_sign_and_amend, |app: TestApp| async move {
         "the CSP allows exactly the page's style block"
     );
     let patient_page = s.patient.get(&s.path("summary")).await.expect(200);
-    assert!(patient_page.text.contains("Lời khuyên"));
+    assert!(!patient_page.text.contains("Lời khuyên") && !patient_page.text.contains(&advice));
+    // Dates as people write them, the zone in words.
+    assert!(
+        patient_page.text.contains("(giờ Việt Nam, UTC+7)"),
+        "{}",
+        patient_page.text
+    );
+    assert!(!patient_page.text.contains("Asia/Ho_Chi_Minh"));
+    assert!(page.text.contains("(Vietnam time, UTC+7)"));
     assert!(!patient_page.text.contains("SHA-256"));
 
     // The timeline lists it for the clinicians and for the patient.
@@ -1055,7 +1066,9 @@ both_engines!(each_role_sees_what_it_should, |app: TestApp| async move {
         let r = who.get(&format!("{}?lang=en", s.note())).await.expect(200);
         assert_eq!(r.body["status"], "signed");
         assert!(!r.text.contains("BÍ MẬT"));
-        assert!(r.text.contains("Theo dõi huyết áp"));
+        assert!(r.text.contains("Amlodipin 5 mg"));
+        // The advice is for the referring clinician, not the patient.
+        assert!(!r.text.contains("Theo dõi huyết áp"));
         assert!(r.body.get("entries").is_none());
     }
     scheduler.get(&s.note()).await.expect(403);

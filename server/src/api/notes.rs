@@ -38,8 +38,8 @@ mod summary;
 mod wording;
 
 use wording::{
-    Lang, PatientNote, PlainAddendum, addendum_text, entry_content, plain_follow_up, plain_label,
-    sections, unverified_text,
+    Lang, PatientNote, PlainAddendum, Reader, addendum_text, entry_content, plain_follow_up,
+    plain_label, sections, unverified_text,
 };
 
 #[derive(Deserialize)]
@@ -335,6 +335,7 @@ fn patient_view(
         signed_at: Some(original.signed_at),
         sections: sections(
             &content,
+            Reader::Patient,
             |k| plain_label(k, lang),
             |f| plain_follow_up(f, lang),
         ),

@@ -55,4 +55,5 @@ export default {
   'guest.family': 'family member', 'guest.invite': 'Create the invitation', 'guest.link': 'Guest invitation link', 'guest.link_hint': 'Send this link to {name}, or let them scan the code: it opens this call, no account needed, until the call closes. They wait until you let them in.',
   'guest.qr': 'QR code of the guest invitation', 'guest.badge': 'guest', 'guest.invalid': 'This invitation link is incomplete or not valid. Ask the clinician for a new one.', 'guest.over': 'This call is over. Ask the clinician if you need to join another.',
   'guest.left': 'You left the call. To come back, open the invitation link again: you will wait to be let in.', 'call.fatal_token_expired': 'Your invitation has expired. Ask the clinician for a new link.', 'call.fatal_token_revoked': 'Your invitation no longer admits you. Ask the clinician for a new link.',
+  'note.sign_confirm': 'Sign this note? Once signed it cannot be changed, only added to.', 'note.autosaved': 'Saved by itself as draft version {n}.', 'note.restored': 'Your unsaved text from before the reload is back: save it or keep typing.',
 };

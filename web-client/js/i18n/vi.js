@@ -55,4 +55,5 @@ export default {
   'guest.family': 'người nhà', 'guest.invite': 'Tạo lời mời', 'guest.link': 'Đường dẫn mời khách', 'guest.link_hint': 'Gửi đường dẫn này cho {name}, hoặc cho họ quét mã: đường dẫn mở cuộc gọi này, không cần tài khoản, cho đến khi cuộc gọi đóng. Họ sẽ chờ đến khi bạn cho vào.',
   'guest.qr': 'Mã QR của lời mời khách', 'guest.badge': 'khách', 'guest.invalid': 'Đường dẫn mời chưa đầy đủ hoặc không hợp lệ. Hãy xin bác sĩ đường dẫn mới.', 'guest.over': 'Cuộc gọi này đã kết thúc. Hãy hỏi bác sĩ nếu bạn cần tham gia cuộc gọi khác.',
   'guest.left': 'Bạn đã rời cuộc gọi. Để quay lại, hãy mở lại đường dẫn mời: bạn sẽ chờ được cho vào.', 'call.fatal_token_expired': 'Lời mời của bạn đã hết hạn. Hãy xin bác sĩ đường dẫn mới.', 'call.fatal_token_revoked': 'Lời mời của bạn không còn hiệu lực. Hãy xin bác sĩ đường dẫn mới.',
+  'note.sign_confirm': 'Ký phiếu khám này? Sau khi ký không thể sửa, chỉ có thể bổ sung.', 'note.autosaved': 'Đã tự lưu thành bản nháp {n}.', 'note.restored': 'Phần bạn gõ trước khi tải lại trang đã được khôi phục: hãy lưu hoặc gõ tiếp.',
 };

@@ -51,7 +51,15 @@ export async function consultationView(main, { id }) {
   if (!s.isPatient() && (c.status === 'held' || c.status === 'booked')) main.append(manage(c, zone));
   if (!s.isPatient() && (c.status === 'booked' || c.status === 'in_progress')) main.append(visitLink(c, zone));
   main.append(h('section', { class: 'card' }, h('h2', {}, t('consultation.history')),
-    h('ol', { class: 'history' }, c.events.map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), eventDetail(e))))));
+    h('ol', { class: 'history' }, historyFor(c.events).map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), eventDetail(e))))));
+}
+
+/** The history as its reader needs it: a patient does not see the clinic's booking steps (a
+ * slot held, then confirmed, reads as booked; a lapsed hold or a manual start not at all). */
+function historyFor(events) {
+  if (!s.isPatient()) return events;
+  return events.filter((e) => !['held', 'expire', 'start'].includes(e.action))
+    .map((e) => (e.action === 'confirm' ? { ...e, action: 'booked' } : e));
 }
 
 /** An event's detail; the call's duration comes as `duration <seconds> s` and is shown in words. */

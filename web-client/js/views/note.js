@@ -139,6 +139,9 @@ function addendumItem(a, zone) {
     h('small', {}, t('note.by', { name: a.signer_name, when: fmtDateTime(a.signed_at, zone) })));
 }
 
+/** How long after the last keystroke a draft saves itself. */
+const AUTOSAVE_MS = 15 * 1000;
+
 /** The draft editor. `onSigned(note)` replaces it by the signed view. */
 function editor(c, initial, zone, onSigned) {
   let version = initial ? initial.version : 0;
@@ -220,24 +223,43 @@ function editor(c, initial, zone, onSigned) {
     conflictBox.hidden = false;
   }
 
-  async function save() {
+  // Drafts keep themselves: what is typed is kept for this tab at once (a reload brings it
+  // back), and saved as a new draft version after a pause in typing.
+  const backupKey = `telehealth.draft.${c.id}`;
+  let dirty = false;
+  let autosaveTimer = null;
+  const keep = () => {
+    dirty = true;
+    try { sessionStorage.setItem(backupKey, JSON.stringify({ base: version, content: collect() })); } catch { /* storage full or off: the autosave still runs */ }
+    clearTimeout(autosaveTimer);
+    autosaveTimer = setTimeout(() => { if (dirty && document.contains(saveBtn) && !saveBtn.disabled && !badCodes()) save({ auto: true }); }, AUTOSAVE_MS);
+  };
+
+  async function save({ auto = false } = {}) {
     err.textContent = '';
     const bad = badCodes();
     if (bad) { err.textContent = t('note.dx_bad_code', { n: bad.n, code: bad.code }); bad.el.focus(); return false; }
     saveBtn.disabled = true;
+    clearTimeout(autosaveTimer);
+    dirty = false;
     try {
       const note = await saveDraft(c.id, version, collect());
       version = note.version;
       conflictBox.hidden = true;
       showStatus(true);
+      if (auto) status.textContent = t('note.autosaved', { n: version });
+      if (!dirty) sessionStorage.removeItem(backupKey);
       return true;
     } catch (x) {
+      dirty = true;
       const current = conflictVersion(x);
       if (current !== null) { err.textContent = t('note.conflict_short', { n: current }); await showConflict(current); } else err.textContent = noteError(x);
       return false;
     } finally { saveBtn.disabled = false; }
   }
   async function sign() {
+    // Signing cannot be undone (only added to): ask once.
+    if (!confirm(t('note.sign_confirm'))) return;
     if (!(await save())) return;
     signBtn.disabled = true;
     try {
@@ -252,7 +274,17 @@ function editor(c, initial, zone, onSigned) {
 
   fill(currentContent(initial));
   showStatus(false);
-  return h('form', { class: 'note-editor', 'data-status': initial ? initial.status : 'none', onsubmit: (e) => { e.preventDefault(); save(); } },
+  // Text typed on this tab but not saved before a reload comes back (when nobody has saved the
+  // note since it was typed: otherwise the newer version wins, as in any conflict).
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(backupKey) || 'null');
+    if (kept && kept.base === version && JSON.stringify(kept.content) !== JSON.stringify(collect())) {
+      fill(kept.content);
+      dirty = true;
+      status.textContent = t('note.restored');
+    } else if (kept) sessionStorage.removeItem(backupKey);
+  } catch { sessionStorage.removeItem(backupKey); }
+  return h('form', { class: 'note-editor', 'data-status': initial ? initial.status : 'none', oninput: keep, onchange: keep, onsubmit: (e) => { e.preventDefault(); save(); } },
     field(t('note.subjective'), inputs.subjective),
     field(t('note.objective'), inputs.objective),
     field(t('note.assessment'), inputs.assessment),

@@ -11,7 +11,8 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::wording::{
-    Lang, addendum_text, entry_content, plain_follow_up, plain_label, sections, unverified_text,
+    Lang, Reader, addendum_text, entry_content, plain_follow_up, plain_label, sections,
+    unverified_text,
 };
 use crate::api::error::ApiError;
 use crate::domain::consultation::Consultation;
@@ -124,14 +125,31 @@ fn follow_up(audience: Audience, f: FollowUp, lang: Lang) -> &'static str {
     }
 }
 
-/// A time as read on paper at the consulted hospital: its local time, naming the zone.
+/// A time as read on paper at the consulted hospital: its local time in the reader's way of
+/// writing dates, and the zone in words with its offset (`03/12/2026 16:25 (giờ Việt Nam,
+/// UTC+7)`, `3 December 2026, 16:25 (Vietnam time, UTC+7)`).
 fn local(s: &Summary, at: chrono::DateTime<chrono::Utc>) -> String {
     let zone = s.clinician.zone();
-    format!(
-        "{} ({})",
-        zone.to_local(at).format("%Y-%m-%d %H:%M"),
-        zone.name()
-    )
+    let wall = zone.to_local(at);
+    let offset = (wall - at.naive_utc()).num_minutes();
+    let sign = if offset < 0 { '-' } else { '+' };
+    let (hours, minutes) = (offset.abs() / 60, offset.abs() % 60);
+    let utc = if minutes == 0 {
+        format!("UTC{sign}{hours}")
+    } else {
+        format!("UTC{sign}{hours}:{minutes:02}")
+    };
+    let when = match s.lang {
+        Lang::Vi => wall.format("%d/%m/%Y %H:%M").to_string(),
+        Lang::En => wall.format("%-d %B %Y, %H:%M").to_string(),
+    };
+    match zone.name() {
+        "Asia/Ho_Chi_Minh" | "Asia/Saigon" => format!(
+            "{when} ({}, {utc})",
+            s.lang.pick("giờ Việt Nam", "Vietnam time")
+        ),
+        _ => format!("{when} ({utc})"),
+    }
 }
 
 fn signature(out: &mut String, s: &Summary, entry: &Entry) {
@@ -211,8 +229,13 @@ pub fn render(s: &Summary) -> Result<String, ApiError> {
             out.push_str("</div>\n");
         } else if entry.kind == EntryKind::Note {
             let content = entry_content(entry)?;
+            let reader = match s.audience {
+                Audience::Clinician => Reader::Clinician,
+                Audience::Patient => Reader::Patient,
+            };
             for section in sections(
                 &content,
+                reader,
                 |k| label(s.audience, k, lang),
                 |f| follow_up(s.audience, f, lang),
             ) {

@@ -127,9 +127,18 @@ pub(super) fn plain_follow_up(f: FollowUp, lang: Lang) -> &'static str {
     }
 }
 
+/// Who reads a note's sections: the advice is written for the referring clinician, in their
+/// words, and is not the patient's to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    Clinician,
+    Patient,
+}
+
 /// The sections of a signed content, in reading order, with `label` naming each.
 pub fn sections(
     content: &NoteContent,
+    reader: Reader,
     label: impl Fn(&str) -> &'static str,
     follow_up: impl Fn(FollowUp) -> &'static str,
 ) -> Vec<PlainSection> {
@@ -158,7 +167,9 @@ pub fn sections(
         ),
     );
     add("plan", content.plan.clone());
-    add("advice", content.advice.clone());
+    if reader == Reader::Clinician {
+        add("advice", content.advice.clone());
+    }
     add(
         "follow_up",
         content.follow_up.map(|f| {
