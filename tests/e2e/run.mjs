@@ -5,7 +5,7 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -106,8 +106,22 @@ async function person(username, { locale = 'vi-VN', viewport = DESKTOP, base = B
 
 const shot = (page, name) => page.screenshot({ path: join(ART, `${name}.png`), fullPage: true });
 
+// axe-core, run on every screen the tests check: its violations per screen are written to
+// target/e2e-artifacts/axe.json and counted at the end.
+const AXE = readFileSync(join(ROOT, 'tests', 'e2e', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+const axeFound = [];
+async function axeCheck(page, screen) {
+  // Evaluated through the DevTools protocol, not as a page script: the page's CSP stays as is.
+  if (!(await page.evaluate(() => !!window.axe))) await page.evaluate(AXE);
+  const found = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ['violations'] }))
+    .violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, target: v.nodes.slice(0, 3).map((n) => n.target.join(' ')) })));
+  axeFound.push({ screen, violations: found });
+  return found;
+}
+
 /** In Vietnamese: no key missing from the dictionary, no English text, no raw key on screen. */
 async function checkVietnamese(page, screen) {
+  await axeCheck(page, screen);
   const enValues = [...new Set(Object.values(en))].filter((v) => !SAME_IN_BOTH.has(v) && !/\{\w+\}/.test(v));
   const r = await page.evaluate((values) => {
     const enSet = new Set(values);
@@ -456,6 +470,12 @@ async function main() {
   });
 
   await test('call: rural clinician books, specialist and patient join, admit, video both ways, chat, signed note, dropped socket resumes, referring clinician reads the advice, patient reads the note', () => callJourney());
+
+  await test('axe-core finds no accessibility violation on any screen checked so far (both roles\' homes, booking, scheduling, visit links, the call)', async () => {
+    ok(axeFound.length >= 30, `axe-core ran on only ${axeFound.length} screens`);
+    const bad = axeFound.filter((x) => x.violations.length).map((x) => `${x.screen}: ${x.violations.map((v) => `${v.id} (${v.target.join(', ')})`).join('; ')}`);
+    ok(!bad.length, bad.join(' | '));
+  });
 
   // Last: from here on the specialist signs with a passkey.
   await test('passkey: the specialist enrols one in Chromium\'s virtual authenticator and signs a note with it, in Vietnamese', () => passkeyJourney());
@@ -895,6 +915,10 @@ try {
   if (server.exitCode === null) server.kill('SIGTERM');
   rmSync(dataDir, { recursive: true, force: true });
 }
+writeFileSync(join(ART, 'axe.json'), JSON.stringify(axeFound, null, 1));
+const byRule = new Map();
+for (const { screen, violations } of axeFound) for (const v of violations) byRule.set(v.id, [...(byRule.get(v.id) || []), `${screen} (${v.nodes})`]);
+console.log(`\naxe-core on ${axeFound.length} screens: ${byRule.size ? [...byRule].map(([id, where]) => `${id} on ${where.length}: ${where.slice(0, 4).join(', ')}`).join('; ') : 'no violations'}`);
 const failed = results.filter((r) => r.status === 'failed').length;
 if (failed) console.log(`\n--- server (${serverEnded ? `had ended: exit code ${server.exitCode}, signal ${server.signalCode}` : 'still running'}) log tail ---\n${serverLog.slice(-4000)}`);
 const passed = results.filter((r) => r.status === 'passed').length;

@@ -31,9 +31,13 @@ export async function render() {
     const cleanup = await r.view(main, params);
     if (current === mine) mine.cleanup = cleanup;
     else if (typeof cleanup === 'function') cleanup();
-    // Move focus to the new screen's heading, as a page load would, for screen readers.
+    // A screen that is a form starts in its first field (`data-autofocus`); any other moves
+    // focus to its heading, as a page load would, for screen readers.
+    const first = main.querySelector('[data-autofocus]');
     const heading = main.querySelector('h1');
-    if (heading && current === mine) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+    if (current !== mine) return;
+    if (first) first.focus();
+    else if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
     return;
   }
   navigate('/', true);

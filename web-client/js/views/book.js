@@ -15,7 +15,7 @@ export async function bookView(main) {
   main.append(loading());
   const [specialties, patients] = await Promise.all([cached('/specialties'), get(`/patients${query({ home_facility_id: me.facility_id })}`)]);
   const zone = me.time_zone;
-  const spSel = select({ name: 'specialty', required: true }, [['', t('book.choose_specialty')], ...specialties.map((sp) => [sp.code, specialtyName(sp, lang)])]);
+  const spSel = select({ name: 'specialty', required: true, 'data-autofocus': true }, [['', t('book.choose_specialty')], ...specialties.map((sp) => [sp.code, specialtyName(sp, lang)])]);
   const fromIn = h('input', { type: 'date', name: 'from', value: localDate(new Date(), zone) });
   const provinceIn = h('input', { name: 'province', autocomplete: 'off' });
   const results = h('div', { class: 'results', 'aria-live': 'polite' });
@@ -39,8 +39,8 @@ export async function bookView(main) {
       mount(results, h('h2', {}, t('book.free_slots')), [...byDay].map(([, slots]) => h('section', { class: 'day' },
         h('h3', {}, fmtDate(slots[0].start, slots[0].time_zone)),
         h('ul', { class: 'slots' }, slots.map((sl) => h('li', {}, h('button', {
+          // Its name is what it shows (time, doctor, place), so a voice user can say what they see.
           type: 'button', class: 'slot', 'data-slot': sl.start,
-          'aria-label': t('book.slot_label', { time: fmtTime(sl.start, sl.time_zone), doctor: sl.clinician_name, place: sl.facility_name }),
           onclick: () => pick(sl),
         }, h('strong', {}, fmtTime(sl.start, sl.time_zone)), h('span', {}, sl.clinician_name), h('small', {}, `${sl.facility_name} · ${sl.province}`))))))));
     } catch (x) { mount(results, errorBox(x)); }

@@ -100,8 +100,10 @@ export async function callView(main, { id }, guest = null) {
 
   mount(main, h('h1', {}, t('device.title')),
     h('p', { class: 'lead' }, t('device.lead', { time: fmtTime(c.start_at, zone) })),
-    h('section', { class: 'card device' }, preview, field(t('device.mic_level'), level), field(t('device.microphone'), micSel), field(t('device.camera'), camSel), problem,
-      h('div', { class: 'row' }, joinBtn, back)));
+    // Join comes right under the preview, above the fold of a small phone; the device choices
+    // follow for whoever needs them.
+    h('section', { class: 'card device' }, preview, problem, h('div', { class: 'row' }, joinBtn, back),
+      field(t('device.mic_level'), level), field(t('device.microphone'), micSel), field(t('device.camera'), camSel)));
   await check();
 
   // --- the call ----------------------------------------------------------------------------

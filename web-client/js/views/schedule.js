@@ -2,7 +2,7 @@
 // and dated exceptions, and utilisation per clinician as a chart.
 
 import { h, mount, field, select, svg, toast } from '../dom.js';
-import { t, fmtTime, fmtDate, localDate } from '../i18n.js';
+import { t, fmtTime, fmtDate, localDate, lang } from '../i18n.js';
 import { get, post, put, del, query, cached } from '../api.js';
 import * as s from '../session.js';
 import { loading, errorBox, errorText, statusBadge } from './common.js';
@@ -144,7 +144,8 @@ function rulesCard(cid, rules, reload, attempt) {
   submit, cancelEdit);
   return h('section', { class: 'card', 'aria-labelledby': 'rules-h' },
     h('h2', { id: 'rules-h' }, t('avail.weekly')),
-    sorted.length ? h('table', {}, h('thead', {}, h('tr', {}, [t('avail.weekday'), t('avail.hours'), t('avail.slot'), ''].map((x) => h('th', { scope: 'col' }, x)))),
+    sorted.length ? h('table', {}, h('thead', {}, h('tr', {}, [t('avail.weekday'), t('avail.hours'), t('avail.slot')].map((x) => h('th', { scope: 'col' }, x)),
+      h('th', { scope: 'col' }, h('span', { class: 'sr-only' }, t('avail.actions'))))),
       h('tbody', {}, sorted.map((r) => h('tr', { 'data-rule': r.id },
         h('td', {}, weekday(r.weekday)), h('td', {}, `${hm(r.start_time)}–${hm(r.end_time)}`), h('td', {}, t('avail.minutes', { n: r.slot_minutes })),
         h('td', { class: 'row' }, h('button', {
@@ -259,10 +260,35 @@ function chart(rows) {
     h('figcaption', { id: 'util-cap' }, t('util.caption')));
 }
 
+/** Hours, as a scheduler reads them: `26 h`, `7,5 h`. */
+const hours = (minutes) => t('util.hours', { n: new Intl.NumberFormat(lang === 'vi' ? 'vi-VN' : 'en-GB', { maximumFractionDigits: 1 }).format(minutes / 60) });
+
+/** The same figures as the chart, in text; a column's header sorts by it (again: the other way). */
 function table(rows) {
-  return h('table', { class: 'card' },
-    h('thead', {}, h('tr', {}, [t('util.clinician'), t('util.offered'), t('util.booked'), t('util.completed'), t('util.no_show'), t('util.cancelled'), t('util.share')].map((x) => h('th', { scope: 'col' }, x)))),
-    h('tbody', {}, rows.map((r) => h('tr', {},
-      h('th', { scope: 'row' }, r.full_name), h('td', {}, t('avail.minutes', { n: r.offered_minutes })), h('td', {}, t('avail.minutes', { n: r.booked_minutes })),
-      h('td', {}, r.completed), h('td', {}, r.no_show), h('td', {}, r.cancelled), h('td', {}, `${Math.round((r.utilisation || 0) * 100)}%`)))));
+  const columns = [
+    ['full_name', t('util.clinician'), (r) => r.full_name],
+    ['offered_minutes', t('util.offered'), (r) => hours(r.offered_minutes)],
+    ['booked_minutes', t('util.booked'), (r) => hours(r.booked_minutes)],
+    ['completed', t('util.completed'), (r) => r.completed],
+    ['no_show', t('util.no_show'), (r) => r.no_show],
+    ['cancelled', t('util.cancelled'), (r) => r.cancelled],
+    ['utilisation', t('util.share'), (r) => `${Math.round((r.utilisation || 0) * 100)}%`],
+  ];
+  let by = 'utilisation';
+  let down = true;
+  const body = h('tbody');
+  const heads = columns.map(([key, label]) => h('th', { scope: 'col', 'aria-sort': 'none' },
+    h('button', { type: 'button', class: 'link sort', 'data-sort': key, onclick: () => { down = by === key ? !down : key !== 'full_name'; by = key; draw(); } }, label)));
+  function draw() {
+    const sorted = [...rows].sort((a, b) => {
+      const x = a[by] ?? 0;
+      const y = b[by] ?? 0;
+      const c = typeof x === 'string' ? x.localeCompare(y) : x - y;
+      return down ? -c : c;
+    });
+    heads.forEach((th, i) => th.setAttribute('aria-sort', columns[i][0] === by ? (down ? 'descending' : 'ascending') : 'none'));
+    mount(body, sorted.map((r) => h('tr', { 'data-clinician': r.clinician_id }, columns.map(([key, , show], i) => (i === 0 ? h('th', { scope: 'row' }, show(r)) : h('td', { 'data-col': key }, show(r)))))));
+  }
+  draw();
+  return h('table', { class: 'card util-table' }, h('thead', {}, h('tr', {}, heads)), body);
 }

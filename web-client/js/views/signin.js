@@ -14,7 +14,7 @@ function tooMany(x) {
 }
 
 export function signinView(main) {
-  const user = h('input', { name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' });
+  const user = h('input', { name: 'username', autocomplete: 'username', required: true, 'data-autofocus': true, autocapitalize: 'none', spellcheck: 'false' });
   const pass = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const err = h('p', { class: 'error', role: 'alert' });
   const btn = h('button', { type: 'submit', class: 'primary' }, t('signin.submit'));
