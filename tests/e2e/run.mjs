@@ -248,6 +248,16 @@ async function main() {
     await page.click('main form button[type=submit]');
     await page.waitForSelector('.caldays h3');
     await shot(page, 'scheduler-calendar-week-desktop');
+    // Find a patient among the week's bookings; download the list as CSV.
+    const someone = (await page.textContent('.entry.st-booked a')).trim();
+    await page.fill('input[name=find_patient]', someone.split(' ').slice(-2).join(' '));
+    const visible = await page.$$eval('li.entry', (els) => els.filter((e) => !e.hidden).map((e) => e.textContent));
+    ok(visible.length > 0 && visible.every((x) => x.includes(someone.split(' ').slice(-2).join(' '))), `the patient search shows others: ${visible.slice(0, 3)}`);
+    await checkVietnamese(page, 'calendar, patient search');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-csv]')]);
+    const csvText = readFileSync(await download.path(), 'utf8');
+    ok(csvText.startsWith('\uFEFF"Ngày"') && csvText.includes(`"${someone}"`), `the CSV day list lacks its header or the patient: ${csvText.slice(0, 200)}`);
+    await page.fill('input[name=find_patient]', '');
 
     await page.click('.tabs a[href="/schedule/availability"]');
     await page.waitForSelector('#rules-h');

@@ -57,4 +57,5 @@ export default {
   'guest.left': 'You left the call. To come back, open the invitation link again: you will wait to be let in.', 'call.fatal_token_expired': 'Your invitation has expired. Ask the clinician for a new link.', 'call.fatal_token_revoked': 'Your invitation no longer admits you. Ask the clinician for a new link.',
   'note.sign_confirm': 'Sign this note? Once signed it cannot be changed, only added to.', 'note.autosaved': 'Saved by itself as draft version {n}.', 'note.restored': 'Your unsaved text from before the reload is back: save it or keep typing.',
   'avail.actions': 'Actions', 'util.hours': '{n} h',
+  'schedule.all_states': 'All', 'schedule.found': '{n} bookings match.', 'schedule.time': 'Time', 'schedule.urgency': 'Urgency', 'schedule.consultation_id': 'Consultation no.', 'schedule.find_patient': 'Find a patient', 'schedule.show_status': 'Show', 'schedule.csv': 'Download (CSV)', 'schedule.print': 'Print the list',
 };

@@ -57,4 +57,5 @@ export default {
   'guest.left': 'Bạn đã rời cuộc gọi. Để quay lại, hãy mở lại đường dẫn mời: bạn sẽ chờ được cho vào.', 'call.fatal_token_expired': 'Lời mời của bạn đã hết hạn. Hãy xin bác sĩ đường dẫn mới.', 'call.fatal_token_revoked': 'Lời mời của bạn không còn hiệu lực. Hãy xin bác sĩ đường dẫn mới.',
   'note.sign_confirm': 'Ký phiếu khám này? Sau khi ký không thể sửa, chỉ có thể bổ sung.', 'note.autosaved': 'Đã tự lưu thành bản nháp {n}.', 'note.restored': 'Phần bạn gõ trước khi tải lại trang đã được khôi phục: hãy lưu hoặc gõ tiếp.',
   'avail.actions': 'Thao tác', 'util.hours': '{n} giờ',
+  'schedule.all_states': 'Tất cả', 'schedule.found': '{n} lượt khám khớp.', 'schedule.time': 'Giờ', 'schedule.urgency': 'Mức độ khẩn', 'schedule.consultation_id': 'Số lượt khám', 'schedule.find_patient': 'Tìm người bệnh', 'schedule.show_status': 'Hiển thị', 'schedule.csv': 'Tải về (CSV)', 'schedule.print': 'In danh sách',
 };

@@ -41,11 +41,11 @@ export async function calendarView(main) {
       mount(out, loading());
       try {
         const cal = await get(`/facilities/${id}/calendar${query({ date: dateIn.value, view: viewSel.value })}`);
-        mount(out, cal.clinicians.map((c) => h('section', { class: 'card clinician', 'data-clinician': c.clinician_id },
+        mount(out, dayListTools(cal, out, `${facility.name} ${dateIn.value}`), cal.clinicians.map((c) => h('section', { class: 'card clinician', 'data-clinician': c.clinician_id },
           h('h2', {}, c.full_name),
           c.days.map((d) => h('div', { class: 'caldays' },
             viewSel.value === 'week' ? h('h3', {}, fmtDate(`${d.date}T12:00:00Z`, 'UTC')) : null,
-            d.entries.length ? h('ol', { class: 'entries' }, d.entries.map((e) => h('li', { class: `entry st-${e.state}` },
+            d.entries.length ? h('ol', { class: 'entries' }, d.entries.map((e) => h('li', { class: `entry st-${e.state}`, 'data-patient': e.booking ? e.booking.patient_name.toLocaleLowerCase() : '' },
               h('time', {}, fmtTime(e.start, cal.time_zone)),
               e.booking ? h('a', { href: `/consultations/${e.booking.id}`, 'data-nav': true }, e.booking.patient_name) : h('span', {}, t('schedule.free')),
               e.booking ? statusBadge(e.state) : null))) : h('p', { class: 'empty' }, t('schedule.no_sessions')))))));
@@ -59,6 +59,54 @@ export async function calendarView(main) {
 }
 
 const WEEKDAYS = [1, 2, 3, 4, 5, 6, 7];
+
+/** A CSV field: quoted, inner quotes doubled; a leading =, +, - or @ is neutralised so that a
+ * spreadsheet never runs a patient's name as a formula. */
+const csvField = (v) => {
+  const text = String(v ?? '');
+  return `"${(/^[=+\-@]/.test(text) ? `'${text}` : text).replace(/"/g, '""')}"`;
+};
+
+/** The calendar's tools: find a patient among the bookings shown, show only one status, print
+ * the day list, or download it as CSV (UTF-8 with a BOM, so spreadsheets read Vietnamese). */
+function dayListTools(cal, out, name) {
+  const find = h('input', { type: 'search', name: 'find_patient', autocomplete: 'off' });
+  const status = select({ name: 'show_status' }, [['', t('schedule.all_states')], ...['free', 'booked', 'in_progress', 'completed', 'no_show', 'held'].map((x) => [x, t(`status.${x}`)])], '');
+  const shown = h('p', { role: 'status', 'aria-live': 'polite', class: 'hint' });
+  const apply = () => {
+    const q = find.value.trim().toLocaleLowerCase();
+    let n = 0;
+    for (const li of out.querySelectorAll('li.entry')) {
+      const hit = (!q || li.dataset.patient.includes(q)) && (!status.value || li.classList.contains(`st-${status.value}`));
+      li.hidden = !hit;
+      if (hit && li.dataset.patient) n += 1;
+    }
+    shown.textContent = q || status.value ? t('schedule.found', { n }) : '';
+  };
+  find.addEventListener('input', apply);
+  status.addEventListener('change', apply);
+  const csv = () => {
+    const rows = [[t('schedule.date'), t('schedule.time'), t('consultation.specialist'), t('consultation.patient'), t('consultation.status'), t('schedule.urgency'), t('schedule.consultation_id')]];
+    for (const c of cal.clinicians) {
+      for (const d of c.days) {
+        for (const e of d.entries) {
+          if (!e.booking) continue;
+          rows.push([d.date, fmtTime(e.start, cal.time_zone), c.full_name, e.booking.patient_name, t(`status.${e.state}`), t(`urgency.${e.booking.urgency}`), e.booking.id]);
+        }
+      }
+    }
+    const text = `\uFEFF${rows.map((r) => r.map(csvField).join(',')).join('\r\n')}\r\n`;
+    const a = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' })), download: `${name.replace(/[^\p{L}\p{N}]+/gu, '-')}.csv` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  };
+  return h('div', { class: 'card row day-tools no-print' },
+    field(t('schedule.find_patient'), find), field(t('schedule.show_status'), status),
+    h('button', { type: 'button', 'data-csv': true, onclick: csv }, t('schedule.csv')),
+    h('button', { type: 'button', onclick: () => window.print() }, t('schedule.print')), shown);
+}
 
 export async function availabilityView(main) {
   await guard(main, '/schedule/availability', async () => {
