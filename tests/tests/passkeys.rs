@@ -256,6 +256,12 @@ both_engines!(
             .await
             .expect(201)
             .body;
+        // The document this challenge names (its signing time is this challenge's, a second
+        // later than the first one's, perhaps).
+        let document = challenge["document"]
+            .as_str()
+            .expect("document")
+            .to_string();
         let good = answer(&app, &mut phone, &challenge);
         cast.rural
             .post(
