@@ -936,6 +936,34 @@ impl Cast {
     }
 }
 
+/// The people of a [`Cast`], signed in: its specialist, its rural clinician, its patient, and a
+/// scheduler of its hub. The fixture of the call and visit-day tests.
+pub struct People {
+    pub specialist: TestApp,
+    pub rural: TestApp,
+    pub patient: TestApp,
+    pub scheduler: TestApp,
+}
+
+impl People {
+    pub async fn sign_in(app: &TestApp, cast: &Cast) -> People {
+        People {
+            specialist: app
+                .as_new_user("bacsi", &[("clinician", None)], None, Some(cast.specialist))
+                .await,
+            rural: app
+                .as_new_user("tramyte", &[("clinician", None)], None, Some(cast.rural))
+                .await,
+            patient: app
+                .as_new_user("benhnhan", &[("patient", None)], Some(cast.patient), None)
+                .await,
+            scheduler: app
+                .as_new_user("dieuphoi", &[("scheduler", Some(cast.hub))], None, None)
+                .await,
+        }
+    }
+}
+
 /// A booked consultation with the people of its note signed in: the specialist who writes and
 /// signs it, the referring rural clinician, and the patient. The fixture of the note tests.
 pub struct NoteCast {

@@ -9,32 +9,7 @@ use chrono::{DateTime, Duration as Span, Utc};
 use serde_json::json;
 use telehealth::storage::Db;
 use telehealth_tests::ws::{answer, closed, join, send, token, try_join, until};
-use telehealth_tests::{Cast, TestApp, both_engines, eventually};
-
-/// The specialist, the rural clinician, the patient and a scheduler of the hub, signed in.
-struct People {
-    specialist: TestApp,
-    rural: TestApp,
-    patient: TestApp,
-    scheduler: TestApp,
-}
-
-async fn people(app: &TestApp, cast: &Cast) -> People {
-    People {
-        specialist: app
-            .as_new_user("bacsi", &[("clinician", None)], None, Some(cast.specialist))
-            .await,
-        rural: app
-            .as_new_user("tramyte", &[("clinician", None)], None, Some(cast.rural))
-            .await,
-        patient: app
-            .as_new_user("benhnhan", &[("patient", None)], Some(cast.patient), None)
-            .await,
-        scheduler: app
-            .as_new_user("dieuphoi", &[("scheduler", Some(cast.hub))], None, None)
-            .await,
-    }
-}
+use telehealth_tests::{Cast, People, TestApp, both_engines, eventually};
 
 /// A number about consultation `id` read straight from the database.
 async fn scalar(app: &TestApp, sql: &'static str, id: i64) -> i64 {
@@ -84,7 +59,7 @@ both_engines!(
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
         let id = cast.book_now(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let old_doctor = token(&who.specialist, id, json!({})).await;
         let old_patient = token(&who.patient, id, json!({})).await;
 
@@ -155,7 +130,7 @@ both_engines!(
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
         let id = cast.book_now(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let old_token = token(&who.specialist, id, json!({})).await;
         let mut doctor = join(&app, &old_token).await;
         until(&mut doctor, "joined").await;
@@ -225,7 +200,7 @@ both_engines!(
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
         let id = cast.book_now(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let doctor = token(&who.specialist, id, json!({})).await;
         let patient = token(&who.patient, id, json!({})).await;
         who.scheduler
@@ -261,7 +236,7 @@ both_engines!(
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
         let id = cast.book_now(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let mut doctor = join(&app, &token(&who.specialist, id, json!({})).await).await;
         until(&mut doctor, "joined").await;
         let invite = token(&who.rural, id, json!({"guest_name": "Con gái bệnh nhân"})).await;
@@ -301,7 +276,7 @@ both_engines!(
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
         let id = cast.book_now(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let mut doctor = join(&app, &token(&who.specialist, id, json!({})).await).await;
         until(&mut doctor, "joined").await;
         let old = token(&who.patient, id, json!({})).await;
@@ -382,7 +357,7 @@ both_engines!(
     a_time_only_reschedule_keeps_tokens_and_reconnection_while_the_window_contains_now,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         // Ten-minute slots: the next slot's window (it opens 15 minutes before) contains now too.
         let id = book_now_in_slots_of(&app, &cast, 10).await;
         let doctor = token(&who.specialist, id, json!({})).await;
@@ -419,7 +394,7 @@ both_engines!(
     a_reschedule_out_of_the_present_window_closes_the_room_and_old_tokens_are_too_early,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let id = cast.book_now(&app).await;
         let old = token(&who.patient, id, json!({})).await;
         let mut sick = join(&app, &old).await;

@@ -6,28 +6,7 @@
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use telehealth_tests::ws::{Ws, answer, closed, join, send, token, try_join, until};
-use telehealth_tests::{Cast, TestApp, both_engines, next_weekday};
-
-/// The specialist, the patient and a scheduler of the hub, signed in.
-struct People {
-    specialist: TestApp,
-    patient: TestApp,
-    scheduler: TestApp,
-}
-
-async fn people(app: &TestApp, cast: &Cast) -> People {
-    People {
-        specialist: app
-            .as_new_user("bacsi", &[("clinician", None)], None, Some(cast.specialist))
-            .await,
-        patient: app
-            .as_new_user("benhnhan", &[("patient", None)], Some(cast.patient), None)
-            .await,
-        scheduler: app
-            .as_new_user("dieuphoi", &[("scheduler", Some(cast.hub))], None, None)
-            .await,
-    }
-}
+use telehealth_tests::{Cast, People, TestApp, both_engines, next_weekday};
 
 /// The patient in `id`'s waiting room.
 async fn patient_waits(app: &TestApp, who: &People, id: i64) -> Ws {
@@ -57,7 +36,7 @@ both_engines!(
     a_visit_is_completed_with_or_without_its_call,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         // A visit next week cannot be completed yet.
         app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
             .await;
@@ -156,7 +135,7 @@ both_engines!(
     the_day_list_follows_the_room_and_the_call,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let now = cast.book_now(&app).await;
         let mut patient = patient_waits(&app, &who, now).await;
         who.specialist
@@ -222,7 +201,7 @@ both_engines!(
     a_patient_who_does_not_come_is_recorded_and_their_room_closed,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let now = cast.book_now(&app).await;
         // Before the start, a no-show is too early.
         let early = who
@@ -260,7 +239,7 @@ both_engines!(
     a_specialist_running_late_tells_the_waiting_room,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let now = cast.book_now(&app).await;
         let late = format!("/api/v1/consultations/{now}/running-late");
         let mut patient = patient_waits(&app, &who, now).await;
@@ -335,7 +314,7 @@ both_engines!(
 
 both_engines!(a_reschedule_forgets_the_delay, |app: TestApp| async move {
     let cast = Cast::create(&app).await;
-    let who = people(&app, &cast).await;
+    let who = People::sign_in(&app, &cast).await;
     app.add_daily_rule(cast.specialist, "08:00:00", "10:00:00", 30, 0)
         .await;
     let monday = next_weekday(1) + Duration::days(7);
@@ -369,7 +348,7 @@ both_engines!(a_reschedule_forgets_the_delay, |app: TestApp| async move {
 
 both_engines!(the_room_list_refuses_bad_lists, |app: TestApp| async move {
     let cast = Cast::create(&app).await;
-    let who = people(&app, &cast).await;
+    let who = People::sign_in(&app, &cast).await;
     let now = cast.book_now(&app).await;
     for bad in ["", "a", "1,,2", "-3", "0", "1.5"] {
         let r = who
@@ -405,7 +384,7 @@ both_engines!(
     a_guest_invitation_is_a_link_and_a_qr_code_that_open_the_call,
     |app: TestApp| async move {
         let cast = Cast::create(&app).await;
-        let who = people(&app, &cast).await;
+        let who = People::sign_in(&app, &cast).await;
         let now = cast.book_now(&app).await;
         let path = format!("/api/v1/consultations/{now}/join-token");
         let invite = who

@@ -143,9 +143,8 @@ struct VisitLink {
     /// Path for the web client; the token travels in the fragment, which browsers never send.
     path: String,
     expires_at: DateTime<Utc>,
-    /// The path as a QR code (SVG), for the patient to scan off the clinic's screen; the client
-    /// puts its own origin in front when it shows the full link, so the code carries the path
-    /// only when the server does not know its public address.
+    /// The whole link (`links::absolute`) as a QR code (SVG), for the patient to scan off the
+    /// clinic's screen or a printed slip.
     qr_svg: String,
 }
 

@@ -60,10 +60,7 @@ pub async fn update_rule(
 ) -> Result<RuleRow> {
     let zone = super::directory::get_clinician(db, clinician).await?.zone();
     let now = time::now();
-    let ahead = (
-        now,
-        now + Duration::days(super::booking::MAX_DAYS_AHEAD + 1),
-    );
+    let ahead = bookable_from(now);
     let mut tx = db.begin().await?;
     refuse_overlap(tx.conn(), clinician, new, Some(rule)).await?;
     let before = off_slot(tx.conn(), clinician, zone, ahead, now).await?;
@@ -145,6 +142,14 @@ async fn refuse_stranding(
     }
 }
 
+/// Every start a booking made from `now` on can have: what a change to a weekly rule can affect.
+fn bookable_from(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    (
+        now,
+        now + Duration::days(super::booking::MAX_DAYS_AHEAD + 1),
+    )
+}
+
 /// The span of consultations a change on local `date` can affect: the date, whatever the zone,
 /// from now on.
 fn around(date: NaiveDate, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
@@ -209,10 +214,7 @@ pub async fn delete_rule(
 ) -> Result<()> {
     let zone = super::directory::get_clinician(db, clinician).await?.zone();
     let now = time::now();
-    let ahead = (
-        now,
-        now + Duration::days(super::booking::MAX_DAYS_AHEAD + 1),
-    );
+    let ahead = bookable_from(now);
     let mut tx = db.begin().await?;
     let before = off_slot(tx.conn(), clinician, zone, ahead, now).await?;
     if store::delete_rule(tx.conn(), clinician, rule).await? == 0 {

@@ -71,7 +71,7 @@ use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Zone, on_grid};
 use crate::journal::{About, Journal};
 use crate::pause;
-use crate::storage::{Db, Engine, OnViolation};
+use crate::storage::{Conn, Db, Engine, OnViolation};
 pub use limits::{BookingLimits, HoldCap, HoldCaps, RateRefusal};
 pub use store::{ConsultationFilter, Event};
 use store::{ContextRow, NewConsultation, NewEvent, SLOT_CLAIM, Stamp, StatusChange};
@@ -653,21 +653,15 @@ async fn transition(
         if !change.to.is_live() {
             store::delete_claims(tx.conn(), row.id).await?;
         }
-        let event = NewEvent {
-            consultation: row.id,
-            at: now,
-            actor: &actor.username,
-            action: transition.as_str(),
-            detail,
-        };
-        store::insert_event(tx.conn(), &event).await?;
-        journal
-            .write(
-                tx.conn(),
-                About::record(row.id).patient(row.patient_id),
-                row,
-            )
-            .await?;
+        record_change(
+            tx.conn(),
+            row,
+            actor,
+            (transition.as_str(), detail),
+            now,
+            journal,
+        )
+        .await?;
         pause::point(db, before_commit(transition)).await;
     }
     tx.commit().await?;
@@ -749,23 +743,41 @@ pub async fn running_late(
             ),
         ));
     };
+    record_change(
+        tx.conn(),
+        &row,
+        actor,
+        ("running_late", &detail),
+        now,
+        journal,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// A change to consultation `row` made in this transaction: its life-cycle event (`action`,
+/// `detail`) and the request's audit event and answer, which commit with it.
+async fn record_change(
+    mut conn: Conn<'_>,
+    row: &Consultation,
+    actor: &Principal,
+    (action, detail): (&str, &str),
+    now: DateTime<Utc>,
+    journal: &Journal,
+) -> Result<()> {
     let event = NewEvent {
         consultation: row.id,
         at: now,
         actor: &actor.username,
-        action: "running_late",
-        detail: &detail,
+        action,
+        detail,
     };
-    store::insert_event(tx.conn(), &event).await?;
+    store::insert_event(conn.reborrow(), &event).await?;
     journal
-        .write(
-            tx.conn(),
-            About::record(row.id).patient(row.patient_id),
-            &row,
-        )
+        .write(conn, About::record(row.id).patient(row.patient_id), row)
         .await?;
-    tx.commit().await?;
-    Ok(row)
+    Ok(())
 }
 
 /// Moves a held or booked consultation to `start` (with `clinician`, or its own) atomically.
