@@ -51,6 +51,8 @@ pub enum StartupError {
     /// The audit checkpoint key or log cannot be read or created.
     #[error(transparent)]
     Checkpoint(#[from] crate::audit::checkpoint::CheckpointError),
+    #[error("filling in the folded names patient search compares: {0}")]
+    SearchNames(#[source] crate::scheduling::SchedulingError),
 }
 
 /// A bound, migrated server that has not started serving yet.
@@ -190,6 +192,12 @@ impl Application {
             if adopted > 0 {
                 tracing::info!(adopted, "recorded legacy note signing keys as retired keys");
             }
+        }
+        let folded = crate::scheduling::directory::fold_missing_names(&db)
+            .await
+            .map_err(StartupError::SearchNames)?;
+        if folded > 0 {
+            tracing::info!(folded, "filled in the folded names of patients for search");
         }
         let checkpoints = crate::audit::checkpoint::Checkpointer::start(
             &crate::audit::checkpoint::CheckpointSettings::from_settings(settings),

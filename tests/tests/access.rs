@@ -211,6 +211,22 @@ fn rows(w: &World) -> Vec<Row> {
         ),
         row(
             "GET",
+            "/api/v1/facilities/{id}/bookings",
+            format!("/api/v1/facilities/{}/bookings?q=mai", c.hub),
+            None,
+            "RRARRRRRRR",
+        ),
+        // The care centre's clinician is not the hub's: 422 once past access control.
+        row(
+            "POST",
+            "/api/v1/facilities/{id}/availability/rules",
+            format!("/api/v1/facilities/{}/availability/rules", c.hub),
+            Some(json!({"clinician_ids": [c.rural],
+                        "rules": [{"weekday": 6, "start_time": "15:00", "end_time": "16:00", "slot_minutes": 30}]})),
+            "RRARRRRRRR",
+        ),
+        row(
+            "GET",
             "/api/v1/specialties",
             "/api/v1/specialties".into(),
             None,

@@ -566,6 +566,19 @@ both_engines!(
             201,
         )
         .await;
+        // A template for one clinician: one rule, so one event (a larger one has one per rule).
+        let template =
+            |weekday: i64| json!({"clinician_ids": [cast.specialist], "rules": [rule(weekday)]});
+        w.keyed(
+            &app,
+            "POST",
+            "/api/v1/facilities/{id}/availability/rules",
+            &format!("/api/v1/facilities/{}/availability/rules", cast.hub),
+            template(4),
+            Some(template(6)),
+            201,
+        )
+        .await;
         let exceptions = format!(
             "/api/v1/clinicians/{}/availability/exceptions",
             cast.specialist

@@ -142,6 +142,42 @@ both_engines!(demo_seed_is_idempotent, |app: TestApp| async move {
         .filter(|e| e["state"] != "free")
         .count();
     assert!(booked > 0, "the demo day at the first hub has bookings");
+    // The seed folds the names it writes: a patient is found by name typed without diacritics.
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) FROM patients WHERE search_name IS NULL")
+            .await,
+        0
+    );
+    let booking = cal.body["clinicians"]
+        .as_array()
+        .expect("clinicians")
+        .iter()
+        .filter_map(|c| c["days"][0]["entries"].as_array())
+        .flatten()
+        .find_map(|e| e["booking"].as_object())
+        .cloned()
+        .expect("a booking");
+    let typed = telehealth::domain::text::fold_for_search(
+        booking["patient_name"].as_str().expect("patient name"),
+    );
+    let day = first.demo_day.to_string();
+    let found = app
+        .send(
+            app.http
+                .get(app.url(&format!("/api/v1/facilities/{hub}/bookings")))
+                .query(&[("q", typed.as_str()), ("from", &day), ("to", &day)]),
+        )
+        .await
+        .expect(200);
+    assert!(
+        found.body["bookings"]
+            .as_array()
+            .expect("bookings")
+            .iter()
+            .any(|b| b["id"] == booking["id"]),
+        "{typed:?}: {}",
+        found.text
+    );
     let slots = app
         .get("/api/v1/slots?specialty=cardiology")
         .await

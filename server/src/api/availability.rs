@@ -1,4 +1,5 @@
-//! Availability endpoints: a clinician's weekly rules and dated exceptions.
+//! Availability endpoints: a clinician's weekly rules and dated exceptions, and a weekly template
+//! for many clinicians of a facility at once.
 
 use chrono::{Duration, NaiveTime};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use super::reply::{ApiResult, created, no_content, ok};
 use super::validate::Validator;
 use crate::auth::policy;
 use crate::domain::availability::{Exception, ExceptionKind, IsoWeekday, Session, WeeklyRule};
-use crate::domain::ids::{ClinicianId, ExceptionId, RuleId};
+use crate::domain::ids::{ClinicianId, ExceptionId, FacilityId, RuleId};
 use crate::domain::text::BoundedText;
 use crate::domain::time::{self, Date};
 use crate::scheduling::{availability, directory};
@@ -62,12 +63,23 @@ pub async fn update_rule(ctx: Ctx) -> ApiResult {
 /// A weekly rule from its body, every field checked (all problems reported at once).
 fn parse_rule(body: RuleBody) -> Result<WeeklyRule, ApiError> {
     let mut v = Validator::default();
+    let rule = check_rule(&mut v, "", body);
+    v.finish()?;
+    rule.ok_or_else(ApiError::internal)
+}
+
+/// The weekly rule of `body`, or `None` with every problem noted in `v`, each field named after
+/// `prefix` (`rules[2].` in a template, so `rules[2].start_time`).
+fn check_rule(v: &mut Validator, prefix: &str, body: RuleBody) -> Option<WeeklyRule> {
     let weekday = IsoWeekday::new(body.weekday);
     if weekday.is_none() {
-        v.fail("weekday", "must be 1 (Monday) to 7 (Sunday)");
+        v.fail(
+            &format!("{prefix}weekday"),
+            "must be 1 (Monday) to 7 (Sunday)",
+        );
     }
     let session = v.check(
-        "start_time",
+        &format!("{prefix}start_time"),
         Session::new(
             body.start_time,
             body.end_time,
@@ -78,18 +90,109 @@ fn parse_rule(body: RuleBody) -> Result<WeeklyRule, ApiError> {
     if let (Some(from), Some(until)) = (body.valid_from, body.valid_until)
         && until < from
     {
-        v.fail("valid_until", "is before valid_from");
+        v.fail(&format!("{prefix}valid_until"), "is before valid_from");
+        return None;
     }
-    v.finish()?;
-    let (Some(weekday), Some(session)) = (weekday, session) else {
-        return Err(ApiError::internal());
-    };
-    Ok(WeeklyRule {
-        weekday,
-        session,
+    Some(WeeklyRule {
+        weekday: weekday?,
+        session: session?,
         valid_from: body.valid_from.map(Date::get),
         valid_until: body.valid_until.map(Date::get),
     })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateBody {
+    clinician_ids: Vec<ClinicianId>,
+    rules: Vec<RuleBody>,
+}
+
+/// Most clinicians one template goes to: a large hub's whole specialist staff.
+const MAX_TEMPLATE_CLINICIANS: usize = 100;
+/// Most rules in one template: no clinician may have more.
+const MAX_TEMPLATE_RULES: usize = availability::MAX_RULES_PER_CLINICIAN as usize;
+
+/// The clinicians and rules of a template, every field checked (all problems reported at once);
+/// rules of the template that overlap one another are refused here, before any storage.
+fn parse_template(body: TemplateBody) -> Result<(Vec<ClinicianId>, Vec<WeeklyRule>), ApiError> {
+    let mut v = Validator::default();
+    let ids = body.clinician_ids;
+    if !(1..=MAX_TEMPLATE_CLINICIANS).contains(&ids.len()) {
+        v.fail(
+            "clinician_ids",
+            format!(
+                "give 1 to {MAX_TEMPLATE_CLINICIANS} clinicians (got {})",
+                ids.len()
+            ),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = ids.iter().find(|id| !seen.insert(**id)) {
+        v.fail(
+            "clinician_ids",
+            format!("clinician {twice} is listed twice; list each clinician once"),
+        );
+    }
+    let count = body.rules.len();
+    if !(1..=MAX_TEMPLATE_RULES).contains(&count) {
+        v.fail(
+            "rules",
+            format!("give 1 to {MAX_TEMPLATE_RULES} weekly rules (got {count})"),
+        );
+    }
+    let parsed: Vec<Option<WeeklyRule>> = body
+        .rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| check_rule(&mut v, &format!("rules[{i}]."), r))
+        .collect();
+    let rules: Vec<WeeklyRule> = parsed.into_iter().flatten().collect();
+    // Only when every rule parsed do the indices of `rules` match the body's.
+    if rules.len() == count
+        && let Some((i, j)) = first_overlapping_pair(&rules)
+    {
+        let (a, b) = (&rules[i], &rules[j]);
+        v.fail(
+            "rules",
+            format!(
+                "rules[{i}] ({}–{}) and rules[{j}] ({}–{}) overlap on weekday {} on the same \
+                 dates; a clinician's sessions may not overlap",
+                a.session.start().format("%H:%M"),
+                a.session.end().format("%H:%M"),
+                b.session.start().format("%H:%M"),
+                b.session.end().format("%H:%M"),
+                a.weekday.get(),
+            ),
+        );
+    }
+    v.finish()?;
+    Ok((ids, rules))
+}
+
+/// The indices of the first two of `rules` that overlap, if any.
+fn first_overlapping_pair(rules: &[WeeklyRule]) -> Option<(usize, usize)> {
+    rules.iter().enumerate().find_map(|(i, a)| {
+        rules[i + 1..]
+            .iter()
+            .position(|b| a.overlaps(b))
+            .map(|k| (i, i + 1 + k))
+    })
+}
+
+/// POST /api/v1/facilities/{id}/availability/rules
+pub async fn apply_template(ctx: Ctx) -> ApiResult {
+    let facility: FacilityId = ctx.param("id")?;
+    let (clinicians, rules) = parse_template(ctx.json()?)?;
+    directory::get_facility(&ctx.state.db, facility).await?;
+    policy::require_scheduler_for(ctx.user()?, facility)?;
+    // Each event is about one rule, not about the facility the path names.
+    ctx.audit(|n| n.record_type = Some("availability_rule".to_string()));
+    let journal = ctx.journal(StatusCode::CREATED);
+    created(
+        &availability::apply_template(&ctx.state.db, facility, &clinicians, &rules, &journal)
+            .await?,
+    )
 }
 
 /// GET /api/v1/clinicians/{id}/availability/rules

@@ -113,6 +113,8 @@ pub fn route_table() -> Vec<Route> {
         route!(write POST "/api/v1/facilities/{id}/departments" => directory::create_department),
         route!(GET "/api/v1/facilities/{id}/calendar" => schedule::calendar),
         route!(GET "/api/v1/facilities/{id}/utilisation" => schedule::utilisation),
+        route!(GET "/api/v1/facilities/{id}/bookings" => schedule::find_bookings),
+        route!(write POST "/api/v1/facilities/{id}/availability/rules" => availability::apply_template),
         route!(directory GET "/api/v1/specialties" => directory::list_specialties),
         route!(write POST "/api/v1/specialties" => directory::create_specialty),
         route!(directory GET "/api/v1/clinicians" => directory::list_clinicians),

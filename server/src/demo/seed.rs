@@ -15,6 +15,7 @@ use crate::auth::{Grant, Role};
 use crate::domain::availability::{IsoWeekday, Session, WeeklyRule, slots_on};
 use crate::domain::consultation::{FacilityKind, Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, FacilityId, PatientId};
+use crate::domain::text::fold_for_search;
 use crate::domain::time::{self, Zone};
 use crate::on_db;
 use crate::storage::{BeginWrite, Db};
@@ -224,7 +225,8 @@ async fn insert_network(db: &Db, net: &DemoNetwork, bar: &ProgressBar) -> Result
     for chunk in net.patients.chunks(BATCH) {
         on_db!(db, pool => {
             let mut q = sqlx::QueryBuilder::new(
-                "INSERT INTO patients (full_name, date_of_birth, sex, phone, national_id, home_facility_id, created_at) ",
+                "INSERT INTO patients (full_name, date_of_birth, sex, phone, national_id, home_facility_id, created_at,
+                   search_name) ",
             );
             q.push_values(chunk, |mut v, p| {
                 v.push_bind(p.full_name.as_str())
@@ -233,7 +235,8 @@ async fn insert_network(db: &Db, net: &DemoNetwork, bar: &ProgressBar) -> Result
                     .push_bind(p.phone.as_str())
                     .push_bind(p.national_id.as_deref())
                     .push_bind(facility_ids.get(&p.home_facility_code).copied())
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(fold_for_search(&p.full_name));
             });
             q.build().execute(pool).await.map(|r| r.rows_affected())
         })?;

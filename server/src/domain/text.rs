@@ -68,9 +68,40 @@ impl BoundedText {
     }
 }
 
+/// `name` as a search compares it: lowercase, without diacritics, `đ` as `d`, runs of white
+/// space as one space. People type Vietnamese names without their marks ("nguyen van an" for
+/// "Nguyễn Văn An"), and SQLite's `lower()` and `LIKE` fold ASCII only, so names are folded here,
+/// once, and stored folded (`patients.search_name`) beside the name itself.
+pub fn fold_for_search(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+    let folded: String = name
+        .nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        // `đ` is a letter of its own, not `d` with a mark: NFD leaves it whole.
+        .map(|c| if c == 'đ' { 'd' } else { c })
+        .collect();
+    folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folding_drops_marks_case_and_extra_space() {
+        assert_eq!(fold_for_search("Nguyễn Văn An"), "nguyen van an");
+        assert_eq!(fold_for_search("  ĐẶNG   Thị  Đào "), "dang thi dao");
+        assert_eq!(fold_for_search("Lò Thị Mai"), "lo thi mai");
+        assert_eq!(fold_for_search("Hoàng Ngọc Ưng"), "hoang ngoc ung");
+        // Typed decomposed (a mark after its letter) or precomposed, the same.
+        assert_eq!(
+            fold_for_search("Nguye\u{302}\u{303}n"),
+            fold_for_search("Nguyễn")
+        );
+        assert_eq!(fold_for_search("\u{301}\u{300}"), "");
+    }
 
     #[test]
     fn trims_and_bounds() {

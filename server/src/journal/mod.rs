@@ -129,11 +129,31 @@ impl Journal {
     /// dispatcher then replays the winner's answer.
     pub async fn write<T: Serialize>(
         &self,
-        mut conn: Conn<'_>,
+        conn: Conn<'_>,
         about: About,
         answer: &T,
     ) -> Result<(), sqlx::Error> {
-        audit::stage(conn.reborrow(), &self.event(&about)).await?;
+        self.write_each(conn, [about], answer).await
+    }
+
+    /// [`Journal::write`] for one request that wrote several records (a weekly template for many
+    /// clinicians): an event about each of `records`, so the trail finds every one by its id,
+    /// and `answer` stored once for the key.
+    pub async fn write_each<T: Serialize>(
+        &self,
+        mut conn: Conn<'_>,
+        records: impl IntoIterator<Item = About>,
+        answer: &T,
+    ) -> Result<(), sqlx::Error> {
+        let mut staged = 0usize;
+        for about in records {
+            audit::stage(conn.reborrow(), &self.event(&about)).await?;
+            staged += 1;
+        }
+        // A write is never without its event, even one that names no record.
+        if staged == 0 {
+            audit::stage(conn.reborrow(), &self.event(&About::request())).await?;
+        }
         if let Some(claim) = &self.claim {
             let body =
                 serde_json::to_string(answer).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;

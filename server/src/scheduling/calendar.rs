@@ -1,4 +1,5 @@
-//! Read models: free-slot search, a facility's day and week calendar, utilisation per clinician.
+//! Read models: free-slot search, a facility's day and week calendar, a patient's bookings at a
+//! hospital found by name, phone or national ID, utilisation per clinician.
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,6 +12,7 @@ use super::directory::{self, Clinician, ClinicianFilter};
 use crate::domain::availability::{Slot, slots_on};
 use crate::domain::consultation::{Kind, Status, Urgency};
 use crate::domain::ids::{ClinicianId, ConsultationId, FacilityId, PatientId};
+use crate::domain::text::fold_for_search;
 use crate::domain::time;
 use crate::on_db;
 use crate::storage::Db;
@@ -302,6 +304,8 @@ pub struct ClinicianDay {
 pub struct ClinicianCalendar {
     pub clinician_id: ClinicianId,
     pub full_name: String,
+    /// As the directory has it (`BS CKII`, `ThS BS`); empty when it has none.
+    pub title: String,
     pub specialties: Vec<String>,
     pub days: Vec<ClinicianDay>,
 }
@@ -339,17 +343,40 @@ async fn facility_clinicians(db: &Db, facility: FacilityId) -> Result<Vec<Clinic
     .await
 }
 
-/// The facility's clinicians over local dates `[from, to]`: every slot, free or booked, and
-/// bookings that no longer match a slot (after a rule change) so nothing booked is hidden.
+/// Which of a facility's clinicians a calendar shows: all by default.
+#[derive(Clone, Debug, Default)]
+pub struct CalendarFilter {
+    /// Only those with this specialty code (an unknown code: nobody).
+    pub specialty: Option<String>,
+    /// Only this clinician (the API checked that they work at the facility).
+    pub clinician_id: Option<ClinicianId>,
+}
+
+/// The facility's clinicians (those `filter` keeps) over local dates `[from, to]`: every slot,
+/// free or booked, and bookings that no longer match a slot (after a rule change) so nothing
+/// booked is hidden.
 pub async fn facility_calendar(
     db: &Db,
     facility_id: FacilityId,
     from: NaiveDate,
     to: NaiveDate,
+    filter: &CalendarFilter,
 ) -> Result<FacilityCalendar> {
     let facility = directory::get_facility(db, facility_id).await?;
     let zone = facility.zone();
-    let clinicians = facility_clinicians(db, facility_id).await?;
+    let mut clinicians = directory::list_clinicians(
+        db,
+        &ClinicianFilter {
+            facility_id: Some(facility_id),
+            specialty: filter.specialty.clone(),
+            limit: MAX_CLINICIANS,
+            ..Default::default()
+        },
+    )
+    .await?;
+    if let Some(only) = filter.clinician_id {
+        clinicians.retain(|c| c.id == only);
+    }
     let ids: Vec<ClinicianId> = clinicians.iter().map(|c| c.id).collect();
     let avail = availability::load(db, &ids, from, to).await?;
     let span_start = zone.day_start(from);
@@ -371,6 +398,7 @@ pub async fn facility_calendar(
         out.push(ClinicianCalendar {
             clinician_id: c.id,
             full_name: c.full_name.clone(),
+            title: c.title.clone(),
             specialties: c
                 .specialties
                 .split(',')
@@ -388,6 +416,182 @@ pub async fn facility_calendar(
         to,
         clinicians: out,
     })
+}
+
+/// How a text typed to find a patient is compared: with the national id as typed, with the
+/// phone by its digits, and with the name folded ([`fold_for_search`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PatientMatch {
+    /// The text, trimmed: a national id matches it exactly.
+    pub text: String,
+    /// The stored forms the text's phone number can have (`0912345678`, `84912345678`,
+    /// `+84912345678`); empty when the text is no phone number.
+    pub phones: Vec<String>,
+    /// A `LIKE` pattern (escape character `\`) finding the folded text within a folded name;
+    /// `None` when the text folds to fewer than two characters, which would match nearly everyone.
+    pub name_like: Option<String>,
+}
+
+/// Characters a phone number is written with besides its digits.
+const PHONE_PUNCTUATION: &[char] = &[' ', '+', '-', '.', '(', ')'];
+
+impl PatientMatch {
+    pub fn new(text: &str) -> PatientMatch {
+        let text = text.trim();
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        let phone_like = text
+            .chars()
+            .all(|c| c.is_ascii_digit() || PHONE_PUNCTUATION.contains(&c))
+            && (8..=15).contains(&digits.len());
+        let phones = if !phone_like {
+            Vec::new()
+        } else if let Some(rest) = digits
+            .strip_prefix("84")
+            .or_else(|| digits.strip_prefix('0'))
+        {
+            // Stored as typed at registration, less its spaces, dots and dashes: a Vietnamese
+            // number is there in its national form or with the country code, with or without +.
+            vec![
+                format!("0{rest}"),
+                format!("84{rest}"),
+                format!("+84{rest}"),
+            ]
+        } else {
+            vec![digits.clone(), format!("+{digits}")]
+        };
+        let folded = fold_for_search(text);
+        let name_like = (folded.chars().count() >= 2).then(|| {
+            let escaped = folded
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        PatientMatch {
+            text: text.to_string(),
+            phones,
+            name_like,
+        }
+    }
+}
+
+/// A booking a search found: what a calendar shows of it, and whose diary it is in.
+#[derive(Clone, Debug, Serialize)]
+pub struct FoundBooking {
+    #[serde(flatten)]
+    pub booking: CalendarBooking,
+    pub clinician_name: String,
+    /// The clinician's specialty codes.
+    pub specialties: Vec<String>,
+    /// Wall-clock start in the facility's zone.
+    pub local_start: NaiveDateTime,
+}
+
+#[derive(sqlx::FromRow)]
+struct FoundRow {
+    #[sqlx(flatten)]
+    booking: CalendarBooking,
+    clinician_name: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FoundBookings {
+    /// The text searched for, trimmed.
+    pub q: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub time_zone: String,
+    pub bookings: Vec<FoundBooking>,
+    /// True when more bookings matched than were returned.
+    pub truncated: bool,
+}
+
+/// The live bookings (not cancelled or expired, no lapsed holds) with the clinicians of
+/// `facility`, starting on its local dates `[from, to]`, of patients `q` matches: by start, at
+/// most `limit`.
+pub async fn find_bookings(
+    db: &Db,
+    facility: &directory::Facility,
+    q: &PatientMatch,
+    (from, to): (NaiveDate, NaiveDate),
+    limit: usize,
+) -> Result<FoundBookings> {
+    let zone = facility.zone();
+    let (start, end) = (zone.day_start(from), zone.day_start(to + Duration::days(1)));
+    let now = time::now();
+    // One more than asked, to know whether there were more.
+    let fetch = i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1);
+    let mut rows = on_db!(db, pool => {
+        let mut b = sqlx::QueryBuilder::new(
+            "SELECT c.id, c.clinician_id, c.kind, c.status, c.urgency, c.start_at, c.end_at,
+                    c.patient_id, p.full_name AS patient_name, c.requesting_facility_id,
+                    c.hold_expires_at, cl.full_name AS clinician_name
+             FROM consultations c
+             JOIN clinicians cl ON cl.id = c.clinician_id
+             JOIN patients p ON p.id = c.patient_id
+             WHERE cl.facility_id = ",
+        );
+        b.push_bind(facility.id);
+        b.push(" AND c.status NOT IN (").push_bind(Status::Cancelled).push(", ");
+        b.push_bind(Status::Expired).push(")");
+        // A lapsed hold is no booking (as on the calendar); filtered here so LIMIT counts right.
+        b.push(" AND NOT (c.status = ").push_bind(Status::Held);
+        b.push(" AND c.hold_expires_at IS NOT NULL AND c.hold_expires_at <= ").push_bind(now);
+        b.push(") AND c.start_at >= ").push_bind(start);
+        b.push(" AND c.start_at < ").push_bind(end);
+        b.push(" AND (p.national_id = ").push_bind(q.text.clone());
+        if !q.phones.is_empty() {
+            b.push(" OR p.phone IN (");
+            let mut phones = b.separated(", ");
+            for phone in &q.phones {
+                phones.push_bind(phone.clone());
+            }
+            b.push(")");
+        }
+        if let Some(pattern) = &q.name_like {
+            b.push(" OR p.search_name LIKE ").push_bind(pattern.clone());
+            b.push(" ESCAPE '\\'");
+        }
+        b.push(") ORDER BY c.start_at, c.id LIMIT ").push_bind(fetch);
+        b.build_query_as::<FoundRow>().fetch_all(pool).await
+    })?;
+    let truncated = rows.len() > limit;
+    rows.truncate(limit);
+    let mut clinicians: Vec<ClinicianId> = rows.iter().map(|r| r.booking.clinician_id).collect();
+    clinicians.sort();
+    clinicians.dedup();
+    let codes = {
+        let mut c = db.acquire().await?;
+        directory::store::specialty_codes(c.conn(), &clinicians).await?
+    };
+    let bookings = rows
+        .into_iter()
+        .map(|r| FoundBooking {
+            specialties: codes
+                .iter()
+                .filter(|(id, _)| *id == r.booking.clinician_id)
+                .map(|(_, code)| code.clone())
+                .collect(),
+            local_start: zone.to_local(r.booking.start_at),
+            clinician_name: r.clinician_name,
+            booking: r.booking,
+        })
+        .collect();
+    Ok(FoundBookings {
+        q: q.text.clone(),
+        from,
+        to,
+        time_zone: facility.time_zone.clone(),
+        bookings,
+        truncated,
+    })
+}
+
+impl FoundBookings {
+    /// Every patient the answer names, for the audit trail.
+    pub fn patients(&self) -> impl Iterator<Item = PatientId> + '_ {
+        self.bookings.iter().map(|b| b.booking.patient_id)
+    }
 }
 
 fn day_entries(
@@ -560,4 +764,42 @@ pub async fn utilisation(
         to,
         clinicians: out,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phone_is_matched_in_every_form_it_is_stored_in() {
+        let national = ["0912345678", "84912345678", "+84912345678"];
+        for typed in [
+            "+84 912 345 678",
+            "0912 345 678",
+            "84912345678",
+            "091-234-5678",
+        ] {
+            assert_eq!(PatientMatch::new(typed).phones, national, "{typed}");
+        }
+        assert_eq!(
+            PatientMatch::new("+1 (555) 010-9999").phones,
+            ["15550109999", "+15550109999"]
+        );
+        // Too few digits, or letters among them: no phone number.
+        assert!(PatientMatch::new("0912").phones.is_empty());
+        assert!(PatientMatch::new("nguyen 0912345678").phones.is_empty());
+    }
+
+    #[test]
+    fn a_name_is_matched_folded_with_like_wildcards_escaped() {
+        let m = PatientMatch::new("  Nguyễn Văn ");
+        assert_eq!(m.text, "Nguyễn Văn");
+        assert_eq!(m.name_like.as_deref(), Some("%nguyen van%"));
+        assert_eq!(
+            PatientMatch::new("50%_a\\b").name_like.as_deref(),
+            Some("%50\\%\\_a\\\\b%")
+        );
+        // A text that folds to one character would match nearly every name.
+        assert_eq!(PatientMatch::new("Đ\u{301}").name_like, None);
+    }
 }

@@ -1,18 +1,21 @@
-//! A clinician's weekly rules and dated exceptions: how many they may have, and loading them as
-//! domain values. Their SQL is in [`store`].
+//! A clinician's weekly rules and dated exceptions: how many they may have, a weekly template
+//! given to many clinicians at once, and loading them as domain values. Their SQL is in
+//! [`store`].
 
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Serialize;
 
+use super::directory::{self, Clinician};
 use super::{Result, SchedulingError};
 use crate::domain::availability::{
     Exception, ExceptionKind, IsoWeekday, Session, Slot, WeeklyRule, slots_on, times_overlap,
 };
 use crate::domain::code::ErrorCode;
-use crate::domain::ids::{ClinicianId, ConsultationId, ExceptionId, RuleId};
+use crate::domain::ids::{ClinicianId, ConsultationId, ExceptionId, FacilityId, RuleId};
 use crate::domain::time::{self, Zone};
 use crate::journal::{About, Journal};
 use crate::storage::{Conn, Db};
@@ -168,35 +171,174 @@ async fn refuse_overlap(
     rule: &WeeklyRule,
     except: Option<RuleId>,
 ) -> Result<()> {
-    for other in store::rules(conn, clinician).await? {
-        if Some(other.id) == except {
-            continue;
-        }
-        let Some(Either::Rule(existing)) = other.clone().into_domain() else {
-            continue;
-        };
-        if rule.overlaps(&existing) {
-            return Err(SchedulingError::Overlaps {
-                message: format!(
-                    "overlaps this clinician's weekly session {}–{} on weekday {} (rule {}); \
-                     change or delete that one instead",
-                    other.start_time.format("%H:%M"),
-                    other.end_time.format("%H:%M"),
-                    other.weekday,
-                    other.id.0,
-                ),
-                clash: serde_json::json!({
-                    "rule_id": other.id,
-                    "weekday": other.weekday,
-                    "start_time": other.start_time,
-                    "end_time": other.end_time,
-                    "valid_from": other.valid_from,
-                    "valid_until": other.valid_until,
-                }),
-            });
+    let existing = store::rules(conn, clinician).await?;
+    match first_overlap(rule, &existing, except) {
+        None => Ok(()),
+        Some(other) => Err(SchedulingError::Overlaps {
+            message: format!(
+                "overlaps this clinician's {}; change or delete that one instead",
+                describe_rule(other)
+            ),
+            clash: clash_with(other),
+        }),
+    }
+}
+
+/// The first of `existing` (other than `except`) that `rule` overlaps.
+fn first_overlap<'a>(
+    rule: &WeeklyRule,
+    existing: &'a [RuleRow],
+    except: Option<RuleId>,
+) -> Option<&'a RuleRow> {
+    existing.iter().filter(|o| Some(o.id) != except).find(
+        |o| matches!(RuleRow::clone(o).into_domain(), Some(Either::Rule(e)) if rule.overlaps(&e)),
+    )
+}
+
+/// `weekly session 08:00–12:00 on weekday 1 (rule 3)`, as a refusal names a stored rule.
+fn describe_rule(r: &RuleRow) -> String {
+    format!(
+        "weekly session {}–{} on weekday {} (rule {})",
+        r.start_time.format("%H:%M"),
+        r.end_time.format("%H:%M"),
+        r.weekday,
+        r.id.0,
+    )
+}
+
+/// The `details.clash` of a `sessions_overlap` refusal about stored rule `r`.
+fn clash_with(r: &RuleRow) -> serde_json::Value {
+    serde_json::json!({
+        "rule_id": r.id,
+        "weekday": r.weekday,
+        "start_time": r.start_time,
+        "end_time": r.end_time,
+        "valid_from": r.valid_from,
+        "valid_until": r.valid_until,
+    })
+}
+
+/// What applying a weekly template wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct Applied {
+    /// How many rules were inserted: one per rule of the template per clinician.
+    pub created: usize,
+    /// How many clinicians they went to.
+    pub clinicians: usize,
+    /// The inserted rules, by clinician (in the order asked), weekday and start.
+    pub rules: Vec<RuleRow>,
+}
+
+/// Gives each of `clinicians`, all active clinicians of `facility`, every rule of `rules` (which
+/// do not overlap one another: the API checked), in one transaction with an audit event per
+/// rule: either every clinician gets them all, or nothing is written. Refused when a clinician
+/// is not an active one of the facility, would pass [`MAX_RULES_PER_CLINICIAN`], or has a rule
+/// one of them overlaps (named, with whose it is).
+///
+/// Unlike a change or deletion, adding sessions only adds slots: it can leave no booking
+/// outside every session, so no stranding check is made.
+///
+/// The events commit with the rules; the trail chains staged events a batch at a time, so those
+/// of a template of thousands of rules read in it a moment after the answer, not all with it.
+pub async fn apply_template(
+    db: &Db,
+    facility: FacilityId,
+    clinicians: &[ClinicianId],
+    rules: &[WeeklyRule],
+    journal: &Journal,
+) -> Result<Applied> {
+    let mut tx = db.begin().await?;
+    let found: HashMap<ClinicianId, Clinician> =
+        directory::store::clinicians_by_id(tx.conn(), clinicians)
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+    for id in clinicians {
+        match found.get(id) {
+            Some(c) if c.facility_id == facility && c.active => {}
+            Some(c) if c.facility_id == facility => {
+                return Err(SchedulingError::invalid(
+                    "clinician_ids",
+                    format!(
+                        "clinician {id} ({}) is no longer active; leave them out",
+                        c.full_name
+                    ),
+                ));
+            }
+            _ => {
+                return Err(SchedulingError::invalid(
+                    "clinician_ids",
+                    format!("clinician {id} is not a clinician of this facility"),
+                ));
+            }
         }
     }
-    Ok(())
+    let mut existing: HashMap<ClinicianId, Vec<RuleRow>> = HashMap::new();
+    for row in store::rules_of(tx.conn(), clinicians).await? {
+        existing.entry(row.clinician_id).or_default().push(row);
+    }
+    let none = Vec::new();
+    for id in clinicians {
+        let theirs = existing.get(id).unwrap_or(&none);
+        // Checked above: every id is in `found`.
+        let name = found.get(id).map_or("", |c| c.full_name.as_str());
+        let total = theirs.len() + rules.len();
+        if total > MAX_RULES_PER_CLINICIAN as usize {
+            return Err(SchedulingError::conflict(
+                ErrorCode::TooManyRules,
+                format!(
+                    "{name} (clinician {id}) has {} weekly rules, and {} more would make {total}; \
+                     a clinician may have at most {MAX_RULES_PER_CLINICIAN}: delete some first, or \
+                     leave them out",
+                    theirs.len(),
+                    rules.len(),
+                ),
+            ));
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            if let Some(other) = first_overlap(rule, theirs, None) {
+                let mut clash = clash_with(other);
+                clash["clinician_id"] = serde_json::json!(id);
+                return Err(SchedulingError::Overlaps {
+                    message: format!(
+                        "rules[{i}] overlaps the {} of {name} (clinician {id}); change or delete \
+                         that one, or leave them out",
+                        describe_rule(other)
+                    ),
+                    clash,
+                });
+            }
+        }
+    }
+    let wanted: Vec<(ClinicianId, &WeeklyRule)> = clinicians
+        .iter()
+        .flat_map(|c| rules.iter().map(move |r| (*c, r)))
+        .collect();
+    let mut rows = store::insert_rules(tx.conn(), &wanted, time::now()).await?;
+    // The order of a multi-row INSERT's RETURNING is not promised: sort into the order asked.
+    let position: HashMap<ClinicianId, usize> = clinicians
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (*c, i))
+        .collect();
+    rows.sort_by_key(|r| {
+        (
+            position.get(&r.clinician_id).copied(),
+            r.weekday,
+            r.start_time,
+            r.id,
+        )
+    });
+    let applied = Applied {
+        created: rows.len(),
+        clinicians: clinicians.len(),
+        rules: rows,
+    };
+    let records: Vec<About> = applied.rules.iter().map(|r| About::record(r.id)).collect();
+    journal.write_each(tx.conn(), records, &applied).await?;
+    tx.commit().await?;
+    Ok(applied)
 }
 
 pub async fn list_rules(db: &Db, clinician: ClinicianId) -> Result<Vec<RuleRow>> {

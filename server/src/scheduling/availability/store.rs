@@ -95,6 +95,71 @@ pub async fn insert_rule(
     .await)
 }
 
+/// Rows per multi-row INSERT of rules (9 parameters each): well under SQLite's bound-parameter
+/// limit.
+const INSERT_BATCH: usize = 400;
+
+/// Inserts each `(clinician, rule)`, a few hundred rows per statement (a template for a hundred
+/// clinicians is thousands of rules); the rows as inserted, in no promised order.
+pub async fn insert_rules(
+    mut conn: Conn<'_>,
+    rules: &[(ClinicianId, &WeeklyRule)],
+    now: DateTime<Utc>,
+) -> Result<Vec<RuleRow>, sqlx::Error> {
+    let mut out = Vec::with_capacity(rules.len());
+    for chunk in rules.chunks(INSERT_BATCH) {
+        let rows = on_conn!(conn.reborrow(), c => {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO availability_rules
+                   (clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes, valid_from, valid_until, created_at) ",
+            );
+            q.push_values(chunk, |mut v, (clinician, rule)| {
+                let s = rule.session;
+                v.push_bind(*clinician)
+                    .push_bind(i32::from(rule.weekday.get()))
+                    .push_bind(s.start())
+                    .push_bind(s.end())
+                    .push_bind(s.slot_minutes() as i32)
+                    .push_bind(s.buffer_minutes() as i32)
+                    .push_bind(rule.valid_from)
+                    .push_bind(rule.valid_until)
+                    .push_bind(now);
+            });
+            q.push(
+                " RETURNING id, clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes,
+                           valid_from, valid_until, created_at",
+            );
+            q.build_query_as::<RuleRow>().fetch_all(&mut *c).await
+        })?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// Every rule of `clinicians`, in one round trip.
+pub async fn rules_of(
+    conn: Conn<'_>,
+    clinicians: &[ClinicianId],
+) -> Result<Vec<RuleRow>, sqlx::Error> {
+    // `IN ()` is not SQL.
+    if clinicians.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_conn!(conn, c => {
+        let mut q = sqlx::QueryBuilder::new(
+            "SELECT id, clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes,
+                    valid_from, valid_until, created_at
+             FROM availability_rules WHERE clinician_id IN (",
+        );
+        let mut ids = q.separated(", ");
+        for id in clinicians {
+            ids.push_bind(*id);
+        }
+        q.push(") ORDER BY clinician_id, weekday, start_time");
+        q.build_query_as::<RuleRow>().fetch_all(&mut *c).await
+    })
+}
+
 pub async fn rules(conn: Conn<'_>, clinician: ClinicianId) -> Result<Vec<RuleRow>, sqlx::Error> {
     on_conn!(conn, c => sqlx::query_as::<_, RuleRow>(
         "SELECT id, clinician_id, weekday, start_time, end_time, slot_minutes, buffer_minutes,

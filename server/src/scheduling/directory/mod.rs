@@ -8,7 +8,7 @@ pub mod store;
 use super::{Result, SchedulingError};
 use crate::domain::code::ErrorCode;
 use crate::domain::ids::{ClinicianId, FacilityId, PatientId, SpecialtyId};
-use crate::domain::text::BoundedText;
+use crate::domain::text::{BoundedText, fold_for_search};
 use crate::domain::time::{self, Zone};
 use crate::journal::{About, Journal};
 use crate::storage::{Conn, Db, OnViolation};
@@ -254,4 +254,27 @@ pub async fn get_patient(db: &Db, id: PatientId) -> Result<Patient> {
 pub async fn list_patients(db: &Db, filter: &PatientFilter) -> Result<Vec<Patient>> {
     let mut c = db.acquire().await?;
     Ok(store::patients(c.conn(), filter).await?)
+}
+
+/// Patients whose folded name is filled in per transaction by [`fold_missing_names`].
+const FOLD_BATCH: i64 = 500;
+
+/// Fills in `patients.search_name` where it is NULL (rows written before the column, or by a
+/// tool that does not fold), a batch per transaction so no one transaction holds the write lock
+/// for long; returns how many. Run at start: a name search does not find a patient until then.
+/// Two nodes starting at once write the same values, so they need not coordinate.
+pub async fn fold_missing_names(db: &Db) -> Result<u64> {
+    let mut done = 0u64;
+    loop {
+        let mut tx = db.begin().await?;
+        let batch = store::unfolded_names(tx.conn(), FOLD_BATCH).await?;
+        if batch.is_empty() {
+            return Ok(done);
+        }
+        for (id, name) in &batch {
+            store::set_search_name(tx.conn(), *id, &fold_for_search(name)).await?;
+        }
+        tx.commit().await?;
+        done += batch.len() as u64;
+    }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::domain::consultation::{FacilityKind, FacilityLevel, Sex};
 use crate::domain::ids::{ClinicianId, DepartmentId, FacilityId, PatientId, SpecialtyId};
-use crate::domain::text::BoundedText;
+use crate::domain::text::{BoundedText, fold_for_search};
 use crate::domain::time::Zone;
 use crate::on_conn;
 use crate::storage::{Conn, UniqueKey};
@@ -303,6 +303,27 @@ pub async fn clinician(conn: Conn<'_>, id: ClinicianId) -> Result<Option<Clinici
     })
 }
 
+/// The clinicians of `ids` that exist, with `specialties` empty, by id.
+pub async fn clinicians_by_id(
+    conn: Conn<'_>,
+    ids: &[ClinicianId],
+) -> Result<Vec<Clinician>, sqlx::Error> {
+    // `IN ()` is not SQL.
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    on_conn!(conn, c => {
+        let mut q = sqlx::QueryBuilder::new(CLINICIAN_SELECT);
+        q.push(" WHERE c.id IN (");
+        let mut sep = q.separated(", ");
+        for id in ids {
+            sep.push_bind(*id);
+        }
+        q.push(") ORDER BY c.id");
+        q.build_query_as::<Clinician>().fetch_all(&mut *c).await
+    })
+}
+
 /// A page of clinicians, with `specialties` empty.
 pub async fn clinicians(
     conn: Conn<'_>,
@@ -403,8 +424,9 @@ pub async fn insert_patient(
     now: DateTime<Utc>,
 ) -> Result<Patient, sqlx::Error> {
     on_conn!(conn, c => sqlx::query_as::<_, Patient>(
-        "INSERT INTO patients (full_name, date_of_birth, sex, phone, national_id, home_facility_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO patients (full_name, date_of_birth, sex, phone, national_id, home_facility_id, created_at,
+                               search_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING id, full_name, date_of_birth, sex, phone, national_id, home_facility_id, created_at",
     )
     .bind(p.full_name.as_str())
@@ -414,8 +436,36 @@ pub async fn insert_patient(
     .bind(p.national_id.as_deref())
     .bind(p.home_facility_id)
     .bind(now)
+    .bind(fold_for_search(p.full_name.as_str()))
     .fetch_one(&mut *c)
     .await)
+}
+
+/// Up to `limit` patients whose folded name is not stored yet (rows from before
+/// `patients.search_name`), as (id, full name), by id.
+pub async fn unfolded_names(
+    conn: Conn<'_>,
+    limit: i64,
+) -> Result<Vec<(PatientId, String)>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as::<_, (PatientId, String)>(
+        "SELECT id, full_name FROM patients WHERE search_name IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+pub async fn set_search_name(
+    conn: Conn<'_>,
+    id: PatientId,
+    search_name: &str,
+) -> Result<(), sqlx::Error> {
+    on_conn!(conn, c => sqlx::query("UPDATE patients SET search_name = $2 WHERE id = $1")
+        .bind(id)
+        .bind(search_name)
+        .execute(&mut *c)
+        .await
+        .map(|_| ()))
 }
 
 pub async fn patient(conn: Conn<'_>, id: PatientId) -> Result<Option<Patient>, sqlx::Error> {
