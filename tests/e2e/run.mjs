@@ -25,10 +25,15 @@ const results = [];
 const fail = (msg) => { throw new Error(msg); };
 const ok = (cond, msg) => { if (!cond) fail(msg); };
 
+/** Figures the browser tests measure, written to target/e2e-artifacts/figures.json. */
+const figures = {};
+
 /** Uncaught errors in any page fail the test that was running. */
 const pageErrors = [];
 
 async function test(name, fn) {
+  // E2E_ONLY=words runs only the tests whose names contain them (while working on one).
+  if (process.env.E2E_ONLY && !name.includes(process.env.E2E_ONLY)) return;
   const t0 = Date.now();
   pageErrors.length = 0;
   try {
@@ -138,6 +143,26 @@ async function checkVietnamese(page, screen) {
   ok(!r.keys.length, `${screen}: untranslated keys shown: ${r.keys.join(', ')}`);
 }
 
+/** In English: no key missing, no Vietnamese dictionary text on screen, nothing wider than the
+ * window (a phone scrolls down, never sideways), and axe-core's check. */
+async function checkEnglish(page, screen) {
+  await axeCheck(page, screen);
+  const viValues = [...new Set(Object.values(vi))].filter((v) => !SAME_IN_BOTH.has(v) && !/\{\w+\}/.test(v) && !Object.values(en).includes(v));
+  const r = await page.evaluate((values) => {
+    const viSet = new Set(values);
+    const texts = [];
+    const w = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    // The account's own name (a demo account is called "Bác sĩ chuyên khoa") is not interface text.
+    while (w.nextNode()) { const s = w.currentNode.textContent.trim(); if (s && !w.currentNode.parentElement.closest('option[value=vi], .bar .name')) texts.push(s); }
+    document.querySelectorAll('[aria-label],[placeholder],[title]').forEach((e) => ['aria-label', 'placeholder', 'title'].forEach((a) => { const v = e.getAttribute(a); if (v) texts.push(v.trim()); }));
+    return { lang: document.documentElement.lang, missing: [...(window.__i18nMissing || [])], vietnamese: texts.filter((s) => viSet.has(s)), wide: document.documentElement.scrollWidth - window.innerWidth };
+  }, viValues);
+  ok(r.lang === 'en', `${screen}: the page is not in English (${r.lang})`);
+  ok(!r.missing.length, `${screen}: keys missing from the dictionary: ${r.missing.join(', ')}`);
+  ok(!r.vietnamese.length, `${screen}: Vietnamese text on the English screen: ${r.vietnamese.join(' | ')}`);
+  ok(r.wide <= 0, `${screen}: the page is ${r.wide} px wider than the window`);
+}
+
 async function apiAs(page, method, path, body, base = BASE) {
   const res = await page.request.fetch(`${base}/api/v1${path}`, { method, data: body, headers: { origin: base } });
   return { status: res.status(), body: await res.json().catch(() => null) };
@@ -241,17 +266,16 @@ async function main() {
 
   await test('scheduler edits availability and exceptions, reads the calendar, reschedules and cancels with a reason, sees utilisation', async () => {
     const { context, page } = await person('dieuphoi');
-    await page.waitForSelector('section.clinician');
+    await page.waitForSelector('.grid.day tbody tr[data-clinician]');
     await checkVietnamese(page, 'calendar');
     await shot(page, 'scheduler-calendar-day-desktop');
-    await page.selectOption('main form select >> nth=-1', 'week');
-    await page.click('main form button[type=submit]');
-    await page.waitForSelector('.caldays h3');
+    await page.selectOption('select[name=view]', 'week');
+    await page.waitForSelector('.grid.week tbody tr[data-clinician]');
     await shot(page, 'scheduler-calendar-week-desktop');
     // Find a patient among the week's bookings; download the list as CSV.
-    const someone = (await page.textContent('.entry.st-booked a')).trim();
+    const someone = (await page.getAttribute('button.chip.st-booked', 'title')).trim().replace(/^\S+\s+/, '');
     await page.fill('input[name=find_patient]', someone.split(' ').slice(-2).join(' '));
-    const visible = await page.$$eval('li.entry', (els) => els.filter((e) => !e.hidden).map((e) => e.textContent));
+    const visible = await page.$$eval('.chip[data-patient]', (els) => els.filter((e) => !e.hidden).map((e) => e.getAttribute('title') || ''));
     ok(visible.length > 0 && visible.every((x) => x.includes(someone.split(' ').slice(-2).join(' '))), `the patient search shows others: ${visible.slice(0, 3)}`);
     await checkVietnamese(page, 'calendar, patient search');
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-csv]')]);
@@ -290,10 +314,10 @@ async function main() {
     const hub = (await apiAs(page, 'GET', `/facilities/${doc.facility_id}`)).body;
     const day = new Intl.DateTimeFormat('en-CA', { timeZone: hub.time_zone }).format(new Date(pick.start_at));
     await page.click('.tabs a[href="/schedule"]');
-    await page.fill('main form input[type=date]', day);
-    await page.selectOption('main form select >> nth=-1', 'week');
-    await page.click('main form button[type=submit]');
-    await page.click(`.entry.st-booked a[href="/consultations/${pick.id}"]`);
+    await page.fill('[data-calendar-form] input[name=date]', day);
+    await page.selectOption('select[name=view]', 'week');
+    await page.click(`.chip.st-booked[data-consultation="${pick.id}"]`);
+    await page.click(`[data-booking-panel] a[href="/consultations/${pick.id}"]`);
     await page.waitForSelector('#manage-h');
     await checkVietnamese(page, 'consultation (scheduler)');
     const id = Number(page.url().split('/').pop());
@@ -376,6 +400,15 @@ async function main() {
     await ruleForm.locator('input[name=end]').fill(r.end_time.slice(0, 5));
     await ruleForm.locator('button[type=submit]').click();
     await page.waitForFunction(() => document.querySelector('#rules-h').parentElement.querySelector('.error').textContent.includes('Trùng với buổi hằng tuần'));
+    // A session ending before it starts: the message stands beside the start field.
+    await ruleForm.locator('input[name=start]').fill('12:00');
+    await ruleForm.locator('input[name=end]').fill('09:00');
+    await ruleForm.locator('button[type=submit]').click();
+    await page.waitForSelector('#rules-h ~ form input[name=start][aria-invalid=true] + .field-error');
+    ok((await page.textContent('#rules-h ~ form .field-error')).trim() === vi['fielderror.start_time'], 'the start field does not say what is wrong with it');
+    const described = await page.getAttribute('#rules-h ~ form input[name=start]', 'aria-describedby');
+    ok(described && described.split(' ').includes(await page.getAttribute('#rules-h ~ form .field-error', 'id')), 'the field error is not tied to its field');
+    await checkVietnamese(page, 'availability: a field error beside its field');
     // Editing a session: a later end keeps every booking on its slot.
     await page.click(`[data-edit-rule="${r.id}"]`);
     const longer = `${String(Number(r.end_time.slice(0, 2)) + 1).padStart(2, '0')}${r.end_time.slice(2, 5)}`;
@@ -479,7 +512,79 @@ async function main() {
     await clinic.context.close();
   });
 
+  await test('visit link on a slow phone network (400 kbit/s down, 150 kbit/s up, 300 ms round trips, cold cache): the date-of-birth step and then the visit page are usable; bytes and seconds reported', async () => {
+    const clinic = await person('dieuphoi');
+    const booked = (await apiAs(clinic.page, 'GET', '/consultations?status=booked&limit=20')).body;
+    const c = booked[0];
+    ok(c, 'no booked consultation for a visit link');
+    const born = (await apiAs(clinic.page, 'GET', `/patients/${c.patient_id}`)).body.date_of_birth;
+    const link = await apiAs(clinic.page, 'POST', `/consultations/${c.id}/visit-link`, {});
+    ok(link.status === 201, `no visit link: ${link.status}`);
+    await clinic.context.close();
+    const context = await browser.newContext({ locale: 'vi-VN', viewport: { width: 360, height: 640 } });
+    const phone = await context.newPage();
+    phone.on('pageerror', (e) => pageErrors.push(`patient: ${e.message}`));
+    // Chromium's own network emulation (what Lighthouse uses): netem is not available on this
+    // project's machines, and the shaping is done inside the browser's network stack.
+    const cdp = await context.newCDPSession(phone);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 300, downloadThroughput: 400000 / 8, uploadThroughput: 150000 / 8 });
+    let bytes = 0;
+    let requests = 0;
+    cdp.on('Network.loadingFinished', (e) => { bytes += e.encodedDataLength; requests += 1; });
+    const t0 = Date.now();
+    await phone.goto(`${BASE}${link.body.path}`, { waitUntil: 'commit' });
+    await phone.waitForSelector('input[name=date_of_birth]', { state: 'visible', timeout: 60000 });
+    figures.visit_link_seconds_to_date_of_birth = +((Date.now() - t0) / 1000).toFixed(1);
+    figures.visit_link_kb_to_date_of_birth = +(bytes / 1024).toFixed(1);
+    await phone.fill('input[name=date_of_birth]', born);
+    const t1 = Date.now();
+    await phone.click('form button[type=submit]');
+    await phone.waitForURL(`${BASE}/`, { timeout: 60000 });
+    await phone.waitForSelector(`main a[href="/consultations/${c.id}"], main [data-join]`, { timeout: 60000 });
+    figures.visit_link_seconds_from_date_of_birth_to_visit = +((Date.now() - t1) / 1000).toFixed(1);
+    figures.visit_link_kb_total = +(bytes / 1024).toFixed(1);
+    figures.visit_link_requests = requests;
+    await shot(phone, 'visit-link-slow-network-phone');
+    await context.close();
+    console.log(`        figures: ${JSON.stringify(figures)}`);
+  });
+
   await test('call: rural clinician books, specialist and patient join, admit, video both ways, chat, signed note, dropped socket resumes, referring clinician reads the advice, patient reads the note', () => callJourney());
+
+  await test('hub scheduler with 40 specialists: one weekly template for all, the week of all 40, a named patient found without accents and moved to another specialist by choosing a cell, a slot taken meanwhile refused; the grid on a 360x640 phone in English', () => hubJourney());
+
+  await test('every role\'s screens in English, on a 360x640 phone and at 1366x768: translated, nothing wider than the window, no accessibility violation', async () => {
+    const screens = {
+      benhnhan: ['/'],
+      tramyte: ['/', '/book'],
+      bacsi: ['/'],
+      dieuphoi: ['/', '/schedule', '/schedule/availability', '/schedule/templates', '/schedule/utilisation'],
+      admin: ['/'],
+    };
+    for (const viewport of [{ width: 360, height: 640 }, { width: 1366, height: 768 }]) {
+      for (const [user, paths] of Object.entries(screens)) {
+        const { context, page } = await person(user, { locale: 'en-GB', viewport });
+        for (const path of paths) {
+          await page.goto(`${BASE}${path}`);
+          await page.waitForSelector('main h1');
+          await page.waitForFunction(() => !document.querySelector('main .loading'));
+          await checkEnglish(page, `${user} ${path} ${viewport.width}x${viewport.height} English`);
+        }
+        // A consultation of theirs, when they have one.
+        const mine = (await apiAs(page, 'GET', '/consultations?limit=1')).body;
+        if (Array.isArray(mine) && mine.length) {
+          await page.goto(`${BASE}/consultations/${mine[0].id}`);
+          await page.waitForSelector('main h1');
+          await page.waitForFunction(() => !document.querySelector('main .loading'));
+          await checkEnglish(page, `${user} consultation ${viewport.width}x${viewport.height} English`);
+        }
+        if (viewport.width === 360) await shot(page, `english-${user}-phone`);
+        await context.close();
+      }
+    }
+  });
 
   await test('axe-core finds no accessibility violation on any screen checked so far (both roles\' homes, booking, scheduling, visit links, the call)', async () => {
     ok(axeFound.length >= 30, `axe-core ran on only ${axeFound.length} screens`);
@@ -914,6 +1019,168 @@ async function callJourney() {
   await pat.context.close();
 }
 
+/** A name as someone types it on a phone without Vietnamese input: no accents, đ as d. */
+const unaccented = (name) => name.normalize('NFD').replace(/\p{M}/gu, '').replace(/đ/g, 'd').replace(/Đ/g, 'D').toLowerCase();
+
+/** The hub's next working day at least two days ahead, as YYYY-MM-DD. */
+function workingDayAhead(zone) {
+  for (let n = 2; ; n++) {
+    const d = new Date(Date.now() + n * 86400e3);
+    const wd = new Intl.DateTimeFormat('en-GB', { timeZone: zone, weekday: 'short' }).format(d);
+    if (!['Sat', 'Sun'].includes(wd)) return new Intl.DateTimeFormat('en-CA', { timeZone: zone }).format(d);
+  }
+}
+
+async function hubJourney() {
+  const admin = await person('admin');
+  const { context, page } = await person('dieuphoi', { viewport: { width: 1366, height: 768 } });
+  const me = (await apiAs(page, 'GET', '/auth/me')).body;
+  const hubId = me.grants.find((g) => g.role === 'scheduler').facility_id;
+  const hub = (await apiAs(page, 'GET', `/facilities/${hubId}`)).body;
+  // Forty specialists of a specialty of their own, so that the template meets no demo session.
+  const code = 'hoi_chan_40';
+  const sp = await apiAs(admin.page, 'POST', '/specialties', { code, name_en: 'Remote case review', name_vi: 'Hội chẩn từ xa' });
+  ok(sp.status === 201, `specialty not created: ${sp.status} ${JSON.stringify(sp.body)}`);
+  const family = ['Nguyễn', 'Trần', 'Lê', 'Phạm', 'Hoàng', 'Vũ', 'Đặng', 'Bùi'];
+  const given = ['Minh Anh', 'Quốc Bảo', 'Thu Hà', 'Đức Long', 'Ngọc Lan'];
+  const specialists = [];
+  for (let i = 0; i < 40; i++) {
+    const r = await apiAs(admin.page, 'POST', '/clinicians', { facility_id: hubId, full_name: `${family[i % 8]} ${given[Math.floor(i / 8)]} ${i + 1}`, title: 'BS.', specialties: [code] });
+    ok(r.status === 201, `specialist ${i} not created: ${r.status} ${JSON.stringify(r.body)}`);
+    specialists.push(r.body.id);
+  }
+  await admin.context.close();
+  await page.reload();
+  await page.waitForSelector('.grid tbody tr[data-clinician]');
+
+  // 1. One template gives all 40 their Monday-to-Friday sessions (the defaults: 07:30-11:30
+  // and 13:30-16:30, 30-minute slots; each time changed would be one action more).
+  let actions = 0;
+  const act = async (f) => { actions += 1; await f(); };
+  await act(() => page.click('.tabs a[href="/schedule/templates"]'));
+  await page.waitForSelector('[data-apply-template]');
+  await act(() => page.selectOption('select[name=tpl_specialty]', code));
+  await act(() => page.check('input[name=tpl_all]'));
+  const label = (await page.textContent('[data-apply-template]')).trim();
+  ok(label === 'Thêm 10 buổi mỗi tuần cho 40 bác sĩ', `the template's button says: ${label}`);
+  await checkVietnamese(page, 'weekly template');
+  await shot(page, 'hub-1-template-desktop');
+  await act(() => page.click('[data-apply-template]'));
+  await page.waitForFunction(() => /\d/.test(document.querySelector('.sticky-apply [role=status]').textContent));
+  figures.actions_to_set_40_specialists_weekly_sessions = actions;
+  for (const id of specialists) {
+    const rules = (await apiAs(page, 'GET', `/clinicians/${id}/availability/rules`)).body;
+    ok(rules.length === 10 && rules.every((r) => r.weekday >= 1 && r.weekday <= 5), `specialist ${id} has ${rules.length} weekly sessions`);
+  }
+  // The same template again clashes with what is there: refused whole, the clinician named.
+  await page.click('[data-apply-template]');
+  await page.waitForSelector('.people li.clash');
+  ok((await page.textContent('.sticky-apply [role=alert]')).includes('đã có buổi'), 'the clash is not explained');
+  ok((await apiAs(page, 'GET', `/clinicians/${specialists[39]}/availability/rules`)).body.length === 10, 'a refused template added sessions');
+  await checkVietnamese(page, 'weekly template refused for a clash');
+
+  // 2. The week of all 40 in one grid.
+  const day = workingDayAhead(hub.time_zone);
+  await page.click('.tabs a[href="/schedule"]');
+  await page.waitForSelector('.grid tbody tr[data-clinician]');
+  await page.selectOption('select[name=specialty]', code);
+  await page.selectOption('select[name=view]', 'week');
+  await page.fill('[data-calendar-form] input[name=date]', day);
+  await page.waitForFunction((n) => document.querySelectorAll('.grid.week tbody tr[data-clinician]').length === n
+    && document.querySelectorAll('.grid.week .chip').length > 0 && !document.querySelector('main .loading'), 40);
+  figures.hub_week_view_height_px_40_specialists = Math.round(await page.evaluate(() => document.querySelector('.grid-wrap').getBoundingClientRect().height));
+  figures.hub_week_page_height_px_40_specialists = await page.evaluate(() => document.documentElement.scrollHeight);
+  await checkVietnamese(page, 'hub week, 40 specialists');
+  await shot(page, 'hub-2-week-40-desktop');
+  // Previous and next page by a week in the week view.
+  await page.click('[data-next]');
+  await page.waitForFunction((d) => document.querySelector('[data-calendar-form] input[name=date]').value > d && document.querySelector('.grid.week'), day);
+  await page.click('[data-prev]');
+  await page.waitForFunction((d) => document.querySelector('[data-calendar-form] input[name=date]').value === d && document.querySelector('.grid.week'), day);
+
+  // 3. A named patient of the first specialist, found by name typed without accents and moved
+  // to the second specialist by choosing a cell.
+  // The rural clinician registers her at their care centre and books her, as on a clinic day
+  // (the hub's scheduler sees a patient through her bookings at the hub, not by registering her).
+  const rural = await person('tramyte');
+  const ruralMe = (await apiAs(rural.page, 'GET', '/auth/me')).body;
+  const ruralDoc = (await apiAs(rural.page, 'GET', `/clinicians/${ruralMe.clinician_id}`)).body;
+  const referral = async (fullName, born, sex, phone, clinician, start) => {
+    const p = await apiAs(rural.page, 'POST', '/patients', { full_name: fullName, date_of_birth: born, sex, phone, home_facility_id: ruralDoc.facility_id });
+    ok(p.status === 201, `patient not registered: ${p.status} ${JSON.stringify(p.body)}`);
+    const b = await apiAs(rural.page, 'POST', '/consultations', {
+      kind: 'teleconsultation', clinician_id: clinician, patient_id: p.body.id, requesting_facility_id: ruralDoc.facility_id,
+      referring_clinician_id: ruralDoc.id, reason: 'Đau ngực khi gắng sức', start,
+    });
+    ok(b.status === 201, `not booked: ${b.status} ${JSON.stringify(b.body)}`);
+    return b.body.id;
+  };
+  const name = 'Đặng Thị Ngọc Ánh';
+  const slots = (await apiAs(page, 'GET', `/slots?clinician_id=${specialists[0]}&from=${day}&to=${day}`)).body.slots;
+  ok(slots.length > 2, `specialist 1 has ${slots.length} free slots on ${day}`);
+  const cid = await referral(name, '1988-04-12', 'female', '0912 345 678', specialists[0], slots[1].start);
+  await page.reload();
+  await page.waitForSelector('.grid tbody tr[data-clinician]');
+  actions = 0;
+  await act(() => page.fill('input[name=search_bookings]', unaccented(name)));
+  await act(() => page.press('input[name=search_bookings]', 'Enter'));
+  await page.waitForSelector(`tr[data-found="${cid}"]`);
+  ok((await page.textContent(`tr[data-found="${cid}"]`)).includes(name), 'the search result does not name the patient');
+  await checkVietnamese(page, 'hub: booking search');
+  await act(() => page.click(`tr[data-found="${cid}"] [data-move]`));
+  const target = `tr[data-clinician="${specialists[1]}"] .chip.target`;
+  await page.waitForSelector(target);
+  await checkVietnamese(page, 'hub: choosing a new cell');
+  await shot(page, 'hub-3-moving-desktop');
+  const slot = await page.getAttribute(target, 'data-slot');
+  await act(() => page.click(target));
+  await act(() => page.fill('textarea[name=move_reason]', 'Bác sĩ bận hội chẩn'));
+  await act(() => page.click('[data-move-confirm]'));
+  await page.waitForSelector(`tr[data-clinician="${specialists[1]}"] [data-consultation="${cid}"]`);
+  figures.actions_to_move_a_named_patient_to_another_specialist = actions;
+  const moved = (await apiAs(page, 'GET', `/consultations/${cid}`)).body;
+  ok(moved.clinician_id === specialists[1] && Date.parse(moved.start_at) === Date.parse(slot) && moved.status === 'booked', `not moved as chosen: ${JSON.stringify(moved)}`);
+  // By phone number in another form, and by national id, the search finds her too.
+  const byPhone = (await apiAs(page, 'GET', `/facilities/${hubId}/bookings?q=${encodeURIComponent('+84 912 345 678')}`)).body;
+  ok(byPhone.bookings.some((b) => b.id === cid), 'the search by phone does not find the booking');
+
+  // 4. A cell taken while the scheduler chose it: refused, said, the grid redrawn.
+  await page.click(`[data-consultation="${cid}"]`);
+  await page.click('[data-booking-panel] [data-move]');
+  const third = `tr[data-clinician="${specialists[2]}"] .chip.target`;
+  await page.waitForSelector(third);
+  const taken = await page.getAttribute(third, 'data-slot');
+  await referral('Lò Văn Pá', '1975-09-02', 'male', null, specialists[2], taken);
+  await rural.context.close();
+  await page.click(third);
+  await page.fill('textarea[name=move_reason]', 'Thử giờ đã có người');
+  await page.click('[data-move-confirm]');
+  await page.waitForSelector('[data-move-bar] .error');
+  ok((await page.textContent('[data-move-bar] .error')).trim().length > 5, 'the refusal says nothing');
+  ok((await apiAs(page, 'GET', `/consultations/${cid}`)).body.clinician_id === specialists[1], 'a refused move moved the booking');
+  await page.waitForSelector(`tr[data-clinician="${specialists[2]}"] .chip.st-booked`);
+  await checkVietnamese(page, 'hub: a move refused, the slot taken');
+  await page.click('[data-move-cancel]');
+  await context.close();
+
+  // 5. The same grid on a small phone, in English: it scrolls inside its region, not the page.
+  const phone = await person('dieuphoi', { locale: 'en-GB', viewport: { width: 360, height: 640 } });
+  await phone.page.waitForSelector('.grid tbody tr[data-clinician]');
+  await phone.page.fill('[data-calendar-form] input[name=date]', day);
+  await phone.page.waitForFunction(() => document.querySelector('.grid .chip') && !document.querySelector('main .loading'));
+  const widths = await phone.page.evaluate(() => ({ page: document.documentElement.scrollWidth, grid: document.querySelector('.grid-wrap').scrollWidth, shown: document.querySelector('.grid-wrap').clientWidth }));
+  ok(widths.page <= 360 && widths.grid > widths.shown, `on a phone the page is ${widths.page} px wide, the grid ${widths.grid} in ${widths.shown}`);
+  ok((await phone.page.textContent('main h1')).trim() === en['schedule.calendar_title'], 'the calendar is not in English');
+  await axeCheck(phone.page, 'hub day grid, phone, English');
+  await shot(phone.page, 'hub-4-day-phone-en');
+  await phone.page.click('.tabs a[href="/schedule/templates"]');
+  await phone.page.waitForSelector('[data-apply-template]');
+  await axeCheck(phone.page, 'weekly template, phone, English');
+  await shot(phone.page, 'hub-5-template-phone-en');
+  await phone.context.close();
+  console.log(`        figures: ${JSON.stringify(figures)}`);
+}
+
 try {
   await main();
 } catch (e) {
@@ -926,6 +1193,7 @@ try {
   rmSync(dataDir, { recursive: true, force: true });
 }
 writeFileSync(join(ART, 'axe.json'), JSON.stringify(axeFound, null, 1));
+writeFileSync(join(ART, 'figures.json'), JSON.stringify(figures, null, 1));
 const byRule = new Map();
 for (const { screen, violations } of axeFound) for (const v of violations) byRule.set(v.id, [...(byRule.get(v.id) || []), `${screen} (${v.nodes})`]);
 console.log(`\naxe-core on ${axeFound.length} screens: ${byRule.size ? [...byRule].map(([id, where]) => `${id} on ${where.length}: ${where.slice(0, 4).join(', ')}`).join('; ') : 'no violations'}`);

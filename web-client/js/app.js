@@ -6,7 +6,9 @@ import * as s from './session.js';
 import { signinView, visitView } from './views/signin.js';
 import { homeView } from './views/home.js';
 import { bookView } from './views/book.js';
-import { calendarView, availabilityView, utilisationView } from './views/schedule.js';
+import { availabilityView, utilisationView } from './views/schedule.js';
+import { calendarView } from './views/hub.js';
+import { templatesView } from './views/templates.js';
 import { consultationView } from './views/consultation.js';
 import { callView, guestView } from './views/call.js';
 
@@ -25,6 +27,7 @@ route('/', guarded(homeView));
 route('/book', guarded(bookView));
 route('/schedule', guarded(calendarView));
 route('/schedule/availability', guarded(availabilityView));
+route('/schedule/templates', guarded(templatesView));
 route('/schedule/utilisation', guarded(utilisationView));
 route('/consultations/:id', guarded(consultationView));
 route('/call/:id', guarded(callView));

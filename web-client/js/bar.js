@@ -12,7 +12,7 @@ export function drawBar() {
     links.push(['/', t('nav.home')]);
     if (s.isRuralClinician()) links.push(['/book', t('nav.book')]);
     if (s.isScheduler()) {
-      links.push(['/schedule', t('nav.calendar')], ['/schedule/availability', t('nav.availability')], ['/schedule/utilisation', t('nav.utilisation')]);
+      links.push(['/schedule', t('nav.calendar')], ['/schedule/availability', t('nav.availability')], ['/schedule/templates', t('nav.templates')], ['/schedule/utilisation', t('nav.utilisation')]);
     }
   }
   const langSelect = h('select', { id: 'lang', 'aria-label': t('lang.label'), onchange: (e) => { setLang(e.target.value); drawBar(); render(); } },

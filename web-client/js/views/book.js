@@ -7,7 +7,7 @@ import { t, lang, fmtTime, fmtDate, fmtDateTime, localDate } from '../i18n.js';
 import { get, post, query, cached } from '../api.js';
 import { navigate } from '../router.js';
 import * as s from '../session.js';
-import { errorText, errorBox, loading, specialtyName } from './common.js';
+import { errorText, errorBox, loading, specialtyName, markFieldErrors } from './common.js';
 
 export async function bookView(main) {
   const me = s.session.clinician;
@@ -58,6 +58,7 @@ export async function bookView(main) {
       onsubmit: async (e) => {
         e.preventDefault();
         err.textContent = '';
+        markFieldErrors(form, null);
         submit.disabled = true;
         try {
           const held = await post('/consultations', {
@@ -68,6 +69,7 @@ export async function bookView(main) {
           confirmStep(held, slot);
         } catch (x) {
           err.textContent = errorText(x);
+          markFieldErrors(form, x, (name) => (name === 'patient_id' ? patient : null));
           submit.disabled = false;
           if (x.code === 'slot_taken') search();
         }

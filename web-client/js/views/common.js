@@ -24,6 +24,29 @@ export function errorText(e) {
   return `${t('error.generic')}${retry}`;
 }
 
+/** Marks beside each control the fields a 422 names (`aria-invalid`, and a note the control is
+ * described by), clearing the marks of the last attempt first; `e` null only clears.
+ * `find(name)` gives the control of an API field name, when it is not `[name=…]` itself. */
+export function markFieldErrors(form, e, find) {
+  for (const old of form.querySelectorAll('.field-error')) old.remove();
+  for (const el of form.querySelectorAll('[aria-invalid]')) {
+    el.removeAttribute('aria-invalid');
+    if (el.dataset.describedby !== undefined) {
+      if (el.dataset.describedby) el.setAttribute('aria-describedby', el.dataset.describedby); else el.removeAttribute('aria-describedby');
+      delete el.dataset.describedby;
+    }
+  }
+  for (const f of (e && e.details && e.details.fields) || []) {
+    const el = (find && find(f.field)) || form.querySelector(`[name="${CSS.escape(f.field)}"]`);
+    if (!el || el.getAttribute('aria-invalid')) continue;
+    const id = `${el.id || (el.id = `c${Math.random().toString(36).slice(2, 9)}`)}-error`;
+    el.dataset.describedby = el.getAttribute('aria-describedby') || '';
+    el.setAttribute('aria-invalid', 'true');
+    el.setAttribute('aria-describedby', `${el.dataset.describedby} ${id}`.trim());
+    el.insertAdjacentElement('afterend', h('small', { class: 'error field-error', id }, tOr(`fielderror.${f.field}`, t('error.check_this'))));
+  }
+}
+
 export const statusBadge = (status) => h('span', { class: `badge st-${status}` }, t(`status.${status}`));
 export const urgencyBadge = (u) => h('span', { class: `badge urg-${u}` }, t(`urgency.${u}`));
 

@@ -5,7 +5,7 @@ import { h, mount, field } from '../dom.js';
 import { t, fmtTime, fmtDate, localDate, zoneMidnight } from '../i18n.js';
 import { get, post, query } from '../api.js';
 import * as s from '../session.js';
-import { calendarView } from './schedule.js';
+import { calendarView } from './hub.js';
 import { statusBadge, urgencyBadge, patientName, clinician, zoneOf, loading, errorBox, errorText } from './common.js';
 import { passkeysSupported, listPasskeys, enrolPasskey } from '../passkeys.js';
 

@@ -1,117 +1,20 @@
-// The hospital scheduler's screens: the day/week calendar, each clinician's weekly availability
-// and dated exceptions, and utilisation per clinician as a chart.
+// The hospital scheduler's screens: each clinician's weekly availability and dated exceptions,
+// and utilisation per clinician as a chart. The calendar grid is in hub.js, weekly templates for
+// many clinicians in templates.js.
 
 import { h, mount, field, select, svg, toast } from '../dom.js';
-import { t, fmtTime, fmtDate, localDate, lang } from '../i18n.js';
+import { t, fmtDate, localDate, lang } from '../i18n.js';
 import { get, post, put, del, query, cached } from '../api.js';
-import * as s from '../session.js';
-import { loading, errorBox, errorText, statusBadge } from './common.js';
+import { loading, errorBox, errorText, markFieldErrors } from './common.js';
+import { tabs, facilityPicker, guard, hospitalClinicians } from './desk.js';
 import { strandedPanel, removedBy, overlapText } from './stranded.js';
 
-const tabs = (active) => h('nav', { class: 'tabs', 'aria-label': t('schedule.tabs') }, [
-  ['/schedule', 'nav.calendar'], ['/schedule/availability', 'nav.availability'], ['/schedule/utilisation', 'nav.utilisation'],
-].map(([href, key]) => h('a', { href, 'data-nav': true, 'aria-current': href === active ? 'page' : null }, t(key))));
-
-/** The hospital whose schedule is shown: the scheduler's own, or (network schedulers) a chosen hub. */
-async function facilityPicker(onChange) {
-  const own = s.schedulerFacility();
-  if (own) return { id: own, picker: null, facility: await cached(`/facilities/${own}`) };
-  const hubs = await cached('/facilities?kind=hub_hospital');
-  const saved = Number(localStorage.getItem('telehealth.hub')) || (hubs[0] && hubs[0].id);
-  const sel = select({ onchange: (e) => { localStorage.setItem('telehealth.hub', e.target.value); onChange(); } }, hubs.map((f) => [f.id, f.name]), saved);
-  return { id: saved, picker: field(t('schedule.hospital'), sel), facility: hubs.find((f) => f.id === saved) };
-}
-
-async function guard(main, active, body) {
-  if (!s.isScheduler()) { mount(main, h('h1', {}, t('nav.calendar')), errorBox({ status: 403 })); return; }
-  main.replaceChildren(loading());
-  try { await body(); } catch (e) { mount(main, tabs(active), errorBox(e)); }
-}
-
-export async function calendarView(main) {
-  await guard(main, '/schedule', async () => {
-    const { id, picker, facility } = await facilityPicker(() => calendarView(main));
-    const zone = facility.time_zone;
-    const dateIn = h('input', { type: 'date', value: sessionStorage.getItem('telehealth.day') || localDate(new Date(), zone) });
-    const viewSel = select({}, [['day', t('schedule.day')], ['week', t('schedule.week')]], sessionStorage.getItem('telehealth.view') || 'day');
-    const out = h('div', { 'aria-live': 'polite' });
-    async function load() {
-      sessionStorage.setItem('telehealth.day', dateIn.value);
-      sessionStorage.setItem('telehealth.view', viewSel.value);
-      mount(out, loading());
-      try {
-        const cal = await get(`/facilities/${id}/calendar${query({ date: dateIn.value, view: viewSel.value })}`);
-        mount(out, dayListTools(cal, out, `${facility.name} ${dateIn.value}`), cal.clinicians.map((c) => h('section', { class: 'card clinician', 'data-clinician': c.clinician_id },
-          h('h2', {}, c.full_name),
-          c.days.map((d) => h('div', { class: 'caldays' },
-            viewSel.value === 'week' ? h('h3', {}, fmtDate(`${d.date}T12:00:00Z`, 'UTC')) : null,
-            d.entries.length ? h('ol', { class: 'entries' }, d.entries.map((e) => h('li', { class: `entry st-${e.state}`, 'data-patient': e.booking ? e.booking.patient_name.toLocaleLowerCase() : '' },
-              h('time', {}, fmtTime(e.start, cal.time_zone)),
-              e.booking ? h('a', { href: `/consultations/${e.booking.id}`, 'data-nav': true }, e.booking.patient_name) : h('span', {}, t('schedule.free')),
-              e.booking ? statusBadge(e.state) : null))) : h('p', { class: 'empty' }, t('schedule.no_sessions')))))));
-      } catch (x) { mount(out, errorBox(x)); }
-    }
-    mount(main, tabs('/schedule'), h('h1', {}, t('schedule.calendar_title')), h('p', { class: 'lead' }, facility.name),
-      h('form', { class: 'card row', onsubmit: (e) => { e.preventDefault(); load(); } }, picker, field(t('schedule.date'), dateIn), field(t('schedule.view'), viewSel),
-        h('button', { type: 'submit', class: 'primary' }, t('schedule.show'))), out);
-    await load();
-  });
-}
-
 const WEEKDAYS = [1, 2, 3, 4, 5, 6, 7];
-
-/** A CSV field: quoted, inner quotes doubled; a leading =, +, - or @ is neutralised so that a
- * spreadsheet never runs a patient's name as a formula. */
-const csvField = (v) => {
-  const text = String(v ?? '');
-  return `"${(/^[=+\-@]/.test(text) ? `'${text}` : text).replace(/"/g, '""')}"`;
-};
-
-/** The calendar's tools: find a patient among the bookings shown, show only one status, print
- * the day list, or download it as CSV (UTF-8 with a BOM, so spreadsheets read Vietnamese). */
-function dayListTools(cal, out, name) {
-  const find = h('input', { type: 'search', name: 'find_patient', autocomplete: 'off' });
-  const status = select({ name: 'show_status' }, [['', t('schedule.all_states')], ...['free', 'booked', 'in_progress', 'completed', 'no_show', 'held'].map((x) => [x, t(`status.${x}`)])], '');
-  const shown = h('p', { role: 'status', 'aria-live': 'polite', class: 'hint' });
-  const apply = () => {
-    const q = find.value.trim().toLocaleLowerCase();
-    let n = 0;
-    for (const li of out.querySelectorAll('li.entry')) {
-      const hit = (!q || li.dataset.patient.includes(q)) && (!status.value || li.classList.contains(`st-${status.value}`));
-      li.hidden = !hit;
-      if (hit && li.dataset.patient) n += 1;
-    }
-    shown.textContent = q || status.value ? t('schedule.found', { n }) : '';
-  };
-  find.addEventListener('input', apply);
-  status.addEventListener('change', apply);
-  const csv = () => {
-    const rows = [[t('schedule.date'), t('schedule.time'), t('consultation.specialist'), t('consultation.patient'), t('consultation.status'), t('schedule.urgency'), t('schedule.consultation_id')]];
-    for (const c of cal.clinicians) {
-      for (const d of c.days) {
-        for (const e of d.entries) {
-          if (!e.booking) continue;
-          rows.push([d.date, fmtTime(e.start, cal.time_zone), c.full_name, e.booking.patient_name, t(`status.${e.state}`), t(`urgency.${e.booking.urgency}`), e.booking.id]);
-        }
-      }
-    }
-    const text = `\uFEFF${rows.map((r) => r.map(csvField).join(',')).join('\r\n')}\r\n`;
-    const a = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/csv;charset=utf-8' })), download: `${name.replace(/[^\p{L}\p{N}]+/gu, '-')}.csv` });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
-  };
-  return h('div', { class: 'card row day-tools no-print' },
-    field(t('schedule.find_patient'), find), field(t('schedule.show_status'), status),
-    h('button', { type: 'button', 'data-csv': true, onclick: csv }, t('schedule.csv')),
-    h('button', { type: 'button', onclick: () => window.print() }, t('schedule.print')), shown);
-}
 
 export async function availabilityView(main) {
   await guard(main, '/schedule/availability', async () => {
     const { id, picker } = await facilityPicker(() => availabilityView(main));
-    const clinicians = await get(`/clinicians${query({ facility_id: id })}`);
+    const clinicians = await hospitalClinicians(id);
     const saved = Number(sessionStorage.getItem('telehealth.clinician'));
     const docSel = select({ name: 'clinician' }, clinicians.map((c) => [c.id, `${c.title} ${c.full_name}`]), clinicians.some((c) => c.id === saved) ? saved : clinicians[0] && clinicians[0].id);
     const out = h('div');
@@ -143,8 +46,9 @@ const weekday = (n) => t(`weekday.${n}`);
  * for an overlap, it says which session is in the way. `removed(slot)` tells the panel which
  * slots the change takes away. Returns the message to show, or '' on success. */
 function availabilityAttempt(doc, panel, reload) {
-  return async (change, removed, doneText) => {
+  return async (change, removed, doneText, form) => {
     mount(panel);
+    if (form) markFieldErrors(form, null);
     try {
       await change();
       toast(doneText);
@@ -158,10 +62,14 @@ function availabilityAttempt(doc, panel, reload) {
         panel.scrollIntoView({ block: 'start' });
         return t('stranded.refused');
       }
+      if (form) markFieldErrors(form, x, (name) => form.querySelector(`[name=${AVAILABILITY_FIELDS[name] || name}]`));
       return overlapText(x) || errorText(x);
     }
   };
 }
+
+/** The API's field names and the form controls that hold them. */
+const AVAILABILITY_FIELDS = { start_time: 'start', end_time: 'end', slot_minutes: 'slot', buffer_minutes: 'buffer', valid_until: 'end' };
 
 function rulesCard(cid, rules, reload, attempt) {
   const err = h('p', { class: 'error', role: 'alert' });
@@ -185,8 +93,8 @@ function rulesCard(cid, rules, reload, attempt) {
       const was = editing;
       err.textContent = was
         ? await attempt(() => put(`/clinicians/${cid}/availability/rules/${was.id}`, body),
-          removedBy(id, { weekday: was.weekday, from: hm(was.start_time), to: hm(was.end_time) }), t('avail.saved'))
-        : await attempt(() => post(`/clinicians/${cid}/availability/rules`, body), () => false, t('avail.added'));
+          removedBy(id, { weekday: was.weekday, from: hm(was.start_time), to: hm(was.end_time) }), t('avail.saved'), form)
+        : await attempt(() => post(`/clinicians/${cid}/availability/rules`, body), () => false, t('avail.added'), form);
     },
   }, field(t('avail.weekday'), f.weekday), field(t('avail.start'), f.start), field(t('avail.end'), f.end), field(t('avail.slot'), f.slot), field(t('avail.buffer'), f.buffer),
   submit, cancelEdit);
@@ -256,7 +164,7 @@ function exceptionsCard(cid, exceptions, today, reload, attempt) {
         if (f.kind.value === 'extra') body.slot_minutes = Number(f.slot.value);
         if (f.note.value.trim()) body.note = f.note.value.trim();
         const removed = body.kind === 'leave' ? removedBy(id, { date: body.date, from: body.start_time, to: body.end_time }) : () => false;
-        err.textContent = await attempt(() => post(`/clinicians/${cid}/availability/exceptions`, body), removed, t('avail.added'));
+        err.textContent = await attempt(() => post(`/clinicians/${cid}/availability/exceptions`, body), removed, t('avail.added'), e.target);
       },
     }, field(t('avail.date'), f.date), field(t('avail.kind'), f.kind), field(t('avail.start'), f.start, t('avail.leave_hint')), field(t('avail.end'), f.end), field(t('avail.slot'), f.slot), field(t('avail.note'), f.note),
     h('button', { type: 'submit', class: 'primary' }, t('avail.add_exception'))), err);
