@@ -5,12 +5,29 @@ import { route, render, navigate } from './router.js';
 import * as s from './session.js';
 import { signinView, visitView } from './views/signin.js';
 import { homeView } from './views/home.js';
-import { bookView } from './views/book.js';
-import { availabilityView, utilisationView } from './views/schedule.js';
-import { calendarView } from './views/hub.js';
-import { templatesView } from './views/templates.js';
-import { consultationView } from './views/consultation.js';
-import { callView, guestView } from './views/call.js';
+import { h, mount } from './dom.js';
+import { t } from './i18n.js';
+
+/** A screen whose module is fetched the first time it is opened: a patient opening a visit
+ * link on a slow phone loads the sign-in and home screens, not the scheduler's or the call's. */
+const lazy = (load, name) => async (main, params) => {
+  let module;
+  try {
+    module = await load();
+  } catch {
+    mount(main, h('p', { class: 'error', role: 'alert' }, t('error.offline')));
+    return undefined;
+  }
+  return module[name](main, params);
+};
+const bookView = lazy(() => import('./views/book.js'), 'bookView');
+const calendarView = lazy(() => import('./views/hub.js'), 'calendarView');
+const availabilityView = lazy(() => import('./views/schedule.js'), 'availabilityView');
+const templatesView = lazy(() => import('./views/templates.js'), 'templatesView');
+const utilisationView = lazy(() => import('./views/schedule.js'), 'utilisationView');
+const consultationView = lazy(() => import('./views/consultation.js'), 'consultationView');
+const callView = lazy(() => import('./views/call.js'), 'callView');
+const guestView = lazy(() => import('./views/call.js'), 'guestView');
 
 /** Views that need a session send the visitor to sign in first. */
 const guarded = (view) => async (main, params) => {

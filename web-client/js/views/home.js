@@ -5,7 +5,6 @@ import { h, mount, field } from '../dom.js';
 import { t, fmtTime, fmtDate, localDate, zoneMidnight } from '../i18n.js';
 import { get, post, query } from '../api.js';
 import * as s from '../session.js';
-import { calendarView } from './hub.js';
 import { statusBadge, urgencyBadge, patientName, clinician, zoneOf, loading, errorBox, errorText } from './common.js';
 import { passkeysSupported, listPasskeys, enrolPasskey } from '../passkeys.js';
 
@@ -210,7 +209,8 @@ export async function homeView(main) {
     if (s.isPatient()) return await patientHome(main);
     if (s.isRuralClinician()) return await ruralHome(main);
     if (s.isSpecialist()) return await specialistHome(main);
-    if (s.isScheduler()) return await calendarView(main);
+    // The scheduler's home is the calendar, fetched only for them.
+    if (s.isScheduler()) return await (await import('./hub.js')).calendarView(main);
     mount(main, h('h1', {}, t('admin.title')), h('p', {}, t('admin.lead')),
       h('p', {}, h('a', { href: '/api/v1/openapi.json' }, t('admin.api'))));
   } catch (e) {
