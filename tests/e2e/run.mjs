@@ -88,8 +88,9 @@ async function waitReady() {
 const FLAGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--allow-loopback-in-peer-connection'];
 let browser;
-const DESKTOP = { width: 1280, height: 860 };
-const PHONE = { width: 390, height: 844 };
+// The sizes the clinic-day issue names: a common laptop, and a small Android phone.
+const DESKTOP = { width: 1366, height: 768 };
+const PHONE = { width: 360, height: 640 };
 
 async function person(username, { locale = 'vi-VN', viewport = DESKTOP, base = BASE } = {}) {
   const context = await browser.newContext({ locale, viewport, timezoneId: 'Europe/London', permissions: ['camera', 'microphone'] });
