@@ -1050,6 +1050,9 @@ async function hubJourney() {
     ok(r.status === 201, `specialist ${i} not created: ${r.status} ${JSON.stringify(r.body)}`);
     specialists.push(r.body.id);
   }
+  // And one newcomer of another specialty with no sessions yet, who will be given a colleague's week.
+  const newcomer = await apiAs(admin.page, 'POST', '/clinicians', { facility_id: hubId, full_name: 'Mai Thị Hồng', title: 'ThS.', specialties: [] });
+  ok(newcomer.status === 201, `newcomer not created: ${newcomer.status}`);
   await admin.context.close();
   await page.reload();
   await page.waitForSelector('.grid tbody tr[data-clinician]');
@@ -1079,6 +1082,21 @@ async function hubJourney() {
   ok((await page.textContent('.sticky-apply [role=alert]')).includes('đã có buổi'), 'the clash is not explained');
   ok((await apiAs(page, 'GET', `/clinicians/${specialists[39]}/availability/rules`)).body.length === 10, 'a refused template added sessions');
   await checkVietnamese(page, 'weekly template refused for a clash');
+  // A colleague's week copied to the newcomer alone.
+  await page.selectOption('select[name=template_source]', String(specialists[0]));
+  await page.waitForSelector('[data-copied] li');
+  await page.selectOption('select[name=tpl_specialty]', '');
+  await page.check('input[name=tpl_all]');
+  await page.uncheck('input[name=tpl_all]');
+  await page.check(`input[name=tpl_clinician][value="${newcomer.body.id}"]`);
+  ok((await page.textContent('[data-apply-template]')).trim() === 'Thêm 10 buổi mỗi tuần cho 1 bác sĩ', `copying says: ${await page.textContent('[data-apply-template]')}`);
+  await page.click('[data-apply-template]');
+  await page.waitForFunction(() => document.querySelector('.sticky-apply [role=status]').textContent.includes('1 bác sĩ'));
+  const theirs = (await apiAs(page, 'GET', `/clinicians/${newcomer.body.id}/availability/rules`)).body;
+  const model = (await apiAs(page, 'GET', `/clinicians/${specialists[0]}/availability/rules`)).body;
+  const shape = (rs) => rs.map((r) => `${r.weekday} ${r.start_time}-${r.end_time}/${r.slot_minutes}`).sort().join(',');
+  ok(shape(theirs) === shape(model), `the copied week differs: ${shape(theirs)} vs ${shape(model)}`);
+  await checkVietnamese(page, 'weekly template copied from a colleague');
 
   // 2. The week of all 40 in one grid.
   const day = workingDayAhead(hub.time_zone);
