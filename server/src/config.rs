@@ -39,9 +39,28 @@
 //! | least time between audit checkpoints, ms | `audit_checkpoint_interval_ms` | `TELEHEALTH_AUDIT_CHECKPOINT_INTERVAL_MS` | | 1000 |
 //! | HTTP endpoint each audit checkpoint is POSTed to | `audit_checkpoint_url` | `TELEHEALTH_AUDIT_CHECKPOINT_URL` | | none |
 //! | Bearer token for that endpoint | `audit_checkpoint_token` | `TELEHEALTH_AUDIT_CHECKPOINT_TOKEN` | | none |
+//! | run the outbox dispatcher on this node | `outbox_dispatcher` | `TELEHEALTH_OUTBOX_DISPATCHER` | | `true` |
+//! | attempts before a message is dead | `outbox_max_attempts` | `TELEHEALTH_OUTBOX_MAX_ATTEMPTS` | | 10 |
+//! | lease of a claimed message, seconds (more than one attempt's 10) | `outbox_lease_seconds` | `TELEHEALTH_OUTBOX_LEASE_SECONDS` | | 60 |
+//! | largest delay before the first retry, ms | `outbox_backoff_base_ms` | `TELEHEALTH_OUTBOX_BACKOFF_BASE_MS` | | 5000 |
+//! | largest delay before any retry, ms | `outbox_backoff_max_ms` | `TELEHEALTH_OUTBOX_BACKOFF_MAX_MS` | | 3600000 |
+//! | how often an idle dispatcher looks, ms | `outbox_poll_ms` | `TELEHEALTH_OUTBOX_POLL_MS` | | 1000 |
+//! | webhook endpoints of hospital systems | `webhooks` | `TELEHEALTH_WEBHOOKS` | | none |
 //!
 //! Lists in the environment are written as TOML arrays:
 //! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
+//!
+//! Webhook endpoints (see `outbox::webhook`), each with a unique name, a URL, one or more
+//! secrets (`whsec_<base64>`; several while one is rotated: each request carries a signature per
+//! secret) and the events it wants (none listed: all of them):
+//!
+//! ```toml
+//! [[webhooks]]
+//! name = "his-cho-ray"
+//! url = "https://his.choray.vn/hooks/telehealth"
+//! secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+//! events = ["consultation.booked", "consultation.rescheduled", "consultation.cancelled"]
+//! ```
 //!
 //! `tls_cert` and `tls_key` go together and turn on HTTPS. `tls_self_signed = true` instead makes
 //! a certificate for `localhost`, the loopback addresses and the listen address in
@@ -113,6 +132,22 @@ impl std::fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.redacted())
     }
+}
+
+/// One webhook endpoint as configured; parsed and checked at start
+/// (`outbox::WebhookEndpoint::parse`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Stored with each message: renaming an endpoint strands its queued messages (dead).
+    pub name: String,
+    /// May carry credentials: never printed.
+    pub url: Secret,
+    /// `whsec_<base64>`, one or more (rotation).
+    pub secrets: Vec<Secret>,
+    /// Event kinds this endpoint receives; empty: all.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -209,6 +244,21 @@ pub struct Settings {
     pub audit_checkpoint_url: Option<Secret>,
     /// Sent to `audit_checkpoint_url` as `Authorization: Bearer <token>`.
     pub audit_checkpoint_token: Option<Secret>,
+    // --- the outbox (issue 14; see `outbox`) ---
+    /// Run a dispatcher on this node. Every node may: they share the work through leases.
+    pub outbox_dispatcher: bool,
+    /// Attempts before a message is dead (left for an administrator to see).
+    pub outbox_max_attempts: u32,
+    /// How long a claimed message is kept from other nodes: longer than one attempt can take.
+    pub outbox_lease_seconds: u32,
+    /// The largest delay before the first retry; it doubles each retry (full jitter below it)...
+    pub outbox_backoff_base_ms: u64,
+    /// ...up to this.
+    pub outbox_backoff_max_ms: u64,
+    /// How often an idle dispatcher looks for due messages.
+    pub outbox_poll_ms: u64,
+    /// Hospital systems' webhook endpoints.
+    pub webhooks: Vec<WebhookSettings>,
 }
 
 impl Default for Settings {
@@ -250,6 +300,13 @@ impl Default for Settings {
             audit_checkpoint_interval_ms: 1000,
             audit_checkpoint_url: None,
             audit_checkpoint_token: None,
+            outbox_dispatcher: true,
+            outbox_max_attempts: 10,
+            outbox_lease_seconds: 60,
+            outbox_backoff_base_ms: 5000,
+            outbox_backoff_max_ms: 3_600_000,
+            outbox_poll_ms: 1000,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -360,6 +417,25 @@ mod tests {
             PathBuf::from("./data/keys/audit-checkpoint.key")
         );
         assert_eq!(cs.log_file, PathBuf::from("./data/audit/checkpoints.jsonl"));
+    }
+
+    #[test]
+    fn webhooks_from_a_file_and_their_secrets_never_printed() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let file = dir.path().join("telehealth.toml");
+        std::fs::write(
+            &file,
+            "outbox_max_attempts = 4\n[[webhooks]]\nname = \"his\"\nurl = \"https://his.example.vn/h?k=hush-1\"\nsecrets = [\"whsec_hushhushhushhushhushhush\", \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\nevents = [\"consultation.booked\"]\n",
+        )
+        .expect("config written");
+        let s = Settings::load(Some(&file), Overrides::default()).expect("settings load");
+        assert_eq!(s.outbox_max_attempts, 4);
+        assert_eq!(s.webhooks.len(), 1);
+        assert_eq!(s.webhooks[0].name, "his");
+        assert_eq!(s.webhooks[0].secrets.len(), 2);
+        assert_eq!(s.webhooks[0].events, ["consultation.booked"]);
+        assert!(!format!("{s:?}").contains("hush"));
+        assert!(Settings::default().webhooks.is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod domain;
 pub mod http;
 pub mod journal;
 pub mod notes;
+pub mod outbox;
 pub mod pause;
 pub mod scheduling;
 pub mod startup;

@@ -51,6 +51,14 @@ pub enum StartupError {
     /// The audit checkpoint key or log cannot be read or created.
     #[error(transparent)]
     Checkpoint(#[from] crate::audit::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::outbox::webhook::WebhookConfigError),
+    #[error(
+        "outbox_lease_seconds must be longer than one delivery attempt may take ({0} s), or a slow attempt would be claimed twice"
+    )]
+    OutboxLeaseTooShort(u64),
+    #[error("the webhook HTTP client cannot start: {0}")]
+    WebhookClient(String),
     #[error("filling in the folded names patient search compares: {0}")]
     SearchNames(#[source] crate::scheduling::SchedulingError),
 }
@@ -65,6 +73,8 @@ pub struct Application {
     /// `/metrics` on an address of its own, when `metrics_listen` is set.
     metrics_listener: Option<(TcpListener, SocketAddr)>,
     metrics_token: Option<crate::config::Secret>,
+    /// The outbox dispatcher this node runs, unless `outbox_dispatcher = false`.
+    dispatcher: Option<crate::outbox::Dispatcher>,
 }
 
 /// The key that signs visit links: read from its file, or created there (owner-only) on first
@@ -199,6 +209,26 @@ impl Application {
         if folded > 0 {
             tracing::info!(folded, "filled in the folded names of patients for search");
         }
+        let webhooks = crate::outbox::WebhookEndpoint::parse_all(&settings.webhooks)?;
+        let attempt = crate::outbox::webhook::SEND_TIMEOUT.as_secs();
+        if u64::from(settings.outbox_lease_seconds) <= attempt {
+            return Err(StartupError::OutboxLeaseTooShort(attempt));
+        }
+        // Without endpoints nothing is ever enqueued: no dispatcher polls for nothing.
+        let dispatcher = if settings.outbox_dispatcher && !webhooks.is_empty() {
+            let channel = crate::outbox::WebhookChannel::new(&webhooks)
+                .map_err(|e| StartupError::WebhookClient(e.without_url().to_string()))?;
+            Some(
+                crate::outbox::Dispatcher::new(
+                    db.clone(),
+                    Arc::new(crate::outbox::SystemClock),
+                    crate::outbox::DispatchSettings::from_settings(settings),
+                )
+                .with_channel(crate::outbox::WEBHOOK, Arc::new(channel)),
+            )
+        } else {
+            None
+        };
         let checkpoints = crate::audit::checkpoint::Checkpointer::start(
             &crate::audit::checkpoint::CheckpointSettings::from_settings(settings),
         )?;
@@ -254,6 +284,7 @@ impl Application {
                 settings.booking_per_account_per_minute,
                 settings.booking_per_account_burst,
             )),
+            outbox: Arc::new(crate::outbox::Routes::new(webhooks)),
         };
         let routes = route_table();
         crate::api::dispatch::register_unjournaled_counters(&routes);
@@ -266,6 +297,7 @@ impl Application {
             tls,
             metrics_listener,
             metrics_token: settings.metrics_token.clone(),
+            dispatcher,
         })
     }
 
@@ -300,6 +332,9 @@ impl Application {
     /// Serves until `shutdown` completes, then drains connections and closes the database.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let dispatcher = self
+            .dispatcher
+            .map(|d| tokio::spawn(d.run(stop_tx.subscribe())));
         let sweeper = tokio::spawn(sweep_holds(self.state.db.clone(), stop_rx));
         let token_access = self.metrics_token.clone().map(http::MetricsAccess::Token);
         // The metrics address has its own little server, stopped after the main one drains.
@@ -331,6 +366,10 @@ impl Application {
             let _ = server.await;
         }
         let _ = sweeper.await;
+        // A pass in flight finishes its sends and settles them before the database closes.
+        if let Some(dispatcher) = dispatcher {
+            let _ = dispatcher.await;
+        }
         self.state.db.close().await;
     }
 }

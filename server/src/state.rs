@@ -44,6 +44,8 @@ pub struct AppState {
     pub sign_in: Arc<crate::auth::throttle::SignInLimits>,
     /// Hold caps and the in-process rate of booking requests per account.
     pub booking_limits: Arc<crate::scheduling::booking::BookingLimits>,
+    /// Where notifications go: each write's journal enqueues to these in its transaction.
+    pub outbox: crate::outbox::SharedRoutes,
 }
 
 /// The session token of a request: a Bearer header for API clients, else the session cookie.

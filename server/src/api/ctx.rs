@@ -94,6 +94,7 @@ impl Ctx {
             status.as_u16(),
             self.journaled.clone(),
         )
+        .with_outbox(self.state.outbox.clone())
     }
 
     /// [`Ctx::journal`] for a write answered 200.

@@ -85,6 +85,8 @@ pub struct Journal {
     /// Set once the write has staged its event: the dispatcher then flushes the chain instead of
     /// appending an event of its own.
     written: Arc<AtomicBool>,
+    /// Where the write's notifications go (none configured: nothing is enqueued).
+    outbox: Option<crate::outbox::SharedRoutes>,
 }
 
 impl Journal {
@@ -101,7 +103,36 @@ impl Journal {
             claim,
             status,
             written,
+            outbox: None,
         }
+    }
+
+    /// Enqueues the write's notifications to `routes` (see [`Journal::notify`]).
+    pub fn with_outbox(mut self, routes: crate::outbox::SharedRoutes) -> Journal {
+        self.outbox = Some(routes);
+        self
+    }
+
+    /// True when some endpoint wants notifications of `kind`: a write that notifies then needs
+    /// a transaction.
+    pub fn notifies(&self, kind: crate::outbox::EventKind) -> bool {
+        self.outbox.as_ref().is_some_and(|r| r.wants(kind))
+    }
+
+    /// Writes, on the connection of the write's transaction (before it commits), the messages of
+    /// `kind` about consultation `c` that the deployment's endpoints want: they commit with the
+    /// change or not at all.
+    pub async fn notify(
+        &self,
+        conn: Conn<'_>,
+        kind: crate::outbox::EventKind,
+        c: &crate::domain::consultation::Consultation,
+        now: DateTime<Utc>,
+    ) -> Result<(), sqlx::Error> {
+        if let Some(routes) = &self.outbox {
+            crate::outbox::enqueue(conn, routes, kind, c, now).await?;
+        }
+        Ok(())
     }
 
     /// The audit event of this write, about `about`.

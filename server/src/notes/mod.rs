@@ -809,6 +809,15 @@ pub async fn sign<T: Serialize>(
     if let Some(p) = &by_passkey {
         p.record_use(tx.conn()).await?;
     }
+    // The referring clinician's hospital system hears of it with the signature: ids only.
+    journal
+        .notify(
+            tx.conn(),
+            crate::outbox::EventKind::NoteSigned,
+            c,
+            crate::domain::time::now(),
+        )
+        .await?;
     let answer = journal_note(tx.conn(), c, row, Some(sig), journal, answer).await?;
     tx.commit().await?;
     Ok(answer)

@@ -1,0 +1,232 @@
+//! The SQL of the outbox: insert in the caller's transaction, claim with a lease, settle.
+//!
+//! Every settling statement is guarded by `status = 'sending' AND lease_owner = $owner`: a
+//! dispatcher whose lease ran out and was taken by another changes nothing when it finally
+//! reports (the other one's outcome stands; the receiver may have seen the message twice, with
+//! one idempotency key).
+
+use chrono::{DateTime, Utc};
+
+use crate::on_conn;
+use crate::storage::Conn;
+
+/// A message as written by [`super::enqueue`].
+pub struct NewMessage<'a> {
+    pub idempotency_key: String,
+    pub kind: &'a str,
+    pub consultation_id: Option<i64>,
+    pub channel: &'a str,
+    pub endpoint: &'a str,
+    pub payload: &'a str,
+    pub due_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: Conn<'_>, m: &NewMessage<'_>) -> Result<(), sqlx::Error> {
+    on_conn!(conn, c => sqlx::query(
+        "INSERT INTO outbox_messages
+             (idempotency_key, event_kind, consultation_id, channel, endpoint, payload, due_at,
+              status, attempts, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $7)",
+    )
+    .bind(m.idempotency_key.as_str())
+    .bind(m.kind)
+    .bind(m.consultation_id)
+    .bind(m.channel)
+    .bind(m.endpoint)
+    .bind(m.payload)
+    .bind(m.due_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+/// Where a message stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MessageStatus {
+    Queued,
+    Sending,
+    Sent,
+    Dead,
+}
+
+impl MessageStatus {
+    pub fn parse(s: &str) -> Option<MessageStatus> {
+        match s {
+            "queued" => Some(MessageStatus::Queued),
+            "sending" => Some(MessageStatus::Sending),
+            "sent" => Some(MessageStatus::Sent),
+            "dead" => Some(MessageStatus::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// A claimed message, with what its channel needs to send it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Message {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub event_kind: String,
+    pub consultation_id: Option<i64>,
+    pub channel: String,
+    pub endpoint: String,
+    pub payload: String,
+    /// Counting this one.
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// On PostgreSQL the candidates are locked with `SKIP LOCKED`, so two nodes claiming at once take
+/// different rows without waiting for each other; the outer UPDATE re-checks nothing more, since
+/// the locked rows are exactly those still claimable under READ COMMITTED.
+const CLAIM_POSTGRES: &str = "UPDATE outbox_messages
+    SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1
+    WHERE id IN (
+        SELECT id FROM outbox_messages
+        WHERE (status = 'queued' AND due_at <= $3) OR (status = 'sending' AND lease_until <= $3)
+        ORDER BY due_at
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED)
+    RETURNING id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
+              attempts, created_at";
+
+/// On SQLite one writer at a time runs this whole statement, so no two claimers see the same
+/// row as claimable.
+const CLAIM_SQLITE: &str = "UPDATE outbox_messages
+    SET status = 'sending', lease_owner = $1, lease_until = $2, attempts = attempts + 1
+    WHERE id IN (
+        SELECT id FROM outbox_messages
+        WHERE (status = 'queued' AND due_at <= $3) OR (status = 'sending' AND lease_until <= $3)
+        ORDER BY due_at
+        LIMIT $4)
+    RETURNING id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
+              attempts, created_at";
+
+/// Claims up to `limit` messages due at `now` (and those whose lease ran out by then) for
+/// `owner` until `lease_until`, counting an attempt for each.
+pub async fn claim(
+    conn: Conn<'_>,
+    owner: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Message>, sqlx::Error> {
+    match conn {
+        Conn::Sqlite(c) => {
+            sqlx::query_as(CLAIM_SQLITE)
+                .bind(owner)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
+        }
+        Conn::Postgres(c) => {
+            sqlx::query_as(CLAIM_POSTGRES)
+                .bind(owner)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
+        }
+    }
+}
+
+/// Marks a message sent; false when `owner` no longer holds its lease.
+pub async fn mark_sent(
+    conn: Conn<'_>,
+    id: i64,
+    owner: &str,
+    at: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let done = on_conn!(conn, c => sqlx::query(
+        "UPDATE outbox_messages
+         SET status = 'sent', sent_at = $3, lease_owner = NULL, lease_until = NULL,
+             last_error = NULL
+         WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(at)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+/// Puts a message back in the queue, due again at `due_at`, with the failure that sent it back.
+pub async fn mark_retry(
+    conn: Conn<'_>,
+    id: i64,
+    owner: &str,
+    due_at: DateTime<Utc>,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = on_conn!(conn, c => sqlx::query(
+        "UPDATE outbox_messages
+         SET status = 'queued', due_at = $3, last_error = $4, lease_owner = NULL,
+             lease_until = NULL
+         WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(due_at)
+    .bind(error)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+/// Gives up on a message: it stays, `dead`, for an administrator to see.
+pub async fn mark_dead(
+    conn: Conn<'_>,
+    id: i64,
+    owner: &str,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = on_conn!(conn, c => sqlx::query(
+        "UPDATE outbox_messages
+         SET status = 'dead', last_error = $3, lease_owner = NULL, lease_until = NULL
+         WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(error)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+/// A message as an administrator (and a test) sees it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct MessageView {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub event_kind: String,
+    pub consultation_id: Option<i64>,
+    pub channel: String,
+    pub endpoint: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub due_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// The messages about consultation `id` (or every message, with `None`), oldest first.
+pub async fn list(conn: Conn<'_>, id: Option<i64>) -> Result<Vec<MessageView>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as(
+        "SELECT id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
+                status, attempts, last_error, due_at, sent_at
+         FROM outbox_messages
+         WHERE $1 IS NULL OR consultation_id = $1
+         ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&mut *c)
+    .await)
+}
