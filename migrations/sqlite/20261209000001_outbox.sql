@@ -7,6 +7,11 @@
 -- out (its node crashed) is claimable again. `payload` is JSON without clinical content: ids and
 -- times only, never a patient's name or a consultation's reason. `last_error` is a short
 -- description of the transport failure (a status code, a timeout), never a response body.
+-- A message to a person (a patient's reminder) names them in `recipient_patient_id` and is
+-- rendered only when sent, from the records as they are then (so a changed phone number or a
+-- moved visit is what the message says); a reminder whose visit was cancelled or moved is
+-- `cancelled`, in the transaction that cancelled or moved it. `sent_via` is the channel that
+-- delivered it (Zalo, or SMS when Zalo refused).
 CREATE TABLE outbox_messages (
     id               INTEGER PRIMARY KEY,
     -- Sent to the receiver (webhook-id) so that a retry after a crash is recognisable there.
@@ -17,18 +22,23 @@ CREATE TABLE outbox_messages (
     -- The configured endpoint's name (for a webhook), or a recipient reference.
     endpoint         TEXT NOT NULL,
     payload          TEXT NOT NULL,
+    recipient_patient_id INTEGER REFERENCES patients(id),
+    -- The account whose change caused the message (a visit link in it is issued in their name).
+    actor_account_id INTEGER REFERENCES accounts(id),
     due_at           TEXT NOT NULL,
     status           TEXT NOT NULL DEFAULT 'queued'
-                     CHECK (status IN ('queued', 'sending', 'sent', 'dead')),
+                     CHECK (status IN ('queued', 'sending', 'sent', 'dead', 'cancelled')),
     attempts         INTEGER NOT NULL DEFAULT 0,
     lease_owner      TEXT,
     lease_until      TEXT,
     last_error       TEXT,
     created_at       TEXT NOT NULL,
-    sent_at          TEXT
+    sent_at          TEXT,
+    sent_via         TEXT
 );
 
 -- What the dispatcher scans: messages still to send, by when they are due.
 CREATE INDEX outbox_messages_due ON outbox_messages (due_at)
     WHERE status IN ('queued', 'sending');
 CREATE INDEX outbox_messages_consultation ON outbox_messages (consultation_id);
+CREATE INDEX outbox_messages_patient ON outbox_messages (recipient_patient_id);

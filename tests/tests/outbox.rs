@@ -317,6 +317,7 @@ both_engines!(
         assert_eq!((m.status.as_str(), m.attempts), ("sent", 4));
         assert_eq!(m.last_error, None);
         assert!(m.sent_at.is_some());
+        assert_eq!(m.sent_via.as_deref(), Some(WEBHOOK));
     }
 );
 

@@ -25,8 +25,8 @@ use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 use tokio::sync::watch;
 
+use super::channel::Channel;
 use super::store::{self, Message};
-use super::webhook::Channel;
 use crate::domain::time;
 use crate::storage::Db;
 
@@ -200,9 +200,9 @@ impl Dispatcher {
         let now = self.clock.now();
         let mut c = self.db.acquire().await?;
         let (settled, held) = match outcome {
-            Ok(_) => (
+            Ok(delivered) => (
                 Settled::Sent,
-                store::mark_sent(c.conn(), m.id, &self.owner, now).await?,
+                store::mark_sent(c.conn(), m.id, &self.owner, now, delivered.via).await?,
             ),
             Err(e) if e.retryable && attempts_left(&self.settings, m.attempts) => {
                 // Whole seconds, as every stored time (both engines compare them alike).

@@ -29,6 +29,7 @@
 //! its clinicians and facility. Never the patient's name, the reason for the visit or a note.
 //! A receiver that needs more asks the API, with its own credentials and under the audit trail.
 
+pub mod channel;
 pub mod dispatcher;
 pub mod store;
 pub mod webhook;
@@ -41,9 +42,10 @@ use serde::Serialize;
 use crate::domain::consultation::Consultation;
 use crate::storage::Conn;
 
+pub use channel::{Channel, Delivered, SendError};
 pub use dispatcher::{Clock, DispatchSettings, Dispatcher, ManualClock, SystemClock};
 pub use store::{Message, MessageStatus};
-pub use webhook::{Channel, Delivered, SendError, WebhookChannel, WebhookEndpoint};
+pub use webhook::{WebhookChannel, WebhookEndpoint};
 
 /// What happened, as receivers see it (the `type` of a webhook's body).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -165,7 +167,10 @@ pub async fn enqueue(
             channel,
             endpoint,
             payload,
+            recipient_patient_id: None,
+            actor_account_id: None,
             due_at: now,
+            created_at: now,
         };
         store::insert(conn.reborrow(), &new).await?;
         written += 1;

@@ -18,15 +18,20 @@ pub struct NewMessage<'a> {
     pub channel: &'a str,
     pub endpoint: &'a str,
     pub payload: &'a str,
+    /// The patient a message to a person is for.
+    pub recipient_patient_id: Option<i64>,
+    /// The account whose change caused it.
+    pub actor_account_id: Option<i64>,
     pub due_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
 }
 
 pub async fn insert(conn: Conn<'_>, m: &NewMessage<'_>) -> Result<(), sqlx::Error> {
     on_conn!(conn, c => sqlx::query(
         "INSERT INTO outbox_messages
-             (idempotency_key, event_kind, consultation_id, channel, endpoint, payload, due_at,
-              status, attempts, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $7)",
+             (idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
+              recipient_patient_id, actor_account_id, due_at, status, attempts, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10)",
     )
     .bind(m.idempotency_key.as_str())
     .bind(m.kind)
@@ -34,7 +39,10 @@ pub async fn insert(conn: Conn<'_>, m: &NewMessage<'_>) -> Result<(), sqlx::Erro
     .bind(m.channel)
     .bind(m.endpoint)
     .bind(m.payload)
+    .bind(m.recipient_patient_id)
+    .bind(m.actor_account_id)
     .bind(m.due_at)
+    .bind(m.created_at)
     .execute(&mut *c)
     .await
     .map(|_| ()))
@@ -47,6 +55,8 @@ pub enum MessageStatus {
     Sending,
     Sent,
     Dead,
+    /// No longer to be sent: the visit a reminder was for was cancelled or moved.
+    Cancelled,
 }
 
 impl MessageStatus {
@@ -56,6 +66,7 @@ impl MessageStatus {
             "sending" => Some(MessageStatus::Sending),
             "sent" => Some(MessageStatus::Sent),
             "dead" => Some(MessageStatus::Dead),
+            "cancelled" => Some(MessageStatus::Cancelled),
             _ => None,
         }
     }
@@ -139,16 +150,18 @@ pub async fn mark_sent(
     id: i64,
     owner: &str,
     at: DateTime<Utc>,
+    via: &str,
 ) -> Result<bool, sqlx::Error> {
     let done = on_conn!(conn, c => sqlx::query(
         "UPDATE outbox_messages
-         SET status = 'sent', sent_at = $3, lease_owner = NULL, lease_until = NULL,
-             last_error = NULL
+         SET status = 'sent', sent_at = $3, sent_via = $4, lease_owner = NULL,
+             lease_until = NULL, last_error = NULL
          WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
     )
     .bind(id)
     .bind(owner)
     .bind(at)
+    .bind(via)
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected()))?;
@@ -215,13 +228,14 @@ pub struct MessageView {
     pub last_error: Option<String>,
     pub due_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
+    pub sent_via: Option<String>,
 }
 
 /// The messages about consultation `id` (or every message, with `None`), oldest first.
 pub async fn list(conn: Conn<'_>, id: Option<i64>) -> Result<Vec<MessageView>, sqlx::Error> {
     on_conn!(conn, c => sqlx::query_as(
         "SELECT id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
-                status, attempts, last_error, due_at, sent_at
+                status, attempts, last_error, due_at, sent_at, sent_via
          FROM outbox_messages
          WHERE $1 IS NULL OR consultation_id = $1
          ORDER BY id",

@@ -1,5 +1,5 @@
 //! Webhooks for hospital systems, signed as the Standard Webhooks specification says
-//! (<https://www.standardwebhooks.com/>), and the [`Channel`] trait every channel implements.
+//! (<https://www.standardwebhooks.com/>).
 //!
 //! A request is a `POST` of JSON `{"type", "timestamp", "data"}` with three headers:
 //! `webhook-id` (the message's idempotency key, the same on every retry), `webhook-timestamp`
@@ -23,48 +23,9 @@ use hmac::{KeyInit, Mac};
 use serde::Serialize;
 
 use super::EventKind;
+use super::channel::{Channel, Delivered, SendError};
 use super::store::Message;
 use crate::config::{Secret, WebhookSettings};
-
-/// A delivery the receiver acknowledged.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delivered {
-    /// The receiver's HTTP status, or what the channel has for one.
-    pub status: u16,
-}
-
-/// A failed delivery. `reason` is short and never holds a response body or a message's content.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct SendError {
-    pub retryable: bool,
-    pub reason: String,
-}
-
-impl SendError {
-    pub fn retry(reason: impl Into<String>) -> SendError {
-        SendError {
-            retryable: true,
-            reason: reason.into(),
-        }
-    }
-    pub fn permanent(reason: impl Into<String>) -> SendError {
-        SendError {
-            retryable: false,
-            reason: reason.into(),
-        }
-    }
-}
-
-/// One way of sending a message (webhook; SMS, Zalo and email to come).
-pub trait Channel: Send + Sync {
-    /// Sends `message`, attempted at `now`.
-    fn send<'a>(
-        &'a self,
-        message: &'a Message,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<Delivered, SendError>>;
-}
 
 /// A webhook secret's key bytes, parsed from `whsec_<base64>`.
 #[derive(Clone)]
@@ -281,7 +242,10 @@ impl WebhookChannel {
 /// What a receiver's status means for the message.
 pub fn classify(status: u16) -> Result<Delivered, SendError> {
     match status {
-        200..=299 => Ok(Delivered { status }),
+        200..=299 => Ok(Delivered {
+            status,
+            via: super::WEBHOOK,
+        }),
         408 | 429 => Err(SendError::retry(format!("HTTP {status}"))),
         400..=499 => Err(SendError::permanent(format!("HTTP {status}"))),
         _ => Err(SendError::retry(format!("HTTP {status}"))),
@@ -304,7 +268,13 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_as_the_issue_says() {
-        assert_eq!(classify(204), Ok(Delivered { status: 204 }));
+        assert_eq!(
+            classify(204),
+            Ok(Delivered {
+                status: 204,
+                via: crate::outbox::WEBHOOK
+            })
+        );
         let retryable = |status| classify(status).map_err(|e| e.retryable);
         assert_eq!(retryable(410), Err(false));
         assert_eq!(retryable(400), Err(false));
