@@ -96,6 +96,16 @@ if have psql; then
 fi
 say "PostgreSQL reachable at $PG_HOST:$PG_PORT"
 
+# Python tools of the suite, in a virtual environment of its own: aiosmtpd, the real SMTP server
+# the notification tests send email to (tests/support/smtp_receiver.py), and schemathesis below.
+VENV=target/test-venv
+if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+  say "installing the suite's Python tools (aiosmtpd, schemathesis) into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "schemathesis==4.32.5" "aiosmtpd==1.4.6"
+fi
+export TELEHEALTH_TEST_PYTHON="$PWD/$VENV/bin/python"
+
 # --- the suite ------------------------------------------------------------------------------
 say "cargo fmt --check"
 cargo fmt --all -- --check
@@ -108,11 +118,6 @@ cargo test --workspace --all-targets
 # schemathesis generates requests from the OpenAPI document (valid and invalid ones) against a
 # real server with a small demo network, and fails on any 5xx: no client input may cause one.
 say "schemathesis: generated requests against the OpenAPI document (no 5xx allowed)"
-VENV=target/schemathesis-venv
-if [ ! -x "$VENV/bin/schemathesis" ]; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "schemathesis==4.32.5"
-fi
 cargo build -q -p telehealth-server
 ST_DIR="$(mktemp -d)"
 ST_PORT=$(( 20000 + RANDOM % 20000 ))

@@ -46,6 +46,10 @@
 //! | largest delay before any retry, ms | `outbox_backoff_max_ms` | `TELEHEALTH_OUTBOX_BACKOFF_MAX_MS` | | 3600000 |
 //! | how often an idle dispatcher looks, ms | `outbox_poll_ms` | `TELEHEALTH_OUTBOX_POLL_MS` | | 1000 |
 //! | webhook endpoints of hospital systems | `webhooks` | `TELEHEALTH_WEBHOOKS` | | none |
+//! | the SMS-brandname gateway patients' SMS go through | `sms` | `TELEHEALTH_SMS` | | none |
+//! | Zalo notification service (ZNS) templates | `zalo` | `TELEHEALTH_ZALO` | | none |
+//! | SMTP server for patients' email | `email` | `TELEHEALTH_EMAIL` | | none |
+//! | reminders before a visit, minutes (the "join now" at the room's opening is always sent) | `reminder_minutes_before` | `TELEHEALTH_REMINDER_MINUTES_BEFORE` | | `[1440, 60]` |
 //!
 //! Lists in the environment are written as TOML arrays:
 //! `TELEHEALTH_TURN_URLS='["turn:turn.example.vn:3478?transport=udp","turns:turn.example.vn:443?transport=tcp"]'`.
@@ -60,6 +64,28 @@
 //! url = "https://his.choray.vn/hooks/telehealth"
 //! secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
 //! events = ["consultation.booked", "consultation.rescheduled", "consultation.cancelled"]
+//! ```
+//!
+//! Patients' channels (see `outbox::sms`, `outbox::zalo`, `outbox::email`); each is off until
+//! configured, and a patient is sent nothing until their consent and channel are recorded:
+//!
+//! ```toml
+//! [sms]
+//! url = "https://rest.esms.vn/MainService.svc/json/SendMultipleMessage_V4_post_json/"
+//! api_key = "..."
+//! secret_key = "..."
+//! brandname = "TELEHEALTH"
+//! unicode = false            # Vietnamese without diacritics: one SMS part holds 160 letters
+//!
+//! [zalo]
+//! url = "https://business.openapi.zalo.me/message/template"
+//! access_token = "..."
+//! # One approved ZNS template per kind of message; a kind without one goes by SMS.
+//! templates = { "consultation.booked" = "301234", "consultation.reminder" = "301235" }
+//!
+//! [email]
+//! smtp_url = "smtps://user:password@smtp.example.vn:465"
+//! from = "Telehealth <no-reply@example.vn>"
 //! ```
 //!
 //! `tls_cert` and `tls_key` go together and turn on HTTPS. `tls_self_signed = true` instead makes
@@ -148,6 +174,44 @@ pub struct WebhookSettings {
     /// Event kinds this endpoint receives; empty: all.
     #[serde(default)]
     pub events: Vec<String>,
+}
+
+/// The SMS-brandname gateway (`outbox::sms`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSettings {
+    /// The gateway's send endpoint; tests point it at a local receiver.
+    pub url: Secret,
+    pub api_key: Secret,
+    pub secret_key: Secret,
+    /// The registered sender name the messages carry.
+    pub brandname: String,
+    /// Send Vietnamese with its diacritics (a unicode SMS part holds 70 characters instead of
+    /// 160, and brandname gateways charge per part).
+    #[serde(default)]
+    pub unicode: bool,
+}
+
+/// Zalo notification service (`outbox::zalo`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZaloSettings {
+    pub url: Secret,
+    pub access_token: Secret,
+    /// The approved template id of each kind of message (`consultation.booked`, ...).
+    #[serde(default)]
+    pub templates: std::collections::BTreeMap<String, String>,
+}
+
+/// The SMTP server of patients' email (`outbox::email`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSettings {
+    /// `smtp://host:port` (STARTTLS required unless `?tls=none`, for a local relay),
+    /// `smtps://user:password@host:465`; lettre's URL form.
+    pub smtp_url: Secret,
+    /// The sender, `Name <address>`.
+    pub from: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -259,6 +323,14 @@ pub struct Settings {
     pub outbox_poll_ms: u64,
     /// Hospital systems' webhook endpoints.
     pub webhooks: Vec<WebhookSettings>,
+    /// Patients' SMS; none: no SMS.
+    pub sms: Option<SmsSettings>,
+    /// Patients' Zalo messages; none: those who chose Zalo get SMS.
+    pub zalo: Option<ZaloSettings>,
+    /// Patients' email; none: no email.
+    pub email: Option<EmailSettings>,
+    /// Reminders before each visit, in minutes.
+    pub reminder_minutes_before: Vec<u32>,
 }
 
 impl Default for Settings {
@@ -307,6 +379,10 @@ impl Default for Settings {
             outbox_backoff_max_ms: 3_600_000,
             outbox_poll_ms: 1000,
             webhooks: Vec::new(),
+            sms: None,
+            zalo: None,
+            email: None,
+            reminder_minutes_before: vec![1440, 60],
         }
     }
 }

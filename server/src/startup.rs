@@ -52,13 +52,7 @@ pub enum StartupError {
     #[error(transparent)]
     Checkpoint(#[from] crate::audit::checkpoint::CheckpointError),
     #[error(transparent)]
-    Webhooks(#[from] crate::outbox::webhook::WebhookConfigError),
-    #[error(
-        "outbox_lease_seconds must be longer than one delivery attempt may take ({0} s), or a slow attempt would be claimed twice"
-    )]
-    OutboxLeaseTooShort(u64),
-    #[error("the webhook HTTP client cannot start: {0}")]
-    WebhookClient(String),
+    Outbox(#[from] crate::outbox::setup::SetupError),
     #[error("filling in the folded names patient search compares: {0}")]
     SearchNames(#[source] crate::scheduling::SchedulingError),
 }
@@ -79,7 +73,7 @@ pub struct Application {
 
 /// The key that signs visit links: read from its file, or created there (owner-only) on first
 /// start, so links survive restarts.
-fn visit_link_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
+pub fn visit_link_key(settings: &Settings) -> Result<Vec<u8>, StartupError> {
     let path = settings
         .visit_link_key_file
         .clone()
@@ -209,26 +203,9 @@ impl Application {
         if folded > 0 {
             tracing::info!(folded, "filled in the folded names of patients for search");
         }
-        let webhooks = crate::outbox::WebhookEndpoint::parse_all(&settings.webhooks)?;
-        let attempt = crate::outbox::webhook::SEND_TIMEOUT.as_secs();
-        if u64::from(settings.outbox_lease_seconds) <= attempt {
-            return Err(StartupError::OutboxLeaseTooShort(attempt));
-        }
-        // Without endpoints nothing is ever enqueued: no dispatcher polls for nothing.
-        let dispatcher = if settings.outbox_dispatcher && !webhooks.is_empty() {
-            let channel = crate::outbox::WebhookChannel::new(&webhooks)
-                .map_err(|e| StartupError::WebhookClient(e.without_url().to_string()))?;
-            Some(
-                crate::outbox::Dispatcher::new(
-                    db.clone(),
-                    Arc::new(crate::outbox::SystemClock),
-                    crate::outbox::DispatchSettings::from_settings(settings),
-                )
-                .with_channel(crate::outbox::WEBHOOK, Arc::new(channel)),
-            )
-        } else {
-            None
-        };
+        let visit_secret = Arc::new(visit_secret);
+        let (outbox, dispatcher) =
+            crate::outbox::setup::from_settings(settings, &db, &visit_secret)?;
         let checkpoints = crate::audit::checkpoint::Checkpointer::start(
             &crate::audit::checkpoint::CheckpointSettings::from_settings(settings),
         )?;
@@ -260,7 +237,7 @@ impl Application {
             hold_ttl: chrono::Duration::seconds(i64::from(settings.hold_seconds.max(1))),
             max_body_bytes: settings.max_body_bytes,
             metrics: telemetry::metrics_handle(),
-            visit_secret: Arc::new(visit_secret),
+            visit_secret,
             public_url: settings.public_url.clone(),
             notes: Arc::new(crate::notes::Signatures {
                 kek: notes_kek,
@@ -284,7 +261,7 @@ impl Application {
                 settings.booking_per_account_per_minute,
                 settings.booking_per_account_burst,
             )),
-            outbox: Arc::new(crate::outbox::Routes::new(webhooks)),
+            outbox: Arc::new(outbox),
         };
         let routes = route_table();
         crate::api::dispatch::register_unjournaled_counters(&routes);

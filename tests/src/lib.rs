@@ -14,6 +14,7 @@
 pub mod bench_support;
 pub mod proxy;
 pub mod races;
+pub mod receivers;
 pub mod ws;
 
 use std::net::SocketAddr;

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use chrono::Utc;
 use serde_json::{Value, json};
 use telehealth_tests::{Cast, PASSWORD, TestApp, both_engines, next_weekday};
 
@@ -48,6 +49,9 @@ struct World {
     /// A change to the spare account, rejected: deciding it again meets 409 `change_decided`.
     decided_change: i64,
     slot: String,
+    /// A queued outbox message about `consultation`: resending it meets 409 `message_pending`
+    /// for every caller who may.
+    message: i64,
 }
 
 fn rows(w: &World) -> Vec<Row> {
@@ -359,6 +363,43 @@ fn rows(w: &World) -> Vec<Row> {
             format!("/api/v1/patients/{}", c.patient),
             None,
             "RNANANAANA",
+        ),
+        row(
+            "GET",
+            "/api/v1/patients/{id}/contact-preferences",
+            format!("/api/v1/patients/{}/contact-preferences", c.patient),
+            None,
+            "RNANANAANA",
+        ),
+        // The specialist sees the patient but has no reason to change how they are contacted.
+        row(
+            "PUT",
+            "/api/v1/patients/{id}/contact-preferences",
+            format!("/api/v1/patients/{}/contact-preferences", c.patient),
+            Some(json!({"consent": true, "channel": "sms", "language": "vi"})),
+            "RNANRNAANA",
+        ),
+        row(
+            "GET",
+            "/api/v1/consultations/{id}/messages",
+            format!("/api/v1/consultations/{k}/messages"),
+            None,
+            "RNANANARNR",
+        ),
+        row(
+            "GET",
+            "/api/v1/outbox/dead",
+            "/api/v1/outbox/dead".into(),
+            None,
+            "RARRRRRRRR",
+        ),
+        // Administrators resend any message; otherwise those who manage its consultation.
+        row(
+            "POST",
+            "/api/v1/outbox/messages/{id}/resend",
+            format!("/api/v1/outbox/messages/{}/resend", w.message),
+            Some(json!({})),
+            "RAANANARNR",
         ),
         row(
             "GET",
@@ -699,6 +740,31 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
     let visit_token = visit.body["token"].as_str().expect("token").to_string();
     callers.push(app.as_token(&visit_token));
     let slot = slots[1].to_rfc3339();
+    let message = {
+        let mut c = app.db().acquire().await.expect("a connection");
+        let now = Utc::now();
+        telehealth::outbox::store::insert(
+            c.conn(),
+            &telehealth::outbox::store::NewMessage {
+                idempotency_key: format!("msg_access_{consultation}"),
+                kind: "consultation.booked",
+                consultation_id: Some(consultation),
+                channel: "webhook",
+                endpoint: "his",
+                payload: "{}",
+                recipient_patient_id: None,
+                actor_account_id: None,
+                due_at: now,
+                created_at: now,
+            },
+        )
+        .await
+        .expect("a message");
+        telehealth::outbox::store::list(c.conn(), Some(consultation))
+            .await
+            .expect("the outbox")[0]
+            .id
+    };
     (
         World {
             cast,
@@ -709,6 +775,7 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
             spare_account,
             decided_change,
             slot,
+            message,
         },
         callers,
     )

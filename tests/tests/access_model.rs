@@ -6,7 +6,7 @@
 //! schedulers of a hub, of a care centre and of the network, a clinician who also schedules for
 //! another hub, patients with and without accounts, a visit-link session, consultations in every
 //! status with signed notes, a live and an expired break-the-glass grant — then:
-//! 1. every caller reads every patient, timeline, consultation, note, note history, summary,
+//! 1. every caller reads every patient, their contact preferences (and records them), timeline, consultation, note, note history, summary,
 //!    hub calendar and the consultation list, and asks for a join token and a guest's invitation
 //!    to every consultation; each answer (status, and the exact set of ids a list or timeline
 //!    returns) must be the model's;
@@ -149,6 +149,29 @@ impl Model {
         let network = matches!(k.sched, Some(Sched::Network));
         let glass = k.clinician.is_some_and(|me| self.grants.contains(&(me, p)));
         staff_of_home || related || network || glass
+    }
+
+    /// Records the patient's contact preferences: the patient, their care centre's staff, the
+    /// schedulers of a consulted hospital and the network's.
+    fn sets_contacts(&self, k: &Caller, p: i64) -> bool {
+        if k.patient == Some(p) {
+            return true;
+        }
+        if k.only.is_some() {
+            return false;
+        }
+        let home = self.home[&p];
+        let staff_of_home = home.is_some_and(|h| {
+            k.clinician
+                .is_some_and(|me| self.clinician_facility[&me] == h)
+                || matches!(&k.sched, Some(Sched::Facilities(f)) if f.contains(&h))
+        });
+        let referral = self
+            .consultations
+            .iter()
+            .filter(|c| c.patient == p && c.status.relationship())
+            .any(|c| self.schedules_for(k, self.clinician_facility[&c.clinician]));
+        staff_of_home || referral || matches!(k.sched, Some(Sched::Network))
     }
 
     fn reads_consultation(&self, k: &Caller, c: &Mc) -> bool {
@@ -588,6 +611,30 @@ async fn check_reads(
                 r.status,
                 &r.text,
             );
+
+            let contacts = format!("/api/v1/patients/{p}/contact-preferences");
+            let r = k.app.get(&contacts).await;
+            t.expect(
+                &k.label,
+                format!("GET {contacts}"),
+                if sees { 200 } else { 404 },
+                r.status,
+                &r.text,
+            );
+            // Recording no consent changes nothing any rule looks at.
+            let r = k
+                .app
+                .put(
+                    &contacts,
+                    json!({"consent": false, "channel": "none", "language": "vi"}),
+                )
+                .await;
+            let want = match (sees, model.sets_contacts(k, p)) {
+                (false, _) => 404,
+                (true, false) => 403,
+                (true, true) => 200,
+            };
+            t.expect(&k.label, format!("PUT {contacts}"), want, r.status, &r.text);
 
             let r = k.app.get(&format!("/api/v1/patients/{p}/timeline")).await;
             let may_timeline = k.only.is_none() && (k.patient == Some(p) || k.clinician.is_some());

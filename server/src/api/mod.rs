@@ -37,6 +37,7 @@ pub mod calls;
 pub mod consultations;
 pub mod directory;
 pub mod notes;
+pub mod notifications;
 pub mod openapi;
 pub mod passkeys;
 pub mod schedule;

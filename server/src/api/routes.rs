@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::reply::ApiResult;
 use super::{
     account_changes, accounts, audit_trail, availability, break_glass, calls, consultations,
-    directory, notes, openapi, passkeys, schedule, sessions, visit_links,
+    directory, notes, notifications, openapi, passkeys, schedule, sessions, visit_links,
 };
 use crate::domain::code::ErrorCode;
 
@@ -131,6 +131,8 @@ pub fn route_table() -> Vec<Route> {
         route!(write POST "/api/v1/patients" => directory::create_patient),
         route!(GET "/api/v1/patients/{id}" => directory::get_patient),
         route!(write POST "/api/v1/patients/{id}/break-glass" => break_glass::open),
+        route!(GET "/api/v1/patients/{id}/contact-preferences" => notifications::get_contacts),
+        route!(write PUT "/api/v1/patients/{id}/contact-preferences" => notifications::put_contacts),
         route!(GET "/api/v1/break-glass" => break_glass::list),
         route!(directory GET "/api/v1/slots" => schedule::search_slots),
         route!(GET "/api/v1/consultations" => consultations::list),
@@ -147,6 +149,9 @@ pub fn route_table() -> Vec<Route> {
         route!(write POST "/api/v1/consultations/{id}/visit-link" => visit_links::issue),
         route!(GET "/api/v1/consultations/{id}/visit-links" => visit_links::list),
         route!(write POST "/api/v1/consultations/{id}/visit-links/revoke" => visit_links::revoke),
+        route!(GET "/api/v1/consultations/{id}/messages" => notifications::consultation_log),
+        route!(GET "/api/v1/outbox/dead" => notifications::dead_letters),
+        route!(write POST "/api/v1/outbox/messages/{id}/resend" => notifications::resend),
         route!(POST "/api/v1/consultations/{id}/join-token" => calls::join_token),
         route!(GET "/api/v1/consultations/{id}/note" => notes::get),
         route!(write PUT "/api/v1/consultations/{id}/note" => notes::save_draft),

@@ -28,6 +28,10 @@
 //! clinical records. A patient's timeline lists exactly the consultations whose notes the caller
 //! may read, so it never shows what `GET /consultations/{id}` would hide.
 //!
+//! A patient's contact preferences (consent, channel, language, quiet hours) are read by anyone
+//! who may see the patient, and recorded by the patient, their care centre's staff and the
+//! schedulers of rules 4 and 5 ([`can_set_patient_contacts`]).
+//!
 //! Booking, holding, rescheduling onto another clinician, issuing a visit link and inviting a
 //! guest all require that the caller may already see the patient; a patient they may not see
 //! answers the same 404 as one that does not exist. Administrators manage the directory, accounts
@@ -298,6 +302,26 @@ pub fn can_book(
     } else {
         Err(BookingRefusal::Forbidden)
     }
+}
+
+/// May `p` record how patient `f` is told of their visits (consent, channel, language, quiet
+/// hours)? The patient themselves (a visit-link session too: it is their own record), the staff
+/// of their care centre, and the schedulers who may see them (they book by telephone and ask
+/// then): rules 1, 2, 4 and 5. Not the consulted or referring clinician of another centre, who has
+/// no reason to change it, nor a break-the-glass reader. Written out rather than read off
+/// [`patient_access`]'s reason, which names only the first rule that matched.
+pub fn can_set_patient_contacts(p: &Principal, f: &PatientFacts) -> bool {
+    if p.as_patient() == Some(f.patient_id) {
+        return true;
+    }
+    if p.only_consultation.is_some() {
+        return false;
+    }
+    f.home_facility_id.is_some_and(|home| works_at(p, home))
+        || f.links
+            .iter()
+            .any(|l| p.schedules_for(l.clinician_facility_id))
+        || matches!(p.scheduler_scope(), Some(Scope::Network))
 }
 
 /// May `p` register a patient (at `home`)?

@@ -57,6 +57,7 @@ error_codes! {
     InvalidQuery => "invalid_query",
     InvalidTransition => "invalid_transition",
     InvalidVisitLink => "invalid_visit_link",
+    MessagePending => "message_pending",
     MethodNotAllowed => "method_not_allowed",
     MetricsTokenRequired => "metrics_token_required",
     MissingBody => "missing_body",

@@ -36,6 +36,8 @@ impl Zone {
         self.0
     }
 
+    pub const UTC: Zone = Zone(Tz::UTC);
+
     pub fn name(self) -> &'static str {
         self.0.name()
     }

@@ -130,7 +130,8 @@ impl Journal {
         now: DateTime<Utc>,
     ) -> Result<(), sqlx::Error> {
         if let Some(routes) = &self.outbox {
-            crate::outbox::enqueue(conn, routes, kind, c, now).await?;
+            let actor = self.event.actor_account_id.map(|a| a.0);
+            crate::outbox::enqueue(conn, routes, kind, c, actor, now).await?;
         }
         Ok(())
     }

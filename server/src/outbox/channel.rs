@@ -19,6 +19,9 @@ pub struct Delivered {
 #[error("{reason}")]
 pub struct SendError {
     pub retryable: bool,
+    /// Nothing is to be sent any more (the visit a reminder was for was moved or cancelled, the
+    /// patient withdrew consent): the message is `cancelled`, not dead.
+    pub obsolete: bool,
     pub reason: String,
 }
 
@@ -26,12 +29,21 @@ impl SendError {
     pub fn retry(reason: impl Into<String>) -> SendError {
         SendError {
             retryable: true,
+            obsolete: false,
             reason: reason.into(),
         }
     }
     pub fn permanent(reason: impl Into<String>) -> SendError {
         SendError {
             retryable: false,
+            obsolete: false,
+            reason: reason.into(),
+        }
+    }
+    pub fn obsolete(reason: impl Into<String>) -> SendError {
+        SendError {
+            retryable: false,
+            obsolete: true,
             reason: reason.into(),
         }
     }

@@ -123,6 +123,7 @@ pub struct Pass {
     pub sent: usize,
     pub retried: usize,
     pub dead: usize,
+    pub cancelled: usize,
 }
 
 /// One node's dispatcher.
@@ -183,6 +184,7 @@ impl Dispatcher {
                     Settled::Sent => pass.sent += 1,
                     Settled::Retry => pass.retried += 1,
                     Settled::Dead => pass.dead += 1,
+                    Settled::Cancelled => pass.cancelled += 1,
                     Settled::Lost => {}
                 }
             }
@@ -203,6 +205,10 @@ impl Dispatcher {
             Ok(delivered) => (
                 Settled::Sent,
                 store::mark_sent(c.conn(), m.id, &self.owner, now, delivered.via).await?,
+            ),
+            Err(e) if e.obsolete => (
+                Settled::Cancelled,
+                store::mark_cancelled(c.conn(), m.id, &self.owner, &e.reason).await?,
             ),
             Err(e) if e.retryable && attempts_left(&self.settings, m.attempts) => {
                 // Whole seconds, as every stored time (both engines compare them alike).
@@ -227,6 +233,9 @@ impl Dispatcher {
             ),
             Settled::Dead => {
                 tracing::warn!(id = m.id, kind = %m.event_kind, endpoint = %m.endpoint, attempts = m.attempts, "outbox message dead")
+            }
+            Settled::Cancelled => {
+                tracing::debug!(id = m.id, "outbox message no longer applies")
             }
             Settled::Lost => {}
         }
@@ -261,6 +270,7 @@ enum Settled {
     Sent,
     Retry,
     Dead,
+    Cancelled,
     /// Another node took the message over meanwhile (our lease ran out); its outcome stands.
     Lost,
 }
@@ -271,6 +281,7 @@ impl Settled {
             Settled::Sent => "sent",
             Settled::Retry => "retry",
             Settled::Dead => "dead",
+            Settled::Cancelled => "cancelled",
             Settled::Lost => "lost",
         }
     }

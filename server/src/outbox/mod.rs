@@ -30,9 +30,17 @@
 //! A receiver that needs more asks the API, with its own credentials and under the audit trail.
 
 pub mod channel;
+pub mod contacts;
 pub mod dispatcher;
+pub mod email;
+pub mod http;
+pub mod patients;
+pub mod render;
+pub mod setup;
+pub mod sms;
 pub mod store;
 pub mod webhook;
+pub mod zalo;
 
 use std::sync::Arc;
 
@@ -85,19 +93,29 @@ impl EventKind {
     }
 }
 
-/// The channel of a message, as stored.
+/// The channel of a message, as stored: a hospital system's webhook...
 pub const WEBHOOK: &str = "webhook";
+/// ...or a patient, by the channel they chose ([`patients`]); `sent_via` then says which of
+/// these delivered it.
+pub const PATIENT: &str = "patient";
+pub const SMS: &str = "sms";
+pub const ZALO: &str = "zalo";
+pub const EMAIL: &str = "email";
 
 /// Where messages of each kind go: the deployment's configured endpoints and their filters.
 /// Empty (the default) writes nothing, so a deployment without notifications pays nothing.
 #[derive(Clone, Debug, Default)]
 pub struct Routes {
     webhooks: Vec<WebhookEndpoint>,
+    pub(crate) patients: Option<patients::PatientRoutes>,
 }
 
 impl Routes {
-    pub fn new(webhooks: Vec<WebhookEndpoint>) -> Routes {
-        Routes { webhooks }
+    pub fn new(
+        webhooks: Vec<WebhookEndpoint>,
+        patients: Option<patients::PatientRoutes>,
+    ) -> Routes {
+        Routes { webhooks, patients }
     }
 
     /// The (channel, endpoint) pairs that want `kind`.
@@ -108,9 +126,10 @@ impl Routes {
             .map(|e| (WEBHOOK, e.name()))
     }
 
-    /// True when some endpoint wants `kind`.
+    /// True when some endpoint wants `kind`, or patients may be told of it.
     pub fn wants(&self, kind: EventKind) -> bool {
         self.for_kind(kind).next().is_some()
+            || (self.patients.is_some() && kind != EventKind::NoteSigned)
     }
 
     pub fn webhooks(&self) -> &[WebhookEndpoint] {
@@ -148,12 +167,14 @@ pub fn consultation_payload(c: &Consultation) -> String {
 }
 
 /// Writes, on the connection of the change's transaction, one message of `kind` about `c` per
-/// endpoint that wants it, due at `now`. Returns how many.
+/// endpoint that wants it, due at `now`, and what the patient is to be told of it (see
+/// [`patients`]), caused by account `actor`. Returns how many.
 pub async fn enqueue(
     mut conn: Conn<'_>,
     routes: &Routes,
     kind: EventKind,
     c: &Consultation,
+    actor: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<usize, sqlx::Error> {
     let mut written = 0;
@@ -175,11 +196,14 @@ pub async fn enqueue(
         store::insert(conn.reborrow(), &new).await?;
         written += 1;
     }
+    if let Some(p) = &routes.patients {
+        written += patients::enqueue(conn, p, kind, c, actor, now).await?;
+    }
     Ok(written)
 }
 
 /// A fresh idempotency key: `msg_` and a random UUID, unique across nodes without coordination.
-fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     format!("msg_{}", uuid::Uuid::new_v4().simple())
 }
 

@@ -82,6 +82,8 @@ pub struct Message {
     pub channel: String,
     pub endpoint: String,
     pub payload: String,
+    pub recipient_patient_id: Option<i64>,
+    pub actor_account_id: Option<i64>,
     /// Counting this one.
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -99,7 +101,7 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox_messages
         LIMIT $4
         FOR UPDATE SKIP LOCKED)
     RETURNING id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
-              attempts, created_at";
+              recipient_patient_id, actor_account_id, attempts, created_at";
 
 /// On SQLite one writer at a time runs this whole statement, so no two claimers see the same
 /// row as claimable.
@@ -111,7 +113,7 @@ const CLAIM_SQLITE: &str = "UPDATE outbox_messages
         ORDER BY due_at
         LIMIT $4)
     RETURNING id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
-              attempts, created_at";
+              recipient_patient_id, actor_account_id, attempts, created_at";
 
 /// Claims up to `limit` messages due at `now` (and those whose lease ran out by then) for
 /// `owner` until `lease_until`, counting an attempt for each.
@@ -213,6 +215,42 @@ pub async fn mark_dead(
     Ok(done == 1)
 }
 
+/// Drops a message that no longer applies (`reason` says why).
+pub async fn mark_cancelled(
+    conn: Conn<'_>,
+    id: i64,
+    owner: &str,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = on_conn!(conn, c => sqlx::query(
+        "UPDATE outbox_messages
+         SET status = 'cancelled', last_error = $3, lease_owner = NULL, lease_until = NULL
+         WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(reason)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+/// Cancels, in the caller's transaction, the patient's queued reminders (and "join now") of
+/// consultation `id`, when it is cancelled or moved. Returns how many.
+pub async fn cancel_reminders(conn: Conn<'_>, id: i64, reason: &str) -> Result<u64, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query(
+        "UPDATE outbox_messages SET status = 'cancelled', last_error = $2
+         WHERE consultation_id = $1 AND status = 'queued' AND recipient_patient_id IS NOT NULL
+           AND event_kind IN ('consultation.reminder', 'consultation.join_now')",
+    )
+    .bind(id)
+    .bind(reason)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
 /// A message as an administrator (and a test) sees it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct MessageView {
@@ -223,6 +261,7 @@ pub struct MessageView {
     pub channel: String,
     pub endpoint: String,
     pub payload: String,
+    pub recipient_patient_id: Option<i64>,
     pub status: String,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -235,7 +274,7 @@ pub struct MessageView {
 pub async fn list(conn: Conn<'_>, id: Option<i64>) -> Result<Vec<MessageView>, sqlx::Error> {
     on_conn!(conn, c => sqlx::query_as(
         "SELECT id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
-                status, attempts, last_error, due_at, sent_at, sent_via
+                recipient_patient_id, status, attempts, last_error, due_at, sent_at, sent_via
          FROM outbox_messages
          WHERE $1 IS NULL OR consultation_id = $1
          ORDER BY id",
@@ -243,4 +282,86 @@ pub async fn list(conn: Conn<'_>, id: Option<i64>) -> Result<Vec<MessageView>, s
     .bind(id)
     .fetch_all(&mut *c)
     .await)
+}
+
+/// Message `id`.
+pub async fn get(conn: Conn<'_>, id: i64) -> Result<Option<MessageView>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as(
+        "SELECT id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
+                recipient_patient_id, status, attempts, last_error, due_at, sent_at, sent_via
+         FROM outbox_messages WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+/// The dead messages, newest first, at most `limit`.
+pub async fn dead(conn: Conn<'_>, limit: i64) -> Result<Vec<MessageView>, sqlx::Error> {
+    on_conn!(conn, c => sqlx::query_as(
+        "SELECT id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
+                recipient_patient_id, status, attempts, last_error, due_at, sent_at, sent_via
+         FROM outbox_messages WHERE status = 'dead'
+         ORDER BY id DESC
+         LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// What a resend did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resent {
+    /// A dead message is queued again, with its own idempotency key (the receiver may have seen
+    /// an attempt) and its attempts counted afresh.
+    Requeued,
+    /// A message sent or cancelled is copied as a new message (a new key: it is a second one).
+    Copied(i64),
+    /// Still queued or being sent: nothing done.
+    Pending,
+    Missing,
+}
+
+/// Resends message `id`, due at `now`, in the caller's transaction.
+pub async fn resend(
+    mut conn: Conn<'_>,
+    id: i64,
+    now: DateTime<Utc>,
+    new_key: String,
+) -> Result<Resent, sqlx::Error> {
+    let requeued = on_conn!(conn.reborrow(), c => sqlx::query(
+        "UPDATE outbox_messages
+         SET status = 'queued', attempts = 0, due_at = $2, last_error = NULL
+         WHERE id = $1 AND status = 'dead'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if requeued == 1 {
+        return Ok(Resent::Requeued);
+    }
+    let copied: Option<i64> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
+        "INSERT INTO outbox_messages
+             (idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
+              recipient_patient_id, actor_account_id, due_at, status, attempts, created_at)
+         SELECT $3, event_kind, consultation_id, channel, endpoint, payload,
+                recipient_patient_id, actor_account_id, $2, 'queued', 0, $2
+         FROM outbox_messages WHERE id = $1 AND status IN ('sent', 'cancelled')
+         RETURNING id",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(new_key)
+    .fetch_optional(&mut *c)
+    .await)?;
+    if let Some(new) = copied {
+        return Ok(Resent::Copied(new));
+    }
+    Ok(match get(conn, id).await? {
+        Some(_) => Resent::Pending,
+        None => Resent::Missing,
+    })
 }

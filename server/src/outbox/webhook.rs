@@ -13,7 +13,6 @@
 //! Everything else (5xx, 408, 429, a refused connection, a timeout) is retried.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -178,8 +177,7 @@ struct Body<'a> {
     data: serde_json::Value,
 }
 
-/// How long one attempt may take before it counts as a (retryable) timeout.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+pub use super::http::SEND_TIMEOUT;
 
 /// The webhook channel: sends each message to the endpoint it names.
 pub struct WebhookChannel {
@@ -189,12 +187,7 @@ pub struct WebhookChannel {
 
 impl WebhookChannel {
     pub fn new(endpoints: &[WebhookEndpoint]) -> Result<WebhookChannel, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(SEND_TIMEOUT)
-            // A hospital endpoint that redirects is misconfigured; following could leak the
-            // signed body elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let client = super::http::client()?;
         Ok(WebhookChannel {
             client,
             endpoints: endpoints
@@ -231,10 +224,7 @@ impl WebhookChannel {
             .await;
         match answer {
             Ok(r) => classify(r.status().as_u16()),
-            // Without the URL, which may carry credentials.
-            Err(e) if e.is_timeout() => Err(SendError::retry("timed out")),
-            Err(e) if e.is_connect() => Err(SendError::retry("connection failed")),
-            Err(_) => Err(SendError::retry("request failed")),
+            Err(e) => Err(super::http::failed(&e)),
         }
     }
 }
@@ -246,9 +236,7 @@ pub fn classify(status: u16) -> Result<Delivered, SendError> {
             status,
             via: super::WEBHOOK,
         }),
-        408 | 429 => Err(SendError::retry(format!("HTTP {status}"))),
-        400..=499 => Err(SendError::permanent(format!("HTTP {status}"))),
-        _ => Err(SendError::retry(format!("HTTP {status}"))),
+        _ => Err(super::http::refusal(status)),
     }
 }
 

@@ -1,0 +1,495 @@
+//! Messages to patients: written with the booking change, rendered and sent when due.
+//!
+//! # What is enqueued, in the change's transaction
+//! A booking (or a confirmed hold) enqueues its confirmation, a reminder for each configured
+//! `reminder_minutes_before` still ahead (those 15 minutes or less before are left to "join
+//! now"), and "join now" at the room's opening ([`crate::calls::join_window`]) when that is still
+//! ahead. A move cancels the queued reminders and enqueues the move's notice and new reminders;
+//! a cancellation cancels them and enqueues its notice. Nothing is enqueued for a patient whose
+//! consent and channel are not recorded ([`super::contacts`]), or whose channel the deployment
+//! does not carry.
+//!
+//! # Quiet hours
+//! A message that falls due in the patient's quiet hours waits for them to end, unless the visit
+//! starts before they end: then it goes when due, since the visit itself is in the patient's
+//! quiet hours. "Join now" always goes when due.
+//!
+//! # When it is sent
+//! The message is rendered from the records as they are then: the visit's time in the patient's
+//! zone (their care centre's; else the hospital's), their language, their channel, a fresh visit
+//! link issued in the name of the account whose change caused the message. A reminder whose visit
+//! no longer stands at the time it was for, or a message to a patient who has since withdrawn
+//! consent, is `cancelled` instead. Reading the patient's contact details and issuing the link
+//! are recorded in the audit trail (actor `notifier`) in the transaction that issues the link.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::channel::{Channel, Delivered, SendError};
+use super::contacts::{self, Contacts, PatientChannel};
+use super::email::{EmailSender, Invitation};
+use super::render::{self, Notice};
+use super::sms::{Phone, SmsGateway};
+use super::store::{self, Message};
+use super::zalo::{ZaloError, ZaloGateway};
+use super::{EventKind, PATIENT};
+use crate::audit::{self, Outcome};
+use crate::domain::consultation::{Consultation, Status};
+use crate::domain::ids::{ConsultationId, PatientId};
+use crate::domain::time::Zone;
+use crate::on_conn;
+use crate::storage::{Conn, Db};
+
+/// The patients' channels a deployment carries, and its reminders.
+#[derive(Clone, Debug)]
+pub struct PatientRoutes {
+    /// Before the visit, largest first.
+    reminders: Vec<Duration>,
+    sms: bool,
+    zalo: bool,
+    email: bool,
+}
+
+impl PatientRoutes {
+    /// `None` when no patient channel is configured: nothing is enqueued for patients.
+    pub fn new(
+        minutes_before: &[u32],
+        sms: bool,
+        zalo: bool,
+        email: bool,
+    ) -> Option<PatientRoutes> {
+        if !(sms || zalo || email) {
+            return None;
+        }
+        let mut minutes: Vec<u32> = minutes_before
+            .iter()
+            .copied()
+            .filter(|m| i64::from(*m) > crate::calls::OPENS_BEFORE_MINUTES)
+            .collect();
+        minutes.sort_unstable_by(|a, b| b.cmp(a));
+        minutes.dedup();
+        Some(PatientRoutes {
+            reminders: minutes
+                .into_iter()
+                .map(|m| Duration::minutes(i64::from(m)))
+                .collect(),
+            sms,
+            zalo,
+            email,
+        })
+    }
+
+    /// Can the deployment reach a patient who chose `channel`? Zalo needs Zalo or SMS (its
+    /// fallback).
+    fn carries(&self, channel: PatientChannel) -> bool {
+        match channel {
+            PatientChannel::Zalo => self.zalo || self.sms,
+            PatientChannel::Sms => self.sms,
+            PatientChannel::Email => self.email,
+            PatientChannel::None => false,
+        }
+    }
+}
+
+/// What a stored patient message holds: which visit, and when it was (a reminder for 09:00 is
+/// void once the visit moved to 10:00).
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    consultation_id: i64,
+    start_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    minutes_before: Option<i64>,
+}
+
+/// The zone a patient reads times in: their care centre's, else the consulted hospital's.
+async fn patient_zone(conn: Conn<'_>, c: &Consultation) -> Result<Zone, sqlx::Error> {
+    let name: Option<String> = on_conn!(conn, k => sqlx::query_scalar(
+        "SELECT COALESCE(
+             (SELECT f.time_zone FROM patients p JOIN facilities f ON f.id = p.home_facility_id
+              WHERE p.id = $1),
+             (SELECT f.time_zone FROM clinicians d JOIN facilities f ON f.id = d.facility_id
+              WHERE d.id = $2))",
+    )
+    .bind(c.patient_id)
+    .bind(c.clinician_id)
+    .fetch_one(&mut *k)
+    .await)?;
+    // Facilities' zones are checked when they are written; UTC is what a missing one reads as.
+    Ok(name.and_then(|n| Zone::parse(&n).ok()).unwrap_or(Zone::UTC))
+}
+
+/// When a message due at `due` goes, given the patient's quiet hours (module documentation).
+fn after_quiet_hours(
+    due: DateTime<Utc>,
+    notice: Notice,
+    contacts: &Contacts,
+    zone: Zone,
+    visit_start: DateTime<Utc>,
+) -> DateTime<Utc> {
+    if notice == Notice::JoinNow {
+        return due;
+    }
+    match contacts.quiet.and_then(|q| q.end_after(due, zone)) {
+        Some(end) if end < visit_start => end,
+        _ => due,
+    }
+}
+
+/// Enqueues, on the change's connection, what patient `c.patient_id` is to be told of `kind`.
+pub async fn enqueue(
+    mut conn: Conn<'_>,
+    routes: &PatientRoutes,
+    kind: EventKind,
+    c: &Consultation,
+    actor: Option<i64>,
+    now: DateTime<Utc>,
+) -> Result<usize, sqlx::Error> {
+    let notice = match kind {
+        EventKind::ConsultationBooked => Notice::Booked,
+        EventKind::ConsultationRescheduled => Notice::Rescheduled,
+        EventKind::ConsultationCancelled => Notice::Cancelled,
+        EventKind::NoteSigned => return Ok(0),
+    };
+    if notice != Notice::Booked {
+        store::cancel_reminders(conn.reborrow(), c.id.0, "the visit was moved or cancelled")
+            .await?;
+    }
+    let Some(recorded) = contacts::get(conn.reborrow(), c.patient_id).await? else {
+        return Ok(0);
+    };
+    let contacts = recorded.contacts;
+    let Some(channel) = contacts.reachable_by().filter(|ch| routes.carries(*ch)) else {
+        return Ok(0);
+    };
+    let zone = patient_zone(conn.reborrow(), c).await?;
+    let mut due = vec![(notice, now, None)];
+    if notice != Notice::Cancelled {
+        for before in &routes.reminders {
+            let at = c.start_at - *before;
+            if at > now {
+                due.push((Notice::Reminder, at, Some(before.num_minutes())));
+            }
+        }
+        let (opens, _) = crate::calls::join_window(c.start_at, c.end_at);
+        if opens > now {
+            due.push((Notice::JoinNow, opens, None));
+        }
+    }
+    for (notice, at, minutes_before) in &due {
+        let payload = serde_json::to_string(&Payload {
+            consultation_id: c.id.0,
+            start_at: c.start_at,
+            minutes_before: *minutes_before,
+        })
+        // Numbers and a timestamp always serialise.
+        .unwrap_or_else(|_| "{}".to_owned());
+        let new = store::NewMessage {
+            idempotency_key: super::new_key(),
+            kind: notice.as_str(),
+            consultation_id: Some(c.id.0),
+            channel: PATIENT,
+            endpoint: channel.as_str(),
+            payload: &payload,
+            recipient_patient_id: Some(c.patient_id.0),
+            actor_account_id: actor,
+            due_at: crate::domain::time::truncate_seconds(after_quiet_hours(
+                *at, *notice, &contacts, zone, c.start_at,
+            )),
+            created_at: now,
+        };
+        store::insert(conn.reborrow(), &new).await?;
+    }
+    Ok(due.len())
+}
+
+/// Why a prepared message is not sent.
+enum Void {
+    Obsolete(&'static str),
+    Permanent(&'static str),
+}
+
+/// Everything a send needs, read (and the link issued) in one transaction.
+struct Prepared {
+    notice: Notice,
+    contacts: Contacts,
+    phone: Option<Phone>,
+    when: String,
+    link: Option<String>,
+    consultation: Consultation,
+}
+
+/// Sends patients' messages by the channel each chose.
+pub struct PatientSender {
+    db: Db,
+    visit_secret: Arc<Vec<u8>>,
+    /// The address patients open, without a trailing slash.
+    public_url: String,
+    sms: Option<SmsGateway>,
+    zalo: Option<ZaloGateway>,
+    email: Option<EmailSender>,
+}
+
+impl PatientSender {
+    pub fn new(
+        db: Db,
+        visit_secret: Arc<Vec<u8>>,
+        public_url: &str,
+        sms: Option<SmsGateway>,
+        zalo: Option<ZaloGateway>,
+        email: Option<EmailSender>,
+    ) -> PatientSender {
+        PatientSender {
+            db,
+            visit_secret,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            sms,
+            zalo,
+            email,
+        }
+    }
+
+    async fn prepare(
+        &self,
+        m: &Message,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Prepared, Void>, sqlx::Error> {
+        let (Some(notice), Ok(p), Some(patient)) = (
+            Notice::parse(&m.event_kind),
+            serde_json::from_str::<Payload>(&m.payload),
+            m.recipient_patient_id.map(PatientId),
+        ) else {
+            return Ok(Err(Void::Permanent("not a patient message")));
+        };
+        let mut tx = self.db.begin().await?;
+        let id = ConsultationId(p.consultation_id);
+        let Some(c) = crate::scheduling::booking::store::get(tx.conn(), id).await? else {
+            return Ok(Err(Void::Obsolete("the consultation is gone")));
+        };
+        let stands = match notice {
+            Notice::Cancelled => c.status == Status::Cancelled,
+            Notice::Booked | Notice::Rescheduled => {
+                c.status == Status::Booked && c.start_at == p.start_at
+            }
+            Notice::Reminder | Notice::JoinNow => {
+                matches!(c.status, Status::Booked | Status::InProgress) && c.start_at == p.start_at
+            }
+        };
+        if !stands || c.patient_id != patient {
+            return Ok(Err(Void::Obsolete("the visit changed since")));
+        }
+        let Some(recorded) = contacts::get(tx.conn(), patient).await? else {
+            return Ok(Err(Void::Obsolete("no consent recorded")));
+        };
+        if recorded.contacts.reachable_by().is_none() {
+            return Ok(Err(Void::Obsolete("the patient withdrew consent")));
+        }
+        let phone: Option<String> = on_conn!(tx.conn(), k => sqlx::query_scalar(
+            "SELECT phone FROM patients WHERE id = $1",
+        )
+        .bind(patient)
+        .fetch_one(&mut *k)
+        .await)?;
+        let zone = patient_zone(tx.conn(), &c).await?;
+        let link = match (notice, m.actor_account_id) {
+            (Notice::Cancelled, _) | (_, None) => None,
+            (_, Some(actor)) => {
+                let expires_at = c.end_at + Duration::hours(1);
+                let link_id = crate::auth::accounts::store::insert_visit_link(
+                    tx.conn(),
+                    id,
+                    patient,
+                    crate::auth::AccountId(actor),
+                    now,
+                    expires_at,
+                )
+                .await?;
+                let claims = crate::auth::tokens::VisitClaims {
+                    link_id,
+                    consultation_id: id,
+                    patient_id: patient,
+                    expires_at,
+                };
+                match crate::auth::tokens::sign_visit_link(&self.visit_secret, &claims) {
+                    Ok(token) => Some(format!("{}/visit#{token}", self.public_url)),
+                    Err(_) => return Ok(Err(Void::Permanent("visit link cannot be signed"))),
+                }
+            }
+        };
+        let event = audit::Event {
+            actor_account_id: None,
+            actor: "notifier".to_owned(),
+            actor_role: "system".to_owned(),
+            action: format!(
+                "notify {} by {}",
+                notice.as_str(),
+                recorded.contacts.channel.as_str()
+            ),
+            record_type: "consultation".to_owned(),
+            record_id: Some(id.to_string()),
+            patient_id: Some(patient),
+            patients: Vec::new(),
+            client_addr: None,
+            outcome: Outcome::Allowed,
+        };
+        audit::stage(tx.conn(), &event).await?;
+        tx.commit().await?;
+        let lang = recorded.contacts.language;
+        Ok(Ok(Prepared {
+            notice,
+            when: render::local_time(c.start_at, zone, lang),
+            phone: phone.as_deref().and_then(Phone::parse),
+            contacts: recorded.contacts,
+            link,
+            consultation: c,
+        }))
+    }
+
+    async fn sms(&self, m: &Message, p: &Prepared) -> Result<Delivered, SendError> {
+        let sms = self
+            .sms
+            .as_ref()
+            .ok_or_else(|| SendError::permanent("no SMS gateway configured"))?;
+        let phone = p
+            .phone
+            .as_ref()
+            .ok_or_else(|| SendError::permanent("no usable phone number"))?;
+        let words = render::words(p.notice, p.contacts.language, &p.when, p.link.as_deref());
+        let text = if sms.unicode() {
+            words.text
+        } else {
+            render::without_marks(&words.text)
+        };
+        sms.send(&m.idempotency_key, phone, &text).await
+    }
+
+    async fn deliver(&self, m: &Message, now: DateTime<Utc>) -> Result<Delivered, SendError> {
+        let p = match self
+            .prepare(m, now)
+            .await
+            .map_err(|_| SendError::retry("database unavailable"))?
+        {
+            Ok(p) => p,
+            Err(Void::Obsolete(why)) => return Err(SendError::obsolete(why)),
+            Err(Void::Permanent(why)) => return Err(SendError::permanent(why)),
+        };
+        match p.contacts.channel {
+            PatientChannel::Zalo => {
+                if let (Some(zalo), Some(phone)) = (&self.zalo, &p.phone) {
+                    match zalo
+                        .send(
+                            &m.idempotency_key,
+                            phone,
+                            p.notice,
+                            &p.when,
+                            p.link.as_deref(),
+                        )
+                        .await
+                    {
+                        Ok(d) => return Ok(d),
+                        Err(ZaloError::Failed(e)) => return Err(e),
+                        Err(ZaloError::Refused(why)) => {
+                            tracing::info!(id = m.id, reason = %why, "Zalo refused; sending by SMS");
+                        }
+                    }
+                }
+                self.sms(m, &p).await
+            }
+            PatientChannel::Sms => self.sms(m, &p).await,
+            PatientChannel::Email => {
+                let email = self
+                    .email
+                    .as_ref()
+                    .ok_or_else(|| SendError::permanent("no SMTP server configured"))?;
+                let to = p
+                    .contacts
+                    .email
+                    .as_ref()
+                    .ok_or_else(|| SendError::permanent("no email address"))?;
+                let words =
+                    render::words(p.notice, p.contacts.language, &p.when, p.link.as_deref());
+                let c = &p.consultation;
+                let ics = super::email::invitation(
+                    p.notice,
+                    &Invitation {
+                        consultation_id: c.id.0,
+                        start_at: c.start_at,
+                        end_at: c.end_at,
+                        sequence: u32::try_from(c.version).unwrap_or(0),
+                        link: p.link.as_deref(),
+                        summary: &words.subject,
+                        host: email.host(),
+                    },
+                );
+                email.send(&m.idempotency_key, to, &words, ics).await
+            }
+            PatientChannel::None => Err(SendError::obsolete("the patient wants nothing sent")),
+        }
+    }
+}
+
+impl Channel for PatientSender {
+    fn send<'a>(
+        &'a self,
+        message: &'a Message,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Delivered, SendError>> {
+        Box::pin(self.deliver(message, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::contacts::{Language, QuietHours};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .expect("a valid instant")
+    }
+
+    #[test]
+    fn quiet_hours_hold_a_message_unless_the_visit_comes_first() {
+        let zone = Zone::parse("Asia/Ho_Chi_Minh").expect("a zone");
+        let contacts = Contacts {
+            consent: true,
+            channel: PatientChannel::Sms,
+            language: Language::Vi,
+            email: None,
+            quiet: QuietHours::parse("21:00", "07:00"),
+        };
+        // Booked at 23:00 local for 09:00 the next morning: the confirmation waits until 07:00.
+        let booked_at = at("2026-12-14T16:00:00Z");
+        let visit = at("2026-12-15T02:00:00Z");
+        assert_eq!(
+            after_quiet_hours(booked_at, Notice::Booked, &contacts, zone, visit),
+            at("2026-12-15T00:00:00Z")
+        );
+        // A visit at 06:30 local, in the quiet hours: its 1-hour reminder goes when due.
+        let early = at("2026-12-14T23:30:00Z");
+        let reminder = early - Duration::hours(1);
+        assert_eq!(
+            after_quiet_hours(reminder, Notice::Reminder, &contacts, zone, early),
+            reminder
+        );
+        // "Join now" is never held.
+        assert_eq!(
+            after_quiet_hours(booked_at, Notice::JoinNow, &contacts, zone, visit),
+            booked_at
+        );
+    }
+
+    #[test]
+    fn reminders_inside_the_join_window_are_left_to_join_now() {
+        let r = PatientRoutes::new(&[60, 1440, 10, 60], true, false, false).expect("routes");
+        assert_eq!(
+            r.reminders,
+            [Duration::minutes(1440), Duration::minutes(60)]
+        );
+        assert!(PatientRoutes::new(&[60], false, false, false).is_none());
+        assert!(r.carries(PatientChannel::Zalo) && !r.carries(PatientChannel::Email));
+    }
+}
