@@ -104,7 +104,8 @@ if [ ! -x "$VENV/bin/schemathesis" ] || ! "$VENV/bin/python" -c 'import aiosmtpd
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "schemathesis==4.32.5" "aiosmtpd==1.4.6"
 fi
-export TELEHEALTH_TEST_PYTHON="$PWD/$VENV/bin/python"
+# Not TELEHEALTH_*: the server reads every such variable as a setting.
+export TEST_PYTHON="$PWD/$VENV/bin/python"
 
 # --- the suite ------------------------------------------------------------------------------
 say "cargo fmt --check"

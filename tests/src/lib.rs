@@ -12,6 +12,7 @@
 //! sleeping.
 
 pub mod bench_support;
+pub mod node_process;
 pub mod proxy;
 pub mod races;
 pub mod receivers;

@@ -18,6 +18,8 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// The body as sent (what a signature covers).
+    pub raw: String,
 }
 
 impl Request {
@@ -46,6 +48,12 @@ pub struct HttpReceiver {
 impl HttpReceiver {
     /// Starts one answering `standing` to every request.
     pub async fn start(standing: Answer) -> HttpReceiver {
+        HttpReceiver::start_slow(standing, Duration::ZERO).await
+    }
+
+    /// [`HttpReceiver::start`], taking `delay` over each answer (a request is recorded when it
+    /// arrives, so a sender killed meanwhile has been seen to send).
+    pub async fn start_slow(standing: Answer, delay: Duration) -> HttpReceiver {
         use warp::Filter;
         let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
         let script: Arc<Mutex<VecDeque<Answer>>> = Arc::default();
@@ -55,29 +63,34 @@ impl HttpReceiver {
             .and(warp::path::full())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
-            .map(
+            .then(
                 move |path: warp::path::FullPath,
                       headers: warp::http::HeaderMap,
                       body: bytes::Bytes| {
-                    r.lock().expect("requests").push(Request {
-                        path: path.as_str().to_owned(),
-                        headers: headers
-                            .iter()
-                            .map(|(n, v)| {
-                                (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
-                            })
-                            .collect(),
-                        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                    });
-                    let (status, body) = s
-                        .lock()
-                        .expect("script")
-                        .pop_front()
-                        .unwrap_or_else(|| a.lock().expect("standing").clone());
-                    warp::reply::with_status(
-                        warp::reply::json(&body),
-                        warp::http::StatusCode::from_u16(status).expect("a status"),
-                    )
+                    let (r, s, a) = (r.clone(), s.clone(), a.clone());
+                    async move {
+                        r.lock().expect("requests").push(Request {
+                            path: path.as_str().to_owned(),
+                            headers: headers
+                                .iter()
+                                .map(|(n, v)| {
+                                    (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
+                                })
+                                .collect(),
+                            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                            raw: String::from_utf8_lossy(&body).into_owned(),
+                        });
+                        let (status, body) = s
+                            .lock()
+                            .expect("script")
+                            .pop_front()
+                            .unwrap_or_else(|| a.lock().expect("standing").clone());
+                        tokio::time::sleep(delay).await;
+                        warp::reply::with_status(
+                            warp::reply::json(&body),
+                            warp::http::StatusCode::from_u16(status).expect("a status"),
+                        )
+                    }
                 },
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -143,9 +156,9 @@ pub struct Attachment {
 }
 
 /// The interpreter that has `aiosmtpd`: the test command's virtual environment
-/// (`TELEHEALTH_TEST_PYTHON`), else `python3`.
+/// (`TEST_PYTHON`), else `python3`.
 fn python() -> String {
-    std::env::var("TELEHEALTH_TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+    std::env::var("TEST_PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
 
 /// A real SMTP server (aiosmtpd) on loopback, stopped when dropped.

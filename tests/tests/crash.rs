@@ -11,7 +11,6 @@
 //!   no consultation whose slot claims disagree with its state.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,53 +18,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use telehealth::scheduling::consistency;
 use telehealth::storage::{Db, PoolSettings};
+use telehealth_tests::node_process::NodeProcess as Node;
 use telehealth_tests::{Cast, Engine, SplitMix, TestApp, both_engines, this_week};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 const ROUNDS: usize = 3;
 const CLIENTS: usize = 8;
-
-/// A node process and the address it serves on.
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Node {
-    /// Starts a node on the test's database and data folder, and waits until it listens.
-    async fn start(app: &TestApp) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crash_node"))
-            .env("CRASH_NODE_DATABASE_URL", app.database_url())
-            .env("CRASH_NODE_DATA_DIR", &app.settings().data_dir)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the crash node starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("the node listens within a minute")
-            .expect("its output reads")
-            .expect("it prints where it listens");
-        let addr = line
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line from the node: {line}"));
-        Node {
-            base: format!("http://{addr}"),
-            child,
-        }
-    }
-
-    /// SIGKILL: no drain, no flush, nothing the process gets to finish.
-    async fn kill(mut self) {
-        self.child.start_kill().expect("the node is killed");
-        self.child.wait().await.expect("the node is reaped");
-    }
-}
 
 /// One booking request, as the client keeps it to retry.
 #[derive(Clone)]
@@ -189,7 +146,7 @@ async fn crash_under_booking_load(engine: Engine) {
 
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut committed_unanswered = 0usize;
-    let mut node = Node::start(&app).await;
+    let mut node = Node::start(env!("CARGO_BIN_EXE_crash_node"), &app, &[]).await;
     for round in 1..=ROUNDS {
         let base = node.base.clone();
         let after = Duration::from_millis(300 + rng.below(900) as u64);
@@ -207,7 +164,7 @@ async fn crash_under_booking_load(engine: Engine) {
             "round {round}: nothing was booked before the kill"
         );
         attempts.extend(made);
-        node = Node::start(&app).await;
+        node = Node::start(env!("CARGO_BIN_EXE_crash_node"), &app, &[]).await;
 
         // Every request so far, again with its key: the first answer back, or (for a request whose
         // answer was lost) a booking of its own.

@@ -26,6 +26,14 @@
 //!    every phase (both share the machine's cores, so the report says which was the
 //!    bottleneck), and the server's memory at the end.
 //!
+//! With `--outbox` the server runs with the outbox in place (issue 14): an SMS gateway (a
+//! receiver on loopback inside this process), every patient's consent to SMS recorded, so each
+//! booking enqueues its confirmation, its reminders and "join now" in its transaction and the
+//! server's dispatcher sends the confirmations while the booking phase runs. After the bookings,
+//! `--reminders` of the queued reminders are made due in the same minute and the report gives
+//! the time until every one is handed to the gateway. Run it with and without `--outbox` in one
+//! session and compare the committed bookings per second.
+//!
 //! It prints a markdown report per engine and one summary line per engine, and exits non-zero if
 //! an engine could not be measured, a double booking was found, or the row count disagrees with
 //! the 201s.
@@ -40,7 +48,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use serde::Deserialize;
@@ -51,6 +59,7 @@ use telehealth_tests::SplitMix;
 use telehealth_tests::bench_support::{
     clock_ticks, free_port, log_tail, machine_ticks, memory_kib, ms, new_histogram, process_ticks,
 };
+use telehealth_tests::receivers::HttpReceiver;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -80,6 +89,13 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
     )]
     postgres_url: String,
+    /// Run with the outbox in place: SMS to a local gateway, every patient consenting; then
+    /// the reminder burst.
+    #[arg(long)]
+    outbox: bool,
+    /// With `--outbox`: reminders made due in the same minute after the bookings.
+    #[arg(long, default_value_t = 10_000)]
+    reminders: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -306,6 +322,14 @@ impl Probe {
         })
     }
 
+    /// Runs `sql` with `at` bound as `$1`; the rows it changed.
+    async fn execute_at(&mut self, sql: &'static str, at: DateTime<Utc>) -> Result<u64> {
+        Ok(match self {
+            Probe::Sqlite(c) => sqlx::query(sql).bind(at).execute(c).await?.rows_affected(),
+            Probe::Postgres(c) => sqlx::query(sql).bind(at).execute(c).await?.rows_affected(),
+        })
+    }
+
     async fn close(self) {
         match self {
             Probe::Sqlite(c) => c.close().await.ok(),
@@ -315,6 +339,16 @@ impl Probe {
 }
 
 const COUNT_CONSULTATIONS: &str = "SELECT COUNT(*) FROM consultations";
+/// Every patient consents to SMS in Vietnamese (recorded by the bench account).
+const CONSENT_ALL: &str = "INSERT INTO patient_contacts
+     (patient_id, consent, channel, language, updated_at, updated_by)
+     SELECT id, TRUE, 'sms', 'vi', $1, (SELECT id FROM accounts WHERE username = 'bench')
+     FROM patients";
+const QUEUED_CONFIRMATIONS: &str = "SELECT COUNT(*) FROM outbox_messages
+     WHERE event_kind = 'consultation.booked' AND status IN ('queued', 'sending')";
+const QUEUED_REMINDERS: &str = "SELECT COUNT(*) FROM outbox_messages
+     WHERE event_kind = 'consultation.reminder' AND status = 'queued'";
+const DEAD_MESSAGES: &str = "SELECT COUNT(*) FROM outbox_messages WHERE status = 'dead'";
 const COUNT_OVERLAPS: &str = "SELECT COUNT(*) FROM consultations a JOIN consultations b \
      ON a.clinician_id = b.clinician_id AND a.id < b.id \
      AND a.start_at < b.end_at AND b.start_at < a.end_at \
@@ -335,6 +369,7 @@ async fn start_server(
     url: &str,
     dir: &Path,
     client: &reqwest::Client,
+    env: &[(String, String)],
 ) -> Result<Server> {
     let port = free_port()?;
     let log = dir.join("server.log");
@@ -353,6 +388,7 @@ async fn start_server(
         // The bench books as one account, thousands of times a second: it measures the booking
         // path, not the per-account request rate (booking::limits), which is turned off here.
         .env("TELEHEALTH_BOOKING_PER_ACCOUNT_PER_MINUTE", "0")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
@@ -750,10 +786,40 @@ async fn run_on_database(
         seed_cpu.wall, seed_cpu.children
     )?;
 
+    // The outbox: a gateway on loopback, and every patient consenting to SMS.
+    let mut env = Vec::new();
+    let gateway = if args.outbox {
+        let gateway =
+            HttpReceiver::start((200, json!({"CodeResult": "100", "SMSID": "bench"}))).await;
+        let mut probe = Probe::connect(engine, &db.url).await?;
+        let consented = probe.execute_at(CONSENT_ALL, Utc::now()).await?;
+        probe.close().await;
+        env.push((
+            "TELEHEALTH_SMS".to_owned(),
+            format!(
+                "{{url=\"{}\",api_key=\"bench\",secret_key=\"bench\",brandname=\"BENCH\"}}",
+                gateway.url("/sms")
+            ),
+        ));
+        env.push((
+            "TELEHEALTH_PUBLIC_URL".to_owned(),
+            "https://bench.example.vn".to_owned(),
+        ));
+        env.push(("TELEHEALTH_OUTBOX_POLL_MS".to_owned(), "100".to_owned()));
+        writeln!(
+            r,
+            "Outbox in place: SMS to a gateway on loopback, {consented} patients consenting; each \
+             booking enqueues its confirmation, reminders 24 h and 1 h before and \"join now\".\n"
+        )?;
+        Some(gateway)
+    } else {
+        None
+    };
+
     // Server.
     let client = http_client(clients)?;
     progress(&format!("{}: starting the server", engine.name()));
-    let server = start_server(bin, &db.url, dir, &client).await?;
+    let server = start_server(bin, &db.url, dir, &client, &env).await?;
     let pid = server.pid;
     let client = signed_in_client(&client, &server.base, clients).await?;
     writeln!(
@@ -775,6 +841,7 @@ async fn run_on_database(
         pid,
         &mut r,
         &mut phases,
+        gateway.as_ref(),
     )
     .await;
     let (rss, hwm) = memory_kib(pid).unwrap_or((0, 0));
@@ -854,6 +921,7 @@ async fn measure(
     pid: u32,
     r: &mut String,
     phases: &mut Vec<Phase>,
+    gateway: Option<&HttpReceiver>,
 ) -> Result<(String, bool)> {
     let clients = usize::from(args.clients);
     let today = vietnam_today();
@@ -1233,6 +1301,10 @@ async fn measure(
         }
     )?;
 
+    let burst = match gateway {
+        Some(g) => reminder_burst(engine, args, db, g, pid, tck, r, phases).await?,
+        None => String::new(),
+    };
     let tail = format!(
         "{}; booking {:.0}/s committed ({created} created, {conflicts} conflicts, {other_total} other{}), p50 {} ms p99 {} ms; double bookings {overlaps}; rows {}; search errors {search_errors}",
         search_summary.join(", "),
@@ -1245,9 +1317,115 @@ async fn measure(
         ms(h.value_at_quantile(0.5)),
         ms(h.value_at_quantile(0.99)),
         if rows_ok { "OK" } else { "MISMATCH" }
-    );
+    ) + &burst;
     Ok((tail, failed))
 }
+
+/// The reminder burst: once the confirmations are out, `--reminders` queued reminders are made
+/// due at one instant, and the time until the gateway has every one is measured.
+#[allow(clippy::too_many_arguments)]
+async fn reminder_burst(
+    engine: Engine,
+    args: &Args,
+    db: &BenchDb,
+    gateway: &HttpReceiver,
+    pid: u32,
+    tck: f64,
+    r: &mut String,
+    phases: &mut Vec<Phase>,
+) -> Result<String> {
+    let mut probe = Probe::connect(engine, &db.url).await?;
+    progress(&format!(
+        "{}: waiting for the confirmations to go out",
+        engine.name()
+    ));
+    let drained = Instant::now();
+    while probe.count(QUEUED_CONFIRMATIONS).await? > 0 {
+        if drained.elapsed() > Duration::from_secs(600) {
+            return Err("the confirmations were not all sent within 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let confirmations = gateway.requests().len();
+    let queued = probe.count(QUEUED_REMINDERS).await?;
+    let n = args.reminders.min(usize::try_from(queued).unwrap_or(0));
+    if n == 0 {
+        return Err("no queued reminders to make due".into());
+    }
+    // One instant for all, a little ahead so the whole UPDATE commits before it comes.
+    let due = (Utc::now() + chrono::Duration::seconds(2))
+        .with_nanosecond(0)
+        .ok_or("a whole second")?;
+    let made_due = match &mut probe {
+        Probe::Sqlite(c) => sqlx::query(MAKE_DUE)
+            .bind(due)
+            .bind(n as i64)
+            .execute(c)
+            .await?
+            .rows_affected(),
+        Probe::Postgres(c) => sqlx::query(MAKE_DUE)
+            .bind(due)
+            .bind(n as i64)
+            .execute(c)
+            .await?
+            .rows_affected(),
+    };
+    progress(&format!(
+        "{}: {made_due} reminders due at {due}",
+        engine.name()
+    ));
+    let wait = (due - Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let before = sample_cpu(Some(pid))?;
+    let started = Instant::now();
+    let target = confirmations + made_due as usize;
+    let mut half = None;
+    loop {
+        let got = gateway.requests().len();
+        if half.is_none() && got >= confirmations + made_due as usize / 2 {
+            half = Some(started.elapsed());
+        }
+        if got >= target {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(900) {
+            return Err(format!(
+                "only {} of {made_due} reminders in 15 minutes",
+                got - confirmations
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = started.elapsed();
+    let after = sample_cpu(Some(pid))?;
+    phases.push(Phase {
+        name: format!("reminder burst ({made_due} due at once)"),
+        cpu: CpuUse::between(&before, &after, tck),
+    });
+    let dead = probe.count(DEAD_MESSAGES).await?;
+    probe.close().await;
+    writeln!(
+        r,
+        "### Reminder burst (outbox)\n\n{confirmations} confirmations sent during and after the \
+         booking phase. {made_due} reminders made due at one instant: half handed to the gateway \
+         after **{:.2} s**, all after **{:.2} s** ({:.0} messages/s); {dead} dead.\n",
+        half.unwrap_or(all).as_secs_f64(),
+        all.as_secs_f64(),
+        made_due as f64 / all.as_secs_f64()
+    )?;
+    Ok(format!(
+        "; {made_due} reminders due at once all sent in {:.2} s ({:.0}/s), {dead} dead",
+        all.as_secs_f64(),
+        made_due as f64 / all.as_secs_f64()
+    ))
+}
+
+/// Makes the first `$2` queued reminders due at `$1`.
+const MAKE_DUE: &str = "UPDATE outbox_messages SET due_at = $1
+     WHERE id IN (SELECT id FROM outbox_messages
+                  WHERE event_kind = 'consultation.reminder' AND status = 'queued'
+                  ORDER BY id LIMIT $2)";
 
 /// Percent-encodes a query value (province names are Vietnamese, with spaces).
 fn encode(s: &str) -> String {
@@ -1356,11 +1534,16 @@ async fn main() -> ExitCode {
     let tck = clock_ticks();
     println!(
         "# Scheduling benchmark\n\n{} cores, {} clients, {} searches per run, up to {} bookings; \
-         server {}; started {}.",
+         outbox {}; server {}; started {}.",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         args.clients,
         args.searches,
         args.bookings,
+        if args.outbox {
+            "in place (SMS to every consenting patient)"
+        } else {
+            "off"
+        },
         bin.display(),
         Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
     );
