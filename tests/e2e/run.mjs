@@ -5,6 +5,7 @@
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { mkdtempSync, mkdirSync, rmSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -18,7 +19,7 @@ const ART = join(ROOT, 'target', 'e2e-artifacts');
 const CHROMIUM = process.env.CHROMIUM || ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find(existsSync);
 const PASSWORD = 'rice-terrace-demo';
 // Words that are the same in both languages.
-const SAME_IN_BOTH = new Set(['Camera', 'Camera {n}']);
+const SAME_IN_BOTH = new Set(['Camera', 'Camera {n}', 'Zalo', 'SMS', 'email']);
 
 mkdirSync(ART, { recursive: true });
 const results = [];
@@ -57,11 +58,29 @@ const port = await new Promise((resolve, reject) => {
   probe.listen(0, '127.0.0.1', () => { const p = probe.address().port; probe.close(() => resolve(p)); });
 });
 const BASE = `http://127.0.0.1:${port}`;
+// The address patients are sent (messages, guest links): `localhost`, which passkeys are bound to.
+const PUBLIC = `http://localhost:${port}`;
 let serverLog = '';
+
+// The SMS gateway patients' messages go to: a real HTTP server in this process that records each
+// request and answers as a brandname gateway does.
+const smsSent = [];
+const smsGateway = createHttpServer((req, res) => {
+  let body = '';
+  req.on('data', (d) => { body += d; });
+  req.on('end', () => {
+    try { smsSent.push(JSON.parse(body)); } catch { smsSent.push({ unparsable: body }); }
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ CodeResult: '100', SMSID: `e2e-${smsSent.length}` }));
+  });
+});
+await new Promise((resolve) => smsGateway.listen(0, '127.0.0.1', resolve));
+const SMS_URL = `http://127.0.0.1:${smsGateway.address().port}/sms`;
 let serverEnded = false;
 const startServer = () => {
   const child = spawn(BIN, ['--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, 'demo', '--care-centres', '20', '--patients-per-centre', '2'],
-    { env: { ...process.env, RUST_LOG: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    { env: { ...process.env, RUST_LOG: 'warn', TELEHEALTH_PUBLIC_URL: PUBLIC, TELEHEALTH_OUTBOX_POLL_MS: '200',
+      TELEHEALTH_SMS: `{url="${SMS_URL}",api_key="e2e",secret_key="e2e",brandname="TELEHEALTH"}` }, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr.on('data', (d) => { serverLog = (serverLog + d).slice(-20000); });
   return child;
 };
@@ -513,6 +532,65 @@ async function main() {
     await clinic.context.close();
   });
 
+  await test('the rural clinician records the patient\'s consent to SMS; a booking sends its confirmation (no diacritics, no clinical words, a visit link); the delivery log shows it sent and resends it; the specialist only reads the preferences', async () => {
+    const rural = await person('tramyte');
+    const me = (await apiAs(rural.page, 'GET', '/auth/me')).body;
+    const doc = await person('bacsi');
+    const specialist = (await apiAs(doc.page, 'GET', '/auth/me')).body.clinician_id;
+    const mine = (await apiAs(rural.page, 'GET', `/consultations?status=booked&limit=100`)).body
+      .filter((c) => c.referring_clinician_id === me.clinician_id && Date.parse(c.start_at) > Date.now() + 2 * 3600e3);
+    ok(mine.length, 'the rural clinician has no booking ahead');
+    // One of the rural clinician's patients, to be booked with the specialist below.
+    const c = mine[0];
+    const patient = (await apiAs(rural.page, 'GET', `/patients/${c.patient_id}`)).body;
+    await rural.page.goto(`${BASE}/consultations/${c.id}`);
+    const card = rural.page.locator('[data-contacts]');
+    await card.locator('input[name=consent]').waitFor();
+    ok((await card.textContent()).includes(vi['contacts.not_asked']), 'a patient never asked is not said to be so');
+    // Email without an address is refused beside the field.
+    await card.locator('input[name=consent]').check();
+    await card.locator('select[name=channel]').selectOption('email');
+    await card.locator('button[type=submit]').click();
+    await rural.page.waitForSelector('[data-contacts] input[name=email][aria-invalid=true]');
+    await card.locator('select[name=channel]').selectOption('sms');
+    await card.locator('button[type=submit]').click();
+    await rural.page.waitForFunction(() => /SMS/.test(document.querySelector('[data-contacts-status]').textContent));
+    ok(!(await rural.page.$('[data-contacts] [aria-invalid=true]')), 'the field error stays after a good save');
+    await checkVietnamese(rural.page, 'contact preferences and delivery log');
+    ok(!(await axeCheck(rural.page, 'contact preferences')).length, 'accessibility violations on the contact preferences');
+    // A new booking for the patient: its confirmation goes to the gateway by itself.
+    const sentBefore = smsSent.length;
+    const slots = (await apiAs(rural.page, 'GET', `/slots?clinician_id=${specialist}&limit=200`)).body.slots
+      .filter((sl) => Date.parse(sl.start) > Date.now() + 26 * 3600e3);
+    ok(slots.length, 'no free slot a day ahead to book');
+    const booking = await apiAs(rural.page, 'POST', '/consultations', { kind: 'teleconsultation', clinician_id: specialist, patient_id: c.patient_id,
+      requesting_facility_id: c.requesting_facility_id, referring_clinician_id: me.clinician_id, reason: 'Đau ngực khi gắng sức', urgency: 'routine', start: slots[0].start });
+    ok(booking.status === 201, `booking failed: ${JSON.stringify(booking.body)}`);
+    await expectEventually(() => smsSent.length > sentBefore, 'the confirmation SMS never reached the gateway');
+    const sms = smsSent[sentBefore];
+    ok(sms.Phone === `84${patient.phone.replace(/\D/g, '').replace(/^(84|0)/, '')}`, `sent to ${sms.Phone}, the record has ${patient.phone}`);
+    ok(/^[\x20-\x7e]+$/.test(sms.Content) && sms.Content.startsWith('Lich kham tu xa cua ban: '), `not plain Vietnamese: ${sms.Content}`);
+    ok(!/Dau nguc|Đau ngực/.test(sms.Content) && !sms.Content.includes(patient.full_name), `clinical words or the name in the SMS: ${sms.Content}`);
+    ok(sms.Content.includes(`${PUBLIC}/visit#`), `no visit link in: ${sms.Content}`);
+    await rural.page.goto(`${BASE}/consultations/${booking.body.id}`);
+    const sent = rural.page.locator('[data-delivery-log] li[data-status=sent]');
+    await expectEventually(async () => (await sent.count()) > 0, 'the delivery log does not show the confirmation sent');
+    ok((await sent.first().textContent()).includes(vi['log.kind.consultation.booked']), 'the sent message is not named');
+    ok((await rural.page.locator('[data-delivery-log] li[data-status=queued]').count()) >= 2, 'the reminders are not shown queued');
+    await shot(rural.page, 'delivery-log-desktop');
+    await sent.first().locator('button[data-resend]').click();
+    await expectEventually(() => smsSent.length > sentBefore + 1, 'the resent SMS never reached the gateway');
+    ok(smsSent[sentBefore + 1].RequestId !== sms.RequestId, 'a resend of a sent message reused its key');
+    await rural.context.close();
+    // The consulted specialist reads the preferences but cannot change them.
+    await doc.page.goto(`${BASE}/consultations/${booking.body.id}`);
+    await doc.page.locator('[data-contacts] select[name=channel]').waitFor();
+    ok(await doc.page.locator('[data-contacts] select[name=channel]').isDisabled(), 'the specialist may edit the patient\'s contact preferences');
+    ok((await doc.page.inputValue('[data-contacts] select[name=channel]')) === 'sms', 'the specialist does not see the recorded channel');
+    ok(!(await doc.page.$('[data-contacts] button[type=submit]')), 'a save button for the specialist');
+    await doc.context.close();
+  });
+
   await test('visit link on a slow phone network (400 kbit/s down, 150 kbit/s up, 300 ms round trips, cold cache): the date-of-birth step and then the visit page are usable; bytes and seconds reported', async () => {
     const clinic = await person('dieuphoi');
     const booked = (await apiAs(clinic.page, 'GET', '/consultations?status=booked&limit=20')).body;
@@ -849,7 +927,8 @@ async function callJourney() {
   await doc.page.click('[data-invite] button[type=submit]');
   await doc.page.waitForSelector('[data-invite] [data-qr] svg');
   const guestLink = await doc.page.inputValue('[data-guest-link]');
-  ok(guestLink.startsWith(`${BASE}/guest#j1.`), `not a guest link: ${guestLink}`);
+  // Made whole with the configured public address, the one patients and guests are sent.
+  ok(guestLink.startsWith(`${PUBLIC}/guest#j1.`), `not a guest link: ${guestLink}`);
   await checkVietnamese(doc.page, 'guest invitation');
   const guestCtx = await browser.newContext({ locale: 'vi-VN', viewport: { width: 360, height: 640 }, permissions: ['camera', 'microphone'] });
   const guestPage = await guestCtx.newPage();

@@ -8,6 +8,7 @@ import { get, post, query } from '../api.js';
 import { navigate } from '../router.js';
 import * as s from '../session.js';
 import { notePanel, patientNote } from './note.js';
+import { contactPreferences, deliveryLog } from './messages.js';
 import { joinWindow } from './home.js';
 import { statusBadge, urgencyBadge, patientName, clinician, facility, zoneOf, loading, errorBox, errorText, qrFigure, linkBox } from './common.js';
 
@@ -50,6 +51,11 @@ export async function consultationView(main, { id }) {
   // place, left to the clinic to record).
   if (!s.isPatient() && (c.status === 'held' || c.status === 'booked')) main.append(manage(c, zone));
   if (!s.isPatient() && (c.status === 'booked' || c.status === 'in_progress')) main.append(visitLink(c, zone));
+  // The consulted specialist reads how the patient is told but leaves it to the patient, their
+  // care centre and the schedulers (the server refuses them too).
+  const consulted = myId && c.clinician_id === myId && !s.isScheduler();
+  main.append(contactPreferences(c.patient_id, !consulted, zone));
+  if (!s.isPatient()) main.append(deliveryLog(c, zone));
   main.append(h('section', { class: 'card' }, h('h2', {}, t('consultation.history')),
     h('ol', { class: 'history' }, historyFor(c.events).map((e) => h('li', {}, h('time', {}, fmtDateTime(e.occurred_at, zone)), ' ', tOr(`event.${e.action}`, e.action), eventDetail(e))))));
 }
