@@ -52,6 +52,8 @@ struct World {
     /// A queued outbox message about `consultation`: resending it meets 409 `message_pending`
     /// for every caller who may.
     message: i64,
+    /// The token of the specialist's calendar feed: whoever holds it reads the feed.
+    feed_token: String,
 }
 
 fn rows(w: &World) -> Vec<Row> {
@@ -555,6 +557,35 @@ fn rows(w: &World) -> Vec<Row> {
             None,
             "RRRRAAARRR",
         ),
+        // Before the rows that make new feeds: this token is the specialist's live one.
+        row(
+            "GET",
+            "/api/v1/calendar-feeds/{token}",
+            format!("/api/v1/calendar-feeds/{}", w.feed_token),
+            None,
+            "AAAAAAAAAA",
+        ),
+        row(
+            "GET",
+            "/api/v1/me/calendar-feed",
+            "/api/v1/me/calendar-feed".into(),
+            None,
+            "RRRRAAARRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/me/calendar-feed",
+            "/api/v1/me/calendar-feed".into(),
+            Some(json!({})),
+            "RRRRAAARRR",
+        ),
+        row(
+            "POST",
+            "/api/v1/me/calendar-feed/revoke",
+            "/api/v1/me/calendar-feed/revoke".into(),
+            Some(json!({})),
+            "RRRRAAARRR",
+        ),
         row(
             "POST",
             "/api/v1/me/passkeys/registration",
@@ -740,6 +771,15 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
     let visit_token = visit.body["token"].as_str().expect("token").to_string();
     callers.push(app.as_token(&visit_token));
     let slot = slots[1].to_rfc3339();
+    let feed = callers[4]
+        .post("/api/v1/me/calendar-feed", json!({}))
+        .await
+        .expect(201);
+    let feed_token = feed.body["url"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next())
+        .expect("a feed URL")
+        .to_owned();
     let message = {
         let mut c = app.db().acquire().await.expect("a connection");
         let now = Utc::now();
@@ -776,6 +816,7 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
             decided_change,
             slot,
             message,
+            feed_token,
         },
         callers,
     )

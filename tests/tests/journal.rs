@@ -341,6 +341,10 @@ const WRITTEN_TABLES: &[&str] = &[
     "SELECT COUNT(*) FROM note_entries",
     "SELECT COUNT(*) FROM clinician_passkeys",
     "SELECT COUNT(*) FROM webauthn_ceremonies",
+    "SELECT COUNT(*) FROM patient_contacts",
+    "SELECT COUNT(*) FROM outbox_messages WHERE status = 'queued'",
+    "SELECT COUNT(*) FROM calendar_feeds WHERE revoked_at IS NULL",
+    "SELECT COUNT(*) FROM calendar_feeds",
 ];
 
 async fn written_rows(app: &TestApp) -> Vec<i64> {
@@ -1010,6 +1014,80 @@ both_engines!(
             200,
         )
         .await;
+        // Notifications: a patient's contact preferences, a resend, a clinician's calendar feed.
+        w.keyed(
+            &app,
+            "PUT",
+            "/api/v1/patients/{id}/contact-preferences",
+            &format!("/api/v1/patients/{}/contact-preferences", cast.patient),
+            json!({"consent": true, "channel": "sms", "language": "vi"}),
+            Some(json!({"consent": false, "channel": "none", "language": "vi"})),
+            200,
+        )
+        .await;
+        let dead = {
+            let mut c = app.db().acquire().await.expect("a connection");
+            let now = chrono::Utc::now();
+            telehealth::outbox::store::insert(
+                c.conn(),
+                &telehealth::outbox::store::NewMessage {
+                    idempotency_key: "msg_journal_dead".into(),
+                    kind: "consultation.booked",
+                    consultation_id: Some(noted),
+                    channel: "webhook",
+                    endpoint: "his",
+                    payload: "{}",
+                    recipient_patient_id: None,
+                    actor_account_id: None,
+                    due_at: now,
+                    created_at: now,
+                },
+            )
+            .await
+            .expect("a message");
+            let id = telehealth::outbox::store::list(c.conn(), Some(noted))
+                .await
+                .expect("the outbox")[0]
+                .id;
+            app.exec("UPDATE outbox_messages SET status = 'dead', attempts = 10")
+                .await;
+            id
+        };
+        w.keyed(
+            &app,
+            "POST",
+            "/api/v1/outbox/messages/{id}/resend",
+            &format!("/api/v1/outbox/messages/{dead}/resend"),
+            json!({}),
+            Some(json!({"x": 1})),
+            200,
+        )
+        .await;
+        let feed_clinician = app.create_clinician(cast.hub, &["cardiology"]).await;
+        let feed_maker = app
+            .as_new_user("feeds", &[("clinician", None)], None, Some(feed_clinician))
+            .await;
+        w.keyed(
+            &feed_maker,
+            "POST",
+            "/api/v1/me/calendar-feed",
+            "/api/v1/me/calendar-feed",
+            json!({}),
+            Some(json!({"with_patient_names": true})),
+            201,
+        )
+        .await;
+        w.keyed(
+            &feed_maker,
+            "POST",
+            "/api/v1/me/calendar-feed/revoke",
+            "/api/v1/me/calendar-feed/revoke",
+            json!({}),
+            Some(json!({"x": 1})),
+            200,
+        )
+        .await;
+
         let session = w
             .unkeyed(
                 &app.anonymous(),

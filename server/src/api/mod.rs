@@ -33,6 +33,7 @@ pub mod accounts;
 pub mod audit_trail;
 pub mod availability;
 pub mod break_glass;
+pub mod calendar_feeds;
 pub mod calls;
 pub mod consultations;
 pub mod directory;

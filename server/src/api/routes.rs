@@ -11,8 +11,9 @@ use super::ctx::Ctx;
 use super::error::ApiError;
 use super::reply::ApiResult;
 use super::{
-    account_changes, accounts, audit_trail, availability, break_glass, calls, consultations,
-    directory, notes, notifications, openapi, passkeys, schedule, sessions, visit_links,
+    account_changes, accounts, audit_trail, availability, break_glass, calendar_feeds, calls,
+    consultations, directory, notes, notifications, openapi, passkeys, schedule, sessions,
+    visit_links,
 };
 use crate::domain::code::ErrorCode;
 
@@ -71,6 +72,9 @@ macro_rules! route {
     (public write $method:ident $path:literal => $handler:path) => {
         route!(@ $method $path => $handler, true, AuditPolicy::Always, Writes::Journaled)
     };
+    (public $method:ident $path:literal => $handler:path) => {
+        route!(@ $method $path => $handler, true, AuditPolicy::Always, Writes::NoWrite)
+    };
     (public quiet $method:ident $path:literal => $handler:path) => {
         route!(@ $method $path => $handler, true, AuditPolicy::Never, Writes::NoWrite)
     };
@@ -95,6 +99,10 @@ pub fn route_table() -> Vec<Route> {
         route!(write POST "/api/v1/auth/logout" => sessions::logout),
         route!(GET "/api/v1/auth/me" => sessions::me),
         route!(GET "/api/v1/me/passkeys" => passkeys::list),
+        route!(GET "/api/v1/me/calendar-feed" => calendar_feeds::get),
+        route!(write POST "/api/v1/me/calendar-feed" => calendar_feeds::create),
+        route!(write POST "/api/v1/me/calendar-feed/revoke" => calendar_feeds::revoke),
+        route!(public GET "/api/v1/calendar-feeds/{token}" => calendar_feeds::feed),
         route!(write POST "/api/v1/me/passkeys/registration" => passkeys::start),
         route!(write POST "/api/v1/me/passkeys" => passkeys::finish),
         route!(GET "/api/v1/accounts" => accounts::list),

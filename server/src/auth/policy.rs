@@ -324,6 +324,15 @@ pub fn can_set_patient_contacts(p: &Principal, f: &PatientFacts) -> bool {
         || matches!(p.scheduler_scope(), Some(Scope::Network))
 }
 
+/// The clinician whose calendar feed `p` manages: a clinician, from a full session (a feed lists
+/// their own consultations, and only theirs).
+pub fn calendar_feed_owner(p: &Principal) -> Option<ClinicianId> {
+    if p.only_consultation.is_some() {
+        return None;
+    }
+    p.as_clinician()
+}
+
 /// May `p` register a patient (at `home`)?
 pub fn can_register_patient(p: &Principal, home: Option<FacilityId>) -> bool {
     p.only_consultation.is_none()

@@ -10,6 +10,7 @@ pub mod booking;
 pub mod calendar;
 pub mod consistency;
 pub mod directory;
+pub mod feeds;
 
 use crate::domain::code::ErrorCode;
 
