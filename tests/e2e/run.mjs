@@ -591,6 +591,32 @@ async function main() {
     await doc.context.close();
   });
 
+  await test('the specialist makes a calendar link for their phone: it serves their visits as iCalendar without names, and stops when they stop it', async () => {
+    const doc = await person('bacsi');
+    await doc.page.waitForSelector('[data-calendar-feed] button');
+    await checkVietnamese(doc.page, 'calendar feed card');
+    await doc.page.click('[data-calendar-feed] button:not(.danger)');
+    await doc.page.waitForSelector('[data-feed-url]');
+    const url = await doc.page.inputValue('[data-feed-url]');
+    ok(url.startsWith(`${PUBLIC}/api/v1/calendar-feeds/`), `not a feed URL: ${url}`);
+    const read = await fetch(url);
+    const ics = await read.text();
+    ok(read.status === 200 && read.headers.get('content-type').startsWith('text/calendar'), `the feed answered ${read.status}`);
+    ok(ics.startsWith('BEGIN:VCALENDAR') && ics.includes('SUMMARY:Telehealth consultation'), `not the clinician's calendar: ${ics.slice(0, 300)}`);
+    const me = (await apiAs(doc.page, 'GET', '/auth/me')).body;
+    const mine = (await apiAs(doc.page, 'GET', `/consultations?clinician_id=${me.clinician_id}&status=booked&limit=20`)).body;
+    ok(mine.length && mine.every((c) => ics.includes(`consultation-${c.id}@`)), 'the feed lacks some of the specialist\'s booked visits');
+    for (const c of mine.slice(0, 5)) {
+      const name = (await apiAs(doc.page, 'GET', `/patients/${c.patient_id}`)).body.full_name;
+      ok(name && !ics.includes(name), `${name} in a feed without names`);
+    }
+    await shot(doc.page, 'calendar-feed-desktop');
+    await doc.page.click('[data-calendar-feed] button.danger');
+    await doc.page.waitForFunction((text) => document.querySelector('[data-feed-status]').textContent === text, vi['feed.revoked']);
+    ok((await fetch(url)).status === 404, 'the stopped feed still answers');
+    await doc.context.close();
+  });
+
   await test('visit link on a slow phone network (400 kbit/s down, 150 kbit/s up, 300 ms round trips, cold cache): the date-of-birth step and then the visit page are usable; bytes and seconds reported', async () => {
     const clinic = await person('dieuphoi');
     const booked = (await apiAs(clinic.page, 'GET', '/consultations?status=booked&limit=20')).body;

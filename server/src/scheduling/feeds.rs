@@ -1,5 +1,6 @@
-//! Clinicians' calendar feeds: a secret iCalendar URL of a clinician's consultations, which their
-//! phone or desk calendar subscribes to, revocable at any time.
+//! Clinicians' calendar feeds: a secret iCalendar URL of a clinician's consultations (those they
+//! are consulted in, and those they referred), which their phone or desk calendar subscribes to,
+//! revocable at any time.
 //!
 //! The URL's token is 32 random bytes (as a session token, [`tokens::new_session_token`]); only
 //! its SHA-256 is stored. A clinician has at most one live feed: making a new one revokes the
@@ -147,7 +148,7 @@ pub async fn render(
         "SELECT c.id, c.status, c.start_at, c.end_at, c.version, c.patient_id,
                 p.full_name AS patient_name
          FROM consultations c JOIN patients p ON p.id = c.patient_id
-         WHERE c.clinician_id = $1 AND c.start_at >= $2 AND c.start_at < $3
+         WHERE (c.clinician_id = $1 OR c.referring_clinician_id = $1) AND c.start_at >= $2 AND c.start_at < $3
            AND c.status IN ('booked', 'in_progress', 'completed', 'cancelled')
          ORDER BY c.start_at
          LIMIT $4",

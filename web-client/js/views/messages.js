@@ -7,7 +7,7 @@
 import { h, mount, field, select } from '../dom.js';
 import { t, tOr, fmtDateTime } from '../i18n.js';
 import { get, put, post } from '../api.js';
-import { errorText, errorBox, loading, markFieldErrors } from './common.js';
+import { errorText, errorBox, loading, markFieldErrors, linkBox } from './common.js';
 
 /** The card of patient `patientId`'s contact preferences, a form when `editable`; times in
  * `zone`. */
@@ -83,4 +83,30 @@ export function deliveryLog(c, zone) {
   };
   refresh();
   return card;
+}
+
+/** The clinician's calendar feed: make a secret link for their phone's calendar (shown once),
+ * with or without patients' names, and stop it. */
+export function calendarFeedCard() {
+  const out = h('div', { class: 'linkout' });
+  const msg = h('p', { role: 'status', 'aria-live': 'polite', 'data-feed-status': true });
+  const names = h('input', { type: 'checkbox', name: 'with_patient_names' });
+  const stop = h('button', { type: 'button', class: 'danger', hidden: true, onclick: async () => {
+    try { await post('/me/calendar-feed/revoke'); mount(out); msg.textContent = t('feed.revoked'); stop.hidden = true; } catch (x) { msg.textContent = errorText(x); }
+  } }, t('feed.revoke'));
+  const make = h('button', { type: 'button', onclick: async () => {
+    try {
+      const f = await post('/me/calendar-feed', { with_patient_names: names.checked });
+      const { input, row } = linkBox(f.url, t('feed.link'), msg);
+      input.dataset.feedUrl = '';
+      mount(out, h('p', {}, t('feed.once')), row);
+      msg.textContent = '';
+      stop.hidden = false;
+    } catch (x) { msg.textContent = errorText(x); }
+  } }, t('feed.make'));
+  get('/me/calendar-feed').then((r) => {
+    if (r.live) { stop.hidden = false; msg.textContent = t('feed.live'); }
+  }, (x) => { msg.textContent = errorText(x); });
+  return h('section', { class: 'card', 'data-calendar-feed': true }, h('h2', {}, t('feed.title')), h('p', { class: 'hint' }, t('feed.hint')),
+    h('label', { class: 'choice' }, names, ` ${t('feed.names')}`), h('div', { class: 'row' }, make, stop), out, msg);
 }
