@@ -50,6 +50,9 @@ pub struct CallRecorder {
     audit: AuditLog,
     patients: Arc<Mutex<HashMap<i64, Option<PatientId>>>>,
     accounts: Arc<AccountCache>,
+    /// Where "patient waiting" goes (the consulted clinician's channel), when people's channels
+    /// are configured.
+    outbox: Option<Arc<crate::outbox::Routes>>,
 }
 
 /// Participant → its account (id and user name), when it has one.
@@ -57,7 +60,11 @@ type AccountCache = Mutex<HashMap<ParticipantId, Option<(AccountId, String)>>>;
 
 impl CallRecorder {
     /// Starts the writer task; it ends when the recorder is dropped.
-    pub fn start(db: Db, audit: AuditLog) -> Arc<CallRecorder> {
+    pub fn start(
+        db: Db,
+        audit: AuditLog,
+        outbox: Option<Arc<crate::outbox::Routes>>,
+    ) -> Arc<CallRecorder> {
         let (tx, mut rx) = mpsc::channel::<CallChange>(QUEUE);
         let writer_db = db.clone();
         tokio::spawn(async move {
@@ -83,6 +90,7 @@ impl CallRecorder {
             audit,
             patients: Arc::new(Mutex::new(HashMap::new())),
             accounts: Arc::new(Mutex::new(HashMap::new())),
+            outbox,
         })
     }
 
@@ -109,6 +117,24 @@ impl CallObserver for CallRecorder {
     }
 
     fn room_event(&self, event: RoomEvent) {
+        // A patient in the waiting room: their clinician hears of it by their own channel too.
+        if event.action == "wait"
+            && event.allowed
+            && event.actor_role == Some(telehealth_signaling::token::Role::Patient)
+            && let Some(routes) = self.outbox.as_ref().and_then(|r| r.patients.clone())
+        {
+            let db = self.db.clone();
+            let consultation = crate::domain::ids::ConsultationId(event.consultation);
+            tokio::spawn(async move {
+                let now = crate::domain::time::now();
+                if let Err(err) =
+                    crate::outbox::clinicians::patient_waiting(&db, &routes, consultation, now)
+                        .await
+                {
+                    tracing::warn!(error = %err, "queueing 'patient waiting' failed");
+                }
+            });
+        }
         let db = self.db.clone();
         let audit = self.audit.clone();
         let patients = self.patients.clone();

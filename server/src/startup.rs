@@ -211,7 +211,9 @@ impl Application {
         )?;
         let (audit, _writer) = AuditLog::start(db.clone(), checkpoints);
         let join_key = telehealth_signaling::token::key_from_master(&visit_secret);
-        let recorder = crate::calls::CallRecorder::start(db.clone(), audit.clone());
+        let outbox = Arc::new(outbox);
+        let recorder =
+            crate::calls::CallRecorder::start(db.clone(), audit.clone(), Some(outbox.clone()));
         let hub = telehealth_signaling::Hub::new(
             telehealth_signaling::HubConfig {
                 max_connections: settings.signaling_max_connections,
@@ -261,7 +263,7 @@ impl Application {
                 settings.booking_per_account_per_minute,
                 settings.booking_per_account_burst,
             )),
-            outbox: Arc::new(outbox),
+            outbox,
         };
         let routes = route_table();
         crate::api::dispatch::register_unjournaled_counters(&routes);

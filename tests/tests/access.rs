@@ -567,6 +567,20 @@ fn rows(w: &World) -> Vec<Row> {
         ),
         row(
             "GET",
+            "/api/v1/me/contact-preferences",
+            "/api/v1/me/contact-preferences".into(),
+            None,
+            "RRRRAAARRR",
+        ),
+        row(
+            "PUT",
+            "/api/v1/me/contact-preferences",
+            "/api/v1/me/contact-preferences".into(),
+            Some(json!({"channel": "none", "language": "vi"})),
+            "RRRRAAARRR",
+        ),
+        row(
+            "GET",
             "/api/v1/me/calendar-feed",
             "/api/v1/me/calendar-feed".into(),
             None,
@@ -793,6 +807,7 @@ async fn world(app: &TestApp) -> (World, Vec<TestApp>) {
                 endpoint: "his",
                 payload: "{}",
                 recipient_patient_id: None,
+                recipient_clinician_id: None,
                 actor_account_id: None,
                 due_at: now,
                 created_at: now,

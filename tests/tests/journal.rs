@@ -345,6 +345,7 @@ const WRITTEN_TABLES: &[&str] = &[
     "SELECT COUNT(*) FROM outbox_messages WHERE status = 'queued'",
     "SELECT COUNT(*) FROM calendar_feeds WHERE revoked_at IS NULL",
     "SELECT COUNT(*) FROM calendar_feeds",
+    "SELECT COUNT(*) FROM clinician_contacts",
 ];
 
 async fn written_rows(app: &TestApp) -> Vec<i64> {
@@ -1038,6 +1039,7 @@ both_engines!(
                     endpoint: "his",
                     payload: "{}",
                     recipient_patient_id: None,
+                    recipient_clinician_id: None,
                     actor_account_id: None,
                     due_at: now,
                     created_at: now,
@@ -1075,6 +1077,16 @@ both_engines!(
             json!({}),
             Some(json!({"with_patient_names": true})),
             201,
+        )
+        .await;
+        w.keyed(
+            &feed_maker,
+            "PUT",
+            "/api/v1/me/contact-preferences",
+            "/api/v1/me/contact-preferences",
+            json!({"channel": "sms", "language": "vi", "phone": "0912 345 678"}),
+            Some(json!({"channel": "none", "language": "en"})),
+            200,
         )
         .await;
         w.keyed(

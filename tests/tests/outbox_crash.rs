@@ -61,6 +61,7 @@ both_engines!(
                         endpoint: "his",
                         payload: &payload,
                         recipient_patient_id: None,
+                        recipient_clinician_id: None,
                         actor_account_id: None,
                         due_at: now,
                         created_at: now,

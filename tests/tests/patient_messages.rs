@@ -734,3 +734,173 @@ both_engines!(
         assert_eq!(shown.body["channel"], "sms");
     }
 );
+
+both_engines!(
+    the_referring_clinician_hears_of_a_move_a_cancellation_and_the_signed_note_but_not_of_their_own_changes,
+    engine = |engine: Engine| async move {
+        let sms = HttpReceiver::start(sms_ok()).await;
+        let app = TestApp::spawn_with(engine, channels(Some(&sms), None, None)).await;
+        let n = telehealth_tests::NoteCast::create(&app).await;
+        // A clinician sets their own channel; a bad number is refused beside the field.
+        let bad = n
+            .rural
+            .put(
+                "/api/v1/me/contact-preferences",
+                json!({"channel": "sms", "language": "vi", "phone": "12345"}),
+            )
+            .await
+            .expect(422);
+        assert_eq!(bad.body["error"]["details"]["fields"][0]["field"], "phone");
+        n.rural
+            .put(
+                "/api/v1/me/contact-preferences",
+                json!({"channel": "sms", "language": "vi", "phone": "0987 654 321"}),
+            )
+            .await
+            .expect(200);
+        let shown = n.rural.get("/api/v1/me/contact-preferences").await.expect(200);
+        assert_eq!(shown.body["phone"], "84987654321");
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let d = dispatcher(&app, clock.clone());
+        // The hub's scheduler (the test's network scheduler) moves the visit: the rural clinician
+        // who referred it is told, with a link to it and nothing about the patient.
+        let start: DateTime<Utc> = app
+            .get(&format!("/api/v1/consultations/{}", n.k))
+            .await
+            .expect(200)
+            .body["start_at"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("a start");
+        let later = start + Duration::hours(1);
+        app.post(
+            &format!("/api/v1/consultations/{}/reschedule", n.k),
+            json!({"start": later.to_rfc3339(), "reason": "bác sĩ bận"}),
+        )
+        .await
+        .expect(200);
+        assert_eq!(d.run_once().await.expect("a pass").sent, 1);
+        let got = sms.requests();
+        assert_eq!(got[0].body["Phone"], "84987654321");
+        let text = got[0].body["Content"].as_str().expect("a text");
+        assert_eq!(
+            text,
+            format!(
+                "Buoi hoi chan tu xa ban da dat da doi sang 09:00 Thu Ba {}. Xem: {PUBLIC_URL}/consultations/{}",
+                (later + Duration::hours(7)).format("%d/%m/%Y"),
+                n.k
+            )
+        );
+        // The specialist signs the note: the referrer hears the advice is there.
+        let path = format!("/api/v1/consultations/{}/note", n.k);
+        n.spec
+            .put(
+                &path,
+                json!({"version": 0, "content": {"assessment": "hẹp van hai lá",
+                "plan": "siêu âm tim", "advice": "nghỉ ngơi", "follow_up": "teleconsultation"}}),
+            )
+            .await
+            .expect(200);
+        n.spec
+            .post(&format!("{path}/sign"), json!({"version": 1}))
+            .await
+            .expect(200);
+        assert_eq!(d.run_once().await.expect("a pass").sent, 1);
+        let text = sms.requests()[1].body["Content"]
+            .as_str()
+            .expect("a text")
+            .to_owned();
+        assert!(text.starts_with("Ghi chep buoi hoi chan tu xa luc 09:00 Thu Ba "), "{text}");
+        for never in NEVER.iter().chain(&["hep van", "sieu am", "nghi ngoi"]) {
+            assert!(!text.contains(never), "{never} in {text}");
+        }
+        // A change the referrer makes themselves is not sent back to them.
+        let day = next_weekday(3);
+        let slot = app.free_slots(n.cast.specialist, day, day).await[0];
+        let own = n
+            .rural
+            .post("/api/v1/consultations", n.cast.booking(slot))
+            .await
+            .expect(201)
+            .id();
+        n.rural
+            .post(
+                &format!("/api/v1/consultations/{own}/cancel"),
+                json!({"reason": "trùng lịch"}),
+            )
+            .await
+            .expect(200);
+        d.run_once().await.expect("a pass");
+        assert_eq!(sms.requests().len(), 2, "the referrer was told of their own cancellation");
+        let to_clinicians = messages(app.db())
+            .await
+            .into_iter()
+            .filter(|m| m.channel == "clinician")
+            .count();
+        assert_eq!(to_clinicians, 2);
+    }
+);
+
+both_engines!(
+    a_patient_in_the_waiting_room_is_announced_to_the_specialist_once_however_often_they_reconnect,
+    engine = |engine: Engine| async move {
+        let sms = HttpReceiver::start(sms_ok()).await;
+        let app = TestApp::spawn_with(engine, channels(Some(&sms), None, None)).await;
+        let cast = Cast::create(&app).await;
+        let people = People::sign_in(&app, &cast).await;
+        people
+            .specialist
+            .put(
+                "/api/v1/me/contact-preferences",
+                json!({"channel": "sms", "language": "en", "phone": "+84 912 000 111"}),
+            )
+            .await
+            .expect(200);
+        let id = cast.book_now(&app).await;
+        // The patient joins three times (a phone dropping its connection): one message.
+        for _ in 0..3 {
+            let token = telehealth_tests::ws::token(&people.patient, id, json!({})).await;
+            let mut ws = telehealth_tests::ws::join(&app, &token).await;
+            telehealth_tests::ws::until(&mut ws, "waiting").await;
+            drop(ws);
+        }
+        let queued = eventually("the patient-waiting message queued", || {
+            let db = app.db().clone();
+            async move {
+                let m: Vec<_> = messages(&db)
+                    .await
+                    .into_iter()
+                    .filter(|m| m.event_kind == "patient.waiting")
+                    .collect();
+                (!m.is_empty()).then_some(m)
+            }
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let again: Vec<_> = messages(app.db())
+            .await
+            .into_iter()
+            .filter(|m| m.event_kind == "patient.waiting")
+            .collect();
+        assert_eq!((queued.len(), again.len()), (1, 1), "{again:?}");
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let d = dispatcher(&app, clock);
+        d.run_once().await.expect("a pass");
+        let got: Vec<_> = sms
+            .requests()
+            .into_iter()
+            .filter(|r| r.body["Phone"] == "84912000111")
+            .collect();
+        assert_eq!(got.len(), 1);
+        let text = got[0].body["Content"].as_str().expect("a text");
+        assert!(
+            text.starts_with("A patient is waiting in the room of your telehealth visit at ")
+                && text.ends_with(&format!("Open: {PUBLIC_URL}/call/{id}")),
+            "{text}"
+        );
+        assert!(
+            !text.contains("Lò Thị Mai") && !text.contains("Đau ngực"),
+            "{text}"
+        );
+    }
+);

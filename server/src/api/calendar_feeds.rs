@@ -16,7 +16,7 @@ use crate::scheduling::feeds;
 
 /// The caller's clinician, when they may have a feed.
 fn feed_owner(ctx: &Ctx) -> Result<ClinicianId, ApiError> {
-    policy::calendar_feed_owner(ctx.user()?).ok_or_else(|| {
+    policy::own_clinician(ctx.user()?).ok_or_else(|| {
         ApiError::forbidden("have a calendar feed (clinicians have one of their own consultations)")
     })
 }

@@ -317,3 +317,136 @@ pub async fn resend(ctx: Ctx) -> ApiResult {
     tx.commit().await?;
     ok(&view)
 }
+
+/// A clinician's own answer as the API shows it.
+#[derive(Serialize)]
+struct ClinicianContactsView {
+    asked: bool,
+    channel: &'static str,
+    language: &'static str,
+    phone: Option<String>,
+    email: Option<String>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl ClinicianContactsView {
+    fn of(r: Option<crate::outbox::clinicians::Recorded>) -> ClinicianContactsView {
+        match r {
+            None => ClinicianContactsView {
+                asked: false,
+                channel: PatientChannel::None.as_str(),
+                language: Language::Vi.as_str(),
+                phone: None,
+                email: None,
+                updated_at: None,
+            },
+            Some(r) => ClinicianContactsView {
+                asked: true,
+                channel: r.contacts.channel.as_str(),
+                language: r.contacts.language.as_str(),
+                phone: r.contacts.phone.as_ref().map(|p| p.as_str().to_owned()),
+                email: r.contacts.email.as_ref().map(|e| e.as_str().to_owned()),
+                updated_at: Some(r.updated_at),
+            },
+        }
+    }
+}
+
+fn own_clinician(ctx: &Ctx) -> Result<crate::domain::ids::ClinicianId, ApiError> {
+    policy::own_clinician(ctx.user()?).ok_or_else(|| {
+        ApiError::forbidden("set a clinician's contact preferences (clinicians set their own)")
+    })
+}
+
+/// GET /api/v1/me/contact-preferences
+pub async fn get_my_contacts(ctx: Ctx) -> ApiResult {
+    let _: NoQuery = ctx.query()?;
+    let me = own_clinician(&ctx)?;
+    let mut c = ctx.state.db.acquire().await?;
+    ok(&ClinicianContactsView::of(
+        crate::outbox::clinicians::get(c.conn(), me).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClinicianContactsBody {
+    channel: String,
+    language: String,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// PUT /api/v1/me/contact-preferences
+pub async fn put_my_contacts(ctx: Ctx) -> ApiResult {
+    let body: ClinicianContactsBody = ctx.json()?;
+    let mut v = Validator::default();
+    let channel = PatientChannel::parse(&body.channel);
+    if channel.is_none() {
+        v.fail("channel", "must be zalo, sms, email or none");
+    }
+    let language = Language::parse(&body.language);
+    if language.is_none() {
+        v.fail("language", "must be vi or en");
+    }
+    let phone = match body.phone.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(p) => {
+            let parsed = Phone::parse(p);
+            if parsed.is_none() {
+                v.fail(
+                    "phone",
+                    "must be a Vietnamese mobile number (0912 345 678 or +84 912 345 678)",
+                );
+            }
+            parsed
+        }
+    };
+    let email = match body.email.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(e) => {
+            let parsed = Email::parse(e);
+            if parsed.is_none() {
+                v.fail("email", "is not an email address");
+            }
+            parsed
+        }
+    };
+    if matches!(channel, Some(PatientChannel::Sms | PatientChannel::Zalo))
+        && phone.is_none()
+        && body.phone.as_deref().is_none_or(|p| p.trim().is_empty())
+    {
+        v.fail("phone", "is needed to send by SMS or Zalo");
+    }
+    if channel == Some(PatientChannel::Email)
+        && email.is_none()
+        && body.email.as_deref().is_none_or(|e| e.trim().is_empty())
+    {
+        v.fail("email", "is needed to send by email");
+    }
+    v.finish()?;
+    let (Some(channel), Some(language)) = (channel, language) else {
+        return Err(ApiError::internal());
+    };
+    let me = own_clinician(&ctx)?;
+    let by = ctx.user()?.account_id;
+    let contacts = crate::outbox::clinicians::Contacts {
+        channel,
+        language,
+        phone,
+        email,
+    };
+    let journal = ctx.journal(StatusCode::OK);
+    let now = crate::domain::time::now();
+    let mut tx = ctx.state.db.begin().await?;
+    crate::outbox::clinicians::put(tx.conn(), me, &contacts, by, now).await?;
+    let view = ClinicianContactsView::of(Some(crate::outbox::clinicians::Recorded {
+        contacts,
+        updated_at: now,
+    }));
+    journal.write(tx.conn(), About::record(me), &view).await?;
+    tx.commit().await?;
+    ok(&view)
+}

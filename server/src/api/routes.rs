@@ -100,6 +100,8 @@ pub fn route_table() -> Vec<Route> {
         route!(GET "/api/v1/auth/me" => sessions::me),
         route!(GET "/api/v1/me/passkeys" => passkeys::list),
         route!(GET "/api/v1/me/calendar-feed" => calendar_feeds::get),
+        route!(GET "/api/v1/me/contact-preferences" => notifications::get_my_contacts),
+        route!(write PUT "/api/v1/me/contact-preferences" => notifications::put_my_contacts),
         route!(write POST "/api/v1/me/calendar-feed" => calendar_feeds::create),
         route!(write POST "/api/v1/me/calendar-feed/revoke" => calendar_feeds::revoke),
         route!(public GET "/api/v1/calendar-feeds/{token}" => calendar_feeds::feed),

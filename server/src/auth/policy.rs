@@ -324,9 +324,9 @@ pub fn can_set_patient_contacts(p: &Principal, f: &PatientFacts) -> bool {
         || matches!(p.scheduler_scope(), Some(Scope::Network))
 }
 
-/// The clinician whose calendar feed `p` manages: a clinician, from a full session (a feed lists
-/// their own consultations, and only theirs).
-pub fn calendar_feed_owner(p: &Principal) -> Option<ClinicianId> {
+/// The clinician whose own settings `p` manages (their calendar feed, how they are told of
+/// what needs them): a clinician, from a full session, and only their own.
+pub fn own_clinician(p: &Principal) -> Option<ClinicianId> {
     if p.only_consultation.is_some() {
         return None;
     }

@@ -30,6 +30,7 @@
 //! A receiver that needs more asks the API, with its own credentials and under the audit trail.
 
 pub mod channel;
+pub mod clinicians;
 pub mod contacts;
 pub mod dispatcher;
 pub mod email;
@@ -39,6 +40,7 @@ pub mod render;
 pub mod setup;
 pub mod sms;
 pub mod store;
+pub mod transports;
 pub mod webhook;
 pub mod zalo;
 
@@ -98,6 +100,8 @@ pub const WEBHOOK: &str = "webhook";
 /// ...or a patient, by the channel they chose ([`patients`]); `sent_via` then says which of
 /// these delivered it.
 pub const PATIENT: &str = "patient";
+/// ...or a clinician ([`clinicians`]).
+pub const CLINICIAN: &str = "clinician";
 pub const SMS: &str = "sms";
 pub const ZALO: &str = "zalo";
 pub const EMAIL: &str = "email";
@@ -128,8 +132,9 @@ impl Routes {
 
     /// True when some endpoint wants `kind`, or patients may be told of it.
     pub fn wants(&self, kind: EventKind) -> bool {
-        self.for_kind(kind).next().is_some()
-            || (self.patients.is_some() && kind != EventKind::NoteSigned)
+        // With people's channels on, every kind may tell someone: the patient of a booking, a
+        // move or a cancellation, the referring clinician of a move, a cancellation or a note.
+        self.for_kind(kind).next().is_some() || self.patients.is_some()
     }
 
     pub fn webhooks(&self) -> &[WebhookEndpoint] {
@@ -189,6 +194,7 @@ pub async fn enqueue(
             endpoint,
             payload,
             recipient_patient_id: None,
+            recipient_clinician_id: None,
             actor_account_id: None,
             due_at: now,
             created_at: now,
@@ -197,7 +203,8 @@ pub async fn enqueue(
         written += 1;
     }
     if let Some(p) = &routes.patients {
-        written += patients::enqueue(conn, p, kind, c, actor, now).await?;
+        written += patients::enqueue(conn.reborrow(), p, kind, c, actor, now).await?;
+        written += clinicians::enqueue(conn, p, kind, c, actor, now).await?;
     }
     Ok(written)
 }

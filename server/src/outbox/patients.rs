@@ -30,11 +30,11 @@ use serde::{Deserialize, Serialize};
 
 use super::channel::{Channel, Delivered, SendError};
 use super::contacts::{self, Contacts, PatientChannel};
-use super::email::{EmailSender, Invitation};
+use super::email::Invitation;
 use super::render::{self, Notice};
-use super::sms::{Phone, SmsGateway};
+use super::sms::Phone;
 use super::store::{self, Message};
-use super::zalo::{ZaloError, ZaloGateway};
+use super::transports::{Outgoing, Transports};
 use super::{EventKind, PATIENT};
 use crate::audit::{self, Outcome};
 use crate::domain::consultation::{Consultation, Status};
@@ -82,9 +82,9 @@ impl PatientRoutes {
         })
     }
 
-    /// Can the deployment reach a patient who chose `channel`? Zalo needs Zalo or SMS (its
+    /// Can the deployment reach a person who chose `channel`? Zalo needs Zalo or SMS (its
     /// fallback).
-    fn carries(&self, channel: PatientChannel) -> bool {
+    pub(crate) fn carries(&self, channel: PatientChannel) -> bool {
         match channel {
             PatientChannel::Zalo => self.zalo || self.sms,
             PatientChannel::Sms => self.sms,
@@ -105,7 +105,7 @@ struct Payload {
 }
 
 /// The zone a patient reads times in: their care centre's, else the consulted hospital's.
-async fn patient_zone(conn: Conn<'_>, c: &Consultation) -> Result<Zone, sqlx::Error> {
+pub(crate) async fn patient_zone(conn: Conn<'_>, c: &Consultation) -> Result<Zone, sqlx::Error> {
     let name: Option<String> = on_conn!(conn, k => sqlx::query_scalar(
         "SELECT COALESCE(
              (SELECT f.time_zone FROM patients p JOIN facilities f ON f.id = p.home_facility_id
@@ -194,6 +194,7 @@ pub async fn enqueue(
             endpoint: channel.as_str(),
             payload: &payload,
             recipient_patient_id: Some(c.patient_id.0),
+            recipient_clinician_id: None,
             actor_account_id: actor,
             due_at: crate::domain::time::truncate_seconds(after_quiet_hours(
                 *at, *notice, &contacts, zone, c.start_at,
@@ -227,9 +228,7 @@ pub struct PatientSender {
     visit_secret: Arc<Vec<u8>>,
     /// The address patients open, without a trailing slash.
     public_url: String,
-    sms: Option<SmsGateway>,
-    zalo: Option<ZaloGateway>,
-    email: Option<EmailSender>,
+    transports: Arc<Transports>,
 }
 
 impl PatientSender {
@@ -237,17 +236,13 @@ impl PatientSender {
         db: Db,
         visit_secret: Arc<Vec<u8>>,
         public_url: &str,
-        sms: Option<SmsGateway>,
-        zalo: Option<ZaloGateway>,
-        email: Option<EmailSender>,
+        transports: Arc<Transports>,
     ) -> PatientSender {
         PatientSender {
             db,
             visit_secret,
             public_url: public_url.trim_end_matches('/').to_owned(),
-            sms,
-            zalo,
-            email,
+            transports,
         }
     }
 
@@ -347,24 +342,6 @@ impl PatientSender {
         }))
     }
 
-    async fn sms(&self, m: &Message, p: &Prepared) -> Result<Delivered, SendError> {
-        let sms = self
-            .sms
-            .as_ref()
-            .ok_or_else(|| SendError::permanent("no SMS gateway configured"))?;
-        let phone = p
-            .phone
-            .as_ref()
-            .ok_or_else(|| SendError::permanent("no usable phone number"))?;
-        let words = render::words(p.notice, p.contacts.language, &p.when, p.link.as_deref());
-        let text = if sms.unicode() {
-            words.text
-        } else {
-            render::without_marks(&words.text)
-        };
-        sms.send(&m.idempotency_key, phone, &text).await
-    }
-
     async fn deliver(&self, m: &Message, now: DateTime<Utc>) -> Result<Delivered, SendError> {
         let p = match self
             .prepare(m, now)
@@ -375,58 +352,35 @@ impl PatientSender {
             Err(Void::Obsolete(why)) => return Err(SendError::obsolete(why)),
             Err(Void::Permanent(why)) => return Err(SendError::permanent(why)),
         };
-        match p.contacts.channel {
-            PatientChannel::Zalo => {
-                if let (Some(zalo), Some(phone)) = (&self.zalo, &p.phone) {
-                    match zalo
-                        .send(
-                            &m.idempotency_key,
-                            phone,
-                            p.notice,
-                            &p.when,
-                            p.link.as_deref(),
-                        )
-                        .await
-                    {
-                        Ok(d) => return Ok(d),
-                        Err(ZaloError::Failed(e)) => return Err(e),
-                        Err(ZaloError::Refused(why)) => {
-                            tracing::info!(id = m.id, reason = %why, "Zalo refused; sending by SMS");
-                        }
-                    }
-                }
-                self.sms(m, &p).await
-            }
-            PatientChannel::Sms => self.sms(m, &p).await,
-            PatientChannel::Email => {
-                let email = self
-                    .email
-                    .as_ref()
-                    .ok_or_else(|| SendError::permanent("no SMTP server configured"))?;
-                let to = p
-                    .contacts
-                    .email
-                    .as_ref()
-                    .ok_or_else(|| SendError::permanent("no email address"))?;
-                let words =
-                    render::words(p.notice, p.contacts.language, &p.when, p.link.as_deref());
-                let c = &p.consultation;
-                let ics = super::email::invitation(
-                    p.notice,
-                    &Invitation {
-                        consultation_id: c.id.0,
-                        start_at: c.start_at,
-                        end_at: c.end_at,
-                        sequence: u32::try_from(c.version).unwrap_or(0),
-                        link: p.link.as_deref(),
-                        summary: &words.subject,
-                        host: email.host(),
-                    },
-                );
-                email.send(&m.idempotency_key, to, &words, ics).await
-            }
-            PatientChannel::None => Err(SendError::obsolete("the patient wants nothing sent")),
-        }
+        let words = render::words(p.notice, p.contacts.language, &p.when, p.link.as_deref());
+        let c = &p.consultation;
+        let ics = match (p.contacts.channel, self.transports.email_host()) {
+            (PatientChannel::Email, Some(host)) => super::email::invitation(
+                p.notice,
+                &Invitation {
+                    consultation_id: c.id.0,
+                    start_at: c.start_at,
+                    end_at: c.end_at,
+                    sequence: u32::try_from(c.version).unwrap_or(0),
+                    link: p.link.as_deref(),
+                    summary: &words.subject,
+                    host,
+                },
+            ),
+            _ => None,
+        };
+        let outgoing = Outgoing {
+            key: &m.idempotency_key,
+            id: m.id,
+            kind: p.notice.as_str(),
+            words: &words,
+            when: &p.when,
+            link: p.link.as_deref(),
+            phone: p.phone.as_ref(),
+            email: p.contacts.email.as_ref(),
+            ics,
+        };
+        self.transports.send(p.contacts.channel, outgoing).await
     }
 }
 

@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 
+use super::clinicians::ClinicianSender;
 use super::email::{EmailConfigError, EmailSender};
 use super::patients::{PatientRoutes, PatientSender};
 use super::sms::SmsGateway;
+use super::transports::Transports;
 use super::webhook::{SEND_TIMEOUT, WebhookChannel, WebhookConfigError, WebhookEndpoint};
 use super::zalo::{ZaloConfigError, ZaloGateway};
-use super::{Clock, DispatchSettings, Dispatcher, PATIENT, Routes, SystemClock, WEBHOOK};
+use super::{
+    CLINICIAN, Clock, DispatchSettings, Dispatcher, PATIENT, Routes, SystemClock, WEBHOOK,
+};
 use crate::config::Settings;
 use crate::storage::Db;
 
@@ -89,15 +93,17 @@ pub fn with_clock(
         dispatcher = dispatcher.with_channel(WEBHOOK, Arc::new(channel));
     }
     if routes.patients.is_some() {
+        let transports = Arc::new(Transports { sms, zalo, email });
         let sender = PatientSender::new(
             db.clone(),
             visit_secret.clone(),
             &public_url,
-            sms,
-            zalo,
-            email,
+            transports.clone(),
         );
-        dispatcher = dispatcher.with_channel(PATIENT, Arc::new(sender));
+        let clinicians = ClinicianSender::new(db.clone(), &public_url, transports);
+        dispatcher = dispatcher
+            .with_channel(PATIENT, Arc::new(sender))
+            .with_channel(CLINICIAN, Arc::new(clinicians));
     }
     Ok((routes, Some(dispatcher)))
 }

@@ -18,8 +18,10 @@ pub struct NewMessage<'a> {
     pub channel: &'a str,
     pub endpoint: &'a str,
     pub payload: &'a str,
-    /// The patient a message to a person is for.
+    /// The patient a message to a person is for...
     pub recipient_patient_id: Option<i64>,
+    /// ...or the clinician.
+    pub recipient_clinician_id: Option<i64>,
     /// The account whose change caused it.
     pub actor_account_id: Option<i64>,
     pub due_at: DateTime<Utc>,
@@ -30,8 +32,9 @@ pub async fn insert(conn: Conn<'_>, m: &NewMessage<'_>) -> Result<(), sqlx::Erro
     on_conn!(conn, c => sqlx::query(
         "INSERT INTO outbox_messages
              (idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
-              recipient_patient_id, actor_account_id, due_at, status, attempts, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', 0, $10)",
+              recipient_patient_id, recipient_clinician_id, actor_account_id, due_at, status,
+              attempts, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'queued', 0, $11)",
     )
     .bind(m.idempotency_key.as_str())
     .bind(m.kind)
@@ -40,6 +43,7 @@ pub async fn insert(conn: Conn<'_>, m: &NewMessage<'_>) -> Result<(), sqlx::Erro
     .bind(m.endpoint)
     .bind(m.payload)
     .bind(m.recipient_patient_id)
+    .bind(m.recipient_clinician_id)
     .bind(m.actor_account_id)
     .bind(m.due_at)
     .bind(m.created_at)
@@ -84,6 +88,7 @@ pub struct Message {
     pub payload: String,
     pub recipient_patient_id: Option<i64>,
     pub actor_account_id: Option<i64>,
+    pub recipient_clinician_id: Option<i64>,
     /// Counting this one.
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -101,7 +106,7 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox_messages
         LIMIT $4
         FOR UPDATE SKIP LOCKED)
     RETURNING id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
-              recipient_patient_id, actor_account_id, attempts, created_at";
+              recipient_patient_id, actor_account_id, recipient_clinician_id, attempts, created_at";
 
 /// On SQLite one writer at a time runs this whole statement, so no two claimers see the same
 /// row as claimable.
@@ -113,7 +118,7 @@ const CLAIM_SQLITE: &str = "UPDATE outbox_messages
         ORDER BY due_at
         LIMIT $4)
     RETURNING id, idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
-              recipient_patient_id, actor_account_id, attempts, created_at";
+              recipient_patient_id, actor_account_id, recipient_clinician_id, attempts, created_at";
 
 /// Claims up to `limit` messages due at `now` (and those whose lease ran out by then) for
 /// `owner` until `lease_until`, counting an attempt for each.
@@ -346,9 +351,10 @@ pub async fn resend(
     let copied: Option<i64> = on_conn!(conn.reborrow(), c => sqlx::query_scalar(
         "INSERT INTO outbox_messages
              (idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
-              recipient_patient_id, actor_account_id, due_at, status, attempts, created_at)
+              recipient_patient_id, recipient_clinician_id, actor_account_id, due_at, status,
+              attempts, created_at)
          SELECT $3, event_kind, consultation_id, channel, endpoint, payload,
-                recipient_patient_id, actor_account_id, $2, 'queued', 0, $2
+                recipient_patient_id, recipient_clinician_id, actor_account_id, $2, 'queued', 0, $2
          FROM outbox_messages WHERE id = $1 AND status IN ('sent', 'cancelled')
          RETURNING id",
     )

@@ -69,8 +69,14 @@ pub enum ZaloConfigError {
 
 impl ZaloGateway {
     pub fn new(s: &ZaloSettings) -> Result<ZaloGateway, ZaloConfigError> {
-        if let Some(bad) = s.templates.keys().find(|k| Notice::parse(k).is_none()) {
-            let known = Notice::ALL.map(Notice::as_str).join(", ");
+        let known_kind =
+            |k: &str| Notice::parse(k).is_some() || super::clinicians::KINDS.contains(&k);
+        if let Some(bad) = s.templates.keys().find(|k| !known_kind(k)) {
+            let mut known: Vec<&str> = Notice::ALL.map(Notice::as_str).to_vec();
+            known.extend(super::clinicians::KINDS);
+            known.sort_unstable();
+            known.dedup();
+            let known = known.join(", ");
             return Err(ZaloConfigError::UnknownKind(bad.clone(), known));
         }
         Ok(ZaloGateway {
@@ -82,16 +88,16 @@ impl ZaloGateway {
         })
     }
 
-    /// Sends `notice` to `phone` by its template, once per `key`.
+    /// Sends a message of `kind` to `phone` by its template, once per `key`.
     pub async fn send(
         &self,
         key: &str,
         phone: &Phone,
-        notice: Notice,
+        kind: &str,
         time: &str,
         link: Option<&str>,
     ) -> Result<Delivered, ZaloError> {
-        let Some(template_id) = self.templates.get(notice.as_str()) else {
+        let Some(template_id) = self.templates.get(kind) else {
             return Err(ZaloError::Refused("no template".into()));
         };
         let body = Request {
