@@ -591,8 +591,19 @@ async function main() {
     await doc.context.close();
   });
 
-  await test('the specialist makes a calendar link for their phone: it serves their visits as iCalendar without names, and stops when they stop it', async () => {
+  await test('the specialist chooses to be told by SMS and makes a calendar link for their phone: it serves their visits as iCalendar without names, and stops when they stop it', async () => {
     const doc = await person('bacsi');
+    // First how they are told: a wrong number is marked beside its field, a right one saved.
+    const told = doc.page.locator('[data-my-contacts]');
+    await told.locator('select[name=channel]').waitFor();
+    await told.locator('select[name=channel]').selectOption('sms');
+    await told.locator('input[name=phone]').fill('12345');
+    await told.locator('button[type=submit]').click();
+    await doc.page.waitForSelector('[data-my-contacts] input[name=phone][aria-invalid=true]');
+    await told.locator('input[name=phone]').fill('0912 000 111');
+    await told.locator('button[type=submit]').click();
+    await doc.page.waitForFunction(() => /SMS/.test(document.querySelector('[data-my-contacts-status]').textContent));
+    ok((await apiAs(doc.page, 'GET', '/me/contact-preferences')).body.phone === '84912000111', 'the number was not saved as gateways take it');
     await doc.page.waitForSelector('[data-calendar-feed] button');
     await checkVietnamese(doc.page, 'calendar feed card');
     await doc.page.click('[data-calendar-feed] button:not(.danger)');

@@ -7,7 +7,7 @@ import { get, post, query } from '../api.js';
 import * as s from '../session.js';
 import { statusBadge, urgencyBadge, patientName, clinician, zoneOf, loading, errorBox, errorText } from './common.js';
 import { passkeysSupported, listPasskeys, enrolPasskey } from '../passkeys.js';
-import { calendarFeedCard } from './messages.js';
+import { calendarFeedCard, myContactsCard } from './messages.js';
 
 const JOIN_EARLY_MS = 15 * 60 * 1000;
 const JOIN_LATE_MS = 30 * 60 * 1000;
@@ -185,7 +185,7 @@ async function ruralHome(main) {
   const all = await get(`/consultations${query({ requesting_facility_id: s.session.clinician.facility_id, from, limit: 100 })}`);
   await list(main, t('rural.title'), s.session.clinician.facility_name, all.filter((c) => c.status !== 'cancelled' && c.status !== 'expired'), {}, 'rural.none',
     h('p', {}, h('a', { href: '/book', 'data-nav': true, class: 'button primary' }, t('rural.book'))));
-  main.append(passkeyCard(), calendarFeedCard());
+  main.append(passkeyCard(), myContactsCard(), calendarFeedCard());
 }
 
 async function specialistHome(main) {
@@ -200,7 +200,7 @@ async function specialistHome(main) {
   const late = day.some((c) => c.status === 'booked') ? lateCard(day) : null;
   const ul = await list(main, t('today.title'), `${me.title} ${me.full_name} · ${fmtDate(from.toISOString(), zone)}`, day, { showClinician: false }, 'today.none', late);
   const stop = watchRooms(ul, day);
-  main.append(passkeyCard(), calendarFeedCard());
+  main.append(passkeyCard(), myContactsCard(), calendarFeedCard());
   return stop;
 }
 

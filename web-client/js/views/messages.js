@@ -110,3 +110,34 @@ export function calendarFeedCard() {
   return h('section', { class: 'card', 'data-calendar-feed': true }, h('h2', {}, t('feed.title')), h('p', { class: 'hint' }, t('feed.hint')),
     h('label', { class: 'choice' }, names, ` ${t('feed.names')}`), h('div', { class: 'row' }, make, stop), out, msg);
 }
+
+/** How the signed-in clinician is told of a patient waiting and of the visits they referred. */
+export function myContactsCard() {
+  const card = h('section', { class: 'card', 'data-my-contacts': true }, h('h2', {}, t('mycontacts.title')), loading());
+  (async () => {
+    let p;
+    try { p = await get('/me/contact-preferences'); } catch (x) { mount(card, h('h2', {}, t('mycontacts.title')), errorBox(x)); return; }
+    const channel = select({ name: 'channel' }, ['zalo', 'sms', 'email', 'none'].map((c) => [c, t(`contacts.channel.${c}`)]), p.channel);
+    const language = select({ name: 'language' }, [['vi', 'Tiếng Việt'], ['en', 'English']], p.language);
+    const phone = h('input', { type: 'tel', name: 'phone', value: p.phone ? `+${p.phone}` : '', autocomplete: 'tel', maxlength: 32 });
+    const email = h('input', { type: 'email', name: 'email', value: p.email || '', autocomplete: 'email', maxlength: 254 });
+    const status = h('p', { role: 'status', 'aria-live': 'polite', 'data-my-contacts-status': true }, p.asked ? '' : t('mycontacts.not_set'));
+    const form = h('form', {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          const saved = await put('/me/contact-preferences', { channel: channel.value, language: language.value, phone: phone.value.trim() || null, email: email.value.trim() || null });
+          markFieldErrors(form, null);
+          status.textContent = t('contacts.saved', { channel: t(`contacts.channel.${saved.channel}`) });
+        } catch (x) {
+          markFieldErrors(form, x);
+          status.textContent = errorText(x);
+        }
+      },
+    }, field(t('contacts.channel'), channel, t('contacts.channel_hint')), field(t('contacts.language'), language),
+    field(t('mycontacts.phone'), phone), field(t('contacts.email'), email),
+    h('button', { type: 'submit', class: 'primary' }, t('contacts.save')), status);
+    mount(card, h('h2', {}, t('mycontacts.title')), h('p', { class: 'hint' }, t('mycontacts.hint')), form);
+  })();
+  return card;
+}
