@@ -904,3 +904,56 @@ both_engines!(
         );
     }
 );
+
+both_engines!(
+    a_specialist_running_late_tells_the_waiting_patient_and_only_the_latest_delay_goes,
+    engine = |engine: Engine| async move {
+        let sms = HttpReceiver::start(sms_ok()).await;
+        let app = TestApp::spawn_with(engine, channels(Some(&sms), None, None)).await;
+        let cast = Cast::create(&app).await;
+        consent(
+            &app,
+            &cast,
+            json!({"consent": true, "channel": "sms", "language": "en",
+                   "quiet_hours": {"from": "00:00", "until": "23:59"}}),
+        )
+        .await;
+        let id = cast.book_now(&app).await;
+        let people = People::sign_in(&app, &cast).await;
+        let late = format!("/api/v1/consultations/{id}/running-late");
+        people
+            .specialist
+            .post(&late, json!({"minutes": 10}))
+            .await
+            .expect(200);
+        people
+            .specialist
+            .post(&late, json!({"minutes": 20}))
+            .await
+            .expect(200);
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let d = dispatcher(&app, clock);
+        d.run_once().await.expect("a pass");
+        let texts: Vec<String> = sms
+            .requests()
+            .iter()
+            .filter_map(|r| r.body["Content"].as_str().map(str::to_owned))
+            .filter(|t| t.contains("running"))
+            .collect();
+        // The 10-minute notice was overtaken before it went; quiet hours do not hold it back.
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert!(
+            texts[0]
+                .starts_with("Your specialist is running about 20 minutes late for your visit at "),
+            "{}",
+            texts[0]
+        );
+        assert!(texts[0].contains(&format!("{PUBLIC_URL}/visit#")));
+        let voided = messages(app.db())
+            .await
+            .into_iter()
+            .filter(|m| m.event_kind == "consultation.running_late" && m.status == "cancelled")
+            .count();
+        assert_eq!(voided, 1);
+    }
+);

@@ -182,7 +182,7 @@ pub async fn enqueue(
     actor: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<usize, sqlx::Error> {
-    if kind == EventKind::ConsultationBooked {
+    if matches!(kind, EventKind::ConsultationBooked | EventKind::RunningLate) {
         return Ok(0);
     }
     let Some(referrer) = c.referring_clinician_id else {

@@ -47,7 +47,7 @@ pub fn invitation(notice: Notice, v: &Invitation<'_>) -> Option<String> {
     let (method, status) = match notice {
         Notice::Booked | Notice::Rescheduled => ("REQUEST", EventStatus::Confirmed),
         Notice::Cancelled => ("CANCEL", EventStatus::Cancelled),
-        Notice::Reminder | Notice::JoinNow => return None,
+        Notice::Reminder | Notice::JoinNow | Notice::RunningLate => return None,
     };
     let mut event = icalendar::Event::new();
     event

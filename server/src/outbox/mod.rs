@@ -71,14 +71,18 @@ pub enum EventKind {
     /// content).
     #[serde(rename = "note.signed")]
     NoteSigned,
+    /// Its clinician announced a delay (or that they are on time again).
+    #[serde(rename = "consultation.running_late")]
+    RunningLate,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::ConsultationBooked,
         EventKind::ConsultationRescheduled,
         EventKind::ConsultationCancelled,
         EventKind::NoteSigned,
+        EventKind::RunningLate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +91,7 @@ impl EventKind {
             EventKind::ConsultationRescheduled => "consultation.rescheduled",
             EventKind::ConsultationCancelled => "consultation.cancelled",
             EventKind::NoteSigned => "note.signed",
+            EventKind::RunningLate => "consultation.running_late",
         }
     }
 
@@ -150,6 +155,9 @@ struct ConsultationData<'a> {
     kind: &'a str,
     start_at: DateTime<Utc>,
     end_at: DateTime<Utc>,
+    /// The delay its clinician announced, in minutes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running_late_minutes: Option<i32>,
     clinician_id: i64,
     requesting_facility_id: Option<i64>,
     referring_clinician_id: Option<i64>,
@@ -163,6 +171,7 @@ pub fn consultation_payload(c: &Consultation) -> String {
         kind: c.kind.as_str(),
         start_at: c.start_at,
         end_at: c.end_at,
+        running_late_minutes: c.running_late_minutes,
         clinician_id: c.clinician_id.0,
         requesting_facility_id: c.requesting_facility_id.map(|f| f.0),
         referring_clinician_id: c.referring_clinician_id.map(|r| r.0),

@@ -102,6 +102,9 @@ struct Payload {
     start_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     minutes_before: Option<i64>,
+    /// The delay a running-late notice announces (void once another is announced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    late_minutes: Option<i32>,
 }
 
 /// The zone a patient reads times in: their care centre's, else the consulted hospital's.
@@ -129,7 +132,8 @@ fn after_quiet_hours(
     zone: Zone,
     visit_start: DateTime<Utc>,
 ) -> DateTime<Utc> {
-    if notice == Notice::JoinNow {
+    // Both are about a visit happening now.
+    if matches!(notice, Notice::JoinNow | Notice::RunningLate) {
         return due;
     }
     match contacts.quiet.and_then(|q| q.end_after(due, zone)) {
@@ -151,9 +155,11 @@ pub async fn enqueue(
         EventKind::ConsultationBooked => Notice::Booked,
         EventKind::ConsultationRescheduled => Notice::Rescheduled,
         EventKind::ConsultationCancelled => Notice::Cancelled,
-        EventKind::NoteSigned => return Ok(0),
+        // A delay, not "on time again": the patient was told of the delay only.
+        EventKind::RunningLate if c.running_late_minutes.is_some() => Notice::RunningLate,
+        EventKind::RunningLate | EventKind::NoteSigned => return Ok(0),
     };
-    if notice != Notice::Booked {
+    if matches!(notice, Notice::Rescheduled | Notice::Cancelled) {
         store::cancel_reminders(conn.reborrow(), c.id.0, "the visit was moved or cancelled")
             .await?;
     }
@@ -166,7 +172,7 @@ pub async fn enqueue(
     };
     let zone = patient_zone(conn.reborrow(), c).await?;
     let mut due = vec![(notice, now, None)];
-    if notice != Notice::Cancelled {
+    if matches!(notice, Notice::Booked | Notice::Rescheduled) {
         for before in &routes.reminders {
             let at = c.start_at - *before;
             if at > now {
@@ -183,6 +189,9 @@ pub async fn enqueue(
             consultation_id: c.id.0,
             start_at: c.start_at,
             minutes_before: *minutes_before,
+            late_minutes: c
+                .running_late_minutes
+                .filter(|_| *notice == Notice::RunningLate),
         })
         // Numbers and a timestamp always serialise.
         .unwrap_or_else(|_| "{}".to_owned());
@@ -215,6 +224,8 @@ enum Void {
 /// Everything a send needs, read (and the link issued) in one transaction.
 struct Prepared {
     notice: Notice,
+    /// The delay of a running-late notice.
+    late: i32,
     contacts: Contacts,
     phone: Option<Phone>,
     when: String,
@@ -270,6 +281,11 @@ impl PatientSender {
             }
             Notice::Reminder | Notice::JoinNow => {
                 matches!(c.status, Status::Booked | Status::InProgress) && c.start_at == p.start_at
+            }
+            Notice::RunningLate => {
+                c.status == Status::Booked
+                    && c.start_at == p.start_at
+                    && c.running_late_minutes == p.late_minutes
             }
         };
         if !stands || c.patient_id != patient {
@@ -334,6 +350,7 @@ impl PatientSender {
         let lang = recorded.contacts.language;
         Ok(Ok(Prepared {
             notice,
+            late: p.late_minutes.unwrap_or(0),
             when: render::local_time(c.start_at, zone, lang),
             phone: phone.as_deref().and_then(Phone::parse),
             contacts: recorded.contacts,
@@ -352,7 +369,13 @@ impl PatientSender {
             Err(Void::Obsolete(why)) => return Err(SendError::obsolete(why)),
             Err(Void::Permanent(why)) => return Err(SendError::permanent(why)),
         };
-        let words = render::words(p.notice, p.contacts.language, &p.when, p.link.as_deref());
+        let words = render::words(
+            p.notice,
+            p.contacts.language,
+            &p.when,
+            p.link.as_deref(),
+            p.late,
+        );
         let c = &p.consultation;
         let ics = match (p.contacts.channel, self.transports.email_host()) {
             (PatientChannel::Email, Some(host)) => super::email::invitation(

@@ -21,15 +21,18 @@ pub enum Notice {
     Reminder,
     /// The room is open.
     JoinNow,
+    /// The clinician is running late by some minutes.
+    RunningLate,
 }
 
 impl Notice {
-    pub const ALL: [Notice; 5] = [
+    pub const ALL: [Notice; 6] = [
         Notice::Booked,
         Notice::Rescheduled,
         Notice::Cancelled,
         Notice::Reminder,
         Notice::JoinNow,
+        Notice::RunningLate,
     ];
 
     /// As stored in `event_kind`, and as Zalo templates are configured.
@@ -40,6 +43,7 @@ impl Notice {
             Notice::Cancelled => "consultation.cancelled",
             Notice::Reminder => "consultation.reminder",
             Notice::JoinNow => "consultation.join_now",
+            Notice::RunningLate => "consultation.running_late",
         }
     }
 
@@ -87,8 +91,8 @@ pub struct Words {
 }
 
 /// The words of `notice` for a visit at `when` (already [`local_time`]), joined by `link` when
-/// there is one to give.
-pub fn words(notice: Notice, lang: Language, when: &str, link: Option<&str>) -> Words {
+/// there is one to give; `late` is the delay of a running-late notice.
+pub fn words(notice: Notice, lang: Language, when: &str, link: Option<&str>, late: i32) -> Words {
     let join = |vi: &str, en: &str| match (lang, link) {
         (Language::Vi, Some(l)) => format!(" {vi}: {l}"),
         (Language::En, Some(l)) => format!(" {en}: {l}"),
@@ -154,6 +158,20 @@ pub fn words(notice: Notice, lang: Language, when: &str, link: Option<&str>) -> 
                 join("Mời bạn vào", "")
             ),
         ),
+        (Notice::RunningLate, Language::Vi) => (
+            "Bác sĩ sẽ trễ".to_owned(),
+            format!(
+                "Bác sĩ sẽ trễ khoảng {late} phút so với giờ khám {when}. Bạn vẫn giữ chỗ.{}",
+                join("Vào phòng khám", "")
+            ),
+        ),
+        (Notice::RunningLate, Language::En) => (
+            "Your specialist is running late".to_owned(),
+            format!(
+                "Your specialist is running about {late} minutes late for your visit at {when}. Your place is kept.{}",
+                join("", "Join with")
+            ),
+        ),
         (Notice::JoinNow, Language::En) => (
             "Your telehealth visit room is open".to_owned(),
             format!(
@@ -209,6 +227,7 @@ mod tests {
                     lang,
                     "09:00 Monday 14/12/2026",
                     Some("https://x/visit#t"),
+                    20,
                 );
                 assert!(w.text.contains("09:00"), "{n:?} {lang:?}: {}", w.text);
                 assert_eq!(
@@ -220,7 +239,9 @@ mod tests {
                 assert_eq!(Notice::parse(n.as_str()), Some(n));
             }
         }
-        let vi = words(Notice::Reminder, Language::Vi, "09:00", None);
+        let vi = words(Notice::Reminder, Language::Vi, "09:00", None, 0);
+        let late = words(Notice::RunningLate, Language::En, "09:00", None, 20);
+        assert!(late.text.contains("about 20 minutes late"), "{}", late.text);
         assert_eq!(vi.text, "Nhắc lịch: khám từ xa lúc 09:00.");
     }
 

@@ -59,7 +59,8 @@ export function deliveryLog(c, zone) {
   const status = h('p', { role: 'status', 'aria-live': 'polite' });
   const card = h('section', { class: 'card', 'data-delivery-log': true }, h('h2', {}, t('log.title')), list, status);
   const refresh = async () => {
-    mount(list, loading());
+    // A list holds list items only, its loading line too.
+    mount(list, h('li', { class: 'loading', role: 'status' }, t('common.loading')));
     let log;
     try { log = await get(`/consultations/${c.id}/messages`); } catch (x) { mount(list, h('li', {}, errorText(x))); return; }
     if (!log.length) { mount(list, h('li', { class: 'empty' }, t('log.empty'))); return; }

@@ -799,9 +799,11 @@ async fn record_change(
 }
 
 /// The notification a recorded change causes, if any: a confirmed hold is a booking. (Starting,
-/// completing, a no-show and running late notify nobody yet.)
+/// completing and a no-show notify nobody.)
 fn notice_of(action: &str) -> Option<EventKind> {
-    if action == Transition::Confirm.as_str() {
+    if action == "running_late" {
+        Some(EventKind::RunningLate)
+    } else if action == Transition::Confirm.as_str() {
         Some(EventKind::ConsultationBooked)
     } else if action == Transition::Cancel.as_str() {
         Some(EventKind::ConsultationCancelled)
