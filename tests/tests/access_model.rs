@@ -125,6 +125,15 @@ impl Model {
                 || self.grants.contains(&(me, patient)))
     }
 
+    /// A clinician or scheduler of patient `p`'s own care centre.
+    fn staff_of_home(&self, k: &Caller, p: i64) -> bool {
+        self.home[&p].is_some_and(|h| {
+            k.clinician
+                .is_some_and(|me| self.clinician_facility[&me] == h)
+                || matches!(&k.sched, Some(Sched::Facilities(f)) if f.contains(&h))
+        })
+    }
+
     fn sees_patient(&self, k: &Caller, p: i64) -> bool {
         if k.patient == Some(p) {
             return true;
@@ -132,12 +141,7 @@ impl Model {
         if k.only.is_some() {
             return false;
         }
-        let home = self.home[&p];
-        let staff_of_home = home.is_some_and(|h| {
-            k.clinician
-                .is_some_and(|me| self.clinician_facility[&me] == h)
-                || matches!(&k.sched, Some(Sched::Facilities(f)) if f.contains(&h))
-        });
+        let staff_of_home = self.staff_of_home(k, p);
         let related = self
             .consultations
             .iter()
@@ -160,12 +164,7 @@ impl Model {
         if k.only.is_some() {
             return false;
         }
-        let home = self.home[&p];
-        let staff_of_home = home.is_some_and(|h| {
-            k.clinician
-                .is_some_and(|me| self.clinician_facility[&me] == h)
-                || matches!(&k.sched, Some(Sched::Facilities(f)) if f.contains(&h))
-        });
+        let staff_of_home = self.staff_of_home(k, p);
         let referral = self
             .consultations
             .iter()

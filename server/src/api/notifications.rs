@@ -97,20 +97,30 @@ struct ContactsBody {
     quiet_hours: Option<QuietBody>,
 }
 
-/// PUT /api/v1/patients/{id}/contact-preferences
-pub async fn put_contacts(ctx: Ctx) -> ApiResult {
-    let id: PatientId = ctx.param("id")?;
-    let body: ContactsBody = ctx.json()?;
-    let mut v = Validator::default();
-    let channel = PatientChannel::parse(&body.channel);
+/// The channel and language every contact answer has, each refused beside its field.
+fn channel_and_language(
+    v: &mut Validator,
+    channel: &str,
+    language: &str,
+) -> (Option<PatientChannel>, Option<Language>) {
+    let channel = PatientChannel::parse(channel);
     if channel.is_none() {
         v.fail("channel", "must be zalo, sms, email or none");
     }
-    let language = Language::parse(&body.language);
+    let language = Language::parse(language);
     if language.is_none() {
         v.fail("language", "must be vi or en");
     }
-    let email = match body.email.as_deref().map(str::trim) {
+    (channel, language)
+}
+
+/// An optional email address; needed when `channel` is email.
+fn email_for(
+    v: &mut Validator,
+    raw: Option<&str>,
+    channel: Option<PatientChannel>,
+) -> Option<Email> {
+    match raw.map(str::trim) {
         None | Some("") => {
             if channel == Some(PatientChannel::Email) {
                 v.fail("email", "is needed to send by email");
@@ -124,7 +134,16 @@ pub async fn put_contacts(ctx: Ctx) -> ApiResult {
             }
             parsed
         }
-    };
+    }
+}
+
+/// PUT /api/v1/patients/{id}/contact-preferences
+pub async fn put_contacts(ctx: Ctx) -> ApiResult {
+    let id: PatientId = ctx.param("id")?;
+    let body: ContactsBody = ctx.json()?;
+    let mut v = Validator::default();
+    let (channel, language) = channel_and_language(&mut v, &body.channel, &body.language);
+    let email = email_for(&mut v, body.email.as_deref(), channel);
     let quiet = match &body.quiet_hours {
         None => None,
         Some(q) => {
@@ -383,16 +402,14 @@ struct ClinicianContactsBody {
 pub async fn put_my_contacts(ctx: Ctx) -> ApiResult {
     let body: ClinicianContactsBody = ctx.json()?;
     let mut v = Validator::default();
-    let channel = PatientChannel::parse(&body.channel);
-    if channel.is_none() {
-        v.fail("channel", "must be zalo, sms, email or none");
-    }
-    let language = Language::parse(&body.language);
-    if language.is_none() {
-        v.fail("language", "must be vi or en");
-    }
+    let (channel, language) = channel_and_language(&mut v, &body.channel, &body.language);
     let phone = match body.phone.as_deref().map(str::trim) {
-        None | Some("") => None,
+        None | Some("") => {
+            if matches!(channel, Some(PatientChannel::Sms | PatientChannel::Zalo)) {
+                v.fail("phone", "is needed to send by SMS or Zalo");
+            }
+            None
+        }
         Some(p) => {
             let parsed = Phone::parse(p);
             if parsed.is_none() {
@@ -404,28 +421,7 @@ pub async fn put_my_contacts(ctx: Ctx) -> ApiResult {
             parsed
         }
     };
-    let email = match body.email.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(e) => {
-            let parsed = Email::parse(e);
-            if parsed.is_none() {
-                v.fail("email", "is not an email address");
-            }
-            parsed
-        }
-    };
-    if matches!(channel, Some(PatientChannel::Sms | PatientChannel::Zalo))
-        && phone.is_none()
-        && body.phone.as_deref().is_none_or(|p| p.trim().is_empty())
-    {
-        v.fail("phone", "is needed to send by SMS or Zalo");
-    }
-    if channel == Some(PatientChannel::Email)
-        && email.is_none()
-        && body.email.as_deref().is_none_or(|e| e.trim().is_empty())
-    {
-        v.fail("email", "is needed to send by email");
-    }
+    let email = email_for(&mut v, body.email.as_deref(), channel);
     v.finish()?;
     let (Some(channel), Some(language)) = (channel, language) else {
         return Err(ApiError::internal());
