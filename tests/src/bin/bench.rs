@@ -96,6 +96,10 @@ struct Args {
     /// With `--outbox`: reminders made due in the same minute after the bookings.
     #[arg(long, default_value_t = 10_000)]
     reminders: usize,
+    /// With `--outbox`: no dispatcher on the server (and no reminder burst), to tell the cost of
+    /// writing the messages from the cost of sending them.
+    #[arg(long)]
+    no_dispatch: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -806,6 +810,12 @@ async fn run_on_database(
             "https://bench.example.vn".to_owned(),
         ));
         env.push(("TELEHEALTH_OUTBOX_POLL_MS".to_owned(), "100".to_owned()));
+        if args.no_dispatch {
+            env.push((
+                "TELEHEALTH_OUTBOX_DISPATCHER".to_owned(),
+                "false".to_owned(),
+            ));
+        }
         writeln!(
             r,
             "Outbox in place: SMS to a gateway on loopback, {consented} patients consenting; each \
@@ -1301,7 +1311,7 @@ async fn measure(
         }
     )?;
 
-    let burst = match gateway {
+    let burst = match gateway.filter(|_| !args.no_dispatch) {
         Some(g) => reminder_burst(engine, args, db, g, pid, tck, r, phases).await?,
         None => String::new(),
     };
@@ -1539,10 +1549,10 @@ async fn main() -> ExitCode {
         args.clients,
         args.searches,
         args.bookings,
-        if args.outbox {
-            "in place (SMS to every consenting patient)"
-        } else {
-            "off"
+        match (args.outbox, args.no_dispatch) {
+            (true, false) => "in place (SMS to every consenting patient)",
+            (true, true) => "written but not sent (no dispatcher)",
+            (false, _) => "off",
         },
         bin.display(),
         Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
