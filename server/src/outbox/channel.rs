@@ -22,6 +22,9 @@ pub struct SendError {
     /// Nothing is to be sent any more (the visit a reminder was for was moved or cancelled, the
     /// patient withdrew consent): the message is `cancelled`, not dead.
     pub obsolete: bool,
+    /// Not now: the message is to go at this time instead (a patient's quiet hours), with no
+    /// attempt counted.
+    pub later: Option<DateTime<Utc>>,
     pub reason: String,
 }
 
@@ -30,6 +33,7 @@ impl SendError {
         SendError {
             retryable: true,
             obsolete: false,
+            later: None,
             reason: reason.into(),
         }
     }
@@ -37,6 +41,7 @@ impl SendError {
         SendError {
             retryable: false,
             obsolete: false,
+            later: None,
             reason: reason.into(),
         }
     }
@@ -44,6 +49,15 @@ impl SendError {
         SendError {
             retryable: false,
             obsolete: true,
+            later: None,
+            reason: reason.into(),
+        }
+    }
+    pub fn later(at: DateTime<Utc>, reason: impl Into<String>) -> SendError {
+        SendError {
+            retryable: false,
+            obsolete: false,
+            later: Some(at),
             reason: reason.into(),
         }
     }

@@ -25,7 +25,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 use tokio::sync::watch;
 
-use super::channel::Channel;
+use super::channel::{Channel, SendError};
 use super::store::{self, Message};
 use crate::domain::time;
 use crate::storage::Db;
@@ -124,6 +124,8 @@ pub struct Pass {
     pub retried: usize,
     pub dead: usize,
     pub cancelled: usize,
+    /// Put off to a later time (quiet hours), no attempt counted.
+    pub deferred: usize,
 }
 
 /// One node's dispatcher.
@@ -185,6 +187,7 @@ impl Dispatcher {
                     Settled::Retry => pass.retried += 1,
                     Settled::Dead => pass.dead += 1,
                     Settled::Cancelled => pass.cancelled += 1,
+                    Settled::Deferred => pass.deferred += 1,
                     Settled::Lost => {}
                 }
             }
@@ -205,6 +208,21 @@ impl Dispatcher {
             Ok(delivered) => (
                 Settled::Sent,
                 store::mark_sent(c.conn(), m.id, &self.owner, now, delivered.via).await?,
+            ),
+            Err(SendError {
+                later: Some(at),
+                reason,
+                ..
+            }) => (
+                Settled::Deferred,
+                store::mark_deferred(
+                    c.conn(),
+                    m.id,
+                    &self.owner,
+                    time::truncate_seconds(at),
+                    &reason,
+                )
+                .await?,
             ),
             Err(e) if e.obsolete => (
                 Settled::Cancelled,
@@ -237,6 +255,7 @@ impl Dispatcher {
             Settled::Cancelled => {
                 tracing::debug!(id = m.id, "outbox message no longer applies")
             }
+            Settled::Deferred => tracing::debug!(id = m.id, "outbox message put off"),
             Settled::Lost => {}
         }
         metrics::counter!("outbox_attempts_total", "channel" => m.channel.clone(), "outcome" => settled.as_str())
@@ -271,6 +290,7 @@ enum Settled {
     Retry,
     Dead,
     Cancelled,
+    Deferred,
     /// Another node took the message over meanwhile (our lease ran out); its outcome stands.
     Lost,
 }
@@ -282,6 +302,7 @@ impl Settled {
             Settled::Retry => "retry",
             Settled::Dead => "dead",
             Settled::Cancelled => "cancelled",
+            Settled::Deferred => "deferred",
             Settled::Lost => "lost",
         }
     }

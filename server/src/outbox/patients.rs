@@ -7,12 +7,15 @@
 //! ahead. A move cancels the queued reminders and enqueues the move's notice and new reminders;
 //! a cancellation cancels them and enqueues its notice. Nothing is enqueued for a patient whose
 //! consent and channel are not recorded ([`super::contacts`]), or whose channel the deployment
-//! does not carry.
+//! does not carry: the rows are written by one `INSERT ... SELECT` from `patient_contacts`, so
+//! the change's transaction reads nothing for them.
 //!
 //! # Quiet hours
 //! A message that falls due in the patient's quiet hours waits for them to end, unless the visit
 //! starts before they end: then it goes when due, since the visit itself is in the patient's
-//! quiet hours. "Join now" always goes when due.
+//! quiet hours. "Join now" and "running late" always go when due. The sender decides when it
+//! claims the message (the quiet hours as they are then), and puts it off without counting an
+//! attempt.
 //!
 //! # When it is sent
 //! The message is rendered from the records as they are then: the visit's time in the patient's
@@ -28,6 +31,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::EventKind;
 use super::channel::{Channel, Delivered, SendError};
 use super::contacts::{self, Contacts, PatientChannel};
 use super::email::Invitation;
@@ -35,7 +39,6 @@ use super::render::{self, Notice};
 use super::sms::Phone;
 use super::store::{self, Message};
 use super::transports::{Outgoing, Transports};
-use super::{EventKind, PATIENT};
 use crate::audit::{self, Outcome};
 use crate::domain::consultation::{Consultation, Status};
 use crate::domain::ids::{ConsultationId, PatientId};
@@ -163,14 +166,6 @@ pub async fn enqueue(
         store::cancel_reminders(conn.reborrow(), c.id.0, "the visit was moved or cancelled")
             .await?;
     }
-    let Some(recorded) = contacts::get(conn.reborrow(), c.patient_id).await? else {
-        return Ok(0);
-    };
-    let contacts = recorded.contacts;
-    let Some(channel) = contacts.reachable_by().filter(|ch| routes.carries(*ch)) else {
-        return Ok(0);
-    };
-    let zone = patient_zone(conn.reborrow(), c).await?;
     let mut due = vec![(notice, now, None)];
     if matches!(notice, Notice::Booked | Notice::Rescheduled) {
         for before in &routes.reminders {
@@ -184,41 +179,45 @@ pub async fn enqueue(
             due.push((Notice::JoinNow, opens, None));
         }
     }
-    for (notice, at, minutes_before) in &due {
-        let payload = serde_json::to_string(&Payload {
-            consultation_id: c.id.0,
-            start_at: c.start_at,
-            minutes_before: *minutes_before,
-            late_minutes: c
-                .running_late_minutes
-                .filter(|_| *notice == Notice::RunningLate),
-        })
-        // Numbers and a timestamp always serialise.
-        .unwrap_or_else(|_| "{}".to_owned());
-        let new = store::NewMessage {
+    let rows: Vec<store::PatientRow> = due
+        .iter()
+        .map(|(notice, at, minutes_before)| store::PatientRow {
             idempotency_key: super::new_key(),
             kind: notice.as_str(),
-            consultation_id: Some(c.id.0),
-            channel: PATIENT,
-            endpoint: channel.as_str(),
-            payload: &payload,
-            recipient_patient_id: Some(c.patient_id.0),
-            recipient_clinician_id: None,
-            actor_account_id: actor,
-            due_at: crate::domain::time::truncate_seconds(after_quiet_hours(
-                *at, *notice, &contacts, zone, c.start_at,
-            )),
-            created_at: now,
-        };
-        store::insert(conn.reborrow(), &new).await?;
-    }
-    Ok(due.len())
+            payload: serde_json::to_string(&Payload {
+                consultation_id: c.id.0,
+                start_at: c.start_at,
+                minutes_before: *minutes_before,
+                late_minutes: c
+                    .running_late_minutes
+                    .filter(|_| *notice == Notice::RunningLate),
+            })
+            // Numbers and a timestamp always serialise.
+            .unwrap_or_else(|_| "{}".to_owned()),
+            due_at: crate::domain::time::truncate_seconds(*at),
+        })
+        .collect();
+    // One statement, written only when the patient consented to a channel this deployment
+    // carries: the change's transaction reads nothing for it.
+    let written = store::insert_for_consenting_patient(
+        conn,
+        c.id.0,
+        c.patient_id.0,
+        actor,
+        &rows,
+        (routes.sms, routes.zalo, routes.email),
+        now,
+    )
+    .await?;
+    Ok(usize::try_from(written).unwrap_or(usize::MAX))
 }
 
 /// Why a prepared message is not sent.
 enum Void {
     Obsolete(&'static str),
     Permanent(&'static str),
+    /// In the patient's quiet hours: until then.
+    Later(DateTime<Utc>),
 }
 
 /// Everything a send needs, read (and the link issued) in one transaction.
@@ -297,13 +296,17 @@ impl PatientSender {
         if recorded.contacts.reachable_by().is_none() {
             return Ok(Err(Void::Obsolete("the patient withdrew consent")));
         }
+        let zone = patient_zone(tx.conn(), &c).await?;
+        let held = after_quiet_hours(now, notice, &recorded.contacts, zone, c.start_at);
+        if held > now {
+            return Ok(Err(Void::Later(held)));
+        }
         let phone: Option<String> = on_conn!(tx.conn(), k => sqlx::query_scalar(
             "SELECT phone FROM patients WHERE id = $1",
         )
         .bind(patient)
         .fetch_one(&mut *k)
         .await)?;
-        let zone = patient_zone(tx.conn(), &c).await?;
         let link = match (notice, m.actor_account_id) {
             (Notice::Cancelled, _) | (_, None) => None,
             (_, Some(actor)) => {
@@ -368,6 +371,7 @@ impl PatientSender {
             Ok(p) => p,
             Err(Void::Obsolete(why)) => return Err(SendError::obsolete(why)),
             Err(Void::Permanent(why)) => return Err(SendError::permanent(why)),
+            Err(Void::Later(at)) => return Err(SendError::later(at, "quiet hours")),
         };
         let words = render::words(
             p.notice,

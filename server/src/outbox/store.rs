@@ -220,6 +220,98 @@ pub async fn mark_dead(
     Ok(done == 1)
 }
 
+/// Puts a message off until `due_at` without counting the attempt (a patient's quiet hours).
+pub async fn mark_deferred(
+    conn: Conn<'_>,
+    id: i64,
+    owner: &str,
+    due_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = on_conn!(conn, c => sqlx::query(
+        "UPDATE outbox_messages
+         SET status = 'queued', due_at = $3, attempts = attempts - 1, last_error = $4,
+             lease_owner = NULL, lease_until = NULL
+         WHERE id = $1 AND status = 'sending' AND lease_owner = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(due_at)
+    .bind(reason)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+/// One message to a patient, as [`insert_for_consenting_patient`] writes it.
+pub struct PatientRow {
+    pub idempotency_key: String,
+    pub kind: &'static str,
+    pub payload: String,
+    pub due_at: DateTime<Utc>,
+}
+
+/// Writes `rows` about consultation `consultation` for `patient` in one statement, and only if
+/// the patient consented to a channel the deployment carries (`sms`, `zalo`, `email`): the
+/// booking's transaction reads nothing for it. Returns how many were written.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_for_consenting_patient(
+    conn: Conn<'_>,
+    consultation: i64,
+    patient: i64,
+    actor: Option<i64>,
+    rows: &[PatientRow],
+    (sms, zalo, email): (bool, bool, bool),
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    on_conn!(conn, c => {
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO outbox_messages
+                 (idempotency_key, event_kind, consultation_id, channel, endpoint, payload,
+                  recipient_patient_id, actor_account_id, due_at, status, attempts, created_at)
+             SELECT m.column1, m.column2, ",
+        );
+        q.push_bind(consultation)
+            .push(", ")
+            .push_bind(super::PATIENT)
+            .push(", pc.channel, m.column3, ")
+            .push_bind(patient)
+            .push(", ")
+            .push_bind(actor)
+            .push(", m.column4, 'queued', 0, ")
+            .push_bind(now)
+            .push(" FROM patient_contacts pc, (VALUES ");
+        for (i, r) in rows.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.push("(")
+                .push_bind(r.idempotency_key.as_str())
+                .push(", ")
+                .push_bind(r.kind)
+                .push(", ")
+                .push_bind(r.payload.as_str())
+                .push(", ")
+                .push_bind(r.due_at)
+                .push(")");
+        }
+        q.push(") AS m WHERE pc.patient_id = ")
+            .push_bind(patient)
+            .push(" AND pc.consent AND ((pc.channel = 'sms' AND ")
+            .push_bind(sms)
+            .push(") OR (pc.channel = 'zalo' AND ")
+            .push_bind(zalo || sms)
+            .push(") OR (pc.channel = 'email' AND ")
+            .push_bind(email)
+            .push("))");
+        q.build().execute(&mut *c).await.map(|r| r.rows_affected())
+    })
+}
+
 /// Drops a message that no longer applies (`reason` says why).
 pub async fn mark_cancelled(
     conn: Conn<'_>,
