@@ -75,7 +75,7 @@ export function deliveryLog(c, zone) {
         },
       }, t('log.resend')) : null;
       return h('li', { 'data-message': m.id, 'data-status': m.status },
-        h('strong', {}, tOr(`log.kind.${m.kind}`, m.kind)), ' · ', via, ' · ',
+        h('strong', {}, tOr(`log.kind.${m.kind}`, m.kind)), m.channel === 'clinician' ? ` (${t('log.to_clinician')})` : null, ' · ', via, ' · ',
         h('span', { class: `badge msg-${m.status}` }, t(`log.status.${m.status}`)), ' ',
         h('time', {}, fmtDateTime(when, zone)),
         m.status === 'dead' && m.last_error ? h('small', { class: 'error' }, ` ${m.last_error}`) : null,
