@@ -119,6 +119,20 @@ impl Journal {
         self.outbox.as_ref().is_some_and(|r| r.wants(kind))
     }
 
+    /// The rows a booking of `start`..`end` writes for its patient in its own statement, when
+    /// those are all its messages (see [`crate::outbox::Routes::booking_rows_alone`]).
+    pub fn booking_rows_alone(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<crate::outbox::patients::BookingRows> {
+        let actor = self.event.actor_account_id.map(|a| a.0);
+        self.outbox
+            .as_ref()?
+            .booking_rows_alone(start, end, actor, now)
+    }
+
     /// Writes, on the connection of the write's transaction (before it commits), the messages of
     /// `kind` about consultation `c` that the deployment's endpoints want: they commit with the
     /// change or not at all.

@@ -142,6 +142,26 @@ impl Routes {
         self.for_kind(kind).next().is_some() || self.patients.is_some()
     }
 
+    /// The rows a booking writes for its patient in the booking's own statement, when patients
+    /// are told and no webhook endpoint wants bookings (their rows need the transaction path).
+    pub fn booking_rows_alone(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        actor: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Option<patients::BookingRows> {
+        if self
+            .for_kind(EventKind::ConsultationBooked)
+            .next()
+            .is_some()
+        {
+            return None;
+        }
+        let p = self.patients.as_ref()?;
+        Some(patients::BookingRows::new(p, start, end, actor, now))
+    }
+
     pub fn webhooks(&self) -> &[WebhookEndpoint] {
         &self.webhooks
     }

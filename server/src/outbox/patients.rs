@@ -145,6 +145,69 @@ fn after_quiet_hours(
     }
 }
 
+/// What a patient is told of `notice` about a visit from `start` to `end`, and when: the notice
+/// itself now, and after a booking or a move the reminders still ahead and "join now".
+fn due_rows(
+    routes: &PatientRoutes,
+    notice: Notice,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<(Notice, DateTime<Utc>, Option<i64>)> {
+    let mut due = vec![(notice, now, None)];
+    if matches!(notice, Notice::Booked | Notice::Rescheduled) {
+        for before in &routes.reminders {
+            let at = start - *before;
+            if at > now {
+                due.push((Notice::Reminder, at, Some(before.num_minutes())));
+            }
+        }
+        let (opens, _) = crate::calls::join_window(start, end);
+        if opens > now {
+            due.push((Notice::JoinNow, opens, None));
+        }
+    }
+    due
+}
+
+/// A booking's messages to its patient as the PostgreSQL booking statement writes them, in the
+/// same statement (`booking::store::insert_booking_audited_notifying`), when the patient
+/// consented to a channel the deployment carries.
+pub struct BookingRows {
+    pub keys: Vec<String>,
+    pub kinds: Vec<&'static str>,
+    pub dues: Vec<DateTime<Utc>>,
+    pub minutes_before: Vec<Option<i64>>,
+    pub actor: Option<i64>,
+    pub now: DateTime<Utc>,
+    /// SMS, Zalo (or its SMS fallback), email.
+    pub carries: (bool, bool, bool),
+}
+
+impl BookingRows {
+    pub fn new(
+        routes: &PatientRoutes,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        actor: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> BookingRows {
+        let due = due_rows(routes, Notice::Booked, start, end, now);
+        BookingRows {
+            keys: due.iter().map(|_| super::new_key()).collect(),
+            kinds: due.iter().map(|(n, _, _)| n.as_str()).collect(),
+            dues: due
+                .iter()
+                .map(|(_, at, _)| crate::domain::time::truncate_seconds(*at))
+                .collect(),
+            minutes_before: due.iter().map(|(_, _, m)| *m).collect(),
+            actor,
+            now,
+            carries: (routes.sms, routes.zalo || routes.sms, routes.email),
+        }
+    }
+}
+
 /// Enqueues, on the change's connection, what patient `c.patient_id` is to be told of `kind`.
 pub async fn enqueue(
     mut conn: Conn<'_>,
@@ -166,19 +229,7 @@ pub async fn enqueue(
         store::cancel_reminders(conn.reborrow(), c.id.0, "the visit was moved or cancelled")
             .await?;
     }
-    let mut due = vec![(notice, now, None)];
-    if matches!(notice, Notice::Booked | Notice::Rescheduled) {
-        for before in &routes.reminders {
-            let at = c.start_at - *before;
-            if at > now {
-                due.push((Notice::Reminder, at, Some(before.num_minutes())));
-            }
-        }
-        let (opens, _) = crate::calls::join_window(c.start_at, c.end_at);
-        if opens > now {
-            due.push((Notice::JoinNow, opens, None));
-        }
-    }
+    let due = due_rows(routes, notice, c.start_at, c.end_at, now);
     let rows: Vec<store::PatientRow> = due
         .iter()
         .map(|(notice, at, minutes_before)| store::PatientRow {

@@ -270,6 +270,68 @@ pub async fn insert_booking_audited(
     .await
 }
 
+/// [`insert_booking_audited`] on PostgreSQL with the booking's messages to its patient in the
+/// same statement (`rows`: the confirmation, the reminders, "join now"), written only when the
+/// patient consented to a channel the deployment carries: a deployment that tells patients keeps
+/// the booking a single statement, with no transaction and no read around it. The payload is the
+/// one `outbox::patients` reads (`consultation_id`, `start_at`, `minutes_before`).
+pub async fn insert_booking_audited_notifying(
+    conn: &mut sqlx::PgConnection,
+    new: &NewConsultation<'_>,
+    cells: Range<i64>,
+    actor: &str,
+    (event, at): (&audit::Event, DateTime<Utc>),
+    rows: &crate::outbox::patients::BookingRows,
+) -> Result<Consultation, sqlx::Error> {
+    let (sms, zalo, email) = rows.carries;
+    bind_new!(
+        sqlx::query_as::<_, Consultation>(booking_statement!(
+            ",
+             audit AS (
+               INSERT INTO audit_pending (occurred_at, actor_account_id, actor, actor_role, action,
+                 record_type, record_id, patient_id, client_addr, outcome)
+               SELECT $17, $18, $19, $20, $21, $22, c.id::text, $23, $24, $25 FROM c),
+             outbox AS (
+               INSERT INTO outbox_messages (idempotency_key, event_kind, consultation_id, channel,
+                 endpoint, payload, recipient_patient_id, actor_account_id, due_at, status,
+                 attempts, created_at)
+               SELECT m.key, m.kind, c.id, 'patient', pc.channel,
+                      json_build_object('consultation_id', c.id, 'start_at', c.start_at,
+                                        'minutes_before', m.mb)::text,
+                      c.patient_id, $26, m.due, 'queued', 0, $27
+               FROM c JOIN patient_contacts pc ON pc.patient_id = c.patient_id,
+                    unnest($28::text[], $29::text[], $30::timestamptz[], $31::bigint[])
+                      AS m(key, kind, due, mb)
+               WHERE pc.consent AND ((pc.channel = 'sms' AND $32) OR (pc.channel = 'zalo' AND $33)
+                                     OR (pc.channel = 'email' AND $34)))"
+        )),
+        new
+    )
+    .bind(cells.start)
+    .bind(cells.end)
+    .bind(actor)
+    .bind(at)
+    .bind(event.actor_account_id)
+    .bind(event.actor.as_str())
+    .bind(event.actor_role.as_str())
+    .bind(event.action.as_str())
+    .bind(event.record_type.as_str())
+    .bind(event.patient_id)
+    .bind(event.client_addr.as_deref())
+    .bind(event.outcome.as_str())
+    .bind(rows.actor)
+    .bind(rows.now)
+    .bind(&rows.keys)
+    .bind(&rows.kinds)
+    .bind(&rows.dues)
+    .bind(&rows.minutes_before)
+    .bind(sms)
+    .bind(zalo)
+    .bind(email)
+    .fetch_one(conn)
+    .await
+}
+
 /// Claims `cells` of the clinician's time for a consultation; fails with a [`SLOT_CLAIM`]
 /// violation when any of them is claimed already. `cells` is never empty (a slot is at least
 /// one cell long).
