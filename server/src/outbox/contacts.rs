@@ -114,14 +114,6 @@ impl QuietHours {
         QuietHours::new(minutes(from)?, minutes(until)?)
     }
 
-    pub fn from_minutes(self) -> u16 {
-        self.from
-    }
-
-    pub fn until_minutes(self) -> u16 {
-        self.until
-    }
-
     fn text(m: u16) -> String {
         format!("{:02}:{:02}", m / 60, m % 60)
     }

@@ -54,7 +54,7 @@ use crate::storage::Conn;
 
 pub use channel::{Channel, Delivered, SendError};
 pub use dispatcher::{Clock, DispatchSettings, Dispatcher, ManualClock, SystemClock};
-pub use store::{Message, MessageStatus};
+pub use store::Message;
 pub use webhook::{WebhookChannel, WebhookEndpoint};
 
 /// What happened, as receivers see it (the `type` of a webhook's body).

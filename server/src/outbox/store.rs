@@ -52,30 +52,6 @@ pub async fn insert(conn: Conn<'_>, m: &NewMessage<'_>) -> Result<(), sqlx::Erro
     .map(|_| ()))
 }
 
-/// Where a message stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MessageStatus {
-    Queued,
-    Sending,
-    Sent,
-    Dead,
-    /// No longer to be sent: the visit a reminder was for was cancelled or moved.
-    Cancelled,
-}
-
-impl MessageStatus {
-    pub fn parse(s: &str) -> Option<MessageStatus> {
-        match s {
-            "queued" => Some(MessageStatus::Queued),
-            "sending" => Some(MessageStatus::Sending),
-            "sent" => Some(MessageStatus::Sent),
-            "dead" => Some(MessageStatus::Dead),
-            "cancelled" => Some(MessageStatus::Cancelled),
-            _ => None,
-        }
-    }
-}
-
 /// A claimed message, with what its channel needs to send it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Message {

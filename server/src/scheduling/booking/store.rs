@@ -169,7 +169,7 @@ async fn insert_consultation(
 /// in one statement, built around [`insert_consultation!`]; `$extra` adds more parts (the audit
 /// event's) before the final `SELECT`.
 macro_rules! booking_statement {
-    ($extra:literal) => {
+    ($extra:expr) => {
         concat!(
             "WITH c AS (",
             insert_consultation!(),
@@ -225,6 +225,38 @@ pub async fn insert_booking(
     Ok(row)
 }
 
+/// The booking statement's CTE staging the request's audit event (the columns of
+/// `audit::store::stage`, with the record id the consultation's own), then `$extra`.
+macro_rules! audited_statement {
+    ($extra:literal) => {
+        concat!(",
+             audit AS (
+               INSERT INTO audit_pending (occurred_at, actor_account_id, actor, actor_role, action,
+                 record_type, record_id, patient_id, client_addr, outcome)
+               SELECT $17, $18, $19, $20, $21, $22, c.id::text, $23, $24, $25 FROM c)", $extra)
+    };
+}
+
+/// [`bind_new!`] and the binds of [`booking_statement!`] and [`audited_statement!`] (`$14` to
+/// `$25`), in their order.
+macro_rules! bind_audited {
+    ($query:expr, $new:expr, $cells:expr, $actor:expr, ($event:expr, $at:expr)) => {
+        bind_new!($query, $new)
+            .bind($cells.start)
+            .bind($cells.end)
+            .bind($actor)
+            .bind($at)
+            .bind($event.actor_account_id)
+            .bind($event.actor.as_str())
+            .bind($event.actor_role.as_str())
+            .bind($event.action.as_str())
+            .bind($event.record_type.as_str())
+            .bind($event.patient_id)
+            .bind($event.client_addr.as_deref())
+            .bind($event.outcome.as_str())
+    };
+}
+
 /// [`insert_booking`] with the request's audit event staged too (`audit_pending`, naming the new
 /// consultation), all or nothing: on PostgreSQL still one statement, so a booking without an
 /// idempotency key needs no transaction and no round trip more than before; on SQLite four
@@ -243,29 +275,13 @@ pub async fn insert_booking_audited(
         audit::store::stage(conn, &event, at).await?;
         return Ok(row);
     };
-    // The columns of audit::store::stage, with the record id the consultation's own.
-    bind_new!(
-        sqlx::query_as::<_, Consultation>(booking_statement!(
-            ",
-             audit AS (
-               INSERT INTO audit_pending (occurred_at, actor_account_id, actor, actor_role, action,
-                 record_type, record_id, patient_id, client_addr, outcome)
-               SELECT $17, $18, $19, $20, $21, $22, c.id::text, $23, $24, $25 FROM c)"
-        )),
-        new
+    bind_audited!(
+        sqlx::query_as::<_, Consultation>(booking_statement!(audited_statement!(""))),
+        new,
+        cells,
+        actor,
+        (event, at)
     )
-    .bind(cells.start)
-    .bind(cells.end)
-    .bind(actor)
-    .bind(at)
-    .bind(event.actor_account_id)
-    .bind(event.actor.as_str())
-    .bind(event.actor_role.as_str())
-    .bind(event.action.as_str())
-    .bind(event.record_type.as_str())
-    .bind(event.patient_id)
-    .bind(event.client_addr.as_deref())
-    .bind(event.outcome.as_str())
     .fetch_one(&mut **c)
     .await
 }
@@ -284,13 +300,9 @@ pub async fn insert_booking_audited_notifying(
     rows: &crate::outbox::patients::BookingRows,
 ) -> Result<Consultation, sqlx::Error> {
     let (sms, zalo, email) = rows.carries;
-    bind_new!(
-        sqlx::query_as::<_, Consultation>(booking_statement!(
+    bind_audited!(
+        sqlx::query_as::<_, Consultation>(booking_statement!(audited_statement!(
             ",
-             audit AS (
-               INSERT INTO audit_pending (occurred_at, actor_account_id, actor, actor_role, action,
-                 record_type, record_id, patient_id, client_addr, outcome)
-               SELECT $17, $18, $19, $20, $21, $22, c.id::text, $23, $24, $25 FROM c),
              outbox AS (
                INSERT INTO outbox_messages (idempotency_key, event_kind, consultation_id, channel,
                  endpoint, payload, recipient_patient_id, actor_account_id, due_at, status,
@@ -304,21 +316,12 @@ pub async fn insert_booking_audited_notifying(
                       AS m(key, kind, due, mb)
                WHERE pc.consent AND ((pc.channel = 'sms' AND $32) OR (pc.channel = 'zalo' AND $33)
                                      OR (pc.channel = 'email' AND $34)))"
-        )),
-        new
+        ))),
+        new,
+        cells,
+        actor,
+        (event, at)
     )
-    .bind(cells.start)
-    .bind(cells.end)
-    .bind(actor)
-    .bind(at)
-    .bind(event.actor_account_id)
-    .bind(event.actor.as_str())
-    .bind(event.actor_role.as_str())
-    .bind(event.action.as_str())
-    .bind(event.record_type.as_str())
-    .bind(event.patient_id)
-    .bind(event.client_addr.as_deref())
-    .bind(event.outcome.as_str())
     .bind(rows.actor)
     .bind(rows.now)
     .bind(&rows.keys)
